@@ -1,0 +1,55 @@
+# Soil-moisture HA logger: every set-up step lives here, so a fresh Debian / Raspberry Pi OS machine needs only
+# `make demo` or `make test`.
+PYTHON     ?= python3
+VENV       := .venv
+PY         := $(VENV)/bin/python
+RUN_DIR    := run
+NODE_DIR   := tools/micropython
+export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
+
+.PHONY: all demo test test-fast bench venv deps dbserver micropython clean help
+
+help:
+	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
+	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
+	@echo "make bench   - measure the targets in BRIEF.md and write docs/BENCHMARKS.md"
+	@echo "make clean   - remove the virtual environment and run folders"
+
+# --- set-up -------------------------------------------------------------------------------------------------
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --upgrade pip
+	$(VENV)/bin/pip install --quiet -r requirements.txt
+	$(VENV)/bin/pip install --quiet --no-deps -e .
+	touch $@
+
+venv: $(VENV)/.installed
+
+# The database server is the one thing that comes from the system's packages.
+dbserver:
+	@bash tools/ensure-dbserver.sh
+
+# The real MicroPython interpreter (WebAssembly build) from the npm registry.
+$(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
+	cd $(NODE_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+micropython: $(NODE_DIR)/node_modules/.installed
+
+deps: venv dbserver micropython
+
+# --- the two user-facing commands -----------------------------------------------------------------------------
+demo: deps
+	$(PY) -m tools.demo $(DEMO_ARGS)
+
+test: deps
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: venv
+	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+bench: deps
+	$(PY) -m tools.bench $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis
