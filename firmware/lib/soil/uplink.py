@@ -1,0 +1,135 @@
+"""Board side of the uplink protocol: frame numbering, the window of frames in flight, acknowledgements, resends.
+
+Why a window: at 115200 baud a reading frame takes ~4 ms on the wire, while a database commit and the ack coming
+back take longer. Stop-and-wait per row (the book's way) would leave the line idle most of the time; here up to
+`window` frames are in flight and the gateway acknowledges them cumulatively after COMMIT (docs/PROTOCOL.md).
+
+The uplink never decides what a reading is or where it is stored: the collector hands it journal records with
+their positions, and gets back the position up to which the gateway has committed.
+"""
+
+from soil import frames
+
+try:
+    from micropython import const
+except ImportError:
+    def const(x):
+        return x
+
+_OUT_LIMIT = const(2 * 120)   # keep at most ~2 frames queued for the link beyond what it accepted
+
+
+class Uplink:
+    def __init__(self, link, ticks_ms, ticks_diff, window=24, rto_ms=3000, rto_max_ms=30000):
+        self.link = link
+        self._ticks_ms = ticks_ms
+        self._ticks_diff = ticks_diff
+        self.window = window
+        self.rto_base = rto_ms
+        self.rto_max = rto_max_ms
+        self.rto = rto_ms
+        self.inflight = []            # [n, record, position], oldest first; position None for RAM-only records
+        self.next_n = 1
+        self._out = b""
+        self._hold_start = None       # a W frame holds sending for _hold_ms from _hold_start
+        self._hold_ms = 0
+        self._last_progress = ticks_ms()
+        self._splitter = frames.LineSplitter()
+        self.rx_errors = 0
+        self.resends = 0
+
+    # --- sending -----------------------------------------------------------------------------------------------
+    def holding(self):
+        if self._hold_start is None:
+            return False
+        if self._ticks_diff(self._ticks_ms(), self._hold_start) < self._hold_ms:
+            return True
+        self._hold_start = None
+        self._resend_from(0)          # the hold is over: everything unacknowledged goes again
+        return False
+
+    def room(self):
+        """True when one more reading may be sent now."""
+        return len(self.inflight) < self.window and len(self._out) < _OUT_LIMIT and not self.holding()
+
+    def send_reading(self, record, position, live):
+        n = self.next_n
+        self.next_n = n + 1 if n < frames.MAX_N else 1
+        if not self.inflight:
+            self._last_progress = self._ticks_ms()
+        self.inflight.append([n, record, position])
+        self._queue(frames.reading_frame(n, record, b"L" if live else b"C"))
+
+    def send_control(self, frame):
+        """Hello and status frames: not numbered, not acknowledged."""
+        self._queue(frame)
+
+    def oldest_unacked(self):
+        return self.inflight[0][0] if self.inflight else self.next_n
+
+    def _queue(self, data):
+        self._out += data
+        self.flush()
+
+    def flush(self):
+        if self._out:
+            n = self.link.write(self._out)
+            if n:
+                self._out = self._out[n:]
+
+    def _resend_from(self, n):
+        for entry in self.inflight:
+            if entry[0] >= n:
+                self._out += frames.reading_frame(entry[0], entry[1], b"C")
+                self.resends += 1
+        self._last_progress = self._ticks_ms()
+        self.flush()
+
+    # --- receiving ---------------------------------------------------------------------------------------------
+    def poll(self):
+        """Handle what the gateway sent and the retransmit timer. Returns a list of events for the collector:
+        ('acked', position, count) with the newest committed journal position (None if only RAM records were
+        acked) and how many readings that acknowledged,
+        ('time', 'YYYY-MM-DDTHH:MM:SSZ'), ('query',)."""
+        events = []
+        data = self.link.read()
+        if data:
+            for line in self._splitter.feed(data):
+                try:
+                    kind, f = frames.decode(line)
+                except frames.FrameError:
+                    self.rx_errors += 1
+                    continue
+                if kind == frames.ACK:
+                    self._on_ack(f[0], events)
+                elif kind == frames.RESEND:
+                    self._resend_from(f[0])
+                elif kind == frames.WAIT:
+                    self._hold_start = self._ticks_ms()
+                    self._hold_ms = f[0]
+                elif kind == frames.SETTIME:
+                    events.append(("time", f[0]))
+                elif kind == frames.QUERY:
+                    events.append(("query",))
+                else:
+                    self.rx_errors += 1      # a board never receives H, R or S
+        self.flush()
+        if self.inflight and not self.holding() and \
+                self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:
+            self._resend_from(0)
+            self.rto = min(self.rto * 2, self.rto_max)
+        return events
+
+    def _on_ack(self, n, events):
+        acked = 0
+        position = None
+        inflight = self.inflight
+        while acked < len(inflight) and inflight[acked][0] <= n:
+            if inflight[acked][2] is not None:
+                position = inflight[acked][2]
+            acked += 1
+        if acked:
+            del inflight[:acked]
+            self.rto = self.rto_base
+            self._last_progress = self._ticks_ms()
+            events.append(("acked", position, acked))

@@ -1,0 +1,112 @@
+"""Gateway configuration: one TOML file, the database password from the file or the environment.
+
+Example (see gateway.example.toml):
+
+    [database]
+    host = "127.0.0.1"
+    port = 3306
+    user = "soil_gateway"
+    password_env = "SOIL_DB_PASSWORD"   # or: password = "..."
+    database = "plant_moisture"
+    # ssl_ca = "/etc/soil/ca.pem"       # TLS to the database
+
+    [gateway]
+    clock_tolerance_s = 2
+
+    [[board]]
+    url = "/dev/ttyACM0"                # any pyserial URL: /dev/ttyACM0, socket://host:port, spy://..., hwgrep://...
+    baudrate = 115200
+
+The password never leaves this machine: boards only ever see frames (flaw F13).
+"""
+
+import os
+
+try:
+    import tomllib
+except ImportError:  # Python < 3.11
+    import tomli as tomllib
+
+from gateway.db import DbConfig
+
+PASSWORD_ENV = "SOIL_DB_PASSWORD"
+
+
+class ConfigError(Exception):
+    """A configuration file that cannot be used; the message names the file and the key."""
+
+
+class BoardConfig:
+    def __init__(self, url, baudrate=115200, name=None):
+        self.url = url
+        self.baudrate = baudrate
+        self.name = name or url
+
+    def __repr__(self):
+        return "BoardConfig(%r, %r)" % (self.url, self.baudrate)
+
+
+class GatewayConfig:
+    """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
+
+    def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=2000,
+                 retry_initial_s=0.25, retry_max_s=5.0, status_path=None):
+        self.database = database
+        self.boards = list(boards)
+        self.clock_tolerance_s = clock_tolerance_s
+        self.wait_ms = wait_ms
+        self.batch_max = batch_max
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.status_path = status_path
+
+
+_DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
+            "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
+            "connect_timeout": (int, float)}
+_GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
+            "retry_max_s": (int, float), "status_path": str}
+
+
+def _check(table, allowed, where, path):
+    for key, value in table.items():
+        if key not in allowed:
+            raise ConfigError("%s: unknown key [%s] %s" % (path, where, key))
+        if not isinstance(value, allowed[key]) or (allowed[key] is int and isinstance(value, bool)):
+            raise ConfigError("%s: [%s] %s has the wrong type" % (path, where, key))
+
+
+def load(path, environ=None):
+    """Read a gateway TOML file. The password comes from `password`, else from the variable named by
+    `password_env` (default SOIL_DB_PASSWORD)."""
+    environ = os.environ if environ is None else environ
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError("%s: no such configuration file" % path)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError("%s: %s" % (path, e))
+    return from_dict(data, path, environ)
+
+
+def from_dict(data, path="<config>", environ=None):
+    environ = os.environ if environ is None else environ
+    for key in data:
+        if key not in ("database", "gateway", "board"):
+            raise ConfigError("%s: unknown section [%s]" % (path, key))
+    db = dict(data.get("database", {}))
+    _check(db, _DB_KEYS, "database", path)
+    env_name = db.pop("password_env", PASSWORD_ENV)
+    if "password" not in db:
+        db["password"] = environ.get(env_name, "")
+    database = DbConfig(**db)
+    gw = dict(data.get("gateway", {}))
+    _check(gw, _GW_KEYS, "gateway", path)
+    boards = []
+    for i, b in enumerate(data.get("board", [])):
+        if "url" not in b:
+            raise ConfigError("%s: [[board]] number %d has no url" % (path, i + 1))
+        _check(b, {"url": str, "baudrate": int, "name": str}, "board", path)
+        boards.append(BoardConfig(**b))
+    return GatewayConfig(database, boards, **gw)

@@ -1,0 +1,226 @@
+"""The gateway service: board sessions feeding one database writer.
+
+Why one writer for all boards: a transaction per reading (the book's autocommit INSERT per row) caps a Pi at a few
+hundred rows per second, and a transaction per board multiplies round trips. The writer takes everything that is
+waiting, inserts it as one multi-row statement, COMMITs, and only then acknowledges each board up to its highest
+committed frame. When the database is away it keeps trying with bounded backoff while the boards keep caching.
+"""
+
+import json
+import logging
+import os
+import queue
+import threading
+import time
+
+from gateway.db import DatabaseConfigError, DatabaseError, DatabaseUnavailable, ReadingStore
+from gateway.session import BoardSession
+
+log = logging.getLogger("gateway")
+
+
+class Writer:
+    """Batches readings from every session into one transaction and acknowledges after COMMIT."""
+
+    def __init__(self, store, batch_max=2000, retry_initial_s=0.25, retry_max_s=5.0):
+        self.store = store
+        self.batch_max = batch_max
+        self.retry_initial_s = retry_initial_s
+        self.retry_max_s = retry_max_s
+        self.queue = queue.Queue()
+        self._ok = threading.Event()
+        self._ok.set()
+        self._stop = threading.Event()
+        self._thread = None
+        self.committed_rows = 0
+        self.batches = 0
+        self.last_error = None
+        self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
+
+    def ok(self):
+        return self._ok.is_set()
+
+    def submit(self, session, epoch, n, reading):
+        self.queue.put(("r", session, epoch, n, reading))
+
+    def submit_status(self, session, kind, fields):
+        self.queue.put(("s", session, kind, fields))
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="db-writer", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        self.queue.put(None)
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.store.close()
+
+    def _take_batch(self):
+        item = self.queue.get()
+        items = [item]
+        while len(items) < self.batch_max:
+            try:
+                items.append(self.queue.get_nowait())
+            except queue.Empty:
+                break
+        return items
+
+    def _run(self):
+        backoff = self.retry_initial_s
+        while not self._stop.is_set():
+            if not self._ok.is_set():
+                # Probe until the database answers again; the sessions meanwhile tell boards to wait.
+                try:
+                    self.store.check()
+                    self._ok.set()
+                    log.info("database is back")
+                    backoff = self.retry_initial_s
+                except DatabaseError as e:
+                    self._report(e)
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, self.retry_max_s)
+                    self._drop_queued()
+                    continue
+            items = self._take_batch()
+            if None in items:
+                return
+            readings = [it for it in items if it[0] == "r"]
+            statuses = [it for it in items if it[0] == "s"]
+            if readings:
+                self._write_readings(readings)
+            if statuses and self._ok.is_set():
+                self._write_statuses(statuses)
+
+    def _write_readings(self, items):
+        rows = [it[4] for it in items]
+        try:
+            self.store.insert_batch(rows)
+        except DatabaseError as e:
+            self._ok.clear()
+            self._report(e)
+            for session, epoch in {(it[1], it[2]) for it in items}:
+                session.rollback(epoch)
+            return
+        self.committed_rows += len(rows)
+        self.batches += 1
+        highest = {}
+        for _, session, epoch, n, _ in items:
+            key = (session, epoch)
+            if n > highest.get(key, 0):
+                highest[key] = n
+        for (session, epoch), n in highest.items():
+            session.committed_through(epoch, n)
+        if self.on_commit is not None:
+            self.on_commit(rows)
+
+    def _write_statuses(self, items):
+        for _, session, kind, fields in items:
+            try:
+                self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
+                if kind == "status" and fields.get("dropped"):
+                    prev = getattr(session, "_reported_dropped", 0)
+                    if fields["dropped"] > prev:
+                        self.store.add_board_event(session.board_id, "dropped",
+                                                   "%d readings dropped by a full or failed card"
+                                                   % fields["dropped"], _sql_time(fields.get("board_time")))
+                        session._reported_dropped = fields["dropped"]
+                if kind == "hello":
+                    self.store.add_board_event(session.board_id, "boot", "boot %d, fw %s, clock %s"
+                                               % (fields["boot"], fields["fw"], fields["clock"]),
+                                               _sql_time(fields.get("board_time")))
+            except DatabaseError as e:
+                self._ok.clear()
+                self._report(e)
+                return
+
+    def _drop_queued(self):
+        """While the database is away, whatever was accepted is rolled back so the boards resend it later."""
+        while True:
+            try:
+                item = self.queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is None:
+                self._stop.set()
+                return
+            if item[0] == "r":
+                item[1].rollback(item[2])
+
+    def _report(self, err):
+        text = str(err)
+        if text != self.last_error:
+            level = logging.ERROR if isinstance(err, DatabaseConfigError) else logging.WARNING
+            log.log(level, "database: %s", text)
+            self.last_error = text
+
+
+def _sql_time(iso):
+    if not iso:
+        return None
+    return iso.replace("T", " ").rstrip("Z")
+
+
+def _status_columns(session, fields):
+    cols = {"role": session.role, "boot": session.boot}
+    for key in ("fw", "clock", "pending", "dropped", "card", "journal_bytes"):
+        if key in fields:
+            cols[key] = fields[key]
+    if fields.get("board_time"):
+        cols["last_board_time"] = _sql_time(fields["board_time"])
+    return cols
+
+
+class Gateway:
+    """Sessions for the configured boards plus the writer. `start()` returns at once; `stop()` joins."""
+
+    def __init__(self, config, store=None):
+        self.config = config
+        self.store = store or ReadingStore(config.database)
+        self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s)
+        self.sessions = []
+        for board in config.boards:
+            self.add_board(board)
+
+    def add_board(self, board_cfg):
+        s = BoardSession(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
+                         clock_tolerance_s=self.config.clock_tolerance_s, wait_ms=self.config.wait_ms)
+        self.sessions.append(s)
+        return s
+
+    def check_database(self):
+        """Fail fast with a clear message on a configuration error (wrong password, unknown database)."""
+        self.store.check()
+
+    def start(self):
+        self.writer.start()
+        for s in self.sessions:
+            s.start()
+
+    def stop(self):
+        for s in self.sessions:
+            s.stop()
+        self.writer.stop()
+
+    def snapshot(self):
+        return {
+            "database_ok": self.writer.ok(),
+            "committed_rows": self.writer.committed_rows,
+            "batches": self.writer.batches,
+            "boards": [{"port": s.cfg.name, "board": s.board_id, "synced": s.synced, "committed_n": s.committed,
+                        **vars(s.stats)} for s in self.sessions],
+        }
+
+    def run_forever(self, stop_event=None, status_every_s=10.0):
+        stop_event = stop_event or threading.Event()
+        self.start()
+        try:
+            while not stop_event.wait(status_every_s):
+                if self.config.status_path:
+                    tmp = self.config.status_path + ".tmp"
+                    with open(tmp, "w") as f:
+                        json.dump(self.snapshot(), f)
+                    os.replace(tmp, self.config.status_path)
+        finally:
+            self.stop()
