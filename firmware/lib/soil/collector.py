@@ -78,23 +78,21 @@ class Collector:
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):
-        """(tm, state). An unreadable RTC gives an estimate from the last good reading and the tick counter,
-        flagged 'invalid', rather than a made-up time presented as true."""
+        """(tm, state) from one read of the RTC. A clock that cannot be trusted ('halted', 'invalid', or an I2C
+        error) gives an estimate from the last good reading and the tick counter, and its state says so: the
+        reading is flagged, never silently given a made-up time."""
         try:
-            state = self.rtc.state()
-            tm = self.rtc.datetime
-            if state != "invalid":
-                self._last_tm = tm
-                self._last_tm_ticks = self.ticks_ms()
+            tm, state = self.rtc.read()
         except OSError:
-            state = "invalid"
-            tm = None
-        if state == "invalid":
-            if self._last_tm is not None:
-                secs = timefmt.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
-                tm = timefmt.from_epoch(secs)
-            else:
-                tm = _EPOCH_FALLBACK
+            tm, state = None, "invalid"
+        if tm is not None and (state == "ok" or state == "unset"):
+            self._last_tm = tm
+            self._last_tm_ticks = self.ticks_ms()
+        elif self._last_tm is not None:
+            secs = timefmt.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
+            tm = timefmt.from_epoch(secs)
+        elif tm is None:
+            tm = _EPOCH_FALLBACK
         self.clock_state = state
         return tm, state
 
@@ -105,8 +103,9 @@ class Collector:
             return
         try:
             self.rtc.set_datetime(tm)
-        except OSError:
-            pass
+        except (OSError, ValueError) as e:
+            if self._log:
+                self._log("rtc: cannot set the clock (%r)" % (e,))
         self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------

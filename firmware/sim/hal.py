@@ -1,0 +1,68 @@
+"""Simulation HAL: hands the portable core a virtual board built from register- and byte-level chip models.
+
+It is the simulation's counterpart of `firmware/micropython/hal.py`: the same attribute names, so the collector
+cannot tell the difference. Everything a board keeps across a reset lives in `state_dir`: the SD card's folder,
+the DS1307's battery-backed registers, and the link's path.
+
+Ticks reproduce MicroPython's: `ticks_ms()` wraps at 2**30 and `ticks_diff()` is modular, so wrap-around bugs
+(flaw F10) show here too. `ticks_offset_ms` starts the counter anywhere, close to the wrap for tests.
+"""
+
+import os
+import time
+
+from tools.simhw.adc import MoistureSensor, constant, drying
+from tools.simhw.ds1307 import DS1307Sim
+from tools.simhw.i2c import I2CBus, MachineI2C
+from tools.simhw.ptylink import PtyLink
+from tools.simhw.sdcard import SimCard
+
+TICKS_PERIOD = 1 << 30
+_TICKS_HALF = TICKS_PERIOD // 2
+
+
+def ticks_diff(a, b):
+    """MicroPython's time.ticks_diff: a - b on the wrapping tick circle."""
+    return ((a - b + _TICKS_HALF) & (TICKS_PERIOD - 1)) - _TICKS_HALF
+
+
+class Led:
+    def __init__(self):
+        self.state = 0
+        self.changes = 0
+
+    def value(self, v=None):
+        if v is None:
+            return self.state
+        if v != self.state:
+            self.changes += 1
+        self.state = v
+
+
+class SimHAL:
+    """One virtual board's hardware. `clock` is host seconds (monotonic), used for ticks and the link pacing."""
+
+    def __init__(self, state_dir, baudrate=115200, card_capacity=8 << 20, moisture=None, noise=40.0, seed=0,
+                 rtc_battery=True, ticks_offset_ms=0, clock=time.monotonic):
+        os.makedirs(state_dir, exist_ok=True)
+        self.state_dir = state_dir
+        self._clock = clock
+        self._ticks_offset = ticks_offset_ms
+        self.bus = I2CBus()
+        self.rtc_chip = DS1307Sim(state_file=os.path.join(state_dir, "ds1307.json"), battery=rtc_battery,
+                                  seed=seed)
+        self.bus.attach(0x68, self.rtc_chip)
+        self.i2c = MachineI2C(self.bus)
+        curve = constant(moisture) if moisture is not None else drying(water_every=3600.0)
+        self.adc = MoistureSensor(curve=curve, noise=noise, seed=seed)
+        self.card = SimCard(os.path.join(state_dir, "sd"), card_capacity, seed=seed)
+        self.link = PtyLink(baudrate, clock=clock)
+        self.led = Led()
+
+    def ticks_ms(self):
+        return (int(self._clock() * 1000) + self._ticks_offset) & (TICKS_PERIOD - 1)
+
+    ticks_diff = staticmethod(ticks_diff)
+
+    def close(self):
+        self.link.close()

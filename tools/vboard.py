@@ -1,0 +1,189 @@
+"""A virtual board: the firmware's portable core on CPython, on simulated chips, behind a real pseudo-terminal.
+
+    python -m tools.vboard --board b1 --state run/boards/b1
+    vboard: b1 boot 3 on /dev/pts/7 (link run/boards/b1/tty)
+
+The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board resets) exactly as it would
+open /dev/ttyACM0. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
+registers. Killing the process is pulling the power; starting it again on the same folder is the next boot.
+
+This file is the simulation's entry point, the counterpart of a port's `main.py`: it builds the hardware and hands
+it to the core. A control socket (`<state>/control.sock`, one command per line) lets tests and the demo look
+inside and inject faults:
+
+    status                  JSON counters (pending, dropped, card, clock, link bytes ...)
+    noise <text>            send bytes that are not a frame (line noise)
+    rtc halt | rtc run      set or clear the DS1307's clock-halt bit (a failing battery)
+    quit                    stop the board
+"""
+
+import argparse
+import json
+import os
+import select
+import socket
+import sys
+import time
+
+from soil import VERSION
+from soil import identity
+from soil.collector import Collector
+from soil.ds1307 import DS1307
+from soil.journal import Journal
+from firmware.sim.hal import SimHAL
+from tools.simhw.sdcard import PowerCut
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="vboard", description="Run a virtual soil-moisture board on a pty.")
+    p.add_argument("--board", required=True, help="board id (A-Z a-z 0-9 _ -, at most 32)")
+    p.add_argument("--state", required=True, help="state folder: SD card, RTC registers, tty link")
+    p.add_argument("--role", default="single", choices=("single", "master", "standby"))
+    p.add_argument("--interval-ms", type=int, default=1000, help="sample interval (default: %(default)s)")
+    p.add_argument("--baudrate", type=int, default=115200, help="link pacing; 0 for unpaced")
+    p.add_argument("--window", type=int, default=24, help="frames in flight")
+    g = p.add_argument_group("simulated hardware")
+    g.add_argument("--card-capacity", type=int, default=8 << 20, help="SD card bytes")
+    g.add_argument("--journal-max", type=int, default=4 << 20, help="journal bound in bytes")
+    g.add_argument("--full-policy", default="drop_oldest", choices=("drop_oldest", "drop_newest"))
+    g.add_argument("--moisture", type=int, help="constant raw ADC value (default: a drying curve)")
+    g.add_argument("--noise", type=float, default=40.0, help="ADC noise, raw counts")
+    g.add_argument("--seed", type=int, default=0)
+    g.add_argument("--no-rtc-battery", action="store_true", help="RTC without battery: cold at every start")
+    g.add_argument("--rtc-set", action="store_true",
+                   help="a new RTC leaves the factory set to the host's UTC time (default: halted, as shipped)")
+    g.add_argument("--ticks-offset-ms", type=int, default=0, help="start the tick counter here (wrap tests)")
+    g.add_argument("--max-samples", type=int, default=0, help="stop sampling after this many (0: no limit)")
+    return p
+
+
+class VirtualBoard:
+    def __init__(self, args):
+        self.args = args
+        self.hal = SimHAL(args.state, baudrate=args.baudrate, card_capacity=args.card_capacity,
+                          moisture=args.moisture, noise=args.noise, seed=args.seed,
+                          rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms)
+        if args.rtc_set and self.hal.rtc_chip.halted:
+            self.hal.rtc_chip.set_time(time.gmtime()[:6])
+        self.rtc = DS1307(self.hal.i2c)
+        self.journal = Journal(self.hal.card, max_bytes=args.journal_max, policy=args.full_policy)
+        boot, stores = identity.next_boot(self.rtc, self.hal.card)
+        self.collector = Collector(args.board, boot, self.rtc, self.hal.adc, self.journal, self.hal.link,
+                                   self.hal.ticks_ms, self.hal.ticks_diff, role=args.role,
+                                   interval_ms=args.interval_ms, window=args.window, led=self.hal.led, fw=VERSION,
+                                   log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
+        self.boot_stores = stores
+        self.tty_link = os.path.join(args.state, "tty")
+        self.control_path = os.path.join(args.state, "control.sock")
+        self.running = True
+
+    def publish(self):
+        tmp = self.tty_link + ".tmp"
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.symlink(self.hal.link.path, tmp)
+        os.replace(tmp, self.tty_link)
+        if os.path.exists(self.control_path):
+            os.remove(self.control_path)
+        self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.control.bind(self.control_path)
+        self.control.listen(4)
+        self.control.setblocking(False)
+
+    def status(self):
+        c = self.collector
+        tm, clock = c.read_clock()
+        return {"board": c.board_id, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
+                "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
+                "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
+                "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
+                "journal_corrupt": getattr(self.journal, "corrupt", 0), "boot_stores": self.boot_stores}
+
+    def handle_control(self, conn):
+        try:
+            conn.settimeout(1.0)
+            line = conn.recv(4096).decode(errors="replace").strip()
+            words = line.split(None, 1)
+            cmd = words[0] if words else ""
+            if cmd == "status":
+                reply = json.dumps(self.status())
+            elif cmd == "noise" and len(words) == 2:
+                self.hal.link.inject_noise(words[1].encode())
+                reply = "ok"
+            elif cmd == "rtc" and len(words) == 2 and words[1] in ("halt", "run"):
+                sec = self.hal.rtc_chip.peek(0)
+                self.hal.rtc_chip.poke(0, sec | 0x80 if words[1] == "halt" else sec & 0x7F)
+                reply = "ok"
+            elif cmd == "quit":
+                self.running = False
+                reply = "ok"
+            else:
+                reply = "error: unknown command %r" % line
+            conn.sendall(reply.encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            conn.close()
+
+    def run(self):
+        c = self.collector
+        c.start()
+        self.publish()
+        print("vboard: %s boot %d on %s (link %s)" % (c.board_id, c.boot, self.hal.link.path, self.tty_link),
+              flush=True)
+        link = self.hal.link
+        while self.running:
+            if self.args.max_samples and c.seq >= self.args.max_samples:
+                c._next_sample = c.ticks_ms() + 3600000     # stop sampling, keep serving the link
+            c.step()
+            wait = 0.02
+            if c.uplink._out:
+                wait = min(wait, max(0.0005, link.seconds_until_credit(16)))
+            due = c.ticks_diff(c._next_sample, c.ticks_ms()) / 1000.0
+            wait = max(0.0, min(wait, due))
+            r, _, _ = select.select([link, self.control], [], [], wait)
+            if self.control in r:
+                try:
+                    conn, _ = self.control.accept()
+                    self.handle_control(conn)
+                except BlockingIOError:
+                    pass
+
+
+def control(state_dir, command, timeout=5.0):
+    """Send one command to a running virtual board; returns its reply (parsed JSON for `status`)."""
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.settimeout(timeout)
+    try:
+        s.connect(os.path.join(state_dir, "control.sock"))
+        s.sendall(command.encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    finally:
+        s.close()
+    text = data.decode().strip()
+    return json.loads(text) if command == "status" else text
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        board = VirtualBoard(args)
+    except (OSError, ValueError, RuntimeError) as e:
+        print("vboard: %s" % e, file=sys.stderr)
+        return 1
+    try:
+        board.run()
+    except PowerCut:
+        os._exit(3)          # power lost mid-write: no clean-up, no flush, exactly like pulling the plug
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
