@@ -1,0 +1,441 @@
+"""The gateway's database side: configuration, connections, error classification and the reading store.
+
+Why it is built this way:
+
+* **Explicit transactions.** autocommit is off; a batch is one transaction with an explicit COMMIT, and the boards
+  are acknowledged only after it returned (docs/PROTOCOL.md).
+* **A fresh connection after trouble.** On OperationalError/InterfaceError the connection is closed and the error
+  raised as DatabaseUnavailable; the next call connects again (to whatever the configuration points at after a
+  failover). No hidden ping(reconnect=True), which would silently drop a half-done transaction.
+* **Errors people can act on.** A wrong password or an unknown database is not worth retrying: it becomes
+  DatabaseConfigError with one line naming user@host:port and what to check. Server down, connection lost,
+  timeouts, deadlocks and a read-only (demoted) server become DatabaseUnavailable: retry later.
+* **Idempotent replay (F9).** A reading's identity is (board, boot, seq), UNIQUE in `plants`. The batch goes in as
+  a plain multi-row INSERT (`executemany`, which PyMySQL folds into multi-row statements); a duplicate key
+  (ER_DUP_ENTRY) is the signal that some readings are already stored, which count as committed. We do not use
+  `ON DUPLICATE KEY UPDATE id=id`: MariaDB and MySQL demand the UPDATE privilege on `plants` for it, and the
+  gateway's account must not be able to change a stored reading (F13). `INSERT IGNORE` would also hide data
+  errors. A duplicate whose stored value differs is logged and recorded in `board_events`, never silently lost.
+* **Parameters, never string-built SQL (F5).** Values always travel as %s parameters; the only names put into SQL
+  come from fixed whitelists in this module.
+"""
+
+import collections
+import datetime
+import logging
+import re
+from dataclasses import dataclass, field
+
+import pymysql
+from pymysql.constants import ER
+
+log = logging.getLogger("gateway.db")
+
+DEFAULT_DATABASE = "plant_moisture"
+
+
+# -- configuration ------------------------------------------------------------------------------------------------
+@dataclass
+class DbConfig:
+    """Where and how the gateway connects. TLS is used when ssl_ca or ssl_cert is given."""
+
+    host: str = "127.0.0.1"
+    port: int = 3306
+    unix_socket: str = None
+    user: str = "soil_gateway"
+    password: str = field(default="", repr=False)
+    database: str = DEFAULT_DATABASE
+    ssl_ca: str = None
+    ssl_cert: str = None
+    ssl_key: str = None
+    ssl_verify: bool = True       # check the server's certificate against ssl_ca and its name against host
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0    # a hung server (not a dead one) must not hold the writer forever
+    write_timeout: float = 30.0
+
+    @property
+    def tls(self):
+        return bool(self.ssl_ca or self.ssl_cert)
+
+    def where(self):
+        """`user@host:port` (or `user@localhost (socket ...)`), for messages."""
+        if self.unix_socket:
+            return "%s@localhost (socket %s)" % (self.user, self.unix_socket)
+        return "%s@%s:%s" % (self.user, self.host, self.port)
+
+    def connect_kwargs(self):
+        """Keyword arguments for pymysql.connect(): UTC session, utf8mb4, autocommit off, TLS if configured."""
+        kw = {"user": self.user, "password": self.password, "database": self.database, "charset": "utf8mb4",
+              "autocommit": False, "connect_timeout": self.connect_timeout, "read_timeout": self.read_timeout,
+              "write_timeout": self.write_timeout, "init_command": "SET SESSION time_zone = '+00:00'"}
+        if self.unix_socket:
+            kw["unix_socket"] = self.unix_socket
+        else:
+            kw["host"] = self.host
+            kw["port"] = int(self.port)
+        if self.tls:
+            kw.update(ssl_ca=self.ssl_ca, ssl_cert=self.ssl_cert, ssl_key=self.ssl_key,
+                      ssl_verify_cert=bool(self.ssl_verify and self.ssl_ca),
+                      ssl_verify_identity=bool(self.ssl_verify and self.ssl_ca))
+        return kw
+
+
+# -- errors ---------------------------------------------------------------------------------------------------------
+class DatabaseError(Exception):
+    """A database problem, with a message meant for the person running the gateway."""
+
+    retryable = False
+
+    def __init__(self, message, errno=None):
+        super().__init__(message)
+        self.errno = errno
+
+
+class DatabaseUnavailable(DatabaseError):
+    """The server is down, unreachable, restarting, read-only or timed out: try again later."""
+
+    retryable = True
+
+
+class DatabaseConfigError(DatabaseError):
+    """Retrying will not help: wrong credentials, unknown database, missing privilege or schema, bad TLS."""
+
+
+class InvalidReading(DatabaseError, ValueError):
+    """A reading that cannot be a row (an empty board id, a malformed time, out-of-range numbers)."""
+
+
+_CONFIG_HINTS = {
+    1044: "access denied to the database: grant the account its privileges (soil-gateway migrate --provision)",
+    1045: "access denied: check the user name and password, and that the account exists for this client host",
+    1049: "unknown database: check [database] database, or create it with soil-gateway migrate",
+    1142: "a privilege is missing on a table: re-provision the account (soil-gateway migrate --provision)",
+    1143: "a column privilege is missing: re-provision the account (soil-gateway migrate --provision)",
+    1146: "a table is missing: run soil-gateway migrate",
+    1054: "a column is missing: the schema is older than the gateway, run soil-gateway migrate",
+    1227: "the account lacks a privilege this operation needs",
+    1251: "the server wants an authentication method this client cannot do",
+    1698: "access denied: check the user name and password",
+    1862: "the account's password has expired: set a new one",
+    1820: "the account must change its password first",
+    2005: "unknown server host: check [database] host",
+    2026: "TLS handshake failed: check ssl_ca/ssl_cert/ssl_key and the server's certificate",
+    2059: "the server wants an authentication plugin this client cannot load",
+    3118: "the account is locked",
+    3159: "the server requires TLS: set ssl_ca in [database]",
+    4151: "the account is locked",
+}
+_UNAVAILABLE = {
+    1040: "too many connections",
+    1053: "the server is shutting down",
+    1077: "the server is shutting down",
+    1152: "the connection was aborted",
+    1158: "network read error", 1159: "network read timeout", 1160: "network write error", 1161: "network write timeout",
+    1205: "lock wait timeout", 1213: "deadlock",
+    1290: "the server is read-only (a replica or a demoted primary?)",
+    1792: "the transaction is read-only", 1836: "the server is in read-only mode",
+    1317: "the query was interrupted", 1927: "the connection was killed", 1969: "the statement timed out",
+    2002: "cannot connect to the socket", 2003: "cannot connect (is the server running and the port right?)",
+    2006: "the server has gone away", 2013: "lost connection to the server", 2014: "commands out of sync",
+    2055: "lost connection to the server", 3024: "the statement timed out", 4031: "the server closed an idle session",
+}
+
+
+def classify(exc, cfg=None):
+    """Map a PyMySQL exception to DatabaseConfigError, DatabaseUnavailable or DatabaseError (a new exception)."""
+    where = cfg.where() if cfg is not None else "the database"
+    if isinstance(exc, DatabaseError):
+        return exc
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return DatabaseUnavailable("database %s: the connection is closed (%s)" % (where, _detail(exc)), None)
+    errno = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+    text = _detail(exc)
+    low = text.lower()
+    if errno in (2003, 2002) and ("ssl" in low or "certificate" in low or "tls" in low):
+        return DatabaseConfigError("cannot connect to %s: TLS failed (%s); check ssl_ca/ssl_cert/ssl_key and that "
+                                   "the server's certificate names this host" % (where, _short(text)), errno)
+    if errno in _CONFIG_HINTS:
+        return DatabaseConfigError("cannot use the database as %s: %s (error %d: %s)"
+                                   % (where, _CONFIG_HINTS[errno], errno, _short(text)), errno)
+    if errno in _UNAVAILABLE or isinstance(exc, pymysql.err.OperationalError) and errno is not None and errno >= 2000:
+        hint = _UNAVAILABLE.get(errno, "client error")
+        return DatabaseUnavailable("database %s unavailable: %s (error %s: %s)" % (where, hint, errno, _short(text)),
+                                   errno)
+    return DatabaseError("database %s: error %s: %s" % (where, errno, _short(text)), errno)
+
+
+def _detail(exc):
+    if len(exc.args) >= 2:
+        return str(exc.args[1])
+    return str(exc) or exc.__class__.__name__
+
+
+def _short(text, limit=160):
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+# -- connections ----------------------------------------------------------------------------------------------------
+def connect(cfg):
+    """Open a connection (autocommit off, UTC, utf8mb4, TLS if configured) or raise a classified DatabaseError."""
+    try:
+        conn = pymysql.connect(**cfg.connect_kwargs())
+    except pymysql.MySQLError as exc:
+        raise classify(exc, cfg) from exc
+    except OSError as exc:  # e.g. an unreadable CA file
+        raise DatabaseConfigError("cannot connect to %s: %s" % (cfg.where(), exc)) from exc
+    if cfg.tls:
+        # PyMySQL quietly goes on without TLS when the server does not offer it; a downgrade must not pass.
+        try:
+            cur = conn.cursor()
+            cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+            row = cur.fetchone()
+        except pymysql.MySQLError as exc:
+            conn.close()
+            raise classify(exc, cfg) from exc
+        if not row or not row[1]:
+            conn.close()
+            raise DatabaseConfigError("cannot connect to %s with TLS: the server does not offer it; configure "
+                                      "ssl_cert/ssl_key on the server or remove ssl_ca from [database]" % cfg.where())
+    return conn
+
+
+# -- readings ---------------------------------------------------------------------------------------------------
+Reading = collections.namedtuple("Reading", "board collector boot seq sample_time raw source time_quality")
+Reading.__doc__ = """One sample. `sample_time` is 'YYYY-MM-DD HH:MM:SS' UTC; (board, boot, seq) is its identity;
+source is 'live' or 'replay'; time_quality is 'rtc' or 'suspect'; collector is the role that sampled it."""
+
+_SQL_TIME = re.compile(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$")
+_SOURCES = ("live", "replay", "legacy")
+_QUALITIES = ("rtc", "suspect", "server", None)
+_UINT_MAX = 2 ** 32 - 1
+_INT_MIN, _INT_MAX = -2 ** 31, 2 ** 31 - 1
+
+_INSERT_PLANTS = ("INSERT INTO plants (board, collector, boot, seq, date_saved, moisture_raw, source, received_at, "
+                  "time_quality) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
+_BOARD_FIELDS = ("role", "fw", "boot", "clock", "pending", "dropped", "card", "journal_bytes", "last_board_time")
+
+
+_PRINTABLE = re.compile(r"^[ -~]+$")
+
+
+def _printable_ascii(value, limit, what, allow_none=False):
+    if value is None and allow_none:
+        return
+    if not isinstance(value, str) or not 1 <= len(value) <= limit or not _PRINTABLE.match(value):
+        raise InvalidReading("%s must be 1-%d printable ASCII characters, got %r" % (what, limit, value))
+
+
+def _check_reading(r):
+    """Refuse values the table would reject or truncate, before they can fail a whole batch on the server."""
+    _printable_ascii(r.board, 32, "board id")
+    _printable_ascii(r.collector, 16, "collector", allow_none=True)
+    for name in ("boot", "seq"):
+        v = getattr(r, name)
+        if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= _UINT_MAX:
+            raise InvalidReading("%s must be an integer 0..%d, got %r (board %s)" % (name, _UINT_MAX, v, r.board))
+    if not isinstance(r.raw, int) or isinstance(r.raw, bool) or not _INT_MIN <= r.raw <= _INT_MAX:
+        raise InvalidReading("raw must be an integer, got %r (board %s)" % (r.raw, r.board))
+    if not isinstance(r.sample_time, str) or not _SQL_TIME.match(r.sample_time):
+        raise InvalidReading("sample_time must be 'YYYY-MM-DD HH:MM:SS' UTC, got %r (board %s)"
+                             % (r.sample_time, r.board))
+    if r.source not in _SOURCES or r.time_quality not in _QUALITIES:
+        raise InvalidReading("bad source/time_quality %r/%r (board %s)" % (r.source, r.time_quality, r.board))
+
+
+def _as_reading(r):
+    if isinstance(r.sample_time, datetime.datetime):
+        r = r._replace(sample_time=r.sample_time.strftime("%Y-%m-%d %H:%M:%S"))
+    _check_reading(r)
+    return r
+
+
+class ReadingStore:
+    """Writes readings and board status for the gateway. One connection, opened on demand, replaced after errors.
+
+    Not thread-safe: the gateway has one writer thread that owns the store.
+    """
+
+    MAX_DUPLICATE_ROUNDS = 3  # another writer may insert the same identities between our lookup and our insert
+
+    def __init__(self, cfg):
+        self.cfg = cfg
+        self._conn = None
+        self.conflicts = []  # (identity, stored (raw, time), offered (raw, time)) seen by the last insert_batch
+
+    # -- connection management -------------------------------------------------------------------------------
+    def _connection(self):
+        if self._conn is None:
+            self._conn = connect(self.cfg)
+        return self._conn
+
+    def close(self):
+        """Close the connection (the next call opens a new one)."""
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # already broken: closing is best effort
+                pass
+
+    def _fail(self, exc):
+        """Turn a PyMySQL exception into ours; drop the connection unless it is certainly still usable."""
+        err = classify(exc, self.cfg)
+        if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)) or err.retryable:
+            self.close()
+        elif self._conn is not None:
+            try:
+                self._conn.rollback()
+            except pymysql.MySQLError:
+                self.close()
+        return err
+
+    def _run(self, work):
+        """Run work(conn, cursor) in one transaction and COMMIT; classify and clean up on failure."""
+        conn = self._connection()
+        try:
+            with conn.cursor() as cur:
+                result = work(conn, cur)
+            conn.commit()
+            return result
+        except pymysql.MySQLError as exc:
+            raise self._fail(exc) from exc
+        except BaseException:
+            self.close()  # unknown state (KeyboardInterrupt mid-statement): never reuse this session
+            raise
+
+    # -- public API ------------------------------------------------------------------------------------------
+    def check(self):
+        """Connect, verify the schema and that the server accepts writes; return a one-line description."""
+        def work(conn, cur):
+            cur.execute("SELECT VERSION(), @@read_only")
+            version, read_only = cur.fetchone()
+            cur.execute("SELECT board, collector, boot, seq, source, received_at, time_quality FROM plants LIMIT 0")
+            cur.fetchall()
+            if read_only:
+                raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
+                                          % self.cfg.where())
+            return "%s at %s, database %s" % (version, self.cfg.where(), self.cfg.database)
+        try:
+            return self._run(work)
+        except DatabaseUnavailable:
+            self.close()
+            raise
+
+    def insert_batch(self, readings):
+        """Store readings in one transaction; return how many were new. Already stored identities count as done.
+
+        Raises DatabaseUnavailable (retry later; nothing of this batch is committed), DatabaseConfigError, or
+        InvalidReading before touching the database.
+        """
+        batch = []
+        seen = {}
+        self.conflicts = []
+        for r in readings:
+            r = _as_reading(r)
+            key = (r.board, r.boot, r.seq)
+            first = seen.get(key)
+            if first is None:
+                seen[key] = r
+                batch.append(r)
+            elif (first.raw, first.sample_time) != (r.raw, r.sample_time):
+                self._conflict(key, (first.raw, first.sample_time), (r.raw, r.sample_time), None)
+        if not batch:
+            return 0
+        return self._run(lambda conn, cur: self._insert(conn, cur, batch))
+
+    def _insert(self, conn, cur, batch):
+        cur.execute("SELECT DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%d %H:%i:%s.%f')")
+        received_at = cur.fetchone()[0][:23]  # a string: cheaper for the driver to escape 10^4 times than a datetime
+        rows = [(r.board, r.collector, r.boot, r.seq, r.sample_time, r.raw, r.source, received_at, r.time_quality)
+                for r in batch]
+        try:
+            cur.executemany(_INSERT_PLANTS, rows)
+            return len(rows)
+        except pymysql.err.IntegrityError as exc:
+            if exc.args[0] != ER.DUP_ENTRY:
+                raise
+        # Some identities are already stored (a replay after a lost acknowledgement). Start the transaction
+        # again, so no row of the failed statements lingers, and insert only what is missing.
+        for _ in range(self.MAX_DUPLICATE_ROUNDS):
+            conn.rollback()
+            stored = self._stored(cur, batch)
+            missing = set()
+            conflicts = []
+            for r in batch:
+                key = (r.board, r.boot, r.seq)
+                have = stored.get(key)
+                if have is None:
+                    missing.add(key)
+                elif have != (r.raw, r.sample_time):
+                    conflicts.append((key, have, (r.raw, r.sample_time)))
+            try:
+                if missing:
+                    cur.executemany(_INSERT_PLANTS, [row for row in rows if (row[0], row[2], row[3]) in missing])
+            except pymysql.err.IntegrityError as exc:
+                if exc.args[0] != ER.DUP_ENTRY:
+                    raise
+                continue
+            for key, have, offered in conflicts:
+                self._conflict(key, have, offered, cur)
+            return len(missing)
+        raise DatabaseUnavailable("database %s: identities kept colliding with another writer; retry"
+                                  % self.cfg.where())
+
+    @staticmethod
+    def _stored(cur, batch):
+        """{identity: (raw, 'YYYY-MM-DD HH:MM:SS')} for the rows of this batch already in plants."""
+        ranges = {}
+        for r in batch:
+            lo, hi = ranges.get((r.board, r.boot), (r.seq, r.seq))
+            ranges[(r.board, r.boot)] = (min(lo, r.seq), max(hi, r.seq))
+        stored = {}
+        for (board, boot), (lo, hi) in ranges.items():
+            cur.execute("SELECT seq, moisture_raw, date_saved FROM plants "
+                        "WHERE board = %s AND boot = %s AND seq BETWEEN %s AND %s", (board, boot, lo, hi))
+            for seq, raw, when in cur.fetchall():
+                stored[(board, boot, seq)] = (raw, when.strftime("%Y-%m-%d %H:%M:%S") if when else None)
+        return stored
+
+    def _conflict(self, identity, stored, offered, cur):
+        """Same identity, different value: keep the stored row, but say so loudly and durably."""
+        board, boot, seq = identity
+        self.conflicts.append((identity, stored, offered))
+        log.warning("reading identity conflict: board %r boot %d seq %d is stored as raw=%s at %s but was offered "
+                    "again as raw=%s at %s; the stored row is kept", board, boot, seq, stored[0], stored[1],
+                    offered[0], offered[1])
+        if cur is not None:
+            detail = ("boot %d seq %d: stored raw=%s at %s, offered raw=%s at %s"
+                      % (boot, seq, stored[0], stored[1], offered[0], offered[1]))[:255]
+            cur.execute("INSERT INTO board_events (board, event, detail, board_time, received_at) "
+                        "VALUES (%s, 'identity_conflict', %s, %s, UTC_TIMESTAMP(3))", (board, detail, offered[1]))
+
+    def upsert_board_status(self, board, **fields):
+        """Record a board's latest status (fields from _BOARD_FIELDS); last_seen is the server's UTC now."""
+        _printable_ascii(board, 32, "board id")
+        unknown = sorted(set(fields) - set(_BOARD_FIELDS))
+        if unknown:
+            raise ValueError("unknown board status field(s): %s" % ", ".join(unknown))
+        names = [n for n in _BOARD_FIELDS if n in fields]  # whitelisted, so safe to put into SQL
+        cols = ", ".join(["board"] + names + ["last_seen"])
+        marks = ", ".join(["%s"] * (1 + len(names)) + ["UTC_TIMESTAMP(3)"])
+        updates = ", ".join("%s = VALUES(%s)" % (n, n) for n in names + ["last_seen"])
+        sql = "INSERT INTO boards (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s" % (cols, marks, updates)
+        params = [board] + [fields[n] for n in names]
+        self._run(lambda conn, cur: cur.execute(sql, params))
+
+    def add_board_event(self, board, event, detail=None, board_time=None):
+        """Append to board_events (boot, dropped, identity_conflict, ...); detail is cut to 255 characters."""
+        _printable_ascii(board, 32, "board id")
+        self._run(lambda conn, cur: cur.execute(
+            "INSERT INTO board_events (board, event, detail, board_time, received_at) "
+            "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
+            (board, str(event)[:32], None if detail is None else str(detail)[:255], board_time)))
+
+    def add_collector_event(self, board, event, detail=None, board_time=None):
+        """Append to collector_events (takeover, handback, standby_missing, witness_refused, standby_back)."""
+        _printable_ascii(board, 32, "board id")
+        self._run(lambda conn, cur: cur.execute(
+            "INSERT INTO collector_events (board, event, detail, board_time, received_at) "
+            "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
+            (board, event, None if detail is None else str(detail)[:255], board_time)))
