@@ -395,3 +395,22 @@ def test_control_register_bits_that_read_zero(bus, chip):
     MachineI2C(bus).writeto_mem(0x68, 0x07, b"\xff")
     assert chip.regs[7] == 0x93
     drv.DS1307(MachineI2C(bus))
+
+
+def test_back_door_changes_persist_too(tmp_path, clock):
+    # A virtual board's "rtc halt" (a failing battery) must still be there after the board process restarts.
+    state = str(tmp_path / "rtc.json")
+    chip = DS1307Sim(time_source=clock, state_file=state)
+    chip.set_time(T0)
+    chip.poke(0x00, chip.peek(0x00) | 0x80)
+    clock.advance(100)
+    again = DS1307Sim(time_source=clock, state_file=state)
+    assert again.halted
+    assert again.time() == T0
+
+
+def test_fresh_chip_state_is_saved_with_its_ram(tmp_path, clock):
+    state = str(tmp_path / "rtc.json")
+    first = DS1307Sim(time_source=clock, state_file=state, seed=1)
+    second = DS1307Sim(time_source=clock, state_file=state, seed=2)
+    assert second.regs == first.regs

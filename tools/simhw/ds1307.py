@@ -37,6 +37,7 @@ import datetime as _dt
 import json
 import os
 import random
+import threading
 import time
 
 ADDRESS = 0x68
@@ -100,10 +101,14 @@ class DS1307Sim:
         self._wrote = False
         self._anchor = self.time_source()  # host time at which `regs` held the running time
         self._frac = 0.0  # seconds of the countdown chain already elapsed at `_anchor`
+        # The bus serialises transactions, but a board's control thread may poke the chip meanwhile.
+        self._lock = threading.RLock()
         if state_file and os.path.exists(state_file):
             self._load(state_file)
         else:
             self._cold_start()
+        if state_file:
+            self.save()  # the next process finds this very chip, RAM garbage included
 
     # ---- the clock -------------------------------------------------------------------------------------------
 
@@ -134,6 +139,10 @@ class DS1307Sim:
 
     def _advance(self):
         """Bring the registers to the current host time (the secondary buffer update at START)."""
+        with self._lock:
+            self._advance_locked()
+
+    def _advance_locked(self):
         now = self.time_source()
         if self.halted:
             self._anchor = now
@@ -251,13 +260,14 @@ class DS1307Sim:
     def save(self, path=None):
         """Write the registers and the host time they were true at, atomically (tmp file + rename)."""
         path = path or self.state_file
-        state = {
-            "version": 1,
-            "chip": "DS1307",
-            "regs": self.regs.hex(),
-            "anchor": self._anchor,
-            "frac": self._frac,
-        }
+        with self._lock:
+            state = {
+                "version": 1,
+                "chip": "DS1307",
+                "regs": self.regs.hex(),
+                "anchor": self._anchor,
+                "frac": self._frac,
+            }
         tmp = path + ".tmp"
         with open(tmp, "w") as f:
             json.dump(state, f)
@@ -291,12 +301,15 @@ class DS1307Sim:
 
     def poke(self, reg, value):
         """Force a register, as if the chip had powered up that way (for impossible values and 12-hour mode)."""
-        self._advance()
-        if reg < 8:
-            value &= _WRITE_MASK[reg]
-            if reg == _SECONDS:
-                self._frac = 0.0
-        self.regs[reg] = value & 0xFF
+        with self._lock:
+            self._advance()
+            if reg < 8:
+                value &= _WRITE_MASK[reg]
+                if reg == _SECONDS:
+                    self._frac = 0.0
+            self.regs[reg] = value & 0xFF
+            if self.state_file:
+                self.save()
 
     def set_time(self, tm, hour12=False, dow=None, running=True):
         """Load the timekeeping registers directly (a chip that left the factory set)."""
@@ -304,6 +317,13 @@ class DS1307Sim:
         _dt.datetime(*tm)  # ValueError for an impossible time
         if not 2000 <= year <= 2099:
             raise ValueError("DS1307 keeps 2000-01-01..2099-12-31, got %r" % (tm,))
+        with self._lock:
+            self._set_time_locked(tm, hour12, dow, running)
+            if self.state_file:
+                self.save()
+
+    def _set_time_locked(self, tm, hour12, dow, running):
+        year, month, mday, hour, minute, second = tm
         self._advance()
         if hour12:
             hb = HOUR_12 | (HOUR_PM if hour >= 12 else 0) | _bcd(hour % 12 or 12)
