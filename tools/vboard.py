@@ -12,6 +12,7 @@ it to the core. A control socket (`<state>/control.sock`, one command per line) 
 inside and inject faults:
 
     status                  JSON counters (pending, dropped, card, clock, link bytes ...)
+    rxlog                   hex of the last 64 KiB the board received (to audit what the gateway sends)
     noise <text>            send bytes that are not a frame (line noise)
     rtc halt | rtc run      set or clear the DS1307's clock-halt bit (a failing battery)
     quit                    stop the board
@@ -42,6 +43,7 @@ def build_parser():
     p.add_argument("--interval-ms", type=int, default=1000, help="sample interval (default: %(default)s)")
     p.add_argument("--baudrate", type=int, default=115200, help="link pacing; 0 for unpaced")
     p.add_argument("--window", type=int, default=24, help="frames in flight")
+    p.add_argument("--status-interval-ms", type=int, default=10000, help="status frame interval")
     g = p.add_argument_group("simulated hardware")
     g.add_argument("--card-capacity", type=int, default=8 << 20, help="SD card bytes")
     g.add_argument("--journal-max", type=int, default=4 << 20, help="journal bound in bytes")
@@ -70,7 +72,8 @@ class VirtualBoard:
         boot, stores = identity.next_boot(self.rtc, self.hal.card)
         self.collector = Collector(args.board, boot, self.rtc, self.hal.adc, self.journal, self.hal.link,
                                    self.hal.ticks_ms, self.hal.ticks_diff, role=args.role,
-                                   interval_ms=args.interval_ms, window=args.window, led=self.hal.led, fw=VERSION,
+                                   interval_ms=args.interval_ms, window=args.window,
+                                   status_interval_ms=args.status_interval_ms, led=self.hal.led, fw=VERSION,
                                    log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
         self.boot_stores = stores
         self.tty_link = os.path.join(args.state, "tty")
@@ -107,6 +110,8 @@ class VirtualBoard:
             cmd = words[0] if words else ""
             if cmd == "status":
                 reply = json.dumps(self.status())
+            elif cmd == "rxlog":
+                reply = bytes(self.hal.link.rx_log).hex()
             elif cmd == "noise" and len(words) == 2:
                 self.hal.link.inject_noise(words[1].encode())
                 reply = "ok"

@@ -28,6 +28,7 @@ class PtyLink:
         self.bytes_out = 0
         self.bytes_in = 0
         self._pending_noise = b""
+        self.rx_log = bytearray()         # the last 64 KiB the gateway sent, for tests that audit the line
 
     def fileno(self):
         return self.master
@@ -70,6 +71,9 @@ class PtyLink:
                 return b""
             raise
         self.bytes_in += len(data)
+        self.rx_log += data
+        if len(self.rx_log) > 65536:
+            del self.rx_log[:-65536]
         return data
 
     def seconds_until_credit(self, nbytes=1):

@@ -1,0 +1,285 @@
+"""A whole installation on one machine: a private database server, virtual boards and the gateway, each its own
+process. The demo, the benchmarks and the integration tests all drive this one class, so what the tests prove is
+what the demo shows.
+
+Every process is started here and ended here by its own process id; nothing touches the system's database
+service or port 3306.
+"""
+
+import json
+import os
+import secrets
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pymysql
+
+from gateway import schema
+from tools.dbserver import PrivateServer
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GATEWAY_USER = "soil_gateway"
+
+
+def wait_for(predicate, timeout, what, interval=0.05):
+    """Poll `predicate` until it returns something true; TimeoutError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError("timed out after %.0f s waiting for %s" % (timeout, what))
+        time.sleep(interval)
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "firmware", "lib")] +
+                                        ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env["PYTHONUNBUFFERED"] = "1"
+    return env
+
+
+class BoardProc:
+    """A virtual board process (tools/vboard.py)."""
+
+    def __init__(self, stack, board_id, state_dir, options):
+        self.stack = stack
+        self.board_id = board_id
+        self.state_dir = state_dir
+        self.options = options
+        self.proc = None
+        self.tty = os.path.join(state_dir, "tty")
+        self.log_path = os.path.join(state_dir, "vboard.log")
+
+    def start(self, timeout=20):
+        os.makedirs(self.state_dir, exist_ok=True)
+        argv = [sys.executable, "-m", "tools.vboard", "--board", self.board_id, "--state", self.state_dir]
+        for key, value in self.options.items():
+            flag = "--" + key.replace("_", "-")
+            if value is True:
+                argv.append(flag)
+            elif value not in (None, False):
+                argv += [flag, str(value)]
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=log)
+        log.close()
+        deadline = time.monotonic() + timeout
+        line = b""
+        while not line.endswith(b"\n"):
+            left = deadline - time.monotonic()
+            if left <= 0 or self.proc.poll() is not None:
+                raise RuntimeError("virtual board %s did not start: %s" % (self.board_id, self.log_tail()))
+            r, _, _ = select.select([self.proc.stdout], [], [], left)
+            if r:
+                ch = os.read(self.proc.stdout.fileno(), 1)
+                if not ch:
+                    continue
+                line += ch
+        self.banner = line.decode().strip()
+        return self
+
+    def log_tail(self, n=15):
+        try:
+            with open(self.log_path, "rb") as f:
+                return b"".join(f.readlines()[-n:]).decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def control(self, command):
+        from tools.vboard import control
+        return control(self.state_dir, command)
+
+    def status(self):
+        return self.control("status")
+
+    def kill(self):
+        """Pull the power: SIGKILL, no clean-up."""
+        if self.alive:
+            self.proc.send_signal(signal.SIGKILL)
+        self.wait()
+
+    def wait(self, timeout=10):
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            finally:
+                if self.proc.stdout:
+                    self.proc.stdout.close()
+
+    def stop(self):
+        if self.alive:
+            try:
+                self.control("quit")
+                self.proc.wait(5)
+            except (OSError, subprocess.TimeoutExpired):
+                self.proc.terminate()
+        self.wait()
+
+    def restart(self, **changes):
+        self.stop() if self.alive else None
+        self.options.update(changes)
+        return self.start()
+
+    def set_card_faults(self, **faults):
+        """Flip SD-card faults inside the running board (tools/simhw/sdcard.py reads faults.json)."""
+        path = os.path.join(self.state_dir, "sd", "faults.json")
+        current = {}
+        if os.path.exists(path):
+            with open(path) as f:
+                try:
+                    current = json.load(f)
+                except ValueError:
+                    current = {}
+        current.update(faults)
+        tmp = path + ".tmp"
+        with open(tmp, "w") as f:
+            json.dump(current, f)
+        os.replace(tmp, path)
+
+
+class GatewayProc:
+    """The gateway service as its own process (`python -m gateway run`)."""
+
+    def __init__(self, stack, boards, extra=None):
+        self.stack = stack
+        self.boards = boards
+        self.dir = os.path.join(stack.run_dir, "gateway")
+        os.makedirs(self.dir, exist_ok=True)
+        self.config_path = os.path.join(self.dir, "gateway.toml")
+        self.status_path = os.path.join(self.dir, "status.json")
+        self.log_path = os.path.join(self.dir, "gateway.log")
+        self.extra = extra or {}
+        self.proc = None
+
+    def write_config(self):
+        db = self.stack.db
+        lines = ["[database]", 'host = "127.0.0.1"', "port = %d" % db.port, 'user = "%s"' % GATEWAY_USER,
+                 'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
+        for key, value in sorted(self.extra.items()):
+            lines.append("%s = %s" % (key, json.dumps(value)))
+        for b in self.boards:
+            lines += ["", "[[board]]", 'url = "%s"' % b.tty, "baudrate = 115200"]
+        with open(self.config_path, "w") as f:
+            f.write("\n".join(lines) + "\n")
+
+    def start(self):
+        self.write_config()
+        env = _env()
+        env["SOIL_DB_PASSWORD"] = self.stack.gateway_password
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", self.config_path,
+                                      "--status", self.status_path, "--status-every", "0.5"],
+                                     cwd=ROOT, env=env, stdout=log, stderr=log)
+        log.close()
+        return self
+
+    def status(self):
+        try:
+            with open(self.status_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode(errors="replace")
+        except OSError:
+            return ""
+
+    @property
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self):
+        if self.alive:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+
+
+class Stack:
+    def __init__(self, run_dir):
+        self.run_dir = os.path.abspath(run_dir)
+        os.makedirs(self.run_dir, exist_ok=True)
+        self.db = None
+        self.gateway_password = secrets.token_hex(12)
+        self.boards = []
+        self.gateway = None
+
+    # --- database -----------------------------------------------------------------------------------------
+    def start_db(self, extra_options=()):
+        self.db = PrivateServer(os.path.join(self.run_dir, "db"), extra_options=extra_options)
+        self.db.start()
+        conn = self.admin()
+        try:
+            schema.migrate(conn)
+            schema.provision_gateway_account(conn, GATEWAY_USER, self.gateway_password)
+        finally:
+            conn.close()
+        return self.db
+
+    def admin(self, database=None):
+        kw = self.db.admin_kwargs()
+        if database:
+            kw["database"] = database
+        return pymysql.connect(autocommit=True, **kw)
+
+    def query(self, sql, args=None):
+        conn = self.admin("plant_moisture")
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SET time_zone = '+00:00'")
+                cur.execute(sql, args)
+                return cur.fetchall()
+        finally:
+            conn.close()
+
+    def readings(self, board=None):
+        sql = ("SELECT board, boot, seq, date_saved, moisture_raw, source, time_quality, received_at, collector "
+               "FROM plants WHERE board IS NOT NULL")
+        args = ()
+        if board:
+            sql += " AND board = %s"
+            args = (board,)
+        return self.query(sql + " ORDER BY board, boot, seq", args)
+
+    # --- boards and gateway -----------------------------------------------------------------------------------
+    def start_board(self, board_id, **options):
+        b = BoardProc(self, board_id, os.path.join(self.run_dir, "boards", board_id), options)
+        self.boards.append(b)
+        return b.start()
+
+    def start_gateway(self, boards=None, **extra):
+        self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra)
+        return self.gateway.start()
+
+    def close(self):
+        if self.gateway is not None:
+            self.gateway.stop()
+        for b in self.boards:
+            try:
+                b.stop()
+            except Exception:
+                if b.alive:
+                    b.proc.kill()
+        if self.db is not None and self.db.running:
+            self.db.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
