@@ -414,3 +414,62 @@ def test_fresh_chip_state_is_saved_with_its_ram(tmp_path, clock):
     first = DS1307Sim(time_source=clock, state_file=state, seed=1)
     second = DS1307Sim(time_source=clock, state_file=state, seed=2)
     assert second.regs == first.regs
+
+
+_MP_SCRIPT = """
+from soil import ds1307
+
+class RegisterArray:
+    # The smallest stand-in that runs under MicroPython: a 64-byte register file with a wrapping pointer.
+    def __init__(self):
+        self.r = bytearray(64)
+        self.r[0:8] = bytes((0x80, 0, 0, 1, 1, 1, 0, 3))
+        self.time_writes = 0
+    def readfrom_mem(self, a, m, n):
+        if a != 0x68:
+            raise OSError(19)
+        return bytes(self.r[(m + i) & 63] for i in range(n))
+    def writeto_mem(self, a, m, b):
+        if a != 0x68:
+            raise OSError(19)
+        for i in range(len(b)):
+            if (m + i) & 63 < 7:
+                self.time_writes += 1
+            self.r[(m + i) & 63] = b[i]
+
+bus = RegisterArray()
+rtc = ds1307.DS1307(bus)
+print(rtc.state(), bus.time_writes)
+rtc.set_datetime((2026, 11, 21, 21, 5, 9))
+print(rtc.read(), rtc.last_set(), bytes(bus.r[0:7]))
+bus.r[2] = 0x60 | 0x12
+print(rtc.datetime)
+bus.r[5] = 0x13
+print(rtc.state())
+rtc.nvram_write(44, b"wxyz")
+print(rtc.nvram_read(44, 4))
+try:
+    ds1307.DS1307(bus, 0x69)
+except OSError as e:
+    msg = str(e)  # "[Errno 19] ..." on CPython, "[Errno 19] ENODEV: ..." on MicroPython
+    print(msg[msg.index("no DS1307"):])
+"""
+
+
+@pytest.mark.micropython
+def test_driver_gives_the_same_answers_under_micropython():
+    from tests.mpy import require_micropython, run_cpython, run_micropython
+
+    require_micropython()
+    mp = run_micropython(_MP_SCRIPT)
+    cp = run_cpython(_MP_SCRIPT)
+    assert mp.returncode == 0, mp.stderr
+    assert cp.returncode == 0, cp.stderr
+    assert mp.stdout == cp.stdout
+    lines = mp.stdout.splitlines()
+    assert lines[0] == "halted 0"
+    assert lines[1].startswith("((2026, 11, 21, 21, 5, 9), 'ok') %d" % timefmt.to_epoch((2026, 11, 21, 21, 5, 9)))
+    assert lines[2] == "(2026, 11, 21, 12, 5, 9)"
+    assert lines[3] == "invalid"
+    assert lines[4] == "b'wxyz'"
+    assert lines[5] == "no DS1307 at 0x69: check SDA/SCL and pull-ups"

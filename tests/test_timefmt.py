@@ -162,3 +162,38 @@ def test_invalid_tm_is_rejected_everywhere(tm):
 def test_from_epoch_wants_an_int():
     with pytest.raises(TypeError):
         timefmt.from_epoch(1.5)
+
+
+_MP_SCRIPT = """
+from soil import timefmt
+out = []
+s = -86400 * 3
+while s < 4102444800:
+    tm = timefmt.from_epoch(s)
+    assert timefmt.to_epoch(tm) == s
+    assert timefmt.parse_iso(timefmt.iso(tm)) == tm
+    out.append(timefmt.iso(tm) + " " + timefmt.sql(tm) + " " + str(timefmt.weekday(*tm[:3])))
+    s += 86400 * 97 + 3613
+for bad in ("2026-02-30T00:00:00Z", "2026-1-01T00:00:00Z", "2026-01-01T00:00:0\\u0660Z", b"2026-01-01T00:00:00z"):
+    try:
+        timefmt.parse_iso(bad)
+        out.append("ACCEPTED %r" % (bad,))
+    except ValueError:
+        pass
+print(len(out))
+print("\\n".join(out))
+"""
+
+
+@pytest.mark.micropython
+def test_same_answers_under_micropython_and_cpython():
+    from tests.mpy import require_micropython, run_cpython, run_micropython
+
+    require_micropython()
+    mp = run_micropython(_MP_SCRIPT)
+    cp = run_cpython(_MP_SCRIPT)
+    assert mp.returncode == 0, mp.stderr
+    assert cp.returncode == 0, cp.stderr
+    assert "ACCEPTED" not in mp.stdout
+    assert mp.stdout == cp.stdout
+    assert int(mp.stdout.split("\n", 1)[0]) > 400
