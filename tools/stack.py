@@ -220,11 +220,15 @@ class Stack:
         self.gateway = None
 
     # --- database -----------------------------------------------------------------------------------------
-    def start_db(self, extra_options=()):
+    def start_db(self, extra_options=(), before_migrate=None):
+        """Start a private server, run the migrations (after `before_migrate(admin_conn)`, which the demo uses to
+        create the book's original table first) and create the gateway's least-privilege account."""
         self.db = PrivateServer(os.path.join(self.run_dir, "db"), extra_options=extra_options)
         self.db.start()
         conn = self.admin()
         try:
+            if before_migrate is not None:
+                before_migrate(conn)
             schema.migrate(conn)
             schema.provision_gateway_account(conn, GATEWAY_USER, self.gateway_password)
         finally:
