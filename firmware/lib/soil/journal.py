@@ -1,0 +1,535 @@
+"""The SD-card cache journal: readings wait here until the gateway says they are committed.
+
+Why this shape: the book's sketch kept one cache file, deleted it after a replay whether or not the inserts
+worked (flaw F1), deleted it again at every boot (F2), never asked what happens on a full card (F6) and copied
+lines into a fixed buffer without a bound (F8). This journal is append-only, never wiped, frees space only behind
+an acknowledgement that the gateway sends after COMMIT, and parses with one fixed buffer.
+
+On-card format (all in the card's one folder; see docs/JOURNAL.md for the long version):
+
+    j0000001.log, j0000002.log, ...   segments, numbered upwards, each capped at `segment_bytes`
+    jstate.bin                        A/B SlotFile (soil.slots): ack pointer and dropped counter
+
+- A segment is text: one record per line, `<payload>*<crc>\n`, where the payload is 1..100 bytes of printable
+  ASCII without `*`, and `<crc>` is the CRC-32 of the payload as 8 lower-case hex digits. `cat j0000001.log`
+  on a PC shows the readings. A record is at most MAX_RECORD (110) bytes including the newline.
+- `jstate.bin` holds 12 bytes: ack segment (u32 LE), ack offset (u32 LE), dropped (u32 LE). Everything before the
+  ack pointer is acknowledged. Segment numbers never go back and are never reused.
+- A record counts as cached once `append()` returned: it was written in one write and flushed.
+
+Recovery (`open()`, once at boot; it never deletes an unacknowledged record): segments wholly before the ack pointer
+are deleted (finishing a compaction a power cut interrupted); the records after the ack pointer are counted
+(`pending`); if the last segment does not end with a newline it holds a torn record, and new records go to a fresh
+segment so they can never be glued onto the torn bytes. While reading, a line without a newline at the end of a
+segment (a torn tail: any prefix of a record, perhaps followed by zeros or garbage to the end of a block) is skipped;
+a complete line that fails the checks, or that is longer than MAX_RECORD, is skipped and counted in `corrupt`.
+
+Acknowledgement and compaction: `ack(position)` writes the new pointer to the slot file first, then deletes the
+segments wholly before it. A cut between the two leaves extra files that the next `open()` deletes. A cut while the
+pointer is written leaves the previous pointer (the slot store is A/B), so the records acknowledged by that ack are
+read and sent again: delivery is at-least-once, and the gateway stores a reading once by its identity (F9).
+
+Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at construction:
+- 'drop_oldest' (default; a logger would rather keep the newest readings): delete the oldest unacknowledged
+  segment(s), add their unacknowledged records to `dropped`, persist that with the ack pointer moved past them,
+  then write the new record. For the budget, segments are dropped until the record fits; after ENOSPC one segment
+  is dropped and the write retried once. If it still fails the new record is refused as below.
+- 'drop_newest': keep what is cached and refuse the new record: `dropped` += 1 (persisted), `JournalFull` raised.
+`dropped` is never reset (it lives in jstate.bin), so the board can report it (F6). Card errors other than ENOSPC
+(ENODEV removed, EIO) propagate as OSError and set `state` to 'error'.
+
+Positions are opaque, comparable tuples `(segment, offset, ordinal)`: the place just after a record, and the
+record's ordinal in this boot's numbering. They are valid until the next `open()`.
+"""
+
+from soil.crc import crc32_hex
+from soil.slots import SlotFile
+
+try:
+    from micropython import const
+except ImportError:  # CPython, CircuitPython without the micropython module
+    def const(x):
+        return x
+
+MAX_PAYLOAD = const(100)
+MAX_RECORD = const(110)  # payload + '*' + 8 hex digits + '\n'
+STATE_FILE = "jstate.bin"
+_BUF = const(256)  # the one read buffer: two longest records
+_STAR = const(0x2A)
+_NL = const(0x0A)
+_ENOENT = const(2)
+_ENOSPC = const(28)
+
+# what _parse found at a position
+_VALID = const(0)
+_BAD = const(1)
+_TORN = const(2)
+_EOF = const(3)
+
+POLICIES = ("drop_oldest", "drop_newest")
+
+
+class JournalFull(Exception):
+    """The new record was refused (policy 'drop_newest', or 'drop_oldest' could not make room); it is counted in
+    `dropped`. Not an OSError: the card itself works."""
+
+
+def _errno(exc):
+    code = getattr(exc, "errno", None)
+    if code is None and exc.args and isinstance(exc.args[0], int):
+        code = exc.args[0]
+    return code
+
+
+def _seg_name(seg):
+    s = str(seg)
+    return "j" + "0" * (7 - len(s)) + s + ".log"
+
+
+def _seg_number(name):
+    if len(name) != 12 or name[0] != "j" or name[8:] != ".log":
+        return None
+    digits = name[1:8]
+    for ch in digits:
+        if ch < "0" or ch > "9":
+            return None
+    return int(digits)
+
+
+def _find_nl(buf, start, end):
+    for k in range(start, end):
+        if buf[k] == _NL:
+            return k
+    return -1
+
+
+class Journal:
+    """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
+
+    def __init__(self, card, max_bytes=262144, segment_bytes=4096, policy="drop_oldest"):
+        if policy not in POLICIES:
+            raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
+        if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
+            raise ValueError("need max_bytes >= segment_bytes >= MAX_RECORD")
+        self._card = card
+        self.max_bytes = max_bytes
+        self.segment_bytes = segment_bytes
+        self.policy = policy
+        self._slot = SlotFile(card, STATE_FILE, 12)
+        self._rbuf = bytearray(_BUF)
+        self._wbuf = bytearray(MAX_RECORD)
+        self._opened = False
+        self._state = "ok"
+        self._dropped = 0
+        self._corrupt = 0
+        self._torn = 0
+        self._reset_ram()
+
+    def _reset_ram(self):
+        self._segs = []  # existing segment numbers, ascending
+        self._total = 0  # bytes in those segments
+        self._wseg = None  # last segment written (or found at open)
+        self._wsize = 0
+        self._wsealed = False  # the last segment must not be appended to (torn tail)
+        self._ack_seg = 0
+        self._ack_off = 0
+        self._ack_idx = 0
+        self._rseg = 0
+        self._roff = 0
+        self._ridx = 0
+        self._pending = 0
+        self._mark = (0, 0)  # skipped lines before this place are already counted
+        self._bseg = None  # read buffer holds bytes [_boff, _boff + _blen) of segment _bseg
+        self._boff = 0
+        self._blen = 0
+        self._pstart = 0
+        self._plen = 0
+
+    # --- properties ---------------------------------------------------------------------------------------------
+    @property
+    def pending(self):
+        """Records appended and not yet acknowledged (counted once at open, then maintained)."""
+        return self._pending
+
+    @property
+    def pending_bytes(self):
+        """Bytes on the card from the ack pointer to the end of the journal (torn and corrupt bytes included)."""
+        if self._segs and self._segs[0] == self._ack_seg:
+            return self._total - self._ack_off
+        return self._total
+
+    @property
+    def dropped(self):
+        """Records lost to the full-card policy since the card was first used; persisted, never reset."""
+        return self._dropped
+
+    @property
+    def corrupt(self):
+        """Complete lines skipped because their CRC or format was wrong or they were longer than MAX_RECORD."""
+        return self._corrupt
+
+    @property
+    def torn(self):
+        """Unterminated tails skipped (left by a power cut or a short write; not readings that were cached)."""
+        return self._torn
+
+    @property
+    def state(self):
+        """'ok', 'full' (the last record was refused) or 'error' (the card failed)."""
+        return self._state
+
+    # --- persistence --------------------------------------------------------------------------------------------
+    def _persist(self, seg, off, dropped):
+        b = bytearray(12)
+        b[0:4] = seg.to_bytes(4, "little")
+        b[4:8] = off.to_bytes(4, "little")
+        b[8:12] = dropped.to_bytes(4, "little")
+        self._slot.store(b)
+
+    # --- recovery -----------------------------------------------------------------------------------------------
+    def open(self):
+        """Recover after a boot: read the ack pointer, finish compaction, count pending records, find a torn tail.
+        Never deletes an unacknowledged record (flaw F2). Raises OSError when the card fails."""
+        self._opened = False
+        self._reset_ram()
+        try:
+            self._open()
+        except OSError:
+            self._state = "error"
+            raise
+        self._opened = True
+        self._state = "ok"
+
+    def _open(self):
+        card = self._card
+        raw = self._slot.load()
+        if raw is not None and len(raw) == 12:
+            self._ack_seg = int.from_bytes(raw[0:4], "little")
+            self._ack_off = int.from_bytes(raw[4:8], "little")
+            self._dropped = int.from_bytes(raw[8:12], "little")
+        else:
+            self._dropped = 0
+            self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
+        segs = []
+        for name in card.listdir():
+            n = _seg_number(name)
+            if n is not None:
+                segs.append(n)
+        segs.sort()
+        while segs and segs[0] < self._ack_seg:
+            self._remove(segs.pop(0))
+        total = 0
+        size = 0
+        for s in segs:
+            size = card.size(_seg_name(s))
+            total += size
+        self._segs = segs
+        self._total = total
+        if segs:
+            self._wseg = segs[-1]
+            self._wsize = size
+            self._wsealed = size > 0 and self._last_byte(segs[-1], size) != _NL
+        self._rseg = self._ack_seg
+        self._roff = self._ack_off
+        seg, off = self._ack_seg, self._ack_off
+        count = 0
+        while True:
+            kind, seg, off = self._step(seg, off)
+            if kind != _VALID:
+                break
+            count += 1
+        self._pending = count
+
+    def _last_byte(self, seg, size):
+        f = self._card.open(_seg_name(seg), "rb")
+        try:
+            f.seek(size - 1)
+            b = f.read(1)
+        finally:
+            f.close()
+        return b[0] if b else -1
+
+    def _remove(self, seg):
+        try:
+            self._card.remove(_seg_name(seg))
+        except OSError as e:
+            if _errno(e) != _ENOENT:
+                raise
+        if self._bseg == seg:
+            self._bseg = None
+
+    # --- parsing (one fixed buffer, bounded) ---------------------------------------------------------------------
+    def _fill(self, seg, off):
+        self._bseg = None
+        f = self._card.open(_seg_name(seg), "rb")
+        try:
+            f.seek(off)
+            n = f.readinto(self._rbuf)
+        finally:
+            f.close()
+        self._bseg = seg
+        self._boff = off
+        self._blen = n or 0
+
+    def _check_line(self, i, j, off):
+        """Line buf[i:j] (newline at j) starting at file offset `off`."""
+        buf = self._rbuf
+        end = off + (j - i) + 1
+        if j - i < 10 or buf[j - 9] != _STAR:
+            return _BAD, end
+        if crc32_hex(memoryview(buf)[i:j - 9]) != bytes(buf[j - 8:j]):
+            return _BAD, end
+        self._pstart = i
+        self._plen = j - 9 - i
+        return _VALID, end
+
+    def _parse(self, seg, off):
+        """What is at (seg, off), and the offset just after it. Reads at most _BUF bytes at a time (flaw F8)."""
+        buf = self._rbuf
+        if self._bseg == seg:
+            i = off - self._boff
+            if 0 <= i < self._blen:
+                j = _find_nl(buf, i, self._blen)
+                if j >= 0:
+                    if j - i + 1 > MAX_RECORD:
+                        return _BAD, off + (j - i) + 1
+                    return self._check_line(i, j, off)
+        skipping = False
+        while True:
+            self._fill(seg, off)
+            n = self._blen
+            if n == 0:
+                return (_TORN if skipping else _EOF), off
+            j = _find_nl(buf, 0, n)
+            if j >= 0:
+                if skipping or j + 1 > MAX_RECORD:
+                    return _BAD, off + j + 1
+                return self._check_line(0, j, off)
+            if n < _BUF:
+                return _TORN, off + n  # no newline before the end of the segment
+            skipping = True  # longer than the buffer: skip it without copying it anywhere
+            off += n
+
+    def _next_seg(self, seg):
+        for s in self._segs:
+            if s > seg:
+                return s
+        return None
+
+    def _step(self, seg, off):
+        """The next valid record from (seg, off): (_VALID, seg, end) with the payload in the read buffer, or
+        (_END, seg, off) at the end of the journal. Skipped lines are counted once."""
+        while True:
+            if seg not in self._segs:
+                nxt = self._next_seg(seg)
+                if nxt is None:
+                    return _EOF, seg, off
+                seg, off = nxt, 0
+            kind, end = self._parse(seg, off)
+            if kind == _VALID:
+                return _VALID, seg, end
+            if kind == _EOF:
+                nxt = self._next_seg(seg)
+                if nxt is None:
+                    return _EOF, seg, off
+                seg, off = nxt, 0
+                continue
+            if (seg, end) > self._mark:
+                self._mark = (seg, end)
+                if kind == _BAD:
+                    self._corrupt += 1
+                else:
+                    self._torn += 1
+            off = end
+
+    # --- the API the collector uses -----------------------------------------------------------------------------
+    def append(self, payload):
+        """Cache one record; returns its position once it is flushed to the card.
+        Raises ValueError for a payload that is not 1..100 printable ASCII bytes without '*', JournalFull when
+        the full-card policy refuses it, OSError for card failures (ENODEV removed, EIO)."""
+        if not self._opened:
+            self.open()
+        n = len(payload)
+        if n < 1 or n > MAX_PAYLOAD:
+            raise ValueError("payload must be 1..100 bytes")
+        wbuf = self._wbuf
+        for k in range(n):
+            c = payload[k]
+            if c < 0x20 or c > 0x7E or c == _STAR:
+                raise ValueError("payload must be printable ASCII without '*'")
+            wbuf[k] = c
+        wbuf[n] = _STAR
+        wbuf[n + 1:n + 9] = crc32_hex(memoryview(wbuf)[:n])
+        wbuf[n + 9] = _NL
+        try:
+            return self._append(n + 10)
+        except OSError:
+            self._state = "error"
+            raise
+
+    def _append(self, size):
+        if self._total + size > self.max_bytes:
+            if self.policy == "drop_oldest":
+                while self._total + size > self.max_bytes and self._drop_oldest():
+                    pass
+            if self._total + size > self.max_bytes:
+                self._refuse()
+        try:
+            return self._write(size)
+        except OSError as e:
+            if _errno(e) != _ENOSPC:
+                raise
+        if self.policy == "drop_oldest" and self._drop_oldest():
+            try:
+                return self._write(size)
+            except OSError as e:
+                if _errno(e) != _ENOSPC:
+                    raise
+        self._refuse()
+
+    def _refuse(self):
+        self._dropped += 1
+        self._state = "full"
+        try:
+            self._persist(self._ack_seg, self._ack_off, self._dropped)
+        except OSError:
+            pass  # still counted in RAM; the next successful persist writes it
+        raise JournalFull("journal full: record dropped (%d dropped so far)" % self._dropped)
+
+    def _new_seg_number(self):
+        n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
+        if self._segs and self._segs[-1] + 1 > n:
+            n = self._segs[-1] + 1
+        if self._wseg is not None and self._wseg + 1 > n:
+            n = self._wseg + 1
+        return n if n > 0 else 1
+
+    def _write(self, size):
+        segs = self._segs
+        fresh = (not segs or self._wsealed or segs[-1] != self._wseg
+                 or (self._wsize > 0 and self._wsize + size > self.segment_bytes))
+        seg = self._new_seg_number() if fresh else self._wseg
+        name = _seg_name(seg)
+        f = self._card.open(name, "ab")
+        if fresh:
+            segs.append(seg)
+            self._wseg = seg
+            self._wsize = 0
+            self._wsealed = False
+        try:
+            n = f.write(memoryview(self._wbuf)[:size])
+            if n is not None and n != size:
+                raise OSError(_ENOSPC, "short write")
+            f.flush()
+        except OSError:
+            self._close_quietly(f)
+            self._after_failed_write(seg, name)
+            raise
+        self._close_quietly(f)
+        self._wsize += size
+        self._total += size
+        self._pending += 1
+        self._state = "ok"
+        return (seg, self._wsize, self._ack_idx + self._pending)
+
+    def _close_quietly(self, f):
+        try:
+            f.close()
+        except OSError:
+            pass  # after a flush the record is durable; after a failure the write's error is the one to report
+
+    def _after_failed_write(self, seg, name):
+        """Whatever part of the record reached the card is a torn tail: never append behind it."""
+        self._wsealed = True
+        try:
+            size = self._card.size(name)
+        except OSError:
+            return
+        self._total += size - self._wsize
+        self._wsize = size
+        if self._bseg == seg:
+            self._bseg = None
+
+    def _drop_oldest(self):
+        """Give up the oldest unacknowledged segment (policy 'drop_oldest'). False if there is none."""
+        if not self._segs:
+            return False
+        seg = self._segs[0]
+        off = self._ack_off if seg == self._ack_seg else 0
+        count = 0
+        while True:
+            kind, off = self._parse(seg, off)
+            if kind == _EOF:
+                break
+            if kind == _VALID:
+                count += 1
+        size = self._card.size(_seg_name(seg))
+        self._persist(seg + 1, 0, self._dropped + count)
+        self._dropped += count
+        self._pending -= count
+        self._ack_idx += count
+        self._ack_seg = seg + 1
+        self._ack_off = 0
+        if (self._rseg, self._roff) < (self._ack_seg, 0):
+            self._rseg, self._roff, self._ridx = self._ack_seg, 0, self._ack_idx
+        self._segs.pop(0)
+        self._total -= size
+        self._remove(seg)
+        return True
+
+    def read_next(self):
+        """The next record after the read cursor as (payload, position), or None when everything is read."""
+        if not self._opened:
+            self.open()
+        kind, seg, off = self._step(self._rseg, self._roff)
+        self._rseg, self._roff = seg, off
+        if kind != _VALID:
+            return None
+        self._ridx += 1
+        payload = bytes(self._rbuf[self._pstart:self._pstart + self._plen])
+        return payload, (seg, off, self._ridx)
+
+    def ack(self, position):
+        """Everything up to `position` (from read_next or append) is committed by the gateway: persist the
+        pointer, then delete the segments wholly before it. A stale or repeated ack is ignored."""
+        if not self._opened:
+            self.open()
+        seg, off, idx = position
+        if (seg, off) <= (self._ack_seg, self._ack_off):
+            return
+        if self._segs and (seg != self._segs[-1] or self._wsealed):
+            try:
+                if off >= self._card.size(_seg_name(seg)):
+                    seg, off = seg + 1, 0  # a closed segment fully acknowledged: it can go now
+            except OSError as e:
+                if _errno(e) != _ENOENT:
+                    self._state = "error"
+                    raise
+        try:
+            self._persist(seg, off, self._dropped)
+        except OSError:
+            self._state = "error"
+            raise
+        if idx > self._ack_idx:
+            self._pending -= idx - self._ack_idx
+            if self._pending < 0:
+                self._pending = 0
+            self._ack_idx = idx
+        self._ack_seg, self._ack_off = seg, off
+        if (self._rseg, self._roff) < (seg, off):
+            self._rseg, self._roff, self._ridx = seg, off, self._ack_idx
+        try:
+            while self._segs and self._segs[0] < seg:
+                s = self._segs[0]
+                size = self._card.size(_seg_name(s))
+                self._remove(s)
+                self._segs.pop(0)
+                self._total -= size
+        except OSError:
+            self._state = "error"
+            raise  # the pointer is persisted: the next ack or open() finishes the deletion
+
+    def rewind(self):
+        """Move the read cursor back to the ack pointer: after a resync or reset of the link, everything not
+        acknowledged is read (and sent) again."""
+        self._rseg, self._roff, self._ridx = self._ack_seg, self._ack_off, self._ack_idx
