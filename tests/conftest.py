@@ -1,0 +1,65 @@
+"""Shared fixtures. Database tests run against a real private server (tools.dbserver), never port 3306.
+
+`dbserver` (session): one migrated MariaDB/MySQL with a least-privilege gateway account whose password is
+generated at run time. It has `.gateway_cfg` (a gateway.db.DbConfig over TCP), `.admin_kwargs()` (root over the
+socket) and everything of tools.dbserver.PrivateServer (port, socket, kill(), restart()...).
+`clean_db` (function): the same server with every table of plant_moisture emptied first.
+"""
+
+import secrets
+
+import pymysql
+import pytest
+
+from gateway import schema
+from gateway.db import DbConfig
+from tools.dbserver import PrivateServer, ServerError, find_server
+
+GATEWAY_USER = "soil_gateway"
+PLANT_TABLES = ("plants", "boards", "board_events", "collector_events")
+
+
+def require_server():
+    """Skip (not fail) where no server binary is installed; `make test` installs one first."""
+    try:
+        find_server()
+    except ServerError as exc:
+        pytest.skip(str(exc))
+
+
+@pytest.fixture(scope="session")
+def dbserver(tmp_path_factory):
+    require_server()
+    srv = PrivateServer(str(tmp_path_factory.mktemp("dbserver")))
+    srv.start()
+    try:
+        conn = pymysql.connect(**srv.admin_kwargs())
+        try:
+            schema.migrate(conn)
+            srv.gateway_user = GATEWAY_USER
+            srv.gateway_password = secrets.token_hex(16)
+            schema.provision_gateway_account(conn, srv.gateway_user, srv.gateway_password)
+        finally:
+            conn.close()
+        srv.gateway_cfg = DbConfig(host="127.0.0.1", port=srv.port, user=srv.gateway_user,
+                                   password=srv.gateway_password, connect_timeout=5, read_timeout=30,
+                                   write_timeout=30)
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def clean_db(dbserver):
+    # A test that crashed the shared server on purpose and failed before restarting it must not take the rest
+    # of the session down with it.
+    if not dbserver.running:
+        dbserver.start()
+    conn = pymysql.connect(**dbserver.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            for table in PLANT_TABLES:
+                cur.execute("TRUNCATE TABLE plant_moisture.`%s`" % table)
+    finally:
+        conn.close()
+    return dbserver
