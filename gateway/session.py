@@ -20,10 +20,6 @@ log = logging.getLogger("gateway.session")
 _CONTROL_INTERVAL_S = 1.0     # at most one Q, W or N per second per board: a flood of bad frames gets few answers
 
 
-def utc_now_iso():
-    return timefmt.iso(time.gmtime()[:6])
-
-
 class SessionStats:
     def __init__(self):
         self.frames = 0
@@ -67,6 +63,7 @@ class BoardSession:
         self.stats = SessionStats()
         self.splitter = frames.LineSplitter()
         self.connected = threading.Event()
+        self._settime_timer = None
 
     # --- port handling --------------------------------------------------------------------------------------
     def open(self):
@@ -201,9 +198,18 @@ class BoardSession:
         except ValueError:
             pass
         if clock != "ok" or off is None or abs(off) > self.clock_tolerance_s:
+            if self._settime_timer is not None and self._settime_timer.is_alive():
+                return
             self.stats.clock_sets += 1
             log.info("%s: setting the clock of %s (was %s, %s)", self.cfg.name, self.board_id, rtc_time, clock)
-            self._send(frames.settime(utc_now_iso()))
+            # The DS1307 counts whole seconds and restarts its second when set, so the frame goes out on a second
+            # boundary carrying that second: the board's clock then agrees with ours to a few milliseconds.
+            now = self._now()
+            boundary = int(now) + 1
+            self._settime_timer = threading.Timer(boundary - now, self._send,
+                                                  (frames.settime(timefmt.iso(time.gmtime(boundary)[:6])),))
+            self._settime_timer.daemon = True
+            self._settime_timer.start()
 
     def _on_reading(self, f):
         n, boot, seq, time_str, raw, flags = f

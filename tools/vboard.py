@@ -13,7 +13,7 @@ inside and inject faults:
 
     status                  JSON counters (pending, dropped, card, clock, link bytes ...)
     rxlog                   hex of the last 64 KiB the board received (to audit what the gateway sends)
-    noise <text>            send bytes that are not a frame (line noise)
+    noise <hex>             send these bytes ahead of the next frame (line noise, garbage, forged frames)
     rtc halt | rtc run      set or clear the DS1307's clock-halt bit (a failing battery)
     quit                    stop the board
 """
@@ -113,7 +113,7 @@ class VirtualBoard:
             elif cmd == "rxlog":
                 reply = bytes(self.hal.link.rx_log).hex()
             elif cmd == "noise" and len(words) == 2:
-                self.hal.link.inject_noise(words[1].encode())
+                self.hal.link.inject_noise(bytes.fromhex(words[1]))
                 reply = "ok"
             elif cmd == "rtc" and len(words) == 2 and words[1] in ("halt", "run"):
                 sec = self.hal.rtc_chip.peek(0)
