@@ -106,7 +106,8 @@ class InvalidReading(DatabaseError, ValueError):
 
 
 _CONFIG_HINTS = {
-    1044: "access denied to the database: grant the account its privileges (soil-gateway migrate --provision)",
+    1044: "no access to the database (it may not exist: an account only sees databases it has privileges on): "
+          "check [database] database, then provision the account (soil-gateway migrate --provision)",
     1045: "access denied: check the user name and password, and that the account exists for this client host",
     1049: "unknown database: check [database] database, or create it with soil-gateway migrate",
     1142: "a privilege is missing on a table: re-provision the account (soil-gateway migrate --provision)",
