@@ -50,7 +50,7 @@ class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=2000,
-                 retry_initial_s=0.25, retry_max_s=5.0, status_path=None):
+                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s

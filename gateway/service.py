@@ -36,6 +36,7 @@ class Writer:
         self.batches = 0
         self.last_error = None
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
+        self.on_recovered = None       # called when the database answers again after an outage
 
     def ok(self):
         return self._ok.is_set()
@@ -77,6 +78,8 @@ class Writer:
                     self._ok.set()
                     log.info("database is back")
                     backoff = self.retry_initial_s
+                    if self.on_recovered is not None:
+                        self.on_recovered()
                 except DatabaseError as e:
                     self._report(e)
                     self._stop.wait(backoff)
@@ -179,6 +182,7 @@ class Gateway:
         self.config = config
         self.store = store or ReadingStore(config.database)
         self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s)
+        self.writer.on_recovered = self._resume_boards
         self.sessions = []
         for board in config.boards:
             self.add_board(board)
@@ -188,6 +192,11 @@ class Gateway:
                          clock_tolerance_s=self.config.clock_tolerance_s, wait_ms=self.config.wait_ms)
         self.sessions.append(s)
         return s
+
+    def _resume_boards(self):
+        """The database is back: ask every board to resend now instead of waiting out its hold."""
+        for s in self.sessions:
+            s.resume()
 
     def check_database(self):
         """Fail fast with a clear message on a configuration error (wrong password, unknown database)."""

@@ -256,6 +256,15 @@ class BoardSession:
                 self.committed = n
         self._send(frames.ack(n))
 
+    def resume(self):
+        """The database is back: ask the board to resend from the first uncommitted frame right away."""
+        with self._lock:
+            if not self.synced:
+                return
+            self.expected = self.committed + 1
+            frame = frames.resend(self.expected)
+        self._send(frame)
+
     def rollback(self, epoch):
         """The writer could not commit: forget what was accepted but not committed; the board resends it."""
         with self._lock:

@@ -103,6 +103,7 @@ class Uplink:
                 if kind == frames.ACK:
                     self._on_ack(f[0], events)
                 elif kind == frames.RESEND:
+                    self._hold_start = None      # the gateway asks now: a pending wait is over
                     self._resend_from(f[0])
                 elif kind == frames.WAIT:
                     self._hold_start = self._ticks_ms()
