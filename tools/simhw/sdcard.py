@@ -87,6 +87,7 @@ class SimCard:
         self._cut_remove = None  # None or from_control_file flag
         self._ctl_sig = None
         self.bytes_written = 0  # statistics for tests and benchmarks
+        self.largest_read = 0  # the most bytes one read asked for: shows whether a parser reads with a bound
 
     # --- faults -------------------------------------------------------------------------------------------------
     def power_cut_after(self, nbytes, tail="prefix"):
@@ -262,10 +263,13 @@ class _SimFile:
 
     def read(self, n=-1):
         self._check()
+        want = n if n is not None and n >= 0 else os.path.getsize(self._path)
+        self._card.largest_read = max(self._card.largest_read, want)
         return self._f.read(n)
 
     def readinto(self, buf):
         self._check()
+        self._card.largest_read = max(self._card.largest_read, memoryview(buf).nbytes)
         return self._f.readinto(buf)
 
     def seek(self, offset, whence=0):

@@ -31,9 +31,11 @@ read and sent again: delivery is at-least-once, and the gateway stores a reading
 
 Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at construction:
 - 'drop_oldest' (default; a logger would rather keep the newest readings): delete the oldest unacknowledged
-  segment(s), add their unacknowledged records to `dropped`, persist that with the ack pointer moved past them,
-  then write the new record. For the budget, segments are dropped until the record fits; after ENOSPC one segment
-  is dropped and the write retried once. If it still fails the new record is refused as below.
+  segment, add its unacknowledged records to `dropped`, persist that with the ack pointer moved past it, then
+  write the new record. For the budget, segments are dropped until the record fits; after ENOSPC a segment is
+  dropped and the write retried, again while the card answers ENOSPC, but never after a drop that left the card
+  with no free space (a card that stays full whatever is deleted would otherwise eat the whole cache). If no room
+  can be made the new record is refused as below.
 - 'drop_newest': keep what is cached and refuse the new record: `dropped` += 1 (persisted), `JournalFull` raised.
 `dropped` is never reset (it lives in jstate.bin), so the board can report it (F6). Card errors other than ENOSPC
 (ENODEV removed, EIO) propagate as OSError and set `state` to 'error'.
@@ -379,12 +381,17 @@ class Journal:
         except OSError as e:
             if _errno(e) != _ENOSPC:
                 raise
-        if self.policy == "drop_oldest" and self._drop_oldest():
-            try:
-                return self._write(size)
-            except OSError as e:
-                if _errno(e) != _ENOSPC:
-                    raise
+        if self.policy == "drop_oldest":
+            # Free the oldest segment and retry, again while the card keeps answering ENOSPC; stop when a drop
+            # gave no space back (a card that reports itself full whatever is deleted must not eat the cache).
+            while self._drop_oldest():
+                if self._card.free_bytes() <= 0:
+                    break
+                try:
+                    return self._write(size)
+                except OSError as e:
+                    if _errno(e) != _ENOSPC:
+                        raise
         self._refuse()
 
     def _refuse(self):
@@ -440,11 +447,13 @@ class Journal:
 
     def _after_failed_write(self, seg, name):
         """Whatever part of the record reached the card is a torn tail: never append behind it."""
-        self._wsealed = True
         try:
             size = self._card.size(name)
         except OSError:
+            self._wsealed = True  # unknown: assume the worst
             return
+        if size != self._wsize:
+            self._wsealed = True  # part of the record landed
         self._total += size - self._wsize
         self._wsize = size
         if self._bseg == seg:
