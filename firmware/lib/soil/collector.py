@@ -133,8 +133,8 @@ class Collector:
         if self.ticks_diff(now, self._next_status) >= 0:
             self._next_status = now + self.status_interval_ms
             self.send_status()
-            if self.journal is not None and self.card_state != "ok":
-                self._retry_card()
+            if self.journal is not None and (self.card_state == "absent" or self.card_state == "error"):
+                self._retry_card()   # a card that failed or was pulled may be back; a full one is retried per sample
 
     def sample(self):
         raw = self.adc.read_u16()
