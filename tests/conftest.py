@@ -6,7 +6,10 @@ socket) and everything of tools.dbserver.PrivateServer (port, socket, kill(), re
 `clean_db` (function): the same server with every table of plant_moisture emptied first.
 """
 
+import contextlib
 import secrets
+import shutil
+import tempfile
 
 import pymysql
 import pytest
@@ -27,26 +30,47 @@ def require_server():
         pytest.skip(str(exc))
 
 
-@pytest.fixture(scope="session")
-def dbserver(tmp_path_factory):
-    require_server()
-    srv = PrivateServer(str(tmp_path_factory.mktemp("dbserver")))
-    srv.start()
+@contextlib.contextmanager
+def private_dir(name):
+    """A folder for a server's data outside pytest's basetemp.
+
+    pytest keeps only the newest three /tmp/pytest-of-<user>/pytest-N folders and deletes older ones when a run
+    starts, so another engineer's (or CI job's) pytest run would delete a live server's data directory under us.
+    """
+    path = tempfile.mkdtemp(prefix="soil-%s-" % name)
     try:
-        conn = pymysql.connect(**srv.admin_kwargs())
-        try:
-            schema.migrate(conn)
-            srv.gateway_user = GATEWAY_USER
-            srv.gateway_password = secrets.token_hex(16)
-            schema.provision_gateway_account(conn, srv.gateway_user, srv.gateway_password)
-        finally:
-            conn.close()
-        srv.gateway_cfg = DbConfig(host="127.0.0.1", port=srv.port, user=srv.gateway_user,
-                                   password=srv.gateway_password, connect_timeout=5, read_timeout=30,
-                                   write_timeout=30)
-        yield srv
+        yield path
     finally:
-        srv.stop()
+        shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def server_dir(request):
+    with private_dir(request.node.name[:40]) as path:
+        yield path
+
+
+@pytest.fixture(scope="session")
+def dbserver():
+    require_server()
+    with private_dir("dbserver") as path:
+        srv = PrivateServer(path)
+        srv.start()
+        try:
+            conn = pymysql.connect(**srv.admin_kwargs())
+            try:
+                schema.migrate(conn)
+                srv.gateway_user = GATEWAY_USER
+                srv.gateway_password = secrets.token_hex(16)
+                schema.provision_gateway_account(conn, srv.gateway_user, srv.gateway_password)
+            finally:
+                conn.close()
+            srv.gateway_cfg = DbConfig(host="127.0.0.1", port=srv.port, user=srv.gateway_user,
+                                       password=srv.gateway_password, connect_timeout=5, read_timeout=30,
+                                       write_timeout=30)
+            yield srv
+        finally:
+            srv.stop()
 
 
 @pytest.fixture

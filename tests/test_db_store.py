@@ -318,15 +318,14 @@ def _make_certs(folder):
         "2", "-subj", "/CN=some other CA")
 
 
-def test_tls_connection_is_verified_and_required(tmp_path):
+def test_tls_connection_is_verified_and_required(server_dir):
     require_server()
     if shutil.which("openssl") is None:
         pytest.skip("no openssl command to make a test CA")
-    certs = tmp_path / "certs"
-    certs.mkdir()
-    _make_certs(str(certs))
-    c = str(certs)
-    srv = PrivateServer(str(tmp_path / "tlsdb"), extra_options=(
+    c = os.path.join(server_dir, "certs")
+    os.mkdir(c)
+    _make_certs(c)
+    srv = PrivateServer(os.path.join(server_dir, "tlsdb"), extra_options=(
         "--ssl-ca=%s/ca.pem" % c, "--ssl-cert=%s/server.pem" % c, "--ssl-key=%s/server.key" % c))
     srv.start()
     try:

@@ -20,9 +20,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(server_dir):
     require_server()
-    srv = PrivateServer(str(tmp_path / "db"), server_id=7)
+    srv = PrivateServer(os.path.join(server_dir, "db"), server_id=7)
     try:
         yield srv
     finally:
@@ -91,8 +91,8 @@ def test_kill_is_a_crash_and_restart_recovers_committed_rows(server):
     assert _query(server, "SELECT v FROM crash.t") == ((1,),)
 
 
-def test_extra_options_reach_the_server(server, tmp_path):
-    srv = PrivateServer(str(tmp_path / "binlog"), server_id=3, extra_options=("--log-bin=binlog",
+def test_extra_options_reach_the_server(server, server_dir):
+    srv = PrivateServer(os.path.join(server_dir, "binlog"), server_id=3, extra_options=("--log-bin=binlog",
                                                                                "--binlog-format=ROW"))
     try:
         srv.start()
@@ -107,9 +107,9 @@ def _cli(*args):
                           capture_output=True, text=True, timeout=90)
 
 
-def test_cli_start_status_stop(tmp_path):
+def test_cli_start_status_stop(server_dir):
     require_server()
-    d = str(tmp_path / "clidb")
+    d = os.path.join(server_dir, "clidb")
     done = _cli("start", "--dir", d)
     assert done.returncode == 0, done.stderr
     fields = dict(item.split("=", 1) for item in done.stdout.split())

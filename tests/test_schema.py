@@ -10,7 +10,7 @@ import pymysql
 import pytest
 
 from gateway import schema
-from tests.conftest import require_server
+from tests.conftest import private_dir, require_server
 from tools.dbserver import PrivateServer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
@@ -24,14 +24,15 @@ BOOK_INSERT_TIME = "INSERT INTO plant_moisture.plants VALUES (NULL,456,'2015-11-
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server():
     require_server()
-    srv = PrivateServer(str(tmp_path_factory.mktemp("schemadb")))
-    srv.start()
-    try:
-        yield srv
-    finally:
-        srv.stop()
+    with private_dir("schemadb") as path:
+        srv = PrivateServer(path)
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
 
 @pytest.fixture
