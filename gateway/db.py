@@ -11,7 +11,8 @@ Why it is built this way:
   DatabaseConfigError with one line naming user@host:port and what to check. Server down, connection lost,
   timeouts, deadlocks and a read-only (demoted) server become DatabaseUnavailable: retry later.
 * **Idempotent replay (F9).** A reading's identity is (board, boot, seq), UNIQUE in `plants`. The batch goes in as
-  a plain multi-row INSERT (`executemany`, which PyMySQL folds into multi-row statements); a duplicate key
+  plain multi-row INSERTs of about 1 MB (what PyMySQL's `executemany` builds, with each distinct value escaped
+  once by the driver: see _execute_rows, about twice as fast, which is what reaches the LOAD DATA target); a duplicate key
   (ER_DUP_ENTRY) is the signal that some readings are already stored, which count as committed. We do not use
   `ON DUPLICATE KEY UPDATE id=id`: MariaDB and MySQL demand the UPDATE privilege on `plants` for it, and the
   gateway's account must not be able to change a stored reading (F13). `INSERT IGNORE` would also hide data
@@ -251,6 +252,43 @@ def _as_reading(r):
     return r
 
 
+_INSERT_PREFIX = _INSERT_PLANTS[:_INSERT_PLANTS.index(" VALUES ") + 8]
+_STATEMENT_BYTES = 1024 * 1024  # well under the default max_allowed_packet (16 MB MariaDB, 64 MB MySQL 8)
+
+
+def _execute_rows(conn, cur, rows):
+    """Multi-row INSERT of already validated rows, in statements of about 1 MB.
+
+    This is what PyMySQL's executemany() does, with one difference that doubles throughput: each distinct value
+    is escaped once (by the driver's own conn.escape) and remembered, because a batch repeats the same board,
+    collector, time, source and received_at thousands of times. Integers were checked to be int, so str() is
+    their exact literal. Every value still travels as an escaped literal made by the driver, never as SQL text.
+    """
+    memo = {}
+    escape = conn.escape
+
+    def lit(v):
+        if v.__class__ is int:
+            return str(v)
+        try:
+            return memo[v]
+        except KeyError:
+            memo[v] = e = escape(v)
+            return e
+
+    parts = []
+    size = len(_INSERT_PREFIX)
+    for row in rows:
+        text = "(" + ",".join([lit(v) for v in row]) + ")"
+        if parts and size + len(text) + 1 > _STATEMENT_BYTES:
+            cur.execute(_INSERT_PREFIX + ",".join(parts))
+            parts, size = [], len(_INSERT_PREFIX)
+        parts.append(text)
+        size += len(text) + 1
+    if parts:
+        cur.execute(_INSERT_PREFIX + ",".join(parts))
+
+
 class ReadingStore:
     """Writes readings and board status for the gateway. One connection, opened on demand, replaced after errors.
 
@@ -351,7 +389,7 @@ class ReadingStore:
         rows = [(r.board, r.collector, r.boot, r.seq, r.sample_time, r.raw, r.source, received_at, r.time_quality)
                 for r in batch]
         try:
-            cur.executemany(_INSERT_PLANTS, rows)
+            _execute_rows(conn, cur, rows)
             return len(rows)
         except pymysql.err.IntegrityError as exc:
             if exc.args[0] != ER.DUP_ENTRY:
@@ -372,7 +410,7 @@ class ReadingStore:
                     conflicts.append((key, have, (r.raw, r.sample_time)))
             try:
                 if missing:
-                    cur.executemany(_INSERT_PLANTS, [row for row in rows if (row[0], row[2], row[3]) in missing])
+                    _execute_rows(conn, cur, [row for row in rows if (row[0], row[2], row[3]) in missing])
             except pymysql.err.IntegrityError as exc:
                 if exc.args[0] != ER.DUP_ENTRY:
                     raise
