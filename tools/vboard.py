@@ -56,6 +56,9 @@ def build_parser():
                    help="a new RTC leaves the factory set to the host's UTC time (default: halted, as shipped)")
     g.add_argument("--ticks-offset-ms", type=int, default=0, help="start the tick counter here (wrap tests)")
     g.add_argument("--max-samples", type=int, default=0, help="stop sampling after this many (0: no limit)")
+    p.add_argument("--sample-log", metavar="PATH",
+                   help="append 'boot seq host_time' (time.time() just before each sample) to PATH, for the "
+                        "latency benchmark (tools/bench.py)")
     return p
 
 
@@ -76,9 +79,24 @@ class VirtualBoard:
                                    status_interval_ms=args.status_interval_ms, led=self.hal.led, fw=VERSION,
                                    log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
         self.boot_stores = stores
+        if args.sample_log:
+            self._log_samples(args.sample_log)
         self.tty_link = os.path.join(args.state, "tty")
         self.control_path = os.path.join(args.state, "control.sock")
         self.running = True
+
+    def _log_samples(self, path):
+        """Wrap the collector's sample() to record the host time of every sample (benchmarks only)."""
+        c = self.collector
+        sample = c.sample
+        out = open(path, "a", buffering=1)
+
+        def logged_sample():
+            t = time.time()
+            record = sample()
+            out.write("%d %d %.6f\n" % (c.boot, c.seq, t))
+            return record
+        c.sample = logged_sample
 
     def publish(self):
         tmp = self.tty_link + ".tmp"
