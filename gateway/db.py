@@ -471,6 +471,17 @@ class ReadingStore:
             "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
             (board, str(event)[:32], None if detail is None else str(detail)[:255], board_time)))
 
+    def last_sample_time(self, board):
+        """The newest stored sample time of `board` ('YYYY-MM-DD HH:MM:SS' UTC) or None: what a standby that takes
+        over must continue after (the witness answer)."""
+        _printable_ascii(board, 32, "board id")
+
+        def work(conn, cur):
+            cur.execute("SELECT MAX(date_saved) FROM plants WHERE board = %s", (board,))
+            value = cur.fetchone()[0]
+            return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
+        return self._run(work)
+
     def add_collector_event(self, board, event, detail=None, board_time=None):
         """Append to collector_events (takeover, handback, standby_missing, witness_refused, standby_back)."""
         _printable_ascii(board, 32, "board id")

@@ -37,6 +37,7 @@ class Writer:
         self.last_error = None
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
+        self.last_sample = {}          # board -> newest committed sample time (for the witness)
 
     def ok(self):
         return self._ok.is_set()
@@ -108,6 +109,9 @@ class Writer:
             return
         self.committed_rows += len(rows)
         self.batches += 1
+        for r in rows:
+            if r.sample_time > self.last_sample.get(r.board, ""):
+                self.last_sample[r.board] = r.sample_time
         highest = {}
         for _, session, epoch, n, _ in items:
             key = (session, epoch)
@@ -121,6 +125,10 @@ class Writer:
     def _write_statuses(self, items):
         for _, session, kind, fields in items:
             try:
+                if kind == "event":
+                    self.store.add_collector_event(session.board_id, fields["event"], fields["detail"],
+                                                   _sql_time(fields.get("board_time")))
+                    continue
                 self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
                 if kind == "status" and fields.get("dropped"):
                     prev = getattr(session, "_reported_dropped", 0)
@@ -183,15 +191,45 @@ class Gateway:
         self.store = store or ReadingStore(config.database)
         self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s)
         self.writer.on_recovered = self._resume_boards
+        self._witness_store = None
         self.sessions = []
         for board in config.boards:
             self.add_board(board)
 
     def add_board(self, board_cfg):
         s = BoardSession(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
-                         clock_tolerance_s=self.config.clock_tolerance_s, wait_ms=self.config.wait_ms)
+                         clock_tolerance_s=self.config.clock_tolerance_s, wait_ms=self.config.wait_ms,
+                         witness=self.witness)
         self.sessions.append(s)
         return s
+
+    def witness(self, asking, master_id, probe_timeout=1.5):
+        """Split-brain guard: does the gateway still hear `master_id`? Returns (verdict, last stored sample time).
+
+        A standby asks when the heartbeat wire went quiet. If the master's port still answers, only the wire is
+        cut and the standby must not take over. The last stored sample time lets a standby that does take over
+        publish exactly the samples the database lacks."""
+        master = None
+        for s in self.sessions:
+            if s is not asking and s.board_id == master_id:
+                master = s
+        if master is None:
+            verdict = "unknown"
+        else:
+            verdict = "alive" if master.probe(probe_timeout) else "dead"
+        last = self.writer.last_sample.get(master_id)
+        if last is None:
+            try:
+                last = self._lookup_store().last_sample_time(master_id)
+            except DatabaseError:
+                last = None
+        return verdict, (last.replace(" ", "T") + "Z") if last else None
+
+    def _lookup_store(self):
+        # The writer's connection belongs to the writer thread; witness look-ups get their own.
+        if self._witness_store is None:
+            self._witness_store = ReadingStore(self.config.database)
+        return self._witness_store
 
     def _resume_boards(self):
         """The database is back: ask every board to resend now instead of waiting out its hold."""

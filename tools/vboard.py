@@ -15,6 +15,7 @@ inside and inject faults:
     rxlog                   hex of the last 64 KiB the board received (to audit what the gateway sends)
     noise <hex>             send these bytes ahead of the next frame (line noise, garbage, forged frames)
     rtc halt | rtc run      set or clear the DS1307's clock-halt bit (a failing battery)
+    wire cut | wire mend    cut or mend the pair's heartbeat wire (both boards stay alive)
     quit                    stop the board
 """
 
@@ -79,6 +80,9 @@ class VirtualBoard:
                                    status_interval_ms=args.status_interval_ms, led=self.hal.led, fw=VERSION,
                                    log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
         self.boot_stores = stores
+        self.hb_server = None
+        if args.role in ("master", "standby"):
+            self._build_pair(args)
         if args.sample_log:
             self._log_samples(args.sample_log)
         self.tty_link = os.path.join(args.state, "tty")
@@ -97,6 +101,34 @@ class VirtualBoard:
             out.write("%d %d %.6f\n" % (c.boot, c.seq, t))
             return record
         c.sample = logged_sample
+
+    def _build_pair(self, args):
+        """The heartbeat wire: the standby is an I2C target on it, the master the controller."""
+        from soil.heartbeat import MEM_SIZE, Mailbox
+        from soil.redundancy import MasterRole, StandbyRole
+        if not args.hb_wire:
+            raise ValueError("--role %s needs --hb-wire PATH (the heartbeat wire shared by the pair)" % args.role)
+        c = self.collector
+        if args.role == "standby":
+            from tools.simhw.i2c import I2CBus
+            from tools.simhw.i2cnet import BusServer
+            from tools.simhw.i2ctarget import MemTarget
+            self.hb_mem = bytearray(MEM_SIZE)
+            self.hb_target = MemTarget(self.hb_mem)
+            bus = I2CBus()
+            bus.attach(args.hb_address, self.hb_target)
+            self.hb_server = BusServer(bus, args.hb_wire)
+            mailbox = Mailbox(self.hb_target, self.hb_mem, MemTarget.IRQ_END_WRITE)
+            c.ring_limit = (args.hb_timeout_ms + args.witness_timeout_ms + 2 * args.hb_interval_ms) \
+                // args.interval_ms + 8
+            c.role_logic = StandbyRole(c, mailbox, timeout_ms=args.hb_timeout_ms,
+                                       witness_timeout_ms=args.witness_timeout_ms,
+                                       handback_after_ms=args.handback_after_ms,
+                                       handback_margin_s=args.handback_margin_s)
+        else:
+            from tools.simhw.i2cnet import RemoteI2C
+            c.ring_limit = 4 * args.handback_margin_s * 1000 // args.interval_ms + 16
+            c.role_logic = MasterRole(c, RemoteI2C(args.hb_wire), args.hb_address, args.hb_interval_ms)
 
     def publish(self):
         tmp = self.tty_link + ".tmp"
@@ -118,7 +150,13 @@ class VirtualBoard:
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
-                "journal_corrupt": getattr(self.journal, "corrupt", 0), "boot_stores": self.boot_stores}
+                "journal_corrupt": getattr(self.journal, "corrupt", 0), "boot_stores": self.boot_stores,
+                "publishing": c.publishing, "ring": len(c.ring), "role_state": getattr(c.role_logic, "state", None),
+                "last_published_epoch": c.last_published_epoch,
+                "standby_present": getattr(c.role_logic, "standby_present", None),
+                "beats_failed": getattr(c.role_logic, "beats_failed", None),
+                "takeovers": getattr(c.role_logic, "takeovers", None),
+                "hb_handler_max_s": getattr(getattr(self, "hb_target", None), "handler_max_s", None)}
 
     def handle_control(self, conn):
         try:
@@ -136,6 +174,10 @@ class VirtualBoard:
             elif cmd == "rtc" and len(words) == 2 and words[1] in ("halt", "run"):
                 sec = self.hal.rtc_chip.peek(0)
                 self.hal.rtc_chip.poke(0, sec | 0x80 if words[1] == "halt" else sec & 0x7F)
+                reply = "ok"
+            elif cmd == "wire" and len(words) == 2 and words[1] in ("cut", "mend") and self.args.hb_wire:
+                from tools.simhw.i2cnet import set_cut
+                set_cut(self.args.hb_wire, words[1] == "cut")
                 reply = "ok"
             elif cmd == "quit":
                 self.running = False

@@ -25,14 +25,21 @@ RESEND = "N"
 WAIT = "W"
 SETTIME = "T"
 QUERY = "Q"
+EVENT = "E"
+WITNESS_QUERY = "V"
+WITNESS_ANSWER = "M"
 
 # Number of fields after the type letter, per frame type.
-_FIELDS = {HELLO: 8, READING: 6, STATUS: 6, ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0}
+_FIELDS = {HELLO: 8, READING: 6, STATUS: 6, ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, EVENT: 3,
+           WITNESS_QUERY: 1, WITNESS_ANSWER: 3}
 
 ROLES = ("master", "standby", "single")
 CLOCK_STATES = ("ok", "unset", "halted", "invalid")
 CARD_STATES = ("ok", "full", "absent", "error")
 READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampled by a standby
+EVENTS = ("takeover", "handback", "standby_missing", "standby_back")
+VERDICTS = ("alive", "dead", "unknown")
+MAX_DETAIL = 60
 
 
 class FrameError(ValueError):
@@ -86,6 +93,25 @@ def settime(utc_time):
 
 def query():
     return encode(QUERY)
+
+
+def event(name, detail, board_time):
+    """A collector event (takeover, hand-back, standby missing or back). `detail` is free text, made safe for a
+    frame: separators and control characters become spaces, and it is cut to MAX_DETAIL characters."""
+    clean = ""
+    for ch in detail[:MAX_DETAIL]:
+        clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
+    return encode(EVENT, (name, clean, board_time))
+
+
+def witness_query(master_id):
+    """A standby asks the gateway: do you still hear this master?"""
+    return encode(WITNESS_QUERY, (master_id,))
+
+
+def witness_answer(master_id, verdict, last_time):
+    """`verdict` is alive, dead or unknown; `last_time` the master's last stored sample time, or '-'."""
+    return encode(WITNESS_ANSWER, (master_id, verdict, last_time or "-"))
 
 
 def reading_record(boot, seq, time, raw, flags=""):
@@ -199,6 +225,16 @@ def decode(line):
             raise FrameError("bad board id")
         return kind, (PROTO, f[1], _int(f[2], 1, MAX_N, "boot"), _int(f[3], 1, MAX_N, "n_next"), _time(f[4]),
                       _word(f[5], CLOCK_STATES, "clock"), _word(f[6], ROLES, "role"), f[7][:16])
+    if kind == EVENT:
+        return kind, (_word(f[0], EVENTS, "event"), f[1], _time(f[2]))
+    if kind == WITNESS_QUERY:
+        if f[0] != "-" and not valid_board_id(f[0]):
+            raise FrameError("bad board id")
+        return kind, (f[0],)
+    if kind == WITNESS_ANSWER:
+        if f[0] != "-" and not valid_board_id(f[0]):
+            raise FrameError("bad board id")
+        return kind, (f[0], _word(f[1], VERDICTS, "verdict"), f[2] if f[2] == "-" else _time(f[2]))
     if kind == STATUS:
         return kind, (_time(f[0]), _word(f[1], CLOCK_STATES, "clock"), _int(f[2], 0, MAX_N, "pending"),
                       _int(f[3], 0, MAX_N, "dropped"), _word(f[4], CARD_STATES, "card"),

@@ -5,7 +5,7 @@ The standby is an I2C target in "memory mode" (MicroPython's `machine.I2CTarget(
 
     0x00..0x5F  beat    written by the master every interval: who it is, its boot, its last sample (seq and
                         time), whether its uplink works, and whether it is active or returning after a reset
-    0x60..0x7F  status  read by the master after each beat: the standby's state, since when it has been active,
+    0x60..0x8F  status  read by the master after each beat: the standby's state, since when it has been active,
                         and the time from which it hands the sampling back
 
 Both records are text with a CRC (`B1,...*crc\\n`, `S1,...*crc\\n`) so a torn or half-updated record is rejected,
@@ -25,11 +25,11 @@ except ImportError:
         return x
 
 ADDRESS = const(8)
-MEM_SIZE = const(128)
+MEM_SIZE = const(144)
 BEAT_OFF = const(0)
 BEAT_LEN = const(96)
 STATUS_OFF = const(96)
-STATUS_LEN = const(32)
+STATUS_LEN = const(48)
 
 WATCHING = "watching"     # standby: the master is alive, samples go to the ring
 ASKING = "asking"         # standby: no beat for the timeout; asking the gateway (the witness)

@@ -195,7 +195,7 @@ class MasterRole:
             return
         self._next = now + self.interval_ms
         c = self.c
-        beat = hb.encode_beat(c.board_id, c.boot, c.seq, c.last_sample_epoch or 0, c.link_ok(), self.state)
+        beat = hb.encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, c.link_ok(), self.state)
         try:
             self.i2c.writeto_mem(self.address, hb.BEAT_OFF, beat)
             self.beats_sent += 1
@@ -213,7 +213,7 @@ class MasterRole:
             self._resume_at(None)
 
     def _resume_at(self, handback_epoch):
-        self.c.publish_ring(from_epoch=handback_epoch)
+        self.c.publish_ring(from_epoch=handback_epoch)   # also sets publish_from: nothing before H is ours
         self.c.publishing = True
         self.state = hb.ACTIVE
 
