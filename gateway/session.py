@@ -173,6 +173,9 @@ class BoardSession:
             self.synced = True
             self.epoch += 1
             self._last_control.pop("N", None)
+        # Confirm the hello: until the board sees A,n_next-1 it ignores acks, which could otherwise come from our
+        # numbering of its previous boot (a hello lost after a reset) and delete readings never committed.
+        self._send(frames.ack(n_next - 1))
         log.info("%s: hello from %s boot %d (%s, clock %s, fw %s)", self.cfg.name, board, boot, role, clock, fw)
         self._check_clock(rtc_time, clock)
         if self._status_sink:

@@ -189,7 +189,9 @@ checks.equal(hello[0][5], "halted", "a new chip's clock is reported halted")
 checks.equal(chip.time_writes, 0, "start-up never writes the clock (F3)")
 
 # --- sample: journal first, then an R frame, flagged Q while the clock is not ok --------------------------------
+link.inbox = frames.ack(7)
 c.step()
+checks.equal(c.uplink.ignored_acks, 1, "before the gateway confirms the hello, acks are ignored (may be another boot's)")
 out = link.take()
 r = of_kind(out, "R")
 checks.equal(len(r), 1, "first step samples and sends")
@@ -203,8 +205,9 @@ status = of_kind(out, "S")
 checks.equal(len(status), 1, "a status frame at start")
 
 # --- T: the gateway sets the clock; the board answers with S ------------------------------------------------------
-link.inbox = frames.settime("2026-03-01T12:00:00Z")
+link.inbox = frames.ack(0) + frames.settime("2026-03-01T12:00:00Z")
 c.step()
+checks.check(c.uplink.synced, "A,n_next-1 confirms the hello")
 out = link.take()
 checks.equal(chip.regs[0] & 0x80, 0, "CH cleared: the oscillator runs")
 checks.equal(chip.read(0, 7), bytes((0x00, 0x00, 0x12, timefmt.weekday(2026, 3, 1), 0x01, 0x03, 0x26)),
@@ -325,6 +328,11 @@ out = link.take()
 checks.equal(of_kind(out, "H")[0][2:4], (2, 1), "hello: boot 2, n_next 1")
 c.step()
 r = of_kind(link.take(), "R")
+link.inbox = frames.ack(len(r))
+c.step()
+checks.equal(journal.pending, unacked + 1, "an A before the hello is confirmed deletes nothing")
+link.inbox = frames.ack(0)
+c.step()
 checks.equal([f[0] for f in r], list(range(1, len(r) + 1)), "frames numbered from 1 again")
 old = [f for f in r if f[1] == 1]
 checks.equal(len(old), unacked, "every reading cached before the reset is sent again")

@@ -46,6 +46,7 @@ class Collector:
         self.fw = fw
         self._log = log
         self.uplink = Uplink(link, ticks_ms, ticks_diff, window=window)
+        self.uplink.make_hello = self._hello_frame
         self.seq = 0
         self.ram = []                 # records waiting in RAM while the card cannot take them
         self.ram_limit = ram_queue
@@ -72,9 +73,13 @@ class Collector:
         self.send_hello()
 
     def send_hello(self):
+        self.uplink.send_control(self._hello_frame())
+
+    def _hello_frame(self):
         tm, state = self.read_clock()
-        self.uplink.send_control(frames.hello(self.board_id, self.boot, self.uplink.oldest_unacked(),
-                                              timefmt.iso(tm), state, self.role, self.fw))
+        n_next = self.uplink.oldest_unacked()
+        self.uplink.hello_sent(n_next)
+        return frames.hello(self.board_id, self.boot, n_next, timefmt.iso(tm), state, self.role, self.fw)
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):

@@ -37,6 +37,14 @@ class Uplink:
         self._splitter = frames.LineSplitter()
         self.rx_errors = 0
         self.resends = 0
+        # Acks are numbered in this boot's link numbering only once the gateway has our hello: until it answers
+        # the hello with `A,n_next-1`, an A may come from the gateway's numbering of the previous boot (the hello
+        # was lost) and would delete readings it never committed. Until then acks are ignored and the hello goes
+        # again at every retransmit timeout.
+        self.synced = False
+        self._hello_ack = 0
+        self.make_hello = None        # callable returning a fresh H frame (set by the collector)
+        self.ignored_acks = 0
 
     # --- sending -----------------------------------------------------------------------------------------------
     def holding(self):
@@ -63,6 +71,11 @@ class Uplink:
     def send_control(self, frame):
         """Hello and status frames: not numbered, not acknowledged."""
         self._queue(frame)
+
+    def hello_sent(self, n_next):
+        """A hello announcing `n_next` went out; the gateway confirms it with `A,n_next-1`."""
+        if not self.synced:
+            self._hello_ack = n_next - 1
 
     def oldest_unacked(self):
         return self.inflight[0][0] if self.inflight else self.next_n
@@ -117,11 +130,18 @@ class Uplink:
         self.flush()
         if self.inflight and not self.holding() and \
                 self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:
+            if not self.synced and self.make_hello is not None:
+                self._out += self.make_hello()
             self._resend_from(0)
             self.rto = min(self.rto * 2, self.rto_max)
         return events
 
     def _on_ack(self, n, events):
+        if not self.synced:
+            if n != self._hello_ack:
+                self.ignored_acks += 1
+                return
+            self.synced = True
         acked = 0
         position = None
         inflight = self.inflight
