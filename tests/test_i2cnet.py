@@ -168,7 +168,11 @@ class Peer:
             except (OSError, subprocess.TimeoutExpired):
                 self.proc.kill()
                 self.proc.wait(5)
-        self.proc.stdout.close()
+        for f in (self.proc.stdin, self.proc.stdout):
+            try:
+                f.close()
+            except OSError:
+                pass  # stdin of a killed peer: the pipe is broken
 
 
 @pytest.fixture
@@ -181,8 +185,17 @@ def wire():
         peer = Peer(os.path.join(d, "wire.sock"), *args)
         peers.append(peer)
         return peer
+    clients = []
+
+    def controller(timeout):
+        i2c = RemoteI2C(os.path.join(d, "wire.sock"), timeout=timeout)
+        clients.append(i2c)
+        return i2c
     start.path = os.path.join(d, "wire.sock")
+    start.controller = controller
     yield start
+    for c in clients:
+        c.close()
     for p in peers:
         p.stop()
     shutil.rmtree(d, ignore_errors=True)
@@ -190,7 +203,7 @@ def wire():
 
 def test_write_read_back_and_the_irq_across_processes(wire):
     peer = wire()
-    i2c = RemoteI2C(wire.path, timeout=2.0)
+    i2c = wire.controller(2.0)
     record = b"hello!\x00\x2a"
     i2c.writeto_mem(ADDR, 0x04, record)
     assert i2c.readfrom_mem(ADDR, 0x04, len(record)) == record
@@ -209,13 +222,12 @@ def test_write_read_back_and_the_irq_across_processes(wire):
     assert bytes.fromhex(first["mem"])[0x04:0x04 + len(record)] == record  # the bytes were in mem at END_WRITE
     assert [ev["flags"] for ev in st["events"][:3]] == [T.IRQ_END_WRITE, T.IRQ_END_READ, T.IRQ_END_READ]
     assert all(ev["thread"] == "i2cnet-bus" for ev in st["events"])  # on the bus thread, inside the transaction
-    i2c.close()
 
 
 def test_killed_peer_is_a_nack_and_a_restart_recovers(wire):
     """F12: a standby that died must be an OSError(ENODEV) at the master's very next write, quickly."""
     peer = wire()
-    i2c = RemoteI2C(wire.path, timeout=0.5)
+    i2c = wire.controller(0.5)
     i2c.writeto_mem(ADDR, 0, b"beat1")
     peer.kill()
     for call in (lambda: i2c.writeto_mem(ADDR, 0, b"beat2"), lambda: i2c.readfrom_mem(ADDR, 0, 5)):
@@ -233,7 +245,7 @@ def test_killed_peer_is_a_nack_and_a_restart_recovers(wire):
 
 
 def test_no_standby_at_all_is_a_nack(wire):
-    i2c = RemoteI2C(wire.path, timeout=0.5)  # nothing ever served here
+    i2c = wire.controller(0.5)  # nothing ever served here
     with pytest.raises(OSError) as e:
         i2c.writeto_mem(ADDR, 0, b"x")
     assert e.value.errno == errno.ENODEV
@@ -241,7 +253,7 @@ def test_no_standby_at_all_is_a_nack(wire):
 
 def test_cut_wire_nacks_on_both_sides_and_the_target_sees_nothing(wire):
     peer = wire()
-    i2c = RemoteI2C(wire.path, timeout=1.0)
+    i2c = wire.controller(1.0)
     i2c.writeto_mem(ADDR, 0, b"before")
     before = peer.stats()
     set_cut(wire.path, True)
@@ -265,7 +277,7 @@ def test_a_blocking_handler_is_measured(wire):
     """F11's measuring stick: a handler that sleeps shows in handler_max_s (and holds the master's transaction);
     a handler that only records stays far below it."""
     quick = wire()
-    i2c = RemoteI2C(wire.path, timeout=2.0)
+    i2c = wire.controller(2.0)
     for i in range(20):
         i2c.writeto_mem(ADDR, 0, b"beat%02d" % i)
     st = quick.stats()
@@ -284,7 +296,7 @@ def test_a_blocking_handler_is_measured(wire):
 
 def test_handler_longer_than_the_timeout_is_a_timeout_then_recovers(wire):
     wire("--sleep", "0.8")
-    i2c = RemoteI2C(wire.path, timeout=0.3)
+    i2c = wire.controller(0.3)
     t0 = time.monotonic()
     with pytest.raises(OSError) as e:
         i2c.writeto_mem(ADDR, 0, b"beat")
@@ -296,7 +308,7 @@ def test_handler_longer_than_the_timeout_is_a_timeout_then_recovers(wire):
 
 def test_peer_dying_mid_transaction_is_a_nack_not_a_timeout(wire):
     peer = wire("--sleep", "5")
-    i2c = RemoteI2C(wire.path, timeout=3.0)
+    i2c = wire.controller(3.0)
     killer = threading.Timer(0.3, peer.kill)
     killer.start()
     t0 = time.monotonic()
@@ -307,7 +319,7 @@ def test_peer_dying_mid_transaction_is_a_nack_not_a_timeout(wire):
     assert time.monotonic() - t0 < 2.0
 
 
-def test_server_in_process_close_and_stale_socket(tmp_path):
+def test_server_in_process_close_and_stale_socket():
     """BusServer's lifecycle without a second process: a live server refuses a second one at the same path;
     close() removes the socket and drops clients, who see ENODEV."""
     d = tempfile.mkdtemp(prefix="i2cnet-")
@@ -330,5 +342,59 @@ def test_server_in_process_close_and_stale_socket(tmp_path):
         assert e.value.errno == errno.ENODEV
         with BusServer(bus, path):
             assert i2c.readfrom_mem(ADDR, 1, 2) == b"ok"
+        i2c.close()
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+def test_garbage_is_hung_up_on_and_two_controllers_share_the_wire():
+    """A peer that speaks something else is disconnected without disturbing the bus; two controllers' transactions
+    are serialised by the bus lock (each write-then-read sees its own bytes)."""
+    import socket
+    d = tempfile.mkdtemp(prefix="i2cnet-")
+    try:
+        path = os.path.join(d, "w.sock")
+        bus = I2CBus()
+        bus.attach(ADDR, MemTarget(bytearray(16)))
+        with BusServer(bus, path):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.settimeout(2.0)
+            s.connect(path)
+            s.sendall(b"\x00\x00\x00\x03\x09\x00\x00")  # op 9 does not exist
+            assert s.recv(16) == b""  # hung up
+            s.close()
+
+            errors = []
+
+            def worker(k):
+                i2c = RemoteI2C(path, timeout=2.0)
+                try:
+                    for i in range(200):
+                        # one transaction writes and reads back (repeated START), so no other controller can
+                        # slip in between
+                        res = i2c.bus.transfer(((ADDR, False, bytes((k * 4,)) + b"%c%03d" % (65 + k, i)),
+                                                (ADDR, False, bytes((k * 4,))), (ADDR, True, 4)))
+                        if res[2] != b"%c%03d" % (65 + k, i):
+                            errors.append((k, i, res))
+                finally:
+                    i2c.close()
+            threads = [threading.Thread(target=worker, args=(k,)) for k in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(30)
+            assert errors == []
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_zero_bit_memory_address_and_a_partial_address():
+    mem, target, i2c = local(mem_addrsize=0)
+    i2c.writeto(ADDR, b"ab")
+    i2c.writeto(ADDR, b"c")  # no address bytes: every write starts at 0
+    assert mem[:2] == b"cb"
+    mem, target, i2c = local(size=8, mem_addrsize=16)
+    mem[:] = b"01234567"
+    i2c.writeto(ADDR, b"\x00")  # half an address, then STOP
+    assert i2c.readfrom(ADDR, 2) == b"01"
+    assert target.memaddr == 0

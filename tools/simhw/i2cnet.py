@@ -435,4 +435,12 @@ class RemoteI2C(MachineI2C):
         return self.bus.path
 
     def close(self):
+        """Drop the connection (the next call connects again)."""
         self.bus.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False

@@ -179,8 +179,7 @@ class MemTarget:
         if self._state == _ADDR_MATCH_WRITE:
             self._state = _MEM_ADDR_SELECT
             self._addr_count = self._addr_bytes
-            if self._addr_count:
-                self._addr = 0
+            self._addr = 0  # as in the C code, also with mem_addrsize=0: every write starts at 0
         if self._state == _MEM_ADDR_SELECT and self._addr_count:
             self._addr = (self._addr << 8) | byte
             self._addr_count -= 1
@@ -217,9 +216,9 @@ class MemTarget:
         """STOP or repeated START: close the phase that was open (the C file's reset_helper)."""
         state = self._state
         if state == _MEM_ADDR_SELECT and self._addr_count:
-            # only part of a multi-byte address arrived: the C code still latches what it has, modulo the size
+            # only part of a multi-byte address arrived: nothing is latched into memaddr (as in the C code); keep
+            # the partial address inside mem so a following read cannot run off its end
             self._addr %= self._mem_len
-            self.memaddr = self._addr
             self._addr_count = 0
         self._state = _IDLE
         if state == _READING:
