@@ -117,6 +117,10 @@ class Uplink:
                     self._on_ack(f[0], events)
                 elif kind == frames.RESEND:
                     self._hold_start = None      # the gateway asks now: a pending wait is over
+                    if self.inflight and f[0] < self.inflight[0][0] and self.make_hello is not None:
+                        # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
+                        # the line): that frame never comes again, so tell the gateway where we stand.
+                        self._out += self.make_hello()
                     self._resend_from(f[0])
                 elif kind == frames.WAIT:
                     self._hold_start = self._ticks_ms()
