@@ -203,7 +203,7 @@ class Gateway:
         self.sessions.append(s)
         return s
 
-    def witness(self, asking, master_id, probe_timeout=1.5):
+    def witness(self, asking, master_id, probe_timeout=1.0):
         """Split-brain guard: does the gateway still hear `master_id`? Returns (verdict, last stored sample time).
 
         A standby asks when the heartbeat wire went quiet. If the master's port still answers, only the wire is

@@ -60,6 +60,17 @@ def build_parser():
     p.add_argument("--sample-log", metavar="PATH",
                    help="append 'boot seq host_time' (time.time() just before each sample) to PATH, for the "
                         "latency benchmark (tools/bench.py)")
+    g = p.add_argument_group("redundant pair (master / standby over an I2C heartbeat wire)")
+    g.add_argument("--hb-wire", help="the heartbeat wire: a socket path both boards of a pair are given; the "
+                                     "standby hosts it, the master connects")
+    g.add_argument("--hb-address", type=lambda v: int(v, 0), default=8, help="standby's I2C target address")
+    g.add_argument("--hb-interval-ms", type=int, default=3000, help="master's beat interval")
+    g.add_argument("--hb-timeout-ms", type=int, default=10000, help="standby declares the master silent after")
+    g.add_argument("--witness-timeout-ms", type=int, default=3000, help="wait this long for the gateway's answer")
+    g.add_argument("--handback-after-ms", type=int, default=9000, help="beats this long before handing back")
+    g.add_argument("--handback-margin-s", type=int, default=7, help="hand back this many seconds ahead")
+    g.add_argument("--witness-recheck-ms", type=int, default=30000,
+                   help="an active standby without beats asks the gateway again this often")
     return p
 
 
@@ -118,13 +129,15 @@ class VirtualBoard:
             bus = I2CBus()
             bus.attach(args.hb_address, self.hb_target)
             self.hb_server = BusServer(bus, args.hb_wire)
+            self.hb_server.start()
             mailbox = Mailbox(self.hb_target, self.hb_mem, MemTarget.IRQ_END_WRITE)
             c.ring_limit = (args.hb_timeout_ms + args.witness_timeout_ms + 2 * args.hb_interval_ms) \
                 // args.interval_ms + 8
             c.role_logic = StandbyRole(c, mailbox, timeout_ms=args.hb_timeout_ms,
                                        witness_timeout_ms=args.witness_timeout_ms,
                                        handback_after_ms=args.handback_after_ms,
-                                       handback_margin_s=args.handback_margin_s)
+                                       handback_margin_s=args.handback_margin_s,
+                                       recheck_ms=args.witness_recheck_ms)
         else:
             from tools.simhw.i2cnet import RemoteI2C
             c.ring_limit = 4 * args.handback_margin_s * 1000 // args.interval_ms + 16

@@ -1,0 +1,226 @@
+"""Master and standby in one process, on simulated chips and one shared simulated clock.
+
+Two collectors run over the real portable core: DS1307 models on their own I2C buses, SD-card journals, and the
+heartbeat wire as a byte-level I2C bus with the standby's memory-mode target. Time is a shared variable so the
+test is exact: it steps both boards 10 ms at a time and then checks what each one published.
+"""
+
+import pytest
+
+from soil import frames, heartbeat as hb, timefmt
+from soil.collector import Collector
+from soil.ds1307 import DS1307
+from soil.journal import Journal
+from soil.redundancy import MasterRole, StandbyRole
+from firmware.sim.hal import ticks_diff
+from tools.simhw.adc import MoistureSensor, constant
+from tools.simhw.ds1307 import DS1307Sim
+from tools.simhw.i2c import I2CBus, MachineI2C
+from tools.simhw.i2ctarget import MemTarget
+from tools.simhw.sdcard import SimCard
+
+START = timefmt.to_epoch((2026, 11, 21, 12, 0, 0))
+
+
+class Clock:
+    def __init__(self):
+        self.t = float(START) + 0.25
+
+    def ticks_ms(self):
+        return int(self.t * 1000) & ((1 << 30) - 1)
+
+
+class Wire:
+    """The serial line to the gateway, as the board sees it: what it wrote, and what to hand it next."""
+
+    def __init__(self):
+        self.sent = b""
+        self.inbox = b""
+
+    def write(self, data):
+        self.sent += data
+        return len(data)
+
+    def read(self):
+        data, self.inbox = self.inbox, b""
+        return data
+
+    def frames(self, kind):
+        out = []
+        for line in self.sent.split(b"\n"):
+            if line:
+                k, f = frames.decode(line)
+                if k == kind:
+                    out.append(f)
+        return out
+
+
+def make_board(tmp_path, name, clock, role):
+    bus = I2CBus()
+    chip = DS1307Sim(time_source=lambda: clock.t)
+    bus.attach(0x68, chip)
+    rtc = DS1307(MachineI2C(bus))
+    rtc.set_datetime(timefmt.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
+    card = SimCard(str(tmp_path / name), 1 << 20)
+    wire = Wire()
+    c = Collector(name, 1, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
+                  clock.ticks_ms, ticks_diff, role=role, interval_ms=1000, ring_size=40)
+    c.wire = wire
+    c.card = card
+    return c
+
+
+def published(c):
+    """(seq, epoch, flags) of every reading the collector handed to its journal."""
+    c.journal.rewind()
+    out = []
+    while True:
+        item = c.journal.read_next()
+        if item is None:
+            return out
+        boot, seq, t, raw, flags = item[0].decode().split(",")
+        out.append((int(seq), timefmt.to_epoch(timefmt.parse_iso(t)), flags))
+
+
+@pytest.fixture
+def pair(tmp_path):
+    clock = Clock()
+    wire_bus = I2CBus()
+    mem = bytearray(hb.MEM_SIZE)
+    target = MemTarget(mem)
+    wire_bus.attach(hb.ADDRESS, target)
+    master = make_board(tmp_path, "bed-1-a", clock, "master")
+    standby = make_board(tmp_path, "bed-1-b", clock, "standby")
+    master.role_logic = MasterRole(master, MachineI2C(wire_bus))
+    standby.role_logic = StandbyRole(standby, hb.Mailbox(target, mem, MemTarget.IRQ_END_WRITE))
+    master.start()
+    standby.start()
+    return clock, wire_bus, target, master, standby
+
+
+def run(clock, boards, seconds, step_ms=10):
+    for _ in range(int(seconds * 1000 / step_ms)):
+        clock.t += step_ms / 1000.0
+        for b in boards:
+            b.step()
+
+
+def covered_seconds(*collectors):
+    seen = {}
+    for c in collectors:
+        for seq, epoch, flags in published(c):
+            seen.setdefault(epoch, []).append(c.board_id)
+    return seen
+
+
+def test_master_death_standby_fills_the_gap_from_the_witness_answer(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 20)
+    assert standby.role_logic.state == hb.WATCHING and not published(standby)
+    last_master = master.last_published_epoch
+    died_at = clock.t
+    run(clock, [standby], 10.5)                           # the master is dead: only the standby runs
+    queries = standby.wire.frames(frames.WITNESS_QUERY)
+    assert queries == [("bed-1-a",)]
+    assert clock.t - died_at >= 10.0                      # asked after the full timeout, not before (F10)
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", timefmt.iso(timefmt.from_epoch(last_master)))
+    run(clock, [standby], 5)
+    assert standby.role_logic.state == hb.ACTIVE
+    seen = covered_seconds(master, standby)
+    span = range(START + 1, int(clock.t) - 1)
+    assert [s for s in span if s not in seen] == [], "no missing slot across the failover"
+    assert [s for s, who in seen.items() if len(who) > 1] == [], "no slot published twice"
+    assert all("S" in f for _, _, f in published(standby))
+    events = standby.wire.frames(frames.EVENT)
+    assert events and events[0][0] == "takeover"
+
+
+def test_master_returns_and_takes_back_at_the_agreed_time(pair, tmp_path):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10)
+    run(clock, [standby], 11)                             # master gone
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", "-")
+    run(clock, [standby], 5)
+    assert standby.role_logic.state == hb.ACTIVE
+    # The master resets: a new collector on the same card, which first asks the standby where it stands.
+    old_master = master
+    master = make_board(tmp_path, "bed-1-a", clock, "master")
+    master.boot = 2
+    master.role_logic = MasterRole(master, MachineI2C(wire_bus))
+    master.start()
+    assert master.role_logic.state == hb.RETURNING and not master.publishing
+    run(clock, [master, standby], 30)
+    assert master.role_logic.state == hb.ACTIVE and standby.role_logic.state == hb.WATCHING
+    seen = covered_seconds(master, standby)               # the card holds both boots of the master
+    span = range(START + 1, int(clock.t) - 1)
+    assert [s for s in span if s not in seen] == []
+    assert [s for s, who in seen.items() if len(who) > 1] == []
+    assert [e[0] for e in standby.wire.frames(frames.EVENT)] == ["takeover", "handback"]
+    assert old_master.board_id == master.board_id
+
+
+def test_wire_cut_but_gateway_hears_the_master_no_takeover(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 5)
+    wire_bus.cut = True
+    run(clock, [master, standby], 11)
+    assert standby.wire.frames(frames.WITNESS_QUERY)
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "alive", "-")
+    run(clock, [master, standby], 5)
+    assert standby.role_logic.state == hb.WATCHING and not published(standby)
+
+
+def test_wire_cut_and_gateway_silent_standby_takes_over_labelled(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 5)
+    wire_bus.cut = True
+    run(clock, [master, standby], 15)                     # timeout, then the witness timeout with no answer
+    assert standby.role_logic.state == hb.ACTIVE
+    assert published(standby) and all("S" in f for _, _, f in published(standby))
+
+
+def test_f10_watchdog_measures_one_tick_difference_not_a_running_sum():
+    t = [(1 << 30) - 3000]                                 # start 3 s before the tick counter wraps
+
+    def ticks():
+        return t[0] & ((1 << 30) - 1)
+    dog = hb.Watchdog(ticks, ticks_diff, 10000)
+    book_elapsed, start = 0, t[0]
+    for _ in range(900):                                   # 9 s of a busy loop, 10 ms per pass
+        t[0] += 10
+        book_elapsed += t[0] - start                       # the book: elapsedTime += millis() - startTime
+        assert not dog.expired()
+    assert book_elapsed > 10000, "the book's sum would have declared the master dead already"
+    t[0] += 1000
+    assert dog.expired() and 10000 <= dog.silent_ms() < 10100
+
+
+def test_f11_heartbeat_handler_does_not_block(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10)
+    assert standby.role_logic.mailbox.beats >= 3
+    assert target.handler_max_s < 0.005, "the receive handler only sets a flag"
+
+
+def test_f12_master_notices_a_missing_standby(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 4)
+    wire_bus.detach(hb.ADDRESS)                            # the standby is gone: its address NACKs
+    run(clock, [master], 4)
+    assert master.role_logic.beats_failed >= 1 and master.role_logic.standby_present is False
+    assert [e[0] for e in master.wire.frames(frames.EVENT)] == ["standby_missing"]
+    wire_bus.attach(hb.ADDRESS, target)
+    run(clock, [master, standby], 4)
+    assert [e[0] for e in master.wire.frames(frames.EVENT)] == ["standby_missing", "standby_back"]
+
+
+def test_beat_and_status_records_reject_damage():
+    beat = hb.encode_beat("bed-1-a", 3, 42, START, True, hb.ACTIVE)
+    assert hb.decode_beat(beat + b"\x00" * 10) == ("bed-1-a", 3, 42, START, True, hb.ACTIVE)
+    damaged = bytearray(beat)
+    damaged[5] ^= 0x01
+    assert hb.decode_beat(damaged) is None
+    assert hb.decode_beat(beat[:-4]) is None
+    st = hb.encode_status(hb.HANDBACK, START, START + 7)
+    assert hb.decode_status(st) == (hb.HANDBACK, START, START + 7)
+    assert hb.decode_status(b"\xff" * 32) is None
