@@ -4,8 +4,9 @@ The board is the real thing on simulated chips: `soil.collector.Collector` with 
 `tools.simhw.sdcard.SimCard` (a folder under tmp_path), the real portable DS1307 driver over `tools.simhw.i2c` and
 `tools.simhw.ds1307.DS1307Sim`, an ADC from `tools.simhw.adc`, and ticks the test advances by hand (starting near
 the 2**30 wrap). The gateway side is the real `gateway.session.BoardSession.handle_line` logic. Between them an
-in-process channel can DROP, CORRUPT (flip a byte), DELAY (deliver late, so out of order) or SPLIT (deliver the
-two halves of a frame at different times) every frame, in both directions, as hypothesis chooses. The "database"
+in-process channel can DROP, CORRUPT (flip a byte), DELAY (deliver late; like a serial line it never reorders, so
+everything behind a delayed frame waits too) or SPLIT (deliver the second half of a frame late) every frame, in
+both directions, as hypothesis chooses; bytes on their way to a board that resets are lost. The "database"
 is a dict keyed by identity (board, boot, seq); the writer model commits accepted readings in batches, then calls
 `session.committed_through(epoch, n)`, and while the database is down (`writer_ok()` is False) it throws the batch
 away and calls `session.rollback(epoch)`. The board is reset at random points (a new Collector over the same
@@ -18,6 +19,7 @@ that was not committed in the database at that moment.
 """
 
 import os
+import random
 import time
 import types
 from unittest import mock
@@ -56,17 +58,27 @@ class Channel:
     """One direction of the serial line. Every frame written is looked up in the fault list (then 'ok' once the
     list is used up, or when `clean`), and lands in the receiver's buffer at its delivery time."""
 
-    def __init__(self, world, faults):
+    def __init__(self, world, faults, rate=0.0, seed=0):
         self.world = world
-        self.faults = list(faults)
+        self.faults = list(faults)    # hypothesis's explicit choices for the first frames
+        self.rate = rate              # then each frame is hit with this probability, kind and argument seeded
+        self.rng = random.Random(seed)
         self.queue = []               # (deliver_at_ms, order, bytes)
         self.order = 0
+        self.last_at = 0
         self.clean = False
         self.counts = dict.fromkeys(FAULTS, 0)
 
     def _put(self, at, data):
+        # A serial line delays but never reorders: nothing overtakes a byte that is held up.
+        at = max(at, self.last_at)
+        self.last_at = at
         self.order += 1
         self.queue.append((at, self.order, data))
+
+    def flush(self):
+        """What was on its way to a board that resets is lost (its UART was not listening)."""
+        self.queue = []
 
     def send(self, data):
         now = self.world.t_ms
@@ -74,6 +86,8 @@ class Channel:
             kind, arg = ("ok", 0)
             if not self.clean and self.faults:
                 kind, arg = self.faults.pop(0)
+            elif not self.clean and self.rng.random() < self.rate:
+                kind, arg = self.rng.choice(FAULTS[1:]), self.rng.randrange(1 << 20)
             self.counts[kind] += 1
             if kind == "drop":
                 continue
@@ -178,7 +192,7 @@ def parse_record(payload):
 
 
 class World:
-    def __init__(self, tmp, up_faults, down_faults, seed):
+    def __init__(self, tmp, up_faults, down_faults, seed, rate=0.0):
         self.t_ms = 0
         self.timers = []
         self.db = {}                  # (board, boot, seq) -> (sample_time, raw): the committed rows
@@ -193,8 +207,8 @@ class World:
         self.i2c = MachineI2C(self.bus)
         DS1307(self.i2c).set_datetime(time.gmtime(EPOCH0)[:6])   # a gateway set it on the bench earlier
         self.adc = MoistureSensor(curve=drying(half_life=60.0), noise=200.0, seed=seed, time_source=self.host_time)
-        self.up = Channel(self, up_faults)
-        self.down = Channel(self, down_faults)
+        self.up = Channel(self, up_faults, rate, seed)
+        self.down = Channel(self, down_faults, rate, seed + 1)
         cfg = types.SimpleNamespace(name=BOARD, url="loop://", baudrate=115200)
         self.session = BoardSession(cfg, self.submit, lambda: self.db_up, now=self.host_time)
         self.session.port = GatewayPort(self.down)
@@ -281,24 +295,26 @@ class World:
 fault = st.tuples(st.sampled_from(FAULTS), st.integers(0, 1 << 20))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(
-    up_faults=st.lists(fault, max_size=60),
-    down_faults=st.lists(fault, max_size=30),
-    resets=st.lists(st.integers(1, FAULT_STEPS), max_size=3),
+    up_faults=st.lists(fault, max_size=40),
+    down_faults=st.lists(fault, max_size=20),
+    rate=st.sampled_from((0.0, 0.1, 0.3, 0.5)),
+    resets=st.lists(st.integers(1, FAULT_STEPS), max_size=4),
     outages=st.lists(st.tuples(st.integers(0, FAULT_STEPS), st.integers(1, 120)), max_size=3),
     commit_every=st.integers(1, 8),
     seed=st.integers(0, 1000),
 )
-def test_f1_f9_lossy_link_never_loses_or_duplicates(tmp_path_factory, up_faults, down_faults, resets, outages,
+def test_f1_f9_lossy_link_never_loses_or_duplicates(tmp_path_factory, up_faults, down_faults, rate, resets, outages,
                                                     commit_every, seed):
-    world = World(tmp_path_factory.mktemp("link"), up_faults, down_faults, seed)
+    world = World(tmp_path_factory.mktemp("link"), up_faults, down_faults, seed, rate)
     FakeTimer.world = world
     with mock.patch.object(session_mod.threading, "Timer", FakeTimer):
         for i in range(1, FAULT_STEPS + 1):
             world.db_up = not any(start <= i < start + length for start, length in outages)
             world.step(i % commit_every == 0)
             if i in resets:
+                world.down.flush()
                 world.boot_board()
         # The faults stop: a clean line, the database up, no more resets, no more samples; run to quiescence.
         world.up.clean = world.down.clean = True
