@@ -39,7 +39,7 @@ class BoardSession:
     computed for the old numbering must never reach the board under the new one."""
 
     def __init__(self, board_cfg, submit, writer_ok, status_sink=None, clock_tolerance_s=2.0, wait_ms=2000,
-                 now=time.time):
+                 now=time.time, witness=None):
         self.cfg = board_cfg
         self._submit = submit
         self._writer_ok = writer_ok
@@ -64,12 +64,15 @@ class BoardSession:
         self.splitter = frames.LineSplitter()
         self.connected = threading.Event()
         self._settime_timer = None
+        self._witness = witness           # callable(session, master_id) -> (verdict, last_time_iso or None)
+        self.last_frame_at = 0.0
+        self.frame_seen = threading.Event()
 
     # --- port handling --------------------------------------------------------------------------------------
     def open(self):
         port = serial.serial_for_url(self.cfg.url, do_not_open=True)
         port.baudrate = self.cfg.baudrate
-        port.timeout = 0.05
+        port.timeout = 0.5               # a read returns as soon as a byte arrives; this only bounds stop()
         port.open()
         self.port = port
         self.connected.set()
@@ -152,12 +155,18 @@ class BoardSession:
             log.warning("%s: dropped a bad line (%s): %r", self.cfg.name, e, bytes(line[:60]))
             return
         self.stats.frames += 1
+        self.last_frame_at = self._now()
+        self.frame_seen.set()
         if kind == frames.READING:
             self._on_reading(f)
         elif kind == frames.HELLO:
             self._on_hello(f)
         elif kind == frames.STATUS:
             self._on_status(f)
+        elif kind == frames.EVENT:
+            self._on_event(f)
+        elif kind == frames.WITNESS_QUERY:
+            self._on_witness_query(f[0])
         else:
             self.stats.bad_frames += 1
             log.warning("%s: unexpected %s frame from a board", self.cfg.name, kind)
@@ -192,6 +201,38 @@ class BoardSession:
             self._status_sink(self, "status", {"clock": clock, "pending": pending, "dropped": dropped,
                                                "card": card, "journal_bytes": journal_bytes,
                                                "board_time": rtc_time})
+
+    def _on_event(self, f):
+        name, detail, board_time = f
+        if self.board_id is None:
+            self._send_rate_limited("Q", frames.query())
+            return
+        log.info("%s: %s event: %s", self.cfg.name, self.board_id, detail)
+        if self._status_sink:
+            self._status_sink(self, "event", {"event": name, "detail": detail, "board_time": board_time})
+
+    def _on_witness_query(self, master_id):
+        """A standby stopped hearing its master and asks whether we still do (split-brain guard)."""
+        verdict, last_time = "unknown", None
+        if self._witness is not None and master_id != "-":
+            verdict, last_time = self._witness(self, master_id)
+        log.info("%s: witness for %s asks about %s: %s (last stored sample %s)", self.cfg.name, self.board_id,
+                 master_id, verdict, last_time)
+        self._send(frames.witness_answer(master_id, verdict, last_time))
+        if verdict == "alive" and self._status_sink and self.board_id:
+            self._status_sink(self, "event", {"event": "witness_refused",
+                                              "detail": "master %s still heard by the gateway" % master_id,
+                                              "board_time": None})
+
+    def probe(self, timeout):
+        """Is the board on this port alive right now? Ask it for a hello and wait for any frame."""
+        if self._now() - self.last_frame_at < 0.5:
+            return True
+        if not self.connected.is_set():
+            return False                  # its port is gone (unplugged, powered off): no need to wait
+        self.frame_seen.clear()
+        self._send(frames.query())
+        return self.frame_seen.wait(timeout)
 
     def _check_clock(self, rtc_time, clock):
         """Keep the board's clock right (flaw F3): set it when it is not running right or has drifted."""

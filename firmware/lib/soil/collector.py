@@ -29,7 +29,7 @@ _EPOCH_FALLBACK = (2000, 1, 1, 0, 0, 0)
 class Collector:
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, role="single",
                  interval_ms=1000, window=24, status_interval_ms=10000, ram_queue=64, led=None, fw="0.1.0",
-                 log=None):
+                 log=None, ring_size=64):
         if not frames.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         self.board_id = board_id
@@ -59,6 +59,14 @@ class Collector:
         self._last_tm_ticks = 0
         self.clock_state = "unset"
         self._led_off_at = None
+        # Redundancy (soil.redundancy): only the active collector publishes; the other keeps a ring in RAM.
+        self.publishing = True
+        self.publish_from = None      # publish samples from this epoch on (a master taking back from a standby)
+        self.publish_until = None     # stop publishing at this epoch (a standby handing back)
+        self.ring = []                # [epoch, record_fields...] of samples not published
+        self.ring_limit = ring_size
+        self.last_published_epoch = None
+        self.role_logic = None        # a StandbyRole or MasterRole, stepped with the collector
 
     # --- start-up -----------------------------------------------------------------------------------------------
     def start(self):
@@ -70,6 +78,8 @@ class Collector:
                 self.journal.open()
             except OSError as e:
                 self._card_failed(e)
+        if self.role_logic is not None and hasattr(self.role_logic, "start"):
+            self.role_logic.start()       # a returning master learns whether a standby covers, before sampling
         self.send_hello()
 
     def send_hello(self):
@@ -131,6 +141,16 @@ class Collector:
             elif kind == "query":
                 self.send_hello()
                 self.uplink._resend_from(0)
+            elif kind == "witness" and self.role_logic is not None and hasattr(self.role_logic, "on_witness"):
+                last = None
+                if event[3] != "-":
+                    try:
+                        last = timefmt.to_epoch(timefmt.parse_iso(event[3]))
+                    except ValueError:
+                        last = None
+                self.role_logic.on_witness(event[1], event[2], last)
+        if self.role_logic is not None:
+            self.role_logic.step()
         self._fill_window()
         if self._led_off_at is not None and self.ticks_diff(now, self._led_off_at) >= 0:
             self._led_off_at = None
@@ -147,10 +167,49 @@ class Collector:
         flags = "" if state == "ok" else "Q"
         if self.role == "standby":
             flags += "S"
+        epoch = timefmt.to_epoch(tm)
+        if self.publish_until is not None and epoch >= self.publish_until:
+            self.publishing = False           # handed back: the other collector publishes from here
+            self.publish_until = None
+        if self.publishing and (self.publish_from is None or epoch >= self.publish_from):
+            self._fresh = self._publish(epoch, tm, raw, flags)
+        else:
+            if len(self.ring) >= self.ring_limit:
+                self.ring.pop(0)
+            self.ring.append((epoch, tm, raw, flags))
+        return epoch
+
+    def _publish(self, epoch, tm, raw, flags):
+        """Give a sample its identity and store it; returns where it went (journal position or RAM entry)."""
         self.seq += 1
-        record = frames.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags)
-        self._fresh = self._store(record)
-        return record
+        self.last_published_epoch = epoch
+        return self._store(frames.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
+
+    def publish_ring(self, after_epoch=None, from_epoch=None):
+        """Publish the ring's samples later than `after_epoch` / not earlier than `from_epoch`, oldest first, and
+        empty it. Returns how many were published. They go out as cached readings (flag C), not live ones."""
+        n = 0
+        for epoch, tm, raw, flags in self.ring:
+            if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
+                self._publish(epoch, tm, raw, flags)
+                n += 1
+        self.ring = []
+        self.publish_from = from_epoch
+        return n
+
+    def link_ok(self):
+        """Has the gateway been heard from lately? (told to the standby in each heartbeat)"""
+        last = self.uplink.last_rx
+        return last is not None and self.ticks_diff(self.ticks_ms(), last) < 30000
+
+    def send_event(self, name, detail):
+        tm, _ = self.read_clock()
+        self.uplink.send_control(frames.event(name, detail, timefmt.iso(tm)))
+        if self._log:
+            self._log("event %s: %s" % (name, detail))
+
+    def send_witness_query(self, master_id):
+        self.uplink.send_control(frames.witness_query(master_id))
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""

@@ -37,6 +37,7 @@ class Uplink:
         self._splitter = frames.LineSplitter()
         self.rx_errors = 0
         self.resends = 0
+        self.last_rx = None           # ticks of the last valid frame from the gateway
         # Acks are numbered in this boot's link numbering only once the gateway has our hello: until it answers
         # the hello with `A,n_next-1`, an A may come from the gateway's numbering of the previous boot (the hello
         # was lost) and would delete readings it never committed. Until then acks are ignored and the hello goes
@@ -103,7 +104,7 @@ class Uplink:
         """Handle what the gateway sent and the retransmit timer. Returns a list of events for the collector:
         ('acked', position, count) with the newest committed journal position (None if only RAM records were
         acked) and how many readings that acknowledged,
-        ('time', 'YYYY-MM-DDTHH:MM:SSZ'), ('query',)."""
+        ('time', 'YYYY-MM-DDTHH:MM:SSZ'), ('query',), ('witness', master_id, verdict, last_epoch)."""
         events = []
         data = self.link.read()
         if data:
@@ -113,6 +114,7 @@ class Uplink:
                 except frames.FrameError:
                     self.rx_errors += 1
                     continue
+                self.last_rx = self._ticks_ms()
                 if kind == frames.ACK:
                     self._on_ack(f[0], events)
                 elif kind == frames.RESEND:
@@ -129,6 +131,8 @@ class Uplink:
                     events.append(("time", f[0]))
                 elif kind == frames.QUERY:
                     events.append(("query",))
+                elif kind == frames.WITNESS_ANSWER:
+                    events.append(("witness", f[0], f[1], f[2]))
                 else:
                     self.rx_errors += 1      # a board never receives H, R or S
         self.flush()
