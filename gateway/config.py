@@ -50,7 +50,7 @@ class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=2000,
-                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None):
+                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -59,13 +59,14 @@ class GatewayConfig:
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.status_path = status_path
+        self.linger_ms = linger_ms
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
             "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
             "connect_timeout": (int, float)}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
-            "retry_max_s": (int, float), "status_path": str}
+            "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float)}
 
 
 def _check(table, allowed, where, path):

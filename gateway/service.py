@@ -22,9 +22,10 @@ log = logging.getLogger("gateway")
 class Writer:
     """Batches readings from every session into one transaction and acknowledges after COMMIT."""
 
-    def __init__(self, store, batch_max=2000, retry_initial_s=0.25, retry_max_s=5.0):
+    def __init__(self, store, batch_max=2000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
         self.batch_max = batch_max
+        self.linger_s = linger_s
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.queue = queue.Queue()
@@ -60,13 +61,23 @@ class Writer:
         self.store.close()
 
     def _take_batch(self):
+        """Everything waiting, plus what arrives within `linger_s` of the first item: with many boards sampling
+        at once, one COMMIT then serves several readings (group commit) for a few milliseconds of latency."""
         item = self.queue.get()
         items = [item]
-        while len(items) < self.batch_max:
+        deadline = time.monotonic() + self.linger_s
+        while len(items) < self.batch_max and item is not None:
             try:
-                items.append(self.queue.get_nowait())
+                item = self.queue.get_nowait()
             except queue.Empty:
-                break
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                try:
+                    item = self.queue.get(timeout=left)
+                except queue.Empty:
+                    break
+            items.append(item)
         return items
 
     def _run(self):
@@ -189,7 +200,8 @@ class Gateway:
     def __init__(self, config, store=None):
         self.config = config
         self.store = store or ReadingStore(config.database)
-        self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s)
+        self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s,
+                             config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
         self.sessions = []

@@ -63,7 +63,7 @@ class BoardProc:
             flag = "--" + key.replace("_", "-")
             if value is True:
                 argv.append(flag)
-            elif value not in (None, False):
+            elif value is not None and value is not False:       # 0 is a value (unpaced link), not "off"
                 argv += [flag, str(value)]
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=log)
