@@ -49,7 +49,7 @@ class BoardConfig:
 class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
-    def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=2000,
+    def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10):
         self.database = database
         self.boards = list(boards)

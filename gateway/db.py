@@ -384,8 +384,9 @@ class ReadingStore:
         return self._run(lambda conn, cur: self._insert(conn, cur, batch))
 
     def _insert(self, conn, cur, batch):
-        cur.execute("SELECT DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%d %H:%i:%s.%f')")
-        received_at = cur.fetchone()[0][:23]  # a string: cheaper for the driver to escape 10^4 times than a datetime
+        # When the gateway received the batch, by the gateway's clock (UTC). Taken here rather than with a
+        # SELECT UTC_TIMESTAMP(3) to save a round trip per batch; a string is cheaper to escape 10^4 times.
+        received_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:23]
         rows = [(r.board, r.collector, r.boot, r.seq, r.sample_time, r.raw, r.source, received_at, r.time_quality)
                 for r in batch]
         try:

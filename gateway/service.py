@@ -22,7 +22,7 @@ log = logging.getLogger("gateway")
 class Writer:
     """Batches readings from every session into one transaction and acknowledges after COMMIT."""
 
-    def __init__(self, store, batch_max=2000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
+    def __init__(self, store, batch_max=5000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
         self.batch_max = batch_max
         self.linger_s = linger_s
@@ -61,8 +61,9 @@ class Writer:
         self.store.close()
 
     def _take_batch(self):
-        """Everything waiting, plus what arrives within `linger_s` of the first item: with many boards sampling
-        at once, one COMMIT then serves several readings (group commit) for a few milliseconds of latency."""
+        """Everything waiting. When that is only a reading or three (live traffic), also what arrives within
+        `linger_s`: with many boards sampling, one COMMIT then serves several readings (group commit) for a few
+        milliseconds of latency. A burst is never held back: its board is waiting for the ack to send more."""
         item = self.queue.get()
         items = [item]
         deadline = time.monotonic() + self.linger_s
@@ -71,8 +72,8 @@ class Writer:
                 item = self.queue.get_nowait()
             except queue.Empty:
                 left = deadline - time.monotonic()
-                if left <= 0:
-                    break
+                if left <= 0 or len(items) >= 4:
+                    break          # a burst (a replay window) is committed at once: its board waits for the ack
                 try:
                     item = self.queue.get(timeout=left)
                 except queue.Empty:
