@@ -43,7 +43,7 @@ demo: deps
 	$(PY) -m tools.demo $(DEMO_ARGS)
 
 test: deps
-	$(PY) -m pytest $(PYTEST_ARGS)
+	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)

@@ -53,6 +53,8 @@ class DbConfig:
     connect_timeout: float = 5.0
     read_timeout: float = 30.0    # a hung server (not a dead one) must not hold the writer forever
     write_timeout: float = 30.0
+    servers: tuple = ()           # several "host:port": write to whichever is the primary (gateway/primary.py)
+    semisync: str = "off"         # "off", "prefer" or "require": acknowledge only commits on a replica too
 
     @property
     def tls(self):
@@ -60,6 +62,8 @@ class DbConfig:
 
     def where(self):
         """`user@host:port` (or `user@localhost (socket ...)`), for messages."""
+        if self.servers:
+            return "%s@{%s}" % (self.user, ", ".join(self.servers))
         if self.unix_socket:
             return "%s@localhost (socket %s)" % (self.user, self.unix_socket)
         return "%s@%s:%s" % (self.user, self.host, self.port)
@@ -245,6 +249,9 @@ def _check_reading(r):
         raise InvalidReading("bad source/time_quality %r/%r (board %s)" % (r.source, r.time_quality, r.board))
 
 
+check_reading = _check_reading    # public name: the writer uses it to single out a reading that can never be a row
+
+
 def _as_reading(r):
     if isinstance(r.sample_time, datetime.datetime):
         r = r._replace(sample_time=r.sample_time.strftime("%Y-%m-%d %H:%M:%S"))
@@ -300,13 +307,36 @@ class ReadingStore:
     def __init__(self, cfg):
         self.cfg = cfg
         self._conn = None
+        self._target = None  # the server of the open connection (with several servers: the primary found)
         self.conflicts = []  # (identity, stored (raw, time), offered (raw, time)) seen by the last insert_batch
 
     # -- connection management -------------------------------------------------------------------------------
     def _connection(self):
         if self._conn is None:
-            self._conn = connect(self.cfg)
+            target = self.cfg
+            if self.cfg.servers:
+                from gateway.primary import find_primary
+                target = find_primary(self.cfg)
+                if self._target is not None and (target.host, target.port) != (self._target.host, self._target.port):
+                    log.warning("the primary is now %s:%s (was %s:%s)", target.host, target.port,
+                                self._target.host, self._target.port)
+            self._conn = connect(target)
+            self._target = target
         return self._conn
+
+    def where(self):
+        """The server in use (with several servers: the primary last found), for messages."""
+        return (self._target or self.cfg).where()
+
+    def run_statement(self, work):
+        """work(cursor) on the store's connection in its own transaction (status look-ups)."""
+        return self._run(lambda conn, cur: work(cur))
+
+    def _durability(self):
+        if getattr(self, "_durability_policy", None) is None:
+            from gateway.primary import Durability
+            self._durability_policy = Durability(self.cfg.semisync)
+        return self._durability_policy
 
     def close(self):
         """Close the connection (the next call opens a new one)."""
@@ -319,7 +349,7 @@ class ReadingStore:
 
     def _fail(self, exc):
         """Turn a PyMySQL exception into ours; drop the connection unless it is certainly still usable."""
-        err = classify(exc, self.cfg)
+        err = classify(exc, self._target or self.cfg)
         if isinstance(exc, (pymysql.err.OperationalError, pymysql.err.InterfaceError)) or err.retryable:
             self.close()
         elif self._conn is not None:
@@ -353,10 +383,12 @@ class ReadingStore:
             cur.fetchall()
             if read_only:
                 raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
-                                          % self.cfg.where())
-            return "%s at %s, database %s" % (version, self.cfg.where(), self.cfg.database)
+                                          % self.where())
+            return "%s at %s, database %s" % (version, self.where(), self.cfg.database)
         try:
-            return self._run(work)
+            info = self._run(work)
+            self._durability().check_probe(self)
+            return info
         except DatabaseUnavailable:
             self.close()
             raise
@@ -381,7 +413,10 @@ class ReadingStore:
                 self._conflict(key, (first.raw, first.sample_time), (r.raw, r.sample_time), None)
         if not batch:
             return 0
-        return self._run(lambda conn, cur: self._insert(conn, cur, batch))
+        new = self._run(lambda conn, cur: self._insert(conn, cur, batch))
+        # Committed; with semisync = "require" it must be on a replica too before anyone is told (F15).
+        self._durability().check_commit(self, {r.board for r in batch})
+        return new
 
     def _insert(self, conn, cur, batch):
         # When the gateway received the batch, by the gateway's clock (UTC). Taken here rather than with a

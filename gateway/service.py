@@ -13,7 +13,8 @@ import queue
 import threading
 import time
 
-from gateway.db import DatabaseConfigError, DatabaseError, DatabaseUnavailable, ReadingStore
+from gateway.db import (DatabaseConfigError, DatabaseError, DatabaseUnavailable, InvalidReading, ReadingStore,
+                        check_reading)
 from gateway.session import BoardSession
 
 log = logging.getLogger("gateway")
@@ -113,6 +114,18 @@ class Writer:
         rows = [it[4] for it in items]
         try:
             self.store.insert_batch(rows)
+        except InvalidReading:
+            # The database is fine; one reading can never be a row. Store the others, report that one loudly,
+            # and let the board forget it: resending it forever would stall every reading behind it.
+            rows = self._without_invalid(items)
+            try:
+                self.store.insert_batch(rows)
+            except DatabaseError as e:
+                self._ok.clear()
+                self._report(e)
+                for session, epoch in {(it[1], it[2]) for it in items}:
+                    session.rollback(epoch)
+                return
         except DatabaseError as e:
             self._ok.clear()
             self._report(e)
@@ -133,6 +146,21 @@ class Writer:
             session.committed_through(epoch, n)
         if self.on_commit is not None:
             self.on_commit(rows)
+
+    def _without_invalid(self, items):
+        good = []
+        for _, session, _, n, reading in items:
+            try:
+                check_reading(reading)
+                good.append(reading)
+            except InvalidReading as e:
+                log.error("%s: reading %s/%s/%s cannot be stored (%s); it is reported and skipped",
+                          session.cfg.name, reading.board, reading.boot, reading.seq, e)
+                try:
+                    self.store.add_board_event(session.board_id, "invalid_reading", str(e)[:200], None)
+                except DatabaseError:
+                    pass
+        return good
 
     def _write_statuses(self, items):
         for _, session, kind, fields in items:
@@ -201,7 +229,13 @@ class Gateway:
     def __init__(self, config, store=None):
         self.config = config
         self.store = store or ReadingStore(config.database)
-        self.writer = Writer(self.store, config.batch_max, config.retry_initial_s, config.retry_max_s,
+        retry_max_s = config.retry_max_s
+        if config.database.servers:
+            # Several servers: look for the (new) primary every ~250 ms while the database is unavailable, so
+            # writes resume within a round or two of a promotion (gateway/primary.py).
+            from gateway.primary import ROUND_PAUSE_S
+            retry_max_s = min(retry_max_s, ROUND_PAUSE_S)
+        self.writer = Writer(self.store, config.batch_max, min(config.retry_initial_s, retry_max_s), retry_max_s,
                              config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
