@@ -9,6 +9,8 @@ Example (see gateway.example.toml):
     password_env = "SOIL_DB_PASSWORD"   # or: password = "..."
     database = "plant_moisture"
     # ssl_ca = "/etc/soil/ca.pem"       # TLS to the database
+    # servers = ["db1:3306", "db2:3306", "db3:3306"]   # a replicated topology: write to whichever is primary
+    # semisync = "require"              # "off" | "prefer" | "require" (docs/REPLICATION-GATEWAY.md)
 
     [gateway]
     clock_tolerance_s = 2
@@ -64,7 +66,7 @@ class GatewayConfig:
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
             "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
-            "connect_timeout": (int, float)}
+            "connect_timeout": (int, float), "servers": list, "semisync": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
             "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float)}
 
@@ -101,6 +103,20 @@ def from_dict(data, path="<config>", environ=None):
     env_name = db.pop("password_env", PASSWORD_ENV)
     if "password" not in db:
         db["password"] = environ.get(env_name, "")
+    if "servers" in db:
+        from gateway.primary import parse_server
+        if not db["servers"]:
+            raise ConfigError("%s: [database] servers is empty" % path)
+        for entry in db["servers"]:
+            try:
+                parse_server(entry)
+            except ValueError as e:
+                raise ConfigError("%s: [database] servers: %s" % (path, e))
+        if "host" in db or "unix_socket" in db:
+            raise ConfigError("%s: [database] give either servers or host/unix_socket, not both" % path)
+        db["servers"] = tuple(db["servers"])
+    if db.get("semisync", "off") not in ("off", "prefer", "require"):
+        raise ConfigError("%s: [database] semisync must be \"off\", \"prefer\" or \"require\"" % path)
     database = DbConfig(**db)
     gw = dict(data.get("gateway", {}))
     _check(gw, _GW_KEYS, "gateway", path)

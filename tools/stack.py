@@ -162,7 +162,12 @@ class GatewayProc:
 
     def write_config(self):
         db = self.stack.db
-        lines = ["[database]", 'host = "127.0.0.1"', "port = %d" % db.port, 'user = "%s"' % GATEWAY_USER,
+        if self.stack.db_servers:   # a replicated topology: the gateway finds the primary (gateway/primary.py)
+            where = ["servers = %s" % json.dumps(list(self.stack.db_servers))]
+        else:
+            where = ['host = "127.0.0.1"', "port = %d" % db.port]
+        where += ["%s = %s" % (k, json.dumps(v)) for k, v in sorted(self.stack.db_options.items())]
+        lines = ["[database]"] + where + ['user = "%s"' % GATEWAY_USER,
                  'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
         for key, value in sorted(self.extra.items()):
             lines.append("%s = %s" % (key, json.dumps(value)))
@@ -215,6 +220,8 @@ class Stack:
         self.run_dir = os.path.abspath(run_dir)
         os.makedirs(self.run_dir, exist_ok=True)
         self.db = None
+        self.db_servers = []     # ["127.0.0.1:port", ...]: the gateway is given these instead of self.db's port
+        self.db_options = {}     # more [database] keys for the gateway, e.g. {"semisync": "require"}
         self.gateway_password = secrets.token_hex(12)
         self.boards = []
         self.gateway = None
