@@ -40,10 +40,9 @@ class Card:
     retries the card every status interval, so a card pushed back in is picked up without a reset.
     """
 
-    def __init__(self, spi, cs, sdcard_module=None):
+    def __init__(self, spi, cs):
         self._spi = spi
         self._cs = cs
-        self._sdcard = sdcard_module
         self.mounted = False
         self.error = None
         self.mount()
@@ -52,11 +51,8 @@ class Card:
         if self.mounted:
             return True
         try:
-            sd = self._sdcard
-            if sd is None:
-                import sdcard as sd     # micropython-lib: `mpremote mip install sdcard`
-                self._sdcard = sd
-            vfs = os.VfsFat(sd.SDCard(self._spi, self._cs))
+            import sdcard                # micropython-lib: `mpremote mip install sdcard`
+            vfs = os.VfsFat(sdcard.SDCard(self._spi, self._cs))
             try:
                 os.umount(_MOUNT)        # a stale mount from before a soft reset
             except OSError:
@@ -165,7 +161,7 @@ class SerialLink:
 class HAL:
     """One board's hardware from a pin map (boards.py). Attributes as firmware/sim/hal.py's SimHAL."""
 
-    def __init__(self, pins, link=None, sdcard_module=None):
+    def __init__(self, pins, serial=None):
         Pin = machine.Pin
         self.pins = pins
         self.i2c = machine.I2C(pins["rtc_i2c"], scl=Pin(pins["rtc_scl"]), sda=Pin(pins["rtc_sda"]),
@@ -176,8 +172,8 @@ class HAL:
             self.adc = machine.ADC(Pin(pins["adc"]))
         spi = machine.SPI(pins["sd_spi"], baudrate=1000000, sck=Pin(pins["sd_sck"]), mosi=Pin(pins["sd_mosi"]),
                           miso=Pin(pins["sd_miso"]))
-        self.card = Card(spi, Pin(pins["sd_cs"], Pin.OUT, value=1), sdcard_module)
-        self.link = link if link is not None else SerialLink()
+        self.card = Card(spi, Pin(pins["sd_cs"], Pin.OUT, value=1))
+        self.link = SerialLink(*serial) if serial else SerialLink()   # serial: (rx, tx) streams, default USB
         self.led = Pin(pins["led"], Pin.OUT, value=0) if pins.get("led") is not None else None
         self.wdt = None
         self.ticks_ms = time.ticks_ms

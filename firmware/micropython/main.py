@@ -30,7 +30,7 @@ def _log(msg):
     print("soil: " + msg, file=sys.stderr)
 
 
-def build(cfg, link=None, sdcard_module=None):
+def build(cfg, serial=None):
     """Build the HAL, the RTC driver, the journal, the boot counter, the collector and its role. Returns
     (hal, collector)."""
     import boards
@@ -40,7 +40,7 @@ def build(cfg, link=None, sdcard_module=None):
     from soil.ds1307 import DS1307
     from soil.journal import Journal
 
-    hal = HAL(boards.pins_for(cfg), link=link, sdcard_module=sdcard_module)
+    hal = HAL(boards.pins_for(cfg), serial)
     if not hal.card.mounted:
         _log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
@@ -72,8 +72,8 @@ def build(cfg, link=None, sdcard_module=None):
     return hal, c
 
 
-def start(cfg, link=None, sdcard_module=None):
-    hal, c = build(cfg, link, sdcard_module)
+def start(cfg, serial=None):
+    hal, c = build(cfg, serial)
     hal.start_watchdog(cfg.get("wdt_ms", WDT_MS))
     c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
     hal.wdt.feed()

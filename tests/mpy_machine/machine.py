@@ -1,0 +1,245 @@
+"""A simulated `machine` module for running the MicroPython port under the real MicroPython (WebAssembly) interpreter.
+
+Only what firmware/micropython/hal.py and main.py use, with MicroPython's names and signatures: Pin, ADC, I2C,
+I2CTarget (memory mode), SPI, WDT, reset. Written in the MicroPython subset. Time is virtual: `SIM.ticks_ms()` and
+`SIM.sleep_ms()` (tests/mpy_machine/simboard.py installs them as time.ticks_ms / time.sleep_ms), so a test runs
+hours of board time in seconds and the DS1307, the ADC curve and the watchdog all follow the same clock.
+
+An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to devices with i2c_write(data) / i2c_read(n)
+(the DS1307 chip in ds1307_chip.py, an I2CTarget). A missing address NACKs: OSError(19) ENODEV, as on rp2/esp32.
+"""
+
+_ENODEV = 19
+_TICKS_MASK = (1 << 30) - 1
+
+
+class Reset(BaseException):
+    """machine.reset() was called: the simulated board stops here (the test starts it again)."""
+
+
+class _Sim:
+    def __init__(self):
+        self.now_ms = 0
+        self.buses = {}
+        self.pins = {}
+        self.wdt = None
+        self.resets = 0
+
+    def ticks_ms(self):
+        return self.now_ms & _TICKS_MASK
+
+    def sleep_ms(self, ms):
+        if ms > 0:
+            self.now_ms += ms
+
+    def clock_ms(self):
+        return self.now_ms
+
+    def bus(self, bus_id):
+        if bus_id not in self.buses:
+            self.buses[bus_id] = {}
+        return self.buses[bus_id]
+
+
+SIM = _Sim()
+
+PWRON_RESET = 1
+WDT_RESET = 3
+SOFT_RESET = 5
+
+
+def reset():
+    SIM.resets += 1
+    raise Reset()
+
+
+def soft_reset():
+    reset()
+
+
+def reset_cause():
+    return PWRON_RESET
+
+
+def unique_id():
+    return b"\xe6\x60\x38\x3b\x13\x57\x2a\x2f"
+
+
+def freq(hz=None):
+    return 125000000
+
+
+class Pin:
+    IN = 0
+    OUT = 1
+    OPEN_DRAIN = 2
+    PULL_UP = 1
+    PULL_DOWN = 2
+
+    def __init__(self, id, mode=-1, pull=-1, value=None):
+        self.id = id
+        self.mode = mode
+        self._v = 0 if value is None else (1 if value else 0)
+        self.changes = 0
+        SIM.pins[id] = self
+
+    def value(self, v=None):
+        if v is None:
+            return self._v
+        v = 1 if v else 0
+        if v != self._v:
+            self.changes += 1
+        self._v = v
+
+    def on(self):
+        self.value(1)
+
+    def off(self):
+        self.value(0)
+
+    def __call__(self, v=None):
+        return self.value(v)
+
+
+class ADC:
+    """A capacitive soil probe: wetter soil, lower voltage. A drying curve over virtual time, watered every hour."""
+    ATTN_0DB = 0
+    ATTN_2_5DB = 1
+    ATTN_6DB = 2
+    ATTN_11DB = 3
+
+    def __init__(self, pin, atten=None):
+        self.pin = pin
+        self.atten = atten
+
+    def read_u16(self):
+        s = SIM.now_ms // 1000 % 3600
+        return 21000 + s * 6 + (SIM.now_ms // 1000 * 7919) % 13     # 21000 wet .. ~42600 dry, small steps
+
+
+class I2C:
+    def __init__(self, id, scl=None, sda=None, freq=400000, timeout=50000):
+        self.id = id
+        self.scl = scl
+        self.sda = sda
+        self.freq = freq
+        self._bus = SIM.bus(id)
+
+    def _dev(self, addr):
+        dev = self._bus.get(addr)
+        if dev is None:
+            raise OSError(_ENODEV)
+        return dev
+
+    def scan(self):
+        return sorted(self._bus)
+
+    def writeto(self, addr, buf, stop=True):
+        self._dev(addr).i2c_write(bytes(buf))
+        return len(buf)
+
+    def readfrom(self, addr, nbytes, stop=True):
+        return self._dev(addr).i2c_read(nbytes)
+
+    def writeto_mem(self, addr, memaddr, buf, addrsize=8):
+        self._dev(addr).i2c_write(bytes([memaddr]) + bytes(buf))
+
+    def readfrom_mem(self, addr, memaddr, nbytes, addrsize=8):
+        dev = self._dev(addr)
+        dev.i2c_write(bytes([memaddr]))
+        return dev.i2c_read(nbytes)
+
+    def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
+        buf[:] = self.readfrom_mem(addr, memaddr, len(buf))
+
+
+class I2CTarget:
+    """Memory mode only (`mem=`): a controller's write sets the memory address then stores bytes, wrapping at the
+    end of `mem`; a read returns bytes from the address. Handlers run after the transaction, like a soft IRQ."""
+    IRQ_ADDR_MATCH_READ = 1
+    IRQ_ADDR_MATCH_WRITE = 2
+    IRQ_READ_REQ = 4
+    IRQ_WRITE_REQ = 8
+    IRQ_END_READ = 16
+    IRQ_END_WRITE = 32
+
+    def __init__(self, id, addr, *, addrsize=7, mem=None, mem_addrsize=8, scl=None, sda=None):
+        if mem is None:
+            raise ValueError("the simulation has memory mode only")
+        self.id = id
+        self.addr = addr
+        self.mem = mem
+        self._ptr = 0
+        self._handler = None
+        self._trigger = 0
+        self.handler_calls = 0
+        bus = SIM.bus(id)
+        if addr in bus:
+            raise OSError(16, "address in use")
+        bus[addr] = self
+
+    def irq(self, handler=None, trigger=IRQ_END_READ | IRQ_END_WRITE, hard=False):
+        self._handler = handler
+        self._trigger = trigger
+
+    def deinit(self):
+        SIM.bus(self.id).pop(self.addr, None)
+
+    def _fire(self, what):
+        if self._handler is not None and self._trigger & what:
+            self.handler_calls += 1
+            self._handler(self)
+
+    def i2c_write(self, data):
+        n = len(self.mem)
+        if data:
+            self._ptr = data[0] % n
+            for b in data[1:]:
+                self.mem[self._ptr] = b
+                self._ptr = (self._ptr + 1) % n
+        self._fire(self.IRQ_END_WRITE)
+
+    def i2c_read(self, nbytes):
+        n = len(self.mem)
+        out = bytearray(nbytes)
+        for i in range(nbytes):
+            out[i] = self.mem[self._ptr]
+            self._ptr = (self._ptr + 1) % n
+        self._fire(self.IRQ_END_READ)
+        return bytes(out)
+
+
+class SPI:
+    def __init__(self, id, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0, sck=None, mosi=None,
+                 miso=None):
+        self.id = id
+        self.baudrate = baudrate
+        self.sck = sck
+        self.mosi = mosi
+        self.miso = miso
+
+    def init(self, baudrate=1000000, **kw):
+        self.baudrate = baudrate
+
+
+class WDT:
+    """Records the longest gap between feeds in virtual time; `SIM.wdt.overdue` says whether it would have fired."""
+
+    def __init__(self, id=0, timeout=5000):
+        if SIM.wdt is not None:
+            raise OSError(16, "watchdog already started")
+        self.timeout = timeout
+        self._last = SIM.now_ms
+        self.feeds = 0
+        self.max_gap = 0
+        self.overdue = False
+        SIM.wdt = self
+
+    def feed(self):
+        gap = SIM.now_ms - self._last
+        if gap > self.max_gap:
+            self.max_gap = gap
+        if gap > self.timeout:
+            self.overdue = True
+        self._last = SIM.now_ms
+        self.feeds += 1

