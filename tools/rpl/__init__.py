@@ -13,4 +13,4 @@ Library use (see docs/REPLICATION.md)::
 from tools.rpl.topology import Server, Topology, RplError  # noqa: F401
 from tools.rpl.ha import (failover, switchover, errant_transactions, skip_errant, semisync_enable,  # noqa: F401
                           semisync_status, semisync_check)
-# (Monitor: tools.rpl.monitor)
+from tools.rpl.monitor import Monitor  # noqa: F401

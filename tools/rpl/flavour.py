@@ -213,7 +213,9 @@ class MariaDB(Flavour):
 
     def gtid_state_sql(self):
         """Executed (every transaction this server has, in its binlog) and its origin (server_id)."""
-        return ("SELECT @@gtid_binlog_state AS executed, @@server_id AS origin, @@gtid_current_pos AS position",
+        # position: @@gtid_binlog_pos, not gtid_current_pos, which drops a domain whose last GTID carries another
+        # server_id than ours (as after an injected errant GTID) and falls back to gtid_slave_pos there.
+        return ("SELECT @@gtid_binlog_state AS executed, @@server_id AS origin, @@gtid_binlog_pos AS position",
                 None)
 
     def align_demoted_primary(self):

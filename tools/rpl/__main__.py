@@ -1,0 +1,5 @@
+import sys
+
+from tools.rpl.cli import main
+
+sys.exit(main())
