@@ -1,0 +1,154 @@
+"""`python -m tools.mpboard --flash DIR`: the pty owner of the virtual MicroPython board.
+
+Opens a pseudo-terminal pair (node has no openpty), starts `node tools/mpboard/mpboard.mjs` (the interpreter and
+its REPL) with pipes, and relays bytes between the pty master and the node process. Prints the slave's path and
+points `DIR/../tty` at it, like tools/vboard.py:
+
+    $ python -m tools.mpboard --flash run/mpboard/flash
+    mpboard: MicroPython 1.27 (webassembly) on /dev/pts/5 (link run/mpboard/tty), flash run/mpboard/flash
+    $ mpremote connect run/mpboard/tty ls
+
+Killing this process (SIGTERM, Ctrl-C) writes the flash back and stops the board.
+"""
+
+import argparse
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import tty
+
+PROG = "mpboard"
+HERE = os.path.dirname(os.path.abspath(__file__))
+MJS = os.path.join(HERE, "mpboard.mjs")
+
+
+class BoardError(Exception):
+    pass
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=PROG, description="A virtual MicroPython board (the real interpreter) on a pty.")
+    p.add_argument("--flash", required=True, metavar="DIR", help="host folder that is the board's flash")
+    p.add_argument("--link", metavar="PATH", help="symlink to the pty (default: DIR/../tty)")
+    g = p.add_argument_group("board")
+    g.add_argument("--path", action="append", default=[], metavar="DIR",
+                   help="host folder of modules put on the board's sys.path after /lib, not written back "
+                        "(e.g. tests/mpy_machine for a simulated machine); repeatable")
+    g.add_argument("--heap", type=int, default=256 * 1024, help="MicroPython heap at start-up (default %(default)s)")
+    g.add_argument("--main", default="auto", choices=("auto", "step", "script", "off"),
+                   help="how main.py runs at boot (default %(default)s: step mode when it defines "
+                        "load_config/start/loop)")
+    return p
+
+
+def open_pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)            # no echo, no newline translation: bytes are bytes
+    return master, slave, os.ttyname(slave)
+
+
+def publish(link, target):
+    tmp = link + ".tmp"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def relay(master, node, stop):
+    """Bytes pty master -> node stdin, node stdout -> pty master, until node exits or `stop` is set."""
+    n_in = node.stdin.fileno()
+    n_out = node.stdout.fileno()
+    os.set_blocking(master, False)
+    to_pty = bytearray()
+    while not stop.is_set():
+        wlist = [master] if to_pty else []
+        r, w, _ = select.select([master, n_out], wlist, [], 0.5)
+        if n_out in r:
+            data = os.read(n_out, 65536)
+            if not data:
+                return                   # the board stopped
+            to_pty += data
+        if master in r:
+            try:
+                data = os.read(master, 65536)
+            except OSError:
+                data = b""               # EIO: nobody has the slave open right now (we keep it open, so rare)
+            if data:
+                try:
+                    os.write(n_in, data)
+                except BrokenPipeError:
+                    return
+        if to_pty and (master in w or not wlist):
+            try:
+                n = os.write(master, bytes(to_pty))
+                del to_pty[:n]
+            except BlockingIOError:
+                pass
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    node = shutil.which("node")
+    if node is None:
+        raise BoardError("node is not on PATH")
+    flash = os.path.abspath(args.flash)
+    os.makedirs(flash, exist_ok=True)
+    link = args.link or os.path.join(os.path.dirname(flash), "tty")
+    master, slave, pty_path = open_pty()
+    cmd = [node, MJS, "--flash", flash, "--heap", str(args.heap), "--main", args.main]
+    for p in args.path:
+        cmd += ["--path", os.path.abspath(p)]
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
+    ready = threading.Event()
+
+    def log_pump():
+        for line in iter(proc.stderr.readline, b""):
+            text = line.decode("utf-8", "replace").rstrip("\n")
+            if text == "mpboard: ready":
+                ready.set()
+                continue
+            print(text, file=sys.stderr, flush=True)
+        ready.set()
+
+    threading.Thread(target=log_pump, daemon=True).start()
+    stop = threading.Event()
+
+    def on_signal(*_):
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ready.wait(60)
+    if proc.poll() is not None:
+        raise BoardError("the board did not start (exit %s)" % proc.returncode)
+    publish(link, pty_path)
+    print("%s: MicroPython 1.27 (webassembly) on %s (link %s), flash %s" % (PROG, pty_path, link, flash),
+          flush=True)
+    try:
+        relay(master, proc, stop)
+    finally:
+        try:
+            proc.stdin.close()           # EOF: the board writes its flash back and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        os.close(master)
+        os.close(slave)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BoardError as e:
+        print("%s: %s" % (PROG, e), file=sys.stderr)
+        sys.exit(1)
