@@ -53,3 +53,20 @@ bench: deps
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis
+
+# --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/mpboard/README.md) -----------------
+# make flash BOARD=pico|picow|esp32|sim|circuitpython ROLE=single|master|standby PORT=/dev/ttyACM0 [ID=bed1]
+#            [CIRCUITPY=/media/$$USER/CIRCUITPY] [FLASH_ARGS=--force]
+# make monitor PORT=/dev/ttyACM0            frames decoded (soil-gateway monitor)
+# BOARD=sim is the virtual MicroPython board: python -m tools.mpboard --flash run/mpboard/flash; PORT=run/mpboard/tty
+BOARD      ?= pico
+ROLE       ?= single
+.PHONY: flash monitor
+
+flash: venv
+	$(PY) tools/flash.py --board $(BOARD) --role $(ROLE) $(if $(PORT),--port $(PORT)) $(if $(ID),--id $(ID)) \
+		$(if $(CIRCUITPY),--circuitpy $(CIRCUITPY)) $(FLASH_ARGS)
+
+monitor: venv
+	@test -n "$(PORT)" || { echo "make monitor PORT=/dev/ttyACM0 (or run/mpboard/tty)" >&2; exit 1; }
+	$(VENV)/bin/soil-gateway monitor $(PORT) $(MONITOR_ARGS)

@@ -1,0 +1,341 @@
+"""Put the firmware on a board: what `make flash BOARD=... ROLE=... PORT=...` runs.
+
+    python tools/flash.py --board pico --role single --port /dev/ttyACM0 [--id bed1]
+    python tools/flash.py --board sim --port run/mpboard/tty            # the virtual MicroPython board
+    python tools/flash.py --board circuitpython [--circuitpy /media/$USER/CIRCUITPY] --role master --id bed1-a
+
+MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
+
+1. one `mpremote exec` asks the board for the SHA-256 of every file it should hold (and whether micropython-lib's
+   `sdcard` driver is installed, and the board id of a config.json already there);
+2. `mpremote mip install sdcard` when the driver is missing (pico/esp32 only; mpremote downloads micropython-lib on
+   the HOST and copies it over the serial line, so the host needs the internet, not the board; offline, copy
+   `micropython-lib/micropython/drivers/storage/sdcard/sdcard.py` to `:lib/` yourself, or pass --no-deps). The
+   virtual board (`sim`) needs none: its SD card is the simulated one (tests/mpy_machine/sdcard.py);
+3. one chained `mpremote` call copies only the files whose hash differs: firmware/lib/soil/*.py to :lib/soil/,
+   firmware/micropython/*.py to :, and config.json written from --board/--role/--id over config.example.json;
+4. a soft reset from the friendly REPL (Ctrl-B, Ctrl-D on the line), so main.py starts as after Ctrl-D in a
+   terminal (`mpremote soft-reset` resets from the raw REPL, which does not run main.py). --reset hard uses
+   `mpremote reset` (machine.reset()); --reset none leaves the board alone.
+
+A second run with nothing changed copies nothing. The board id: --id, else the one in the board's config.json,
+else "mp-" and the first 8 hex digits of machine.unique_id().
+
+CircuitPython: with --circuitpy PATH (the mounted CIRCUITPY drive) the files are copied there when changed and
+settings.toml is written from settings.toml.example with SOIL_BOARD_ID / SOIL_ROLE; without it the steps are printed.
+
+Errors print as `flash: message` on stderr with exit code 1; progress goes to stderr.
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+
+PROG = "flash"
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CORE = os.path.join(REPO, "firmware", "lib", "soil")
+MPY_PORT = os.path.join(REPO, "firmware", "micropython")
+CPY_PORT = os.path.join(REPO, "firmware", "circuitpython")
+MP_BOARDS = {"pico": "pico", "picow": "picow", "esp32": "esp32", "sim": "pico"}   # BOARD -> config board_type
+CPY_BOARDS = ("circuitpython",)
+ROLES = ("single", "master", "standby")
+BOARD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
+CIRCUP_LIBS = ("adafruit_ds1307", "adafruit_bus_device", "adafruit_register")
+
+
+class FlashError(Exception):
+    """An error to print as `flash: message` and exit 1."""
+
+
+def status(msg):
+    print("%s: %s" % (PROG, msg), file=sys.stderr, flush=True)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=PROG, description="Copy the soil-moisture firmware to a board (incremental).")
+    p.add_argument("--board", required=True, choices=sorted(MP_BOARDS) + list(CPY_BOARDS),
+                   help="board type; sim is the virtual MicroPython board (python -m tools.mpboard)")
+    p.add_argument("--role", default="single", choices=ROLES)
+    p.add_argument("--id", dest="board_id", help="board id (A-Z a-z 0-9 _ -, at most 32; default: kept/derived)")
+    g = p.add_argument_group("MicroPython (mpremote)")
+    g.add_argument("--port", help="serial port or mpremote device (/dev/ttyACM0, run/mpboard/tty, ...)")
+    g.add_argument("--reset", default="soft", choices=("soft", "hard", "none"),
+                   help="after copying: soft = Ctrl-D from the friendly REPL (runs main.py), hard = machine.reset()")
+    g.add_argument("--no-deps", action="store_true", help="do not install micropython-lib's sdcard with mip")
+    g.add_argument("--force", action="store_true", help="copy every file, changed or not")
+    g.add_argument("--mpremote", default=None, help="mpremote command (default: this Python's -m mpremote)")
+    g = p.add_argument_group("CircuitPython")
+    g.add_argument("--circuitpy", metavar="PATH", help="the mounted CIRCUITPY drive: copy there")
+    return p
+
+
+# --- what goes on a MicroPython board ---------------------------------------------------------------------------
+def firmware_files():
+    """[(host path, board path)] in a stable order: the core under lib/soil, the port at the top."""
+    files = []
+    for name in sorted(os.listdir(CORE)):
+        if name.endswith(".py"):
+            files.append((os.path.join(CORE, name), "lib/soil/" + name))
+    for name in sorted(os.listdir(MPY_PORT)):
+        if name.endswith(".py"):
+            files.append((os.path.join(MPY_PORT, name), name))
+    return files
+
+
+def make_config(board, role, board_id):
+    with open(os.path.join(MPY_PORT, "config.example.json")) as f:
+        cfg = json.load(f)
+    cfg["board"] = board_id
+    cfg["board_type"] = MP_BOARDS[board]
+    cfg["role"] = role
+    return (json.dumps(cfg, indent=4, sort_keys=True) + "\n").encode()
+
+
+# Runs on the board (MicroPython): one line per answer, parsed by probe().
+PROBE = """
+import os
+try:
+    import hashlib, binascii
+except ImportError:
+    hashlib = None
+def _h(p):
+    if hashlib is None:
+        return '?'
+    try:
+        s = hashlib.sha256()
+        with open(p, 'rb') as f:
+            while True:
+                b = f.read(512)
+                if not b:
+                    break
+                s.update(b)
+        return binascii.hexlify(s.digest()).decode()
+    except OSError:
+        return '-'
+for _p in %(paths)r:
+    print('H', _p, _h(_p))
+for _d in ('lib', 'lib/soil'):
+    try:
+        os.stat(_d)
+        print('D', _d)
+    except OSError:
+        pass
+for _p in ('lib/sdcard.mpy', 'lib/sdcard.py', 'sdcard.py', 'sdcard.mpy'):
+    try:
+        os.stat(_p)
+        print('S', _p)
+    except OSError:
+        pass
+try:
+    import json
+    with open('config.json') as f:
+        print('C', json.load(f).get('board', '-'))
+except Exception:
+    pass
+try:
+    import machine
+    print('U', binascii.hexlify(machine.unique_id()).decode())
+except Exception:
+    pass
+"""
+
+
+class Mpremote:
+    def __init__(self, port, command=None):
+        self.port = port
+        self.cmd = command.split() if command else [sys.executable, "-m", "mpremote"]
+        self.calls = 0
+
+    def run(self, *args, capture=True, timeout=300):
+        argv = self.cmd + ["connect", self.port] + list(args)
+        self.calls += 1
+        try:
+            proc = subprocess.run(argv, capture_output=capture, text=True, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise FlashError("mpremote timed out: %s" % " ".join(args[:3]))
+        except FileNotFoundError:
+            raise FlashError("mpremote not found (%s): pip install mpremote" % self.cmd[0])
+        if proc.returncode != 0:
+            err = (proc.stderr or "").strip() or (proc.stdout or "").strip()
+            raise FlashError("mpremote %s failed: %s" % (args[0], err.splitlines()[-1] if err else proc.returncode))
+        return proc.stdout or ""
+
+
+def probe(mp, board_paths):
+    text = mp.run("exec", PROBE % {"paths": board_paths})
+    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None}
+    for line in text.splitlines():
+        parts = line.strip().split(" ", 2)
+        if parts[0] == "H" and len(parts) == 3:
+            info["hash"][parts[1]] = parts[2]
+        elif parts[0] == "D" and len(parts) >= 2:
+            info["dirs"].add(parts[1])
+        elif parts[0] == "S" and len(parts) >= 2:
+            info["sdcard"] = parts[1]
+        elif parts[0] == "C" and len(parts) >= 2:
+            info["config_id"] = parts[1]
+        elif parts[0] == "U" and len(parts) >= 2:
+            info["uid"] = parts[1]
+    return info
+
+
+def soft_reset(port):
+    """Ctrl-C twice, Ctrl-B (friendly REPL), Ctrl-D: a soft reset that runs main.py. Waits for 'soft reboot'."""
+    import serial
+    s = serial.serial_for_url(port, baudrate=115200, timeout=0.1, exclusive=True)
+    try:
+        s.write(b"\r\x03\x03")
+        time.sleep(0.05)
+        s.reset_input_buffer()
+        s.write(b"\x02")
+        time.sleep(0.05)
+        s.write(b"\x04")
+        seen = b""
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and b"soft reboot" not in seen:
+            seen += s.read(256)
+        if b"soft reboot" not in seen:
+            raise FlashError("%s: no 'soft reboot' after Ctrl-D (got %r)" % (port, seen[-80:]))
+    finally:
+        s.close()
+
+
+def flash_micropython(args):
+    if not args.port:
+        raise FlashError("--port is required for a MicroPython board (PORT=/dev/ttyACM0, run/mpboard/tty ...)")
+    t0 = time.monotonic()
+    mp = Mpremote(args.port, args.mpremote)
+    files = firmware_files()
+    board_paths = [b for _, b in files] + ["config.json"]
+    info = probe(mp, board_paths)
+
+    board_id = args.board_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
+    if not board_id:
+        raise FlashError("no board id: pass --id (ID=...)")
+    if not BOARD_ID.match(board_id):
+        raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
+
+    # Dependencies.
+    if args.board == "sim":
+        status("sim: no sdcard driver to install (the virtual board's SD card is tests/mpy_machine/sdcard.py)")
+    elif args.no_deps:
+        status("--no-deps: not installing sdcard (main.py needs micropython-lib's sdcard on the board)")
+    elif info["sdcard"]:
+        status("sdcard driver present (%s)" % info["sdcard"])
+    else:
+        status("installing micropython-lib's sdcard (mpremote mip: the host downloads it, the board needs no network)")
+        try:
+            mp.run("mip", "install", "sdcard")
+        except FlashError as e:
+            raise FlashError("%s\n  offline? copy sdcard.py from a micropython-lib checkout "
+                             "(micropython/drivers/storage/sdcard/) with `mpremote cp sdcard.py :lib/`, "
+                             "then run again with --no-deps" % e)
+
+    # What changed.
+    with tempfile.TemporaryDirectory(prefix="soil-flash-") as tmp:
+        cfg_path = os.path.join(tmp, "config.json")
+        with open(cfg_path, "wb") as f:
+            f.write(make_config(args.board, args.role, board_id))
+        todo = []
+        for host, board in files + [(cfg_path, "config.json")]:
+            with open(host, "rb") as f:
+                local = hashlib.sha256(f.read()).hexdigest()
+            if args.force or info["hash"].get(board) != local:
+                todo.append((host, board))
+        chain = []
+        for d in ("lib", "lib/soil"):
+            if d not in info["dirs"] and any(b.startswith(d + "/") for _, b in todo):
+                chain += ["mkdir", ":" + d, "+"]
+        for host, board in todo:
+            chain += ["cp", "-f", host, ":" + board, "+"]
+        if chain:
+            status("copying %d file(s): %s" % (len(todo), " ".join(b for _, b in todo)))
+            mp.run(*chain[:-1])
+        else:
+            status("up to date: %d files, nothing copied" % len(files))
+
+    if args.reset == "soft":
+        soft_reset(args.port)
+    elif args.reset == "hard":
+        mp.run("reset")
+    status("%s %s (%s) on %s: %d copied, %.2f s, %d mpremote call(s), reset %s" % (
+        args.board, board_id, args.role, args.port, len(todo), time.monotonic() - t0, mp.calls, args.reset))
+    return len(todo)
+
+
+# --- CircuitPython ---------------------------------------------------------------------------------------------
+def cpy_settings(role, board_id):
+    with open(os.path.join(CPY_PORT, "settings.toml.example")) as f:
+        text = f.read()
+    text = re.sub(r'^SOIL_BOARD_ID = "[^"]*"', 'SOIL_BOARD_ID = "%s"' % board_id, text, flags=re.M)
+    text = re.sub(r'^SOIL_ROLE = "[^"]*"', 'SOIL_ROLE = "%s"' % role, text, flags=re.M)
+    return text.encode()
+
+
+def flash_circuitpython(args):
+    board_id = args.board_id or "bed-1-a"
+    if not BOARD_ID.match(board_id):
+        raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
+    files = [(os.path.join(CORE, n), "lib/soil/" + n) for n in sorted(os.listdir(CORE)) if n.endswith(".py")]
+    files += [(os.path.join(CPY_PORT, n), n) for n in ("boot.py", "code.py", "hal.py")]
+    if not args.circuitpy:
+        print("CircuitPython (firmware/circuitpython/README.md): with the board plugged in and CIRCUITPY mounted,")
+        print("  pip install circup && circup install %s" % " ".join(CIRCUP_LIBS))
+        print("  make flash BOARD=circuitpython ROLE=%s ID=%s CIRCUITPY=/media/$USER/CIRCUITPY" % (args.role,
+                                                                                                   board_id))
+        print("or by hand:")
+        print("  mkdir -p CIRCUITPY/lib/soil CIRCUITPY/sd")
+        print("  cp firmware/lib/soil/*.py CIRCUITPY/lib/soil/")
+        print("  cp firmware/circuitpython/boot.py firmware/circuitpython/code.py firmware/circuitpython/hal.py "
+              "CIRCUITPY/")
+        print("  cp firmware/circuitpython/settings.toml.example CIRCUITPY/settings.toml   # set SOIL_BOARD_ID, "
+              "SOIL_ROLE")
+        return 0
+    root = args.circuitpy
+    if not os.path.isdir(root):
+        raise FlashError("%s: not a folder (is CIRCUITPY mounted?)" % root)
+    settings = os.path.join(root, "settings.toml")
+    copied = 0
+    for d in ("lib", "lib/soil", "sd"):
+        os.makedirs(os.path.join(root, d), exist_ok=True)
+    items = [(open(h, "rb").read(), b) for h, b in files] + [(cpy_settings(args.role, board_id), "settings.toml")]
+    for data, board in items:
+        dest = os.path.join(root, board)
+        try:
+            with open(dest, "rb") as f:
+                same = f.read() == data
+        except OSError:
+            same = False
+        if same and not args.force:
+            continue
+        with open(dest, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())     # CIRCUITPY is a USB drive: get the bytes there before the board reloads
+        copied += 1
+    status("CIRCUITPY %s: %d of %d files copied (%s); libraries: circup install %s" % (
+        root, copied, len(items), settings, " ".join(CIRCUP_LIBS)))
+    return copied
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    if args.board in CPY_BOARDS:
+        flash_circuitpython(args)
+    else:
+        flash_micropython(args)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except FlashError as e:
+        print("%s: %s" % (PROG, e), file=sys.stderr)
+        sys.exit(1)
