@@ -22,6 +22,7 @@ start replication at the backup's GTID position (not done here).
 import json
 import os
 import secrets
+import shutil
 import subprocess
 import time
 
@@ -233,10 +234,15 @@ class Topology:
     def _start_server(self, server_id):
         base = os.path.join(self.dir, "s%d" % server_id)
         server = Server(server_id, base, flavour=self.flavour)
-        try:
-            server.process.start()
-        except ServerError as exc:
-            raise RplError("server %d did not start: %s" % (server_id, exc)) from None
+        for attempt in (1, 2):
+            try:
+                server.process.start()
+                break
+            except ServerError as exc:
+                # mariadb-install-db occasionally fails on a loaded 2-core machine; a fresh data dir, once.
+                if attempt == 2 or "initialising" not in str(exc):
+                    raise RplError("server %d did not start: %s" % (server_id, exc)) from None
+                shutil.rmtree(server.process.datadir, ignore_errors=True)
         server.refresh()
         if self.flavour.name == "mysql":
             uuid = run(server, [("SELECT @@server_uuid AS u", None)])[0]["u"]
