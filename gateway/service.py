@@ -113,19 +113,13 @@ class Writer:
     def _write_readings(self, items):
         rows = [it[4] for it in items]
         try:
-            self.store.insert_batch(rows)
-        except InvalidReading:
-            # The database is fine; one reading can never be a row. Store the others, report that one loudly,
-            # and let the board forget it: resending it forever would stall every reading behind it.
-            rows = self._without_invalid(items)
             try:
                 self.store.insert_batch(rows)
-            except DatabaseError as e:
-                self._ok.clear()
-                self._report(e)
-                for session, epoch in {(it[1], it[2]) for it in items}:
-                    session.rollback(epoch)
-                return
+            except InvalidReading:
+                # The database is fine; one reading can never be a row. Store the others, report that one
+                # loudly, and let the board forget it: resending it forever would stall every reading behind it.
+                rows = self._without_invalid(items)
+                self.store.insert_batch(rows)
         except DatabaseError as e:
             self._ok.clear()
             self._report(e)

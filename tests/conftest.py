@@ -91,3 +91,23 @@ def clean_db(dbserver):
     finally:
         conn.close()
     return dbserver
+
+
+@pytest.fixture
+def stack():
+    """A whole installation for one test (tools.stack): a private database server, migrated, with the gateway's
+    account; the test starts boards and the gateway. Everything is stopped afterwards, and the logs are printed
+    so a failure shows what the processes said."""
+    from tools.stack import Stack
+    require_server()
+    with private_dir("stack") as path:
+        s = Stack(os.path.join(path, "run"))
+        s.start_db()
+        try:
+            yield s
+        finally:
+            s.close()
+            if s.gateway is not None:
+                print("--- gateway log ---\n" + s.gateway.log_text()[-6000:])
+            for b in s.boards:
+                print("--- %s log ---\n%s" % (b.board_id, b.log_tail(30)))

@@ -10,25 +10,13 @@ import os
 import pytest
 
 from soil import frames
-from tools.stack import Stack, wait_for
+from tools.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
 FAST = {"interval_ms": 200, "status_interval_ms": 1000, "seed": 1}
 
 
-@pytest.fixture
-def stack(tmp_path):
-    s = Stack(str(tmp_path / "run"))
-    s.start_db()
-    try:
-        yield s
-    finally:
-        s.close()
-        if s.gateway is not None:
-            print("--- gateway log ---\n" + s.gateway.log_text()[-4000:])
-        for b in s.boards:
-            print("--- %s log ---\n%s" % (b.board_id, b.log_tail()))
 
 
 def _utcnow():

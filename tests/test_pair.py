@@ -10,7 +10,7 @@ import os
 
 import pytest
 
-from tools.stack import Stack, wait_for
+from tools.stack import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -19,18 +19,6 @@ PAIR = {"interval_ms": 1000, "status_interval_ms": 1000, "hb_interval_ms": 500, 
         "witness_recheck_ms": 3000}
 
 
-@pytest.fixture
-def stack(tmp_path):
-    s = Stack(str(tmp_path / "run"))
-    s.start_db()
-    try:
-        yield s
-    finally:
-        s.close()
-        if s.gateway is not None:
-            print("--- gateway log ---\n" + s.gateway.log_text()[-6000:])
-        for b in s.boards:
-            print("--- %s log ---\n%s" % (b.board_id, b.log_tail(30)))
 
 
 def start_pair(stack, seed=1):

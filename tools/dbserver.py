@@ -168,7 +168,16 @@ class PrivateServer:
         if self._socket is None:
             self._socket = self._choose_socket_path()
         if not os.path.isdir(os.path.join(self.datadir, "mysql")):
-            self._initialise()
+            fresh = not os.path.isdir(self.datadir) or not os.listdir(self.datadir)
+            try:
+                self._initialise()
+            except ServerError:
+                if not fresh:
+                    raise
+                # Seen under heavy CPU load: mariadb-install-db failing once on a fresh folder. A data directory
+                # we created a moment ago never held data: throw it away and try once more from scratch.
+                shutil.rmtree(self.datadir, ignore_errors=True)
+                self._initialise()
         keep_port = self._port is not None
         attempts = 1 if keep_port else 3
         for attempt in range(attempts):
