@@ -141,3 +141,41 @@ def test_flash_sim_full_then_incremental(board):
         cfg = json.load(f)
     assert (cfg["board"], cfg["role"]) == ("sim-1", "master")        # the id on the board is kept
     print("\nflash BOARD=sim: full %.2f s, incremental %.2f s" % (full, incr))
+
+
+SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine on sys.path): a DS1307 on I2C 0, the SD card stand-in.
+import os
+import time
+import machine
+import sdcard
+from ds1307_chip import DS1307Chip
+if not hasattr(os, "VfsFat"):
+    os.VfsFat = sdcard.SimFat
+try:
+    os.mkdir("/simcard")
+except OSError:
+    pass
+machine.SIM.bus(0)[DS1307Chip.ADDRESS] = DS1307Chip(time.ticks_ms)
+"""
+
+
+def test_flashed_firmware_starts_and_speaks_frames(tmp_path):
+    """Stretch: after `make flash BOARD=sim` the soft reset starts main.py (step mode, simulated machine) and
+    `soil-gateway monitor` decodes its hello and readings from the pty."""
+    require_micropython()
+    os.makedirs(str(tmp_path / "flash"))
+    (tmp_path / "flash" / "boot.py").write_text(SIM_BOOT)
+    b = Board(str(tmp_path), paths=[os.path.join(REPO, "tests", "mpy_machine")])
+    try:
+        _flash(b)
+        mon = subprocess.run([os.path.join(os.path.dirname(PY), "soil-gateway"), "monitor", b.tty, "--query",
+                              "--seconds", "3"], capture_output=True, text=True, timeout=60, cwd=REPO)
+        kinds = [line.split()[1] for line in mon.stdout.splitlines() if len(line.split()) > 2]
+        assert "H" in kinds, (mon.stdout, mon.stderr, b.logtext())
+        hello = [line for line in mon.stdout.splitlines() if line.split()[1] == "H"][0].split()
+        assert hello[3] == "sim-1" and hello[8] == "single", hello
+        assert "R" in kinds, mon.stdout
+        # The running firmware gives the line back to mpremote (Ctrl-C stops it, as on a board).
+        assert "main.py" in mpremote(b, "ls").stdout
+    finally:
+        b.stop()

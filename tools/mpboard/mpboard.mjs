@@ -282,6 +282,7 @@ def freq(hz=None):
 
 // STEP mode helpers: the USB line as two pollable streams, and time.sleep_ms that hands the wait to the host.
 const STEP_HELPERS = `"""tools/mpboard's STEP mode: main.py's start()/loop() driven by the host, one step per timer tick."""
+import binascii
 import io
 import sys
 import time
@@ -337,13 +338,13 @@ def step():
 
 
 def feed(hexdata):
-    RX.pending += bytes.fromhex(hexdata)
+    RX.pending += binascii.unhexlify(hexdata)
 
 
 def drain():
     d = TX.pending
     TX.pending = bytearray()
-    return d.hex()
+    return binascii.hexlify(d).decode()     # bytearray().hex() is b"" (bytes) in MicroPython 1.27
 `;
 
 // --- the board ---------------------------------------------------------------------------------------------------
@@ -473,7 +474,8 @@ class Board {
     const mp = this.mp;
     let wait = 0;
     try {
-      wait = mp.runPython("import _mpboard_step\n_mpboard_step.step()");
+      mp.runPython("import _mpboard_step\n__mpboard_wait = _mpboard_step.step()");
+      wait = mp.globals.get("__mpboard_wait");
     } catch (e) {
       this.stopStepping();
       const text = `${e.type || "Error"}: ${e.message || e}`;
@@ -494,7 +496,8 @@ class Board {
 
   drainStep() {
     try {
-      const hex = this.mp.runPython("import _mpboard_step\n_mpboard_step.drain()");
+      this.mp.runPython("import _mpboard_step\n__mpboard_tx = _mpboard_step.drain()");
+      const hex = this.mp.globals.get("__mpboard_tx");
       if (hex) out.bytes(Buffer.from(hex, "hex"));
     } catch (e) {
       log(`step drain failed: ${e.message || e}`);
