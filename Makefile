@@ -7,10 +7,11 @@ RUN_DIR    := run
 NODE_DIR   := tools/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo test test-fast bench venv deps dbserver micropython clean help
+.PHONY: all demo demo-ha test test-fast bench venv deps dbserver micropython clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
+	@echo "make demo-ha - a replicated database, the primary killed while boards stream, nothing lost"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
 	@echo "make bench   - measure the targets in BRIEF.md and write docs/BENCHMARKS.md"
 	@echo "make clean   - remove the virtual environment and run folders"
@@ -41,6 +42,10 @@ deps: venv dbserver micropython
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps
 	$(PY) -m tools.demo $(DEMO_ARGS)
+
+# The database half: a replicated topology, the primary killed while boards stream, the gateway following.
+demo-ha: deps
+	$(PY) -m tools.demo_ha
 
 test: deps
 	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest $(PYTEST_ARGS)
