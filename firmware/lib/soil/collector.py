@@ -63,7 +63,7 @@ class Collector:
         self.publishing = True
         self.publish_from = None      # publish samples from this epoch on (a master taking back from a standby)
         self.publish_until = None     # stop publishing at this epoch (a standby handing back)
-        self.ring = []                # [epoch, record_fields...] of samples not published
+        self.ring = []                # (epoch, tm, raw, flags) of samples not published, oldest first
         self.ring_limit = ring_size
         self.last_published_epoch = None
         self.role_logic = None        # a StandbyRole or MasterRole, stepped with the collector
