@@ -13,7 +13,7 @@ help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
 	@echo "make demo-ha - a replicated database, the primary killed while boards stream, nothing lost"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
-	@echo "make bench   - measure the targets in BRIEF.md and write docs/BENCHMARKS.md"
+	@echo "make bench   - measure the targets in BRIEF.md; write docs/BENCHMARKS.md and docs/BENCHMARKS-HA.md"
 	@echo "make clean   - remove the virtual environment and run folders"
 
 # --- set-up -------------------------------------------------------------------------------------------------
@@ -55,6 +55,7 @@ test-fast: venv
 
 bench: deps
 	$(PY) -m tools.bench $(BENCH_ARGS)
+	$(PY) -m tools.bench_ha
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis

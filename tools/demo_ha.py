@@ -16,14 +16,10 @@ import datetime
 import os
 import shutil
 import sys
-import threading
 import time
 
-import pymysql
-
-from gateway import schema
-from tools.rpl import Monitor, Topology, semisync_enable
-from tools.stack import GATEWAY_USER, ROOT, Stack, wait_for
+from tools.hastack import ReplicatedStack
+from tools.stack import ROOT, wait_for
 
 
 def say(text=""):
@@ -32,16 +28,6 @@ def say(text=""):
 
 def step(text):
     say("\n== %s" % text)
-
-
-def prepare_schema(topo, stack):
-    """Schema and the gateway's account on the primary; both replicate to the replicas."""
-    conn = pymysql.connect(autocommit=True, **topo.primary().process.admin_kwargs())
-    try:
-        schema.migrate(conn)
-        schema.provision_gateway_account(conn, GATEWAY_USER, stack.gateway_password)
-    finally:
-        conn.close()
 
 
 def identities_complete(rows):
@@ -62,19 +48,13 @@ def main(argv=None):
     shutil.rmtree(args.run_dir, ignore_errors=True)
     os.makedirs(args.run_dir)
     failures = []
-    topo = None
-    stack = Stack(os.path.join(args.run_dir, "stack"))
-    stop = threading.Event()
+    ha = None
     try:
         step("1. three private MariaDB servers, GTID replication, semi-sync")
-        topo = Topology.create(os.path.join(args.run_dir, "rpl"), servers=3)
-        semisync_enable(topo, timeout_ms=2000)
+        ha = ReplicatedStack(os.path.join(args.run_dir, "rpl"), os.path.join(args.run_dir, "stack"))
+        topo, stack = ha.topo, ha.stack
         for s in topo.servers:
             say("  server %d  port %d  %s" % (s.server_id, s.port, "primary" if s is topo.primary() else "replica"))
-        prepare_schema(topo, stack)
-        stack.db = topo.primary().process
-        stack.db_servers = ["127.0.0.1:%d" % s.port for s in topo.servers]
-        stack.db_options = {"semisync": "require"}
 
         step("2. two virtual boards and the gateway (acknowledges after a semi-synchronous COMMIT)")
         boards = [stack.start_board("ha-%d" % i, interval_ms=200, status_interval_ms=1000, seed=30 + i)
@@ -84,10 +64,7 @@ def main(argv=None):
         say("  %d readings stored" % len(stack.readings()))
 
         step("3. the failover monitor watches the primary")
-        monitor = Monitor(topo, interval=0.5, confirm_window=3.0, log=lambda t: say("  " + t))
-        watcher = threading.Thread(target=monitor.run, kwargs={"stop_event": stop, "max_failovers": 1},
-                                   daemon=True)
-        watcher.start()
+        monitor = ha.watch(log=lambda t: say("  " + t))
         time.sleep(2)
 
         step("4. kill -9 of the primary while the boards stream")
@@ -97,9 +74,7 @@ def main(argv=None):
         say("  %s  server %d killed" % (time.strftime("%H:%M:%S"), old.server_id))
         wait_for(lambda: monitor.promotions, 30, "a promotion")
         promo = monitor.promotions[0]
-        topo.reload()
-        new = topo.primary()
-        stack.db = new.process
+        new = ha.follow_primary()
         say("  promoted server %d %.2f s after the kill" % (new.server_id, promo["promoted_at"] - killed_at))
         before = len(stack.readings())
         wait_for(lambda: len(stack.readings()) > before + 10, 60, "commits on the new primary")
@@ -124,11 +99,8 @@ def main(argv=None):
     except (TimeoutError, RuntimeError, OSError) as e:
         failures.append(str(e))
     finally:
-        stop.set()
-        stack.db = None                          # the topology owns the servers
-        stack.close()
-        if topo is not None:
-            topo.stop()
+        if ha is not None:
+            ha.close()
     if failures:
         for f in failures:
             say("demo-ha: FAILED: %s" % f)
