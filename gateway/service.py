@@ -307,8 +307,9 @@ class Gateway:
             while not stop_event.wait(status_every_s):
                 if self.config.status_path:
                     tmp = self.config.status_path + ".tmp"
+                    text = json.dumps(self.snapshot())   # dumps uses the C encoder; dump(f) does not
                     with open(tmp, "w") as f:
-                        json.dump(self.snapshot(), f)
+                        f.write(text)
                     os.replace(tmp, self.config.status_path)
         finally:
             self.stop()
