@@ -366,3 +366,13 @@ def test_tls_requested_but_not_offered_is_refused(dbserver, tmp_path):
     cfg = _cfg(dbserver, ssl_ca=str(tmp_path / "ca.pem"))
     with pytest.raises(DatabaseConfigError, match="does not offer"):
         db.connect(cfg)
+
+
+@pytest.mark.parametrize("bad_time", ["2026-11-21 10:00:00\n", "\uff12026-11-21 10:00:00", "2026-11-21T10:00:00",
+                                      "2026-11-21 10:00:00' OR '1'='1"])
+def test_f5_sample_time_must_match_in_full_before_it_is_quoted(bad_time):
+    """The write path quotes validated sample times without escaping them, so the check must be exact."""
+    from gateway.db import InvalidReading, check_reading
+    r = Reading("b1", "single", 1, 1, bad_time, 1, "live", "rtc")
+    with pytest.raises(InvalidReading):
+        check_reading(r)
