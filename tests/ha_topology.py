@@ -11,6 +11,7 @@ import time
 import pymysql
 
 from tools.dbserver import PrivateServer, free_port
+from tools.stack import wait_for  # noqa: F401  (tests import it from here)
 
 RPL_USER, RPL_PASSWORD = "rpl", "rpl-test-only"
 
@@ -18,17 +19,6 @@ SERVER_OPTIONS = ("--log-bin=binlog", "--log-slave-updates=ON", "--binlog-format
                   "--rpl-semi-sync-master-enabled=ON", "--rpl-semi-sync-slave-enabled=ON",
                   "--rpl-semi-sync-master-timeout=1000", "--rpl-semi-sync-master-wait-point=AFTER_SYNC",
                   "--report-host=127.0.0.1", "--slave-net-timeout=5", "--read-only=ON")
-
-
-def wait_for(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise TimeoutError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
 
 
 def admin(srv, database=None):

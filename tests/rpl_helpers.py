@@ -13,6 +13,7 @@ import pytest
 
 from tools.dbserver import ServerError, find_server
 from tools.rpl.topology import Topology, run
+from tools.stack import wait_for
 
 APP_USER = "soil_app"
 
@@ -42,14 +43,11 @@ def topology(servers=3):
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError("timed out after %.0f s waiting for %s" % (timeout, what))
-        time.sleep(interval)
+    """tools.stack.wait_for, failing the test as an assertion rather than an error."""
+    try:
+        return wait_for(predicate, timeout, what, interval)
+    except TimeoutError as e:
+        raise AssertionError(str(e)) from None
 
 
 def make_schema(topo):
