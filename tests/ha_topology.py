@@ -6,7 +6,6 @@ replica after the primary dies, and a planned switchover. Every process is one t
 own PID through tools.dbserver.PrivateServer.
 """
 
-import time
 
 import pymysql
 
