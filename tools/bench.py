@@ -473,6 +473,9 @@ def main(argv=None):
         truncate(stack)
         phase("pair", "5. standby takeover over %d master kills" % z["pair_kills"], bench_pair, stack,
               z["pair_kills"])
+        phase("heap", "6. MicroPython heap after start-up per role (.mpy, real interpreter)", bench_heap)
+        phase("flash", "7. make flash BOARD=sim against the virtual MicroPython board: full, then incremental",
+              bench_flash)
     except Exception as e:
         errors["setup"] = "%s: %s" % (e.__class__.__name__, e)
         say("bench: ERROR %s" % errors["setup"])
@@ -494,6 +497,7 @@ def main(argv=None):
 
 
 from tools.bench_pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in its own module)
+from tools.bench_board import HEAP_BUDGET, bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
 
 
 def build_report(res, errors):
@@ -553,6 +557,18 @@ def build_report(res, errors):
                 pair["missing"] == 0)
     else:
         rep.add("Standby takeover after a master kill", "not measured", "<= timeout + interval", None, None)
+    heap = res.get("heap")
+    if heap:
+        worst = max(start for start, _ in heap.values())
+        rep.add("MicroPython heap after start-up, core + adapter as .mpy (single / master / standby)",
+                " / ".join("%.1f KB" % (heap[r][0] / 1024.0) for r in ("single", "master", "standby")),
+                "<= 32 KB", worst / float(HEAP_BUDGET), worst <= HEAP_BUDGET)
+    else:
+        rep.add("MicroPython heap after start-up", "not measured", "<= 32 KB", None, None)
+    flash = res.get("flash")
+    if flash:
+        rep.add("make flash against the virtual board: full / incremental", "%.1f s / %.1f s"
+                % (flash["full_s"], flash["incremental_s"]), "(no target)", None, None)
     return rep
 
 
@@ -647,6 +663,11 @@ def render(rep, res, errors, facts, z, mode, elapsed):
               pair["kills"], PAIR["hb_interval_ms"], PAIR["hb_timeout_ms"], PAIR["interval_ms"], pair["min_ms"],
               pair["p50_ms"], pair["max_ms"], pair["slots"], pair["missing"], pair["doubled"]))
         w("")
+    heap = res.get("heap")
+    if heap:
+        w("MicroPython heap (bytes of live heap taken by the firmware; after start-up / after 200 loop steps): %s."
+          % "; ".join("%s %d / %d" % (r, heap[r][0], heap[r][1]) for r in ("single", "master", "standby")))
+        w("")
     if errors:
         w("Errors (these measurements are missing above):")
         w("")
@@ -701,6 +722,15 @@ def render(rep, res, errors, facts, z, mode, elapsed):
       "the hand-back. Latency = the event's `received_at` - the host time of the kill. Slots: every second from "
       "the first trusted row to the last, counted from `plants`. Beat, timeout and hand-back periods are shortened "
       "(the target, timeout + one interval, is scaled with them).")
+    w("6. **MicroPython heap.** The firmware as deployed (soil/*.py, hal.py, boards.py precompiled by mpy-cross "
+      "1.27; main.py as source) runs `main.start()` and 200 loop steps per role on the real MicroPython "
+      "interpreter (WebAssembly) with the simulated `machine` (tests/mpy_machine); live bytes after a collection at "
+      "the interpreter's top level, the simulation's own modules subtracted (the harness of the budget test in "
+      "tests/test_micropython_core.py). Loaded .mpy bytecode lives in the heap; modules frozen into a firmware "
+      "image would not, which this machine cannot build.")
+    w("7. **make flash.** tools/flash.py (what `make flash BOARD=sim` runs) with the real mpremote against the "
+      "virtual MicroPython board (tools/mpboard): a first flash of an empty board, then the same again, which "
+      "compares hashes and copies nothing.")
     w("")
     w("## Caveats")
     w("")
