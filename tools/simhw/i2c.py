@@ -41,7 +41,23 @@ def _nodev(address):
     return OSError(ENODEV, "I2C address 0x%02x did not ACK" % address)
 
 
-class I2CBus:
+class ProbingBus:
+    """probe() and scan() for anything with `transfer(segments, stop)`: the local bus and the remote wire alike."""
+
+    def probe(self, address):
+        """True if something ACKs `address` (a zero-length write: START, address, STOP)."""
+        try:
+            self.transfer(((address, False, b""),))
+        except OSError:
+            return False
+        return True
+
+    def scan(self):
+        """Addresses 0x08..0x77 that ACK, ascending, found the way a controller finds them: by probing."""
+        return [a for a in range(SCAN_FIRST, SCAN_LAST + 1) if self.probe(a)]
+
+
+class I2CBus(ProbingBus):
     """The wire: a set of targets by 7-bit address, one transaction at a time.
 
     `cut` makes every transaction NACK (SDA pulled high by the pull-up, nobody answering).
@@ -122,19 +138,6 @@ class I2CBus:
             else:
                 self._open = current
             return results
-
-    def probe(self, address):
-        """True if something ACKs `address` (a zero-length write: START, address, STOP)."""
-        try:
-            self.transfer(((address, False, b""),))
-        except OSError:
-            return False
-        return True
-
-    def scan(self):
-        """Addresses 0x08..0x77 that ACK, ascending, found the way a controller finds them: by probing."""
-        return [a for a in range(SCAN_FIRST, SCAN_LAST + 1) if self.probe(a)]
-
 
 def _memaddr_bytes(memaddr, addrsize):
     if addrsize not in (8, 16):

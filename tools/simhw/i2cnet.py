@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 
-from tools.simhw.i2c import SCAN_FIRST, SCAN_LAST, MachineI2C
+from tools.simhw.i2c import MachineI2C, ProbingBus
 
 __all__ = ["BusServer", "RemoteBus", "RemoteI2C", "cut_path", "set_cut", "is_cut", "ENODEV", "ETIMEDOUT"]
 
@@ -316,7 +316,7 @@ class BusServer:
         return encode_reply(segments, results)
 
 
-class RemoteBus:
+class RemoteBus(ProbingBus):
     """The controller's end of the wire: `transfer(segments, stop)` and `scan()`, like an `I2CBus`, over a socket.
 
     One connection, opened on first use and again after any failure. `timeout` bounds a whole call (connect, send,
@@ -409,17 +409,6 @@ class RemoteBus:
                 self._drop()
                 raise
         return decode_reply(segments, body)
-
-    def probe(self, address):
-        try:
-            self.transfer(((address, False, b""),))
-        except OSError:
-            return False
-        return True
-
-    def scan(self):
-        """Addresses 0x08..0x77 that ACK, found by probing each one (one round trip per address)."""
-        return [a for a in range(SCAN_FIRST, SCAN_LAST + 1) if self.probe(a)]
 
 
 class RemoteI2C(MachineI2C):
