@@ -17,6 +17,7 @@ from gateway.db import (DatabaseConfigError, DatabaseError, DatabaseUnavailable,
                         ReadingStore)
 from tests.conftest import require_server
 from tools.dbserver import PrivateServer, free_port
+from tools.stack import admin_query as stack_admin_query
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -26,14 +27,7 @@ def readings(board="b1", boot=1, seqs=range(1, 11), t="2026-03-01 12:00:00", raw
 
 
 def admin_query(srv, sql, args=None):
-    conn = pymysql.connect(autocommit=True, database="plant_moisture", **srv.admin_kwargs())
-    try:
-        with conn.cursor() as cur:
-            cur.execute("SET time_zone = '+00:00'")
-            cur.execute(sql, args)
-            return cur.fetchall()
-    finally:
-        conn.close()
+    return stack_admin_query(srv.admin_kwargs(), sql, args)
 
 
 @pytest.fixture

@@ -24,6 +24,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GATEWAY_USER = "soil_gateway"
 
 
+def admin_query(admin_kwargs, sql, args=None, database="plant_moisture"):
+    """One query as the server's admin (root over its socket), in UTC; returns all rows."""
+    conn = pymysql.connect(autocommit=True, database=database, **admin_kwargs)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute(sql, args)
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
 def wait_for(predicate, timeout, what, interval=0.05):
     """Poll `predicate` until it returns something true; TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout
@@ -249,14 +261,7 @@ class Stack:
         return pymysql.connect(autocommit=True, **kw)
 
     def query(self, sql, args=None):
-        conn = self.admin("plant_moisture")
-        try:
-            with conn.cursor() as cur:
-                cur.execute("SET time_zone = '+00:00'")
-                cur.execute(sql, args)
-                return cur.fetchall()
-        finally:
-            conn.close()
+        return admin_query(self.db.admin_kwargs(), sql, args)
 
     def readings(self, board=None):
         sql = ("SELECT board, boot, seq, date_saved, moisture_raw, source, time_quality, received_at, collector "
