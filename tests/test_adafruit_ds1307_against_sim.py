@@ -18,20 +18,12 @@ from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
 from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
 
-class FakeClock:
-    def __init__(self, t=2_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, s):
-        self.t += s
+from tests.simclock import FakeClock  # noqa: E402
 
 
 @pytest.fixture
 def rig():
-    clock = FakeClock()
+    clock = FakeClock(2_000_000.0)
     bus = I2CBus()
     chip = DS1307Sim(time_source=clock)
     bus.attach(0x68, chip)

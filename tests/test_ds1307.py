@@ -14,17 +14,7 @@ from tools.simhw.ds1307 import DS1307Sim
 from tools.simhw.i2c import I2CBus, MachineI2C
 
 
-class FakeClock:
-    """Host seconds that only move when the test says so."""
-
-    def __init__(self, t=1_000_000.0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-    def advance(self, s):
-        self.t += s
+from tests.simclock import FakeClock
 
 
 @pytest.fixture
