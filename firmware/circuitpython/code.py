@@ -88,7 +88,7 @@ class Node:
 
     def _standby(self, cfg):
         from soil.heartbeat import Mailbox
-        from soil.redundancy import StandbyRole
+        from soil.standby import StandbyRole
         target = self.hal.hb_target
         if target is None:
             raise ValueError("SOIL_ROLE = \"standby\" needs the heartbeat wire's I2C target")
@@ -104,7 +104,7 @@ class Node:
         self.mailbox = mailbox
 
     def _master(self, cfg):
-        from soil.redundancy import MasterRole
+        from soil.master import MasterRole
         if self.hal.hb_i2c is None:
             raise ValueError("SOIL_ROLE = \"master\" needs the heartbeat wire's I2C controller")
         c = self.collector

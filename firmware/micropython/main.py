@@ -1,10 +1,11 @@
-"""MicroPython entry point: read config.json, build the hardware once, hand it to the portable core, loop.
+"""MicroPython entry point: read config.json, start the board (startup.py, unloaded after start-up), loop.
 
 The counterpart of tools/vboard.py on a real board (README.md in this folder: flashing, config, FAT vs littlefs).
-`run()` can be imported and driven step by step (tests/test_micropython_port.py runs it under the real
+`start()` and `loop()` can be driven step by step (tests/test_micropython_port.py runs it under the real
 MicroPython interpreter on a simulated `machine`).
 """
 
+import gc
 import json
 import sys
 import time
@@ -13,7 +14,6 @@ import machine
 
 CONFIG = "config.json"
 RESET_DELAY_MS = 5000
-WDT_MS = 8000
 
 
 def load_config(path=CONFIG):
@@ -30,54 +30,27 @@ def _log(msg):
     print("soil: " + msg, file=sys.stderr)
 
 
-def build(cfg, serial=None):
-    """Build the HAL, the RTC driver, the journal, the boot counter, the collector and its role. Returns
-    (hal, collector)."""
-    import boards
-    from hal import HAL
-    from soil import VERSION, identity
-    from soil.collector import Collector
-    from soil.ds1307 import DS1307
-    from soil.journal import Journal
-
-    hal = HAL(boards.pins_for(cfg), serial)
-    if not hal.card.mounted:
-        _log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
-    rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
-    journal = Journal(hal.card, max_bytes=cfg.get("journal_max", 262144), policy=cfg.get("full_policy",
-                                                                                         "drop_oldest"))
-    boot, stores = identity.next_boot(rtc, hal.card)
-    if not stores:
-        _log("boot counter %d could not be stored (no NVRAM, no card)" % boot)
-    role = cfg.get("role", "single")
-    interval = cfg.get("interval_ms", 1000)
-    c = Collector(cfg["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, role=role,
-                  interval_ms=interval, window=cfg.get("window", 24), led=hal.led, fw=VERSION, log=_log)
-    if role == "master" or role == "standby":
-        from soil import heartbeat as hb
-        from soil.redundancy import MasterRole, StandbyRole
-        address = cfg.get("hb_address", hb.ADDRESS)
-        beat_ms = cfg.get("hb_interval_ms", 3000)
-        if role == "standby":
-            timeout = cfg.get("hb_timeout_ms", 10000)
-            witness = cfg.get("witness_timeout_ms", 3000)
-            mem = bytearray(hb.MEM_SIZE)
-            target = hal.heartbeat_target(address, mem)
-            c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
-            c.role_logic = StandbyRole(c, hb.Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
-                                       timeout_ms=timeout, witness_timeout_ms=witness)
-        else:
-            c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)
-            c.role_logic = MasterRole(c, hal.heartbeat_i2c(), address, beat_ms)
-    return hal, c
-
-
 def start(cfg, serial=None):
-    hal, c = build(cfg, serial)
-    hal.start_watchdog(cfg.get("wdt_ms", WDT_MS))
-    c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
-    hal.wdt.feed()
-    return hal, c
+    """Build everything and start it (startup.py), then unload the code that only start-up runs. Returns
+    (hal, collector)."""
+    import startup
+    try:
+        return startup.start(cfg, serial, _log)
+    finally:
+        for name in startup.BOOT_ONLY:
+            _unload(name)
+        gc.collect()
+
+
+def _unload(name):
+    # A module's code stays in RAM while sys.modules or its package refers to it; drop both references.
+    sys.modules.pop(name, None)
+    dot = name.rfind(".")
+    if dot > 0 and name[:dot] in sys.modules:
+        try:
+            delattr(sys.modules[name[:dot]], name[dot + 1:])
+        except AttributeError:
+            pass
 
 
 def loop(hal, c, steps=None):

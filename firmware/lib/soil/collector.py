@@ -13,7 +13,7 @@ Everything hardware is handed in; `step()` never blocks, so the same object runs
 CircuitPython `code.py` or the CPython virtual board.
 """
 
-from soil import frames, timefmt
+from soil import timefmt, wire
 from soil.uplink import Uplink
 
 try:
@@ -30,7 +30,7 @@ class Collector:
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, role="single",
                  interval_ms=1000, window=24, status_interval_ms=10000, ram_queue=64, led=None, fw="0.1.0",
                  log=None, ring_size=64):
-        if not frames.valid_board_id(board_id):
+        if not wire.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         self.board_id = board_id
         self.boot = boot
@@ -63,7 +63,8 @@ class Collector:
         self.publishing = True
         self.publish_from = None      # publish samples from this epoch on (a master taking back from a standby)
         self.publish_until = None     # stop publishing at this epoch (a standby handing back)
-        self.ring = []                # (epoch, tm, raw, flags) of samples not published, oldest first
+        self.ring = []                # (epoch, raw, flags) of samples not published, oldest first (the time
+                                      # is rebuilt from the epoch: a 6-tuple per entry would double its RAM)
         self.ring_limit = ring_size
         self.last_published_epoch = None
         self.role_logic = None        # a StandbyRole or MasterRole, stepped with the collector
@@ -89,7 +90,7 @@ class Collector:
         tm, state = self.read_clock()
         n_next = self.uplink.oldest_unacked()
         self.uplink.hello_sent(n_next)
-        return frames.hello(self.board_id, self.boot, n_next, timefmt.iso(tm), state, self.role, self.fw)
+        return wire.hello(self.board_id, self.boot, n_next, timefmt.iso(tm), state, self.role, self.fw)
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):
@@ -176,22 +177,22 @@ class Collector:
         else:
             if len(self.ring) >= self.ring_limit:
                 self.ring.pop(0)
-            self.ring.append((epoch, tm, raw, flags))
+            self.ring.append((epoch, raw, flags))
         return epoch
 
     def _publish(self, epoch, tm, raw, flags):
         """Give a sample its identity and store it; returns where it went (journal position or RAM entry)."""
         self.seq += 1
         self.last_published_epoch = epoch
-        return self._store(frames.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
+        return self._store(wire.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
 
     def publish_ring(self, after_epoch=None, from_epoch=None):
         """Publish the ring's samples later than `after_epoch` / not earlier than `from_epoch`, oldest first, and
         empty it. Returns how many were published. They go out as cached readings (flag C), not live ones."""
         n = 0
-        for epoch, tm, raw, flags in self.ring:
+        for epoch, raw, flags in self.ring:
             if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
-                self._publish(epoch, tm, raw, flags)
+                self._publish(epoch, timefmt.from_epoch(epoch), raw, flags)
                 n += 1
         self.ring = []
         self.publish_from = from_epoch
@@ -204,12 +205,12 @@ class Collector:
 
     def send_event(self, name, detail):
         tm, _ = self.read_clock()
-        self.uplink.send_control(frames.event(name, detail, timefmt.iso(tm)))
+        self.uplink.send_control(wire.event(name, detail, timefmt.iso(tm)))
         if self._log:
             self._log("event %s: %s" % (name, detail))
 
     def send_witness_query(self, master_id):
-        self.uplink.send_control(frames.witness_query(master_id))
+        self.uplink.send_control(wire.witness_query(master_id))
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""
@@ -303,5 +304,5 @@ class Collector:
                 journal_bytes = self.journal.pending_bytes
             except (OSError, AttributeError):
                 journal_bytes = 0
-        self.uplink.send_control(frames.status(timefmt.iso(tm), state, self.pending(), self.dropped(),
+        self.uplink.send_control(wire.status(timefmt.iso(tm), state, self.pending(), self.dropped(),
                                                self.card_state, journal_bytes))

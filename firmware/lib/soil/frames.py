@@ -1,79 +1,23 @@
-"""Frame codec for the uplink protocol (docs/PROTOCOL.md), shared by the board and the gateway.
+"""The whole frame codec of the uplink protocol (docs/PROTOCOL.md): what the gateway, the tools and the tests import.
 
-A frame is one printable line, `$T,field,...*crc32hex\\n`, so a person can read the link on a serial monitor and a
-machine can reject anything damaged. Both ends import this module: there is exactly one definition of the wire
-format.
+soil.wire holds the envelope and the board's half (encoding H R S E V, decoding A N W T Q M); this module adds the
+gateway's half (decoding H R S E V, encoding A N W T Q M) and re-exports the rest, so `frames.decode` parses every
+frame type. A board imports soil.wire only: code it never runs would sit in its RAM.
 """
 
-from soil.crc import crc32_hex
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-PROTO = const(1)
-MAX_FRAME = const(120)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded)
-MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers stay below 2**31
-
-HELLO = "H"
-READING = "R"
-STATUS = "S"
-ACK = "A"
-RESEND = "N"
-WAIT = "W"
-SETTIME = "T"
-QUERY = "Q"
-EVENT = "E"
-WITNESS_QUERY = "V"
-WITNESS_ANSWER = "M"
-
-# Number of fields after the type letter, per frame type.
-_FIELDS = {HELLO: 8, READING: 6, STATUS: 6, ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, EVENT: 3,
-           WITNESS_QUERY: 1, WITNESS_ANSWER: 3}
+from soil.wire import (  # noqa: F401 - re-exported: frames is the codec's one public face off the board
+    ACK, EVENT, HELLO, MAX_DETAIL, MAX_FRAME, MAX_N, PROTO, QUERY, READING, RESEND, SETTIME, STATUS, VERDICTS, WAIT,
+    WITNESS_ANSWER, WITNESS_QUERY, FrameError, LineSplitter, _int, _time, _word, downlink_fields, encode,
+    encode_body, envelope, event, hello, reading_frame, reading_record, status, valid_board_id, witness_query)
 
 ROLES = ("master", "standby", "single")
 CLOCK_STATES = ("ok", "unset", "halted", "invalid")
 CARD_STATES = ("ok", "full", "absent", "error")
 READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampled by a standby
 EVENTS = ("takeover", "handback", "standby_missing", "standby_back")
-VERDICTS = ("alive", "dead", "unknown")
-MAX_DETAIL = 60
 
 
-class FrameError(ValueError):
-    """A line that is not a valid frame. The receiver counts it and drops it; it never becomes a row."""
-
-
-def encode(kind, fields=()):
-    """One frame as bytes, checksum and newline included."""
-    body = kind
-    for f in fields:
-        body += "," + str(f)
-    raw = body.encode()
-    frame = b"$" + raw + b"*" + crc32_hex(raw) + b"\n"
-    if len(frame) > MAX_FRAME:
-        raise FrameError("frame longer than %d bytes" % MAX_FRAME)
-    return frame
-
-
-def encode_body(body):
-    """Frame an already-joined body (bytes without '$', '*' or newline). The board's hot path uses this to send
-    a cached record without splitting and re-joining its fields."""
-    frame = b"$" + body + b"*" + crc32_hex(body) + b"\n"
-    if len(frame) > MAX_FRAME:
-        raise FrameError("frame longer than %d bytes" % MAX_FRAME)
-    return frame
-
-
-def hello(board, boot, n_next, rtc_time, clock, role, fw):
-    return encode(HELLO, (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
-
-
-def status(rtc_time, clock, pending, dropped, card, journal_bytes):
-    return encode(STATUS, (rtc_time, clock, pending, dropped, card, journal_bytes))
-
+# --- the gateway's frames ------------------------------------------------------------------------------------------
 
 def ack(n):
     return encode(ACK, (n,))
@@ -95,76 +39,12 @@ def query():
     return encode(QUERY)
 
 
-def event(name, detail, board_time):
-    """A collector event (takeover, hand-back, standby missing or back). `detail` is free text, made safe for a
-    frame: separators and control characters become spaces, and it is cut to MAX_DETAIL characters."""
-    clean = ""
-    for ch in detail[:MAX_DETAIL]:
-        clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
-    return encode(EVENT, (name, clean, board_time))
-
-
-def witness_query(master_id):
-    """A standby asks the gateway: do you still hear this master?"""
-    return encode(WITNESS_QUERY, (master_id,))
-
-
 def witness_answer(master_id, verdict, last_time):
     """`verdict` is alive, dead or unknown; `last_time` the master's last stored sample time, or '-'."""
     return encode(WITNESS_ANSWER, (master_id, verdict, last_time or "-"))
 
 
-def reading_record(boot, seq, time, raw, flags=""):
-    """The part of a reading frame that is fixed when the reading is sampled: `boot,seq,time,raw,flags`.
-    The journal stores exactly this, and `reading_frame` wraps it for the line."""
-    return ("%d,%d,%s,%d,%s" % (boot, seq, time, raw, flags)).encode()
-
-
-def reading_frame(n, record, source):
-    """An `R` frame from a journal record; `source` is b'L' (live) or b'C' (from the cache) and is appended to
-    the record's flags."""
-    return encode_body(b"R," + str(n).encode() + b"," + record + source)
-
-
-# --- decoding ------------------------------------------------------------------------------------------------
-
-def _int(text, lo, hi, what):
-    if not text or len(text) > 10:
-        raise FrameError("bad " + what)
-    for ch in text:
-        if ch < "0" or ch > "9":
-            raise FrameError("bad " + what)
-    v = int(text)
-    if v < lo or v > hi:
-        raise FrameError(what + " out of range")
-    return v
-
-
-def _time(text):
-    # Shape check here; calendar validity (Feb 30) is checked by soil.timefmt where the value is used.
-    if len(text) != 20 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
-            or text[16] != ":" or text[19] != "Z":
-        raise FrameError("bad time")
-    for i in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-        if text[i] < "0" or text[i] > "9":
-            raise FrameError("bad time")
-    return text
-
-
-def _word(text, allowed, what):
-    if text not in allowed:
-        raise FrameError("bad " + what)
-    return text
-
-
-def valid_board_id(text):
-    if not 0 < len(text) <= 32:
-        return False
-    for ch in text:
-        if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "_-"):
-            return False
-    return True
-
+# --- decoding every type ---------------------------------------------------------------------------------------------
 
 def _flags(text):
     if len(text) > 4:
@@ -183,41 +63,10 @@ def decode(line):
     `fields` is a tuple of typed values: ints where the protocol has numbers, str elsewhere. Raises FrameError
     with a short reason for anything that is not a valid frame.
     """
-    if len(line) > MAX_FRAME:
-        raise FrameError("too long")
-    start = line.rfind(b"$")
-    if start < 0:
-        raise FrameError("no frame start")
-    star = line.rfind(b"*")
-    if star < start:
-        raise FrameError("no checksum")
-    body = line[start + 1:star]
-    tail = line[star + 1:]
-    while tail[-1:] == b"\n" or tail[-1:] == b"\r":
-        tail = tail[:-1]
-    if tail != crc32_hex(body):
-        raise FrameError("bad checksum")
-    try:
-        text = body.decode()
-    except UnicodeError:
-        raise FrameError("not ASCII")
-    parts = text.split(",")
-    kind = parts[0]
-    want = _FIELDS.get(kind)
-    if want is None:
-        raise FrameError("unknown type")
-    if len(parts) - 1 != want:
-        raise FrameError("wrong field count")
-    f = parts[1:]
+    kind, f = envelope(line)
     if kind == READING:
         return kind, (_int(f[0], 1, MAX_N, "n"), _int(f[1], 1, MAX_N, "boot"), _int(f[2], 1, MAX_N, "seq"),
                       _time(f[3]), _int(f[4], 0, 65535, "raw"), _flags(f[5]))
-    if kind in (ACK, RESEND):
-        return kind, (_int(f[0], 0, MAX_N, "n"),)
-    if kind == WAIT:
-        return kind, (_int(f[0], 0, 3600000, "ms"),)
-    if kind == SETTIME:
-        return kind, (_time(f[0]),)
     if kind == HELLO:
         if _int(f[0], 0, 99, "proto") != PROTO:
             raise FrameError("unsupported protocol version " + f[0])
@@ -231,53 +80,8 @@ def decode(line):
         if f[0] != "-" and not valid_board_id(f[0]):
             raise FrameError("bad board id")
         return kind, (f[0],)
-    if kind == WITNESS_ANSWER:
-        if f[0] != "-" and not valid_board_id(f[0]):
-            raise FrameError("bad board id")
-        return kind, (f[0], _word(f[1], VERDICTS, "verdict"), f[2] if f[2] == "-" else _time(f[2]))
     if kind == STATUS:
         return kind, (_time(f[0]), _word(f[1], CLOCK_STATES, "clock"), _int(f[2], 0, MAX_N, "pending"),
                       _int(f[3], 0, MAX_N, "dropped"), _word(f[4], CARD_STATES, "card"),
                       _int(f[5], 0, MAX_N, "journal_bytes"))
-    return kind, ()
-
-
-class LineSplitter:
-    """Cuts a byte stream into lines with a bounded buffer.
-
-    Bytes past MAX_FRAME without a newline are thrown away up to the next newline and counted in `overruns`,
-    so a stuck or noisy line can never make the receiver allocate without limit (flaw F8).
-    """
-
-    def __init__(self, limit=MAX_FRAME):
-        self.limit = limit
-        self._buf = b""
-        self._discarding = False
-        self.overruns = 0
-
-    def feed(self, data):
-        """Add received bytes; return the complete lines (without their newline) found so far."""
-        lines = []
-        buf = self._buf + data if self._buf else data
-        start = 0
-        while True:
-            nl = buf.find(b"\n", start)
-            if nl < 0:
-                break
-            if self._discarding:
-                self._discarding = False
-            elif nl - start <= self.limit:
-                lines.append(buf[start:nl])
-            else:
-                self.overruns += 1
-            start = nl + 1
-        rest = buf[start:]
-        if len(rest) > self.limit:
-            if not self._discarding:
-                self.overruns += 1
-            self._discarding = True
-            rest = b""
-        elif self._discarding:
-            rest = b""
-        self._buf = rest
-        return lines
+    return kind, downlink_fields(kind, f)

@@ -8,7 +8,7 @@ The uplink never decides what a reading is or where it is stored: the collector 
 their positions, and gets back the position up to which the gateway has committed.
 """
 
-from soil import frames
+from soil import wire
 
 try:
     from micropython import const
@@ -34,7 +34,7 @@ class Uplink:
         self._hold_start = None       # a W frame holds sending for _hold_ms from _hold_start
         self._hold_ms = 0
         self._last_progress = ticks_ms()
-        self._splitter = frames.LineSplitter()
+        self._splitter = wire.LineSplitter()
         self.rx_errors = 0
         self.resends = 0
         self.last_rx = None           # ticks of the last valid frame from the gateway
@@ -63,11 +63,11 @@ class Uplink:
 
     def send_reading(self, record, position, live):
         n = self.next_n
-        self.next_n = n + 1 if n < frames.MAX_N else 1
+        self.next_n = n + 1 if n < wire.MAX_N else 1
         if not self.inflight:
             self._last_progress = self._ticks_ms()
         self.inflight.append([n, record, position])
-        self._queue(frames.reading_frame(n, record, b"L" if live else b"C"))
+        self._queue(wire.reading_frame(n, record, b"L" if live else b"C"))
 
     def send_control(self, frame):
         """Hello and status frames: not numbered, not acknowledged."""
@@ -94,7 +94,7 @@ class Uplink:
     def _resend_from(self, n):
         for entry in self.inflight:
             if entry[0] >= n:
-                self._out += frames.reading_frame(entry[0], entry[1], b"C")
+                self._out += wire.reading_frame(entry[0], entry[1], b"C")
                 self.resends += 1
         self._last_progress = self._ticks_ms()
         self.flush()
@@ -110,31 +110,29 @@ class Uplink:
         if data:
             for line in self._splitter.feed(data):
                 try:
-                    kind, f = frames.decode(line)
-                except frames.FrameError:
+                    kind, f = wire.decode(line)
+                except wire.FrameError:
                     self.rx_errors += 1
                     continue
                 self.last_rx = self._ticks_ms()
-                if kind == frames.ACK:
+                if kind == wire.ACK:
                     self._on_ack(f[0], events)
-                elif kind == frames.RESEND:
+                elif kind == wire.RESEND:
                     self._hold_start = None      # the gateway asks now: a pending wait is over
                     if self.inflight and f[0] < self.inflight[0][0] and self.make_hello is not None:
                         # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
                         # the line): that frame never comes again, so tell the gateway where we stand.
                         self._out += self.make_hello()
                     self._resend_from(f[0])
-                elif kind == frames.WAIT:
+                elif kind == wire.WAIT:
                     self._hold_start = self._ticks_ms()
                     self._hold_ms = f[0]
-                elif kind == frames.SETTIME:
+                elif kind == wire.SETTIME:
                     events.append(("time", f[0]))
-                elif kind == frames.QUERY:
+                elif kind == wire.QUERY:
                     events.append(("query",))
-                elif kind == frames.WITNESS_ANSWER:
+                elif kind == wire.WITNESS_ANSWER:
                     events.append(("witness", f[0], f[1], f[2]))
-                else:
-                    self.rx_errors += 1      # a board never receives H, R or S
         self.flush()
         if self.inflight and not self.holding() and \
                 self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:

@@ -1,0 +1,81 @@
+"""The master's side of a redundant pair (the decision table is in soil.redundancy and docs/REDUNDANCY.md).
+
+Its own module so that a standby never holds the master's code in RAM, nor a master the standby's.
+"""
+
+from soil import heartbeat as hb
+
+
+class MasterRole:
+    def __init__(self, collector, i2c, address=hb.ADDRESS, interval_ms=3000):
+        self.c = collector
+        self.i2c = i2c
+        self.address = address
+        self.interval_ms = interval_ms
+        self.state = hb.ACTIVE
+        self.standby_present = None
+        self.standby_state = None
+        self.beats_sent = 0
+        self.beats_failed = 0
+        self._next = collector.ticks_ms()
+        self._started = False
+
+    def start(self):
+        """At boot, before publishing anything: is a standby covering for us?"""
+        st = self._read_status()
+        if st is not None and st[0] in (hb.ACTIVE, hb.HANDBACK, hb.ASKING):
+            self.state = hb.RETURNING
+            self.c.publishing = False
+            if st[0] == hb.HANDBACK and st[2]:
+                self._resume_at(st[2])
+        self._started = True
+
+    def _read_status(self):
+        try:
+            data = self.i2c.readfrom_mem(self.address, hb.STATUS_OFF, hb.STATUS_LEN)
+        except OSError:
+            self._standby(False)
+            return None
+        self._standby(True)
+        st = hb.decode_status(data)
+        if st is not None:
+            self.standby_state = st[0]
+        return st
+
+    def _standby(self, present):
+        if present != self.standby_present:
+            if present is False:
+                self.c.send_event("standby_missing", "no ACK from the standby at 0x%02x" % self.address)
+            elif self.standby_present is False:
+                self.c.send_event("standby_back", "the standby at 0x%02x answers again" % self.address)
+            self.standby_present = present
+
+    def step(self):
+        if not self._started:
+            self.start()
+        now = self.c.ticks_ms()
+        if self.c.ticks_diff(now, self._next) < 0:
+            return
+        self._next = now + self.interval_ms
+        c = self.c
+        beat = hb.encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, c.link_ok(), self.state)
+        try:
+            self.i2c.writeto_mem(self.address, hb.BEAT_OFF, beat)
+            self.beats_sent += 1
+        except OSError:
+            self.beats_failed += 1            # F12: a failed beat is noticed, not ignored
+            self._standby(False)
+            return
+        st = self._read_status()
+        if self.state == hb.RETURNING and st is not None:
+            if st[0] == hb.HANDBACK and st[2]:
+                self._resume_at(st[2])
+            elif st[0] == hb.WATCHING:
+                self._resume_at(None)         # nobody covers: publish the whole ring and go on
+        elif self.state == hb.RETURNING and st is None and self.standby_present is False:
+            self._resume_at(None)
+
+    def _resume_at(self, handback_epoch):
+        self.c.publish_ring(from_epoch=handback_epoch)   # also sets publish_from: nothing before H is ours
+        self.c.publishing = True
+        self.state = hb.ACTIVE

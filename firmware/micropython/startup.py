@@ -1,0 +1,64 @@
+"""Start-up of a MicroPython board: build the hardware once, hand it to the portable core, run its recovery.
+
+Why a module of its own: everything here runs once per boot, and a board keeps the bytecode of every module it
+imported in RAM. main.py imports this module, calls `start()`, then unloads it together with the other boot-only
+modules (BOOT_ONLY), so the running firmware does not pay for code it will not run again (BRIEF.md: the core plus
+this adapter fit in 32 KB of MicroPython heap after start-up).
+"""
+
+import machine
+
+# Imported during start-up and never needed after it: main.py drops them from sys.modules.
+BOOT_ONLY = ("startup", "boards", "soil.identity")
+WDT_MS = 8000
+
+
+def build(cfg, serial=None, log=None):
+    """Build the HAL, the RTC driver, the journal, the boot counter, the collector and its role. Returns
+    (hal, collector)."""
+    import boards
+    from hal import HAL
+    from soil import VERSION, identity
+    from soil.collector import Collector
+    from soil.ds1307 import DS1307
+    from soil.journal import Journal
+
+    hal = HAL(boards.pins_for(cfg), serial)
+    if not hal.card.mounted and log:
+        log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
+    rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
+    journal = Journal(hal.card, max_bytes=cfg.get("journal_max", 262144), policy=cfg.get("full_policy",
+                                                                                         "drop_oldest"))
+    boot, stores = identity.next_boot(rtc, hal.card)
+    if not stores and log:
+        log("boot counter %d could not be stored (no NVRAM, no card)" % boot)
+    role = cfg.get("role", "single")
+    interval = cfg.get("interval_ms", 1000)
+    c = Collector(cfg["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, role=role,
+                  interval_ms=interval, window=cfg.get("window", 24), led=hal.led, fw=VERSION, log=log)
+    if role == "master" or role == "standby":
+        from soil import heartbeat as hb
+        address = cfg.get("hb_address", hb.ADDRESS)
+        beat_ms = cfg.get("hb_interval_ms", 3000)
+        if role == "standby":
+            timeout = cfg.get("hb_timeout_ms", 10000)
+            witness = cfg.get("witness_timeout_ms", 3000)
+            mem = bytearray(hb.MEM_SIZE)
+            target = hal.heartbeat_target(address, mem)
+            c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
+            from soil.standby import StandbyRole   # only the role this board plays is loaded
+            c.role_logic = StandbyRole(c, hb.Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
+                                       timeout_ms=timeout, witness_timeout_ms=witness)
+        else:
+            c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)
+            from soil.master import MasterRole
+            c.role_logic = MasterRole(c, hal.heartbeat_i2c(), address, beat_ms)
+    return hal, c
+
+
+def start(cfg, serial=None, log=None):
+    hal, c = build(cfg, serial, log)
+    hal.start_watchdog(cfg.get("wdt_ms", WDT_MS))
+    c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
+    hal.wdt.feed()
+    return hal, c
