@@ -1,10 +1,11 @@
-"""MicroPython HAL: the hardware the portable core is handed (docs/ARCHITECTURE.md), built once from a pin map.
+"""MicroPython HAL: the hardware the portable core is handed (docs/ARCHITECTURE.md), the part that runs all the time.
 
-    hal = HAL(boards.pins_for(config))     # I2C + DS1307 bus, ADC, SD card at /sd, USB serial link, LED, ticks
-    hal.heartbeat_target(8, mem)           # standby: machine.I2CTarget on the pair's own I2C peripheral
-    hal.heartbeat_i2c()                    # master: machine.I2C controller on that peripheral
+    Card(spi, cs)          # the SD card's FAT filesystem at /sd, mounted again after it failed or was pulled
+    SerialLink()           # the USB serial line, non-blocking, for the frames
+    HAL                    # the attributes handed to the core (built by startup.build_hal from boards.py's pin map)
 
-Nothing here runs at import time: `main.py` builds one HAL, and a test can build one over a simulated `machine`.
+Nothing here runs at import time. What builds the hardware (pins to machine objects, the heartbeat wire, the
+watchdog) is in startup.py, which main.py unloads after start-up: only what runs all the time stays in RAM.
 
 Errors follow the interfaces: the card raises OSError with Linux errno numbers (ENOENT 2, EIO 5, ENODEV 19,
 ENOSPC 28) whatever the SD driver said (micropython-lib's `sdcard` raises `OSError("timeout ...")` with text);
@@ -14,9 +15,7 @@ the I2C bus raises machine.I2C's own OSError (ENODEV on a NACKed address, EIO, E
 import os
 import select
 import sys
-import time
 
-import machine
 from micropython import const
 
 _ENOENT = const(2)
@@ -159,38 +158,6 @@ class SerialLink:
 
 
 class HAL:
-    """One board's hardware from a pin map (boards.py). Attributes as firmware/sim/hal.py's SimHAL."""
-
-    def __init__(self, pins, serial=None):
-        Pin = machine.Pin
-        self.pins = pins
-        self.i2c = machine.I2C(pins["rtc_i2c"], scl=Pin(pins["rtc_scl"]), sda=Pin(pins["rtc_sda"]),
-                               freq=100000)   # the DS1307 is a 100 kHz part
-        if pins.get("adc_atten") is not None:
-            self.adc = machine.ADC(Pin(pins["adc"]), atten=pins["adc_atten"])
-        else:
-            self.adc = machine.ADC(Pin(pins["adc"]))
-        spi = machine.SPI(pins["sd_spi"], baudrate=1000000, sck=Pin(pins["sd_sck"]), mosi=Pin(pins["sd_mosi"]),
-                          miso=Pin(pins["sd_miso"]))
-        self.card = Card(spi, Pin(pins["sd_cs"], Pin.OUT, value=1))
-        self.link = SerialLink(*serial) if serial else SerialLink()   # serial: (rx, tx) streams, default USB
-        self.led = Pin(pins["led"], Pin.OUT, value=0) if pins.get("led") is not None else None
-        self.wdt = None
-        self.ticks_ms = time.ticks_ms
-        self.ticks_diff = time.ticks_diff
-
-    def heartbeat_i2c(self):
-        """The master's side of the pair wire: an I2C controller on the wire's own peripheral."""
-        p = self.pins
-        return machine.I2C(p["hb_i2c"], scl=machine.Pin(p["hb_scl"]), sda=machine.Pin(p["hb_sda"]), freq=100000)
-
-    def heartbeat_target(self, address, mem):
-        """The standby's side: a memory-mode I2C target at `address` over `mem` (the heartbeat records)."""
-        p = self.pins
-        return machine.I2CTarget(p["hb_i2c"], address, mem=mem, scl=machine.Pin(p["hb_scl"]),
-                                 sda=machine.Pin(p["hb_sda"]))
-
-    def start_watchdog(self, timeout_ms):
-        """Once started a watchdog cannot be stopped: main's loop must feed it."""
-        self.wdt = machine.WDT(timeout=min(timeout_ms, self.pins.get("wdt_max_ms", timeout_ms)))
-        return self.wdt
+    """One board's hardware, as attributes the core and main.py use (firmware/sim/hal.py's SimHAL has the same):
+    i2c, adc, card, link, led, wdt, ticks_ms, ticks_diff, pins. startup.build_hal() fills it from a pin map; it
+    has no methods because everything that builds hardware runs once and is unloaded with startup.py."""

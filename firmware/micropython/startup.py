@@ -6,6 +6,8 @@ modules (BOOT_ONLY), so the running firmware does not pay for code it will not r
 this adapter fit in 32 KB of MicroPython heap after start-up).
 """
 
+import time
+
 import machine
 
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
@@ -13,17 +15,51 @@ BOOT_ONLY = ("startup", "boards", "soil.identity")
 WDT_MS = 8000
 
 
+def build_hal(pins, serial=None):
+    """The board's hardware from a pin map (boards.py) as a hal.HAL; `serial`: (rx, tx) streams, default USB."""
+    from hal import HAL, Card, SerialLink
+    Pin = machine.Pin
+    hal = HAL()
+    hal.pins = pins
+    hal.i2c = machine.I2C(pins["rtc_i2c"], scl=Pin(pins["rtc_scl"]), sda=Pin(pins["rtc_sda"]),
+                          freq=100000)   # the DS1307 is a 100 kHz part
+    if pins.get("adc_atten") is not None:
+        hal.adc = machine.ADC(Pin(pins["adc"]), atten=pins["adc_atten"])
+    else:
+        hal.adc = machine.ADC(Pin(pins["adc"]))
+    spi = machine.SPI(pins["sd_spi"], baudrate=1000000, sck=Pin(pins["sd_sck"]), mosi=Pin(pins["sd_mosi"]),
+                      miso=Pin(pins["sd_miso"]))
+    hal.card = Card(spi, Pin(pins["sd_cs"], Pin.OUT, value=1))
+    hal.link = SerialLink(*serial) if serial else SerialLink()
+    hal.led = Pin(pins["led"], Pin.OUT, value=0) if pins.get("led") is not None else None
+    hal.wdt = None
+    hal.ticks_ms = time.ticks_ms
+    hal.ticks_diff = time.ticks_diff
+    return hal
+
+
+def heartbeat_i2c(pins):
+    """The master's side of the pair wire: an I2C controller on the wire's own peripheral."""
+    return machine.I2C(pins["hb_i2c"], scl=machine.Pin(pins["hb_scl"]), sda=machine.Pin(pins["hb_sda"]),
+                       freq=100000)
+
+
+def heartbeat_target(pins, address, mem):
+    """The standby's side: a memory-mode I2C target at `address` over `mem` (the heartbeat records)."""
+    return machine.I2CTarget(pins["hb_i2c"], address, mem=mem, scl=machine.Pin(pins["hb_scl"]),
+                             sda=machine.Pin(pins["hb_sda"]))
+
+
 def build(cfg, serial=None, log=None):
     """Build the HAL, the RTC driver, the journal, the boot counter, the collector and its role. Returns
     (hal, collector)."""
     import boards
-    from hal import HAL
     from soil import VERSION, identity
     from soil.collector import Collector
     from soil.ds1307 import DS1307
     from soil.journal import Journal
 
-    hal = HAL(boards.pins_for(cfg), serial)
+    hal = build_hal(boards.pins_for(cfg), serial)
     if not hal.card.mounted and log:
         log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
@@ -44,7 +80,7 @@ def build(cfg, serial=None, log=None):
             timeout = cfg.get("hb_timeout_ms", 10000)
             witness = cfg.get("witness_timeout_ms", 3000)
             mem = bytearray(hb.MEM_SIZE)
-            target = hal.heartbeat_target(address, mem)
+            target = heartbeat_target(hal.pins, address, mem)
             c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
             from soil.standby import StandbyRole   # only the role this board plays is loaded
             c.role_logic = StandbyRole(c, hb.Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
@@ -52,13 +88,15 @@ def build(cfg, serial=None, log=None):
         else:
             c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)
             from soil.master import MasterRole
-            c.role_logic = MasterRole(c, hal.heartbeat_i2c(), address, beat_ms)
+            c.role_logic = MasterRole(c, heartbeat_i2c(hal.pins), address, beat_ms)
     return hal, c
 
 
 def start(cfg, serial=None, log=None):
     hal, c = build(cfg, serial, log)
-    hal.start_watchdog(cfg.get("wdt_ms", WDT_MS))
+    # Once started a watchdog cannot be stopped: main's loop feeds it.
+    wdt_ms = cfg.get("wdt_ms", WDT_MS)
+    hal.wdt = machine.WDT(timeout=min(wdt_ms, hal.pins.get("wdt_max_ms", wdt_ms)))
     c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
     hal.wdt.feed()
     return hal, c

@@ -6,9 +6,22 @@ frame type. A board imports soil.wire only: code it never runs would sit in its 
 """
 
 from soil.wire import (  # noqa: F401 - re-exported: frames is the codec's one public face off the board
-    ACK, EVENT, HELLO, MAX_DETAIL, MAX_FRAME, MAX_N, PROTO, QUERY, READING, RESEND, SETTIME, STATUS, VERDICTS, WAIT,
-    WITNESS_ANSWER, WITNESS_QUERY, FrameError, LineSplitter, _int, _time, _word, downlink_fields, encode,
+    MAX_FRAME, MAX_N, PROTO, VERDICTS, FrameError, LineSplitter, _int, _time, _word, downlink_fields, encode,
     encode_body, envelope, event, hello, reading_frame, reading_record, status, valid_board_id, witness_query)
+
+# The frame types by name (soil.wire's _FIELDS table says what each carries).
+HELLO = "H"
+READING = "R"
+STATUS = "S"
+EVENT = "E"
+WITNESS_QUERY = "V"
+ACK = "A"
+RESEND = "N"
+WAIT = "W"
+SETTIME = "T"
+QUERY = "Q"
+WITNESS_ANSWER = "M"
+MAX_DETAIL = 60             # characters of an event's free text (soil.wire.event cuts it)
 
 ROLES = ("master", "standby", "single")
 CLOCK_STATES = ("ok", "unset", "halted", "invalid")

@@ -121,10 +121,10 @@ class Journal:
         self._rbuf = bytearray(_BUF)
         self._wbuf = bytearray(MAX_RECORD)
         self._opened = False
-        self._state = "ok"
-        self._dropped = 0
-        self._corrupt = 0
-        self._torn = 0
+        self.state = "ok"
+        self.dropped = 0
+        self.corrupt = 0
+        self.torn = 0
         self._reset_ram()
 
     def _reset_ram(self):
@@ -139,7 +139,7 @@ class Journal:
         self._rseg = 0
         self._roff = 0
         self._ridx = 0
-        self._pending = 0
+        self.pending = 0
         self._mark = (0, 0)  # skipped lines before this place are already counted
         self._bseg = None  # read buffer holds bytes [_boff, _boff + _blen) of segment _bseg
         self._boff = 0
@@ -147,11 +147,14 @@ class Journal:
         self._pstart = 0
         self._plen = 0
 
-    # --- properties ---------------------------------------------------------------------------------------------
-    @property
-    def pending(self):
-        """Records appended and not yet acknowledged (counted once at open, then maintained)."""
-        return self._pending
+    # --- what the collector reads ------------------------------------------------------------------------------
+    # Plain attributes, not properties, on purpose: on a board every property is a function and an object in RAM.
+    # Read them; only the journal writes them.
+    #   pending   records appended and not yet acknowledged (counted once at open, then maintained)
+    #   dropped   records lost to the full-card policy since the card was first used; persisted, never reset
+    #   corrupt   complete lines skipped because their CRC or format was wrong or they were longer than MAX_RECORD
+    #   torn      unterminated tails skipped (left by a power cut or a short write; not readings that were cached)
+    #   state     'ok', 'full' (the last record was refused) or 'error' (the card failed)
 
     @property
     def pending_bytes(self):
@@ -159,26 +162,6 @@ class Journal:
         if self._segs and self._segs[0] == self._ack_seg:
             return self._total - self._ack_off
         return self._total
-
-    @property
-    def dropped(self):
-        """Records lost to the full-card policy since the card was first used; persisted, never reset."""
-        return self._dropped
-
-    @property
-    def corrupt(self):
-        """Complete lines skipped because their CRC or format was wrong or they were longer than MAX_RECORD."""
-        return self._corrupt
-
-    @property
-    def torn(self):
-        """Unterminated tails skipped (left by a power cut or a short write; not readings that were cached)."""
-        return self._torn
-
-    @property
-    def state(self):
-        """'ok', 'full' (the last record was refused) or 'error' (the card failed)."""
-        return self._state
 
     # --- persistence --------------------------------------------------------------------------------------------
     def _persist(self, seg, off, dropped):
@@ -197,10 +180,10 @@ class Journal:
         try:
             self._open()
         except OSError:
-            self._state = "error"
+            self.state = "error"
             raise
         self._opened = True
-        self._state = "ok"
+        self.state = "ok"
 
     def _open(self):
         card = self._card
@@ -208,9 +191,9 @@ class Journal:
         if raw is not None and len(raw) == 12:
             self._ack_seg = int.from_bytes(raw[0:4], "little")
             self._ack_off = int.from_bytes(raw[4:8], "little")
-            self._dropped = int.from_bytes(raw[8:12], "little")
+            self.dropped = int.from_bytes(raw[8:12], "little")
         else:
-            self._dropped = 0
+            self.dropped = 0
             self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
         segs = []
         for name in card.listdir():
@@ -240,7 +223,7 @@ class Journal:
             if kind != _VALID:
                 break
             count += 1
-        self._pending = count
+        self.pending = count
 
     def _last_byte(self, seg, size):
         f = self._card.open(_seg_name(seg), "rb")
@@ -339,9 +322,9 @@ class Journal:
             if (seg, end) > self._mark:
                 self._mark = (seg, end)
                 if kind == _BAD:
-                    self._corrupt += 1
+                    self.corrupt += 1
                 else:
-                    self._torn += 1
+                    self.torn += 1
             off = end
 
     # --- the API the collector uses -----------------------------------------------------------------------------
@@ -366,7 +349,7 @@ class Journal:
         try:
             return self._append(n + 10)
         except OSError:
-            self._state = "error"
+            self.state = "error"
             raise
 
     def _append(self, size):
@@ -395,13 +378,13 @@ class Journal:
         self._refuse()
 
     def _refuse(self):
-        self._dropped += 1
-        self._state = "full"
+        self.dropped += 1
+        self.state = "full"
         try:
-            self._persist(self._ack_seg, self._ack_off, self._dropped)
+            self._persist(self._ack_seg, self._ack_off, self.dropped)
         except OSError:
             pass  # still counted in RAM; the next successful persist writes it
-        raise JournalFull("journal full: record dropped (%d dropped so far)" % self._dropped)
+        raise JournalFull("journal full: record dropped (%d dropped so far)" % self.dropped)
 
     def _new_seg_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
@@ -435,9 +418,9 @@ class Journal:
         self._close_quietly(f)
         self._wsize += size
         self._total += size
-        self._pending += 1
-        self._state = "ok"
-        return (seg, self._wsize, self._ack_idx + self._pending)
+        self.pending += 1
+        self.state = "ok"
+        return (seg, self._wsize, self._ack_idx + self.pending)
 
     def _close_quietly(self, f):
         try:
@@ -473,9 +456,9 @@ class Journal:
             if kind == _VALID:
                 count += 1
         size = self._card.size(_seg_name(seg))
-        self._persist(seg + 1, 0, self._dropped + count)
-        self._dropped += count
-        self._pending -= count
+        self._persist(seg + 1, 0, self.dropped + count)
+        self.dropped += count
+        self.pending -= count
         self._ack_idx += count
         self._ack_seg = seg + 1
         self._ack_off = 0
@@ -512,17 +495,17 @@ class Journal:
                     seg, off = seg + 1, 0  # a closed segment fully acknowledged: it can go now
             except OSError as e:
                 if _errno(e) != _ENOENT:
-                    self._state = "error"
+                    self.state = "error"
                     raise
         try:
-            self._persist(seg, off, self._dropped)
+            self._persist(seg, off, self.dropped)
         except OSError:
-            self._state = "error"
+            self.state = "error"
             raise
         if idx > self._ack_idx:
-            self._pending -= idx - self._ack_idx
-            if self._pending < 0:
-                self._pending = 0
+            self.pending -= idx - self._ack_idx
+            if self.pending < 0:
+                self.pending = 0
             self._ack_idx = idx
         self._ack_seg, self._ack_off = seg, off
         if (self._rseg, self._roff) < (seg, off):
@@ -535,7 +518,7 @@ class Journal:
                 self._segs.pop(0)
                 self._total -= size
         except OSError:
-            self._state = "error"
+            self.state = "error"
             raise  # the pointer is persisted: the next ack or open() finishes the deletion
 
     def rewind(self):

@@ -115,23 +115,23 @@ class Uplink:
                     self.rx_errors += 1
                     continue
                 self.last_rx = self._ticks_ms()
-                if kind == wire.ACK:
+                if kind == "A":                 # ack
                     self._on_ack(f[0], events)
-                elif kind == wire.RESEND:
+                elif kind == "N":               # resend from n
                     self._hold_start = None      # the gateway asks now: a pending wait is over
                     if self.inflight and f[0] < self.inflight[0][0] and self.make_hello is not None:
                         # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
                         # the line): that frame never comes again, so tell the gateway where we stand.
                         self._out += self.make_hello()
                     self._resend_from(f[0])
-                elif kind == wire.WAIT:
+                elif kind == "W":               # wait
                     self._hold_start = self._ticks_ms()
                     self._hold_ms = f[0]
-                elif kind == wire.SETTIME:
+                elif kind == "T":               # set the clock
                     events.append(("time", f[0]))
-                elif kind == wire.QUERY:
+                elif kind == "Q":               # send a hello
                     events.append(("query",))
-                elif kind == wire.WITNESS_ANSWER:
+                elif kind == "M":               # witness answer
                     events.append(("witness", f[0], f[1], f[2]))
         self.flush()
         if self.inflight and not self.holding() and \

@@ -20,24 +20,14 @@ PROTO = const(1)
 MAX_FRAME = const(120)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded)
 MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers stay below 2**31
 
-HELLO = "H"
-READING = "R"
-STATUS = "S"
-ACK = "A"
-RESEND = "N"
-WAIT = "W"
-SETTIME = "T"
-QUERY = "Q"
-EVENT = "E"
-WITNESS_QUERY = "V"
-WITNESS_ANSWER = "M"
-
-# Number of fields after the type letter, per frame type.
-_FIELDS = {HELLO: 8, READING: 6, STATUS: 6, ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, EVENT: 3,
-           WITNESS_QUERY: 1, WITNESS_ANSWER: 3}
+# Number of fields after the type letter, per frame type. Board to gateway: H hello, R reading, S status, E event,
+# V witness query. Gateway to board: A ack, N resend, W wait, T set time, Q query (ask for a hello), M witness
+# answer. The letters are literals on the board's side (a named constant is a global, and a name, in its RAM);
+# soil.frames gives them names (frames.HELLO ...) for the gateway.
+_FIELDS = {"H": 8, "R": 6, "S": 6, "A": 1, "N": 1, "W": 1, "T": 1, "Q": 0, "E": 3, "V": 1, "M": 3}
 
 VERDICTS = ("alive", "dead", "unknown")
-MAX_DETAIL = const(60)
+_MAX_DETAIL = const(60)
 
 
 class FrameError(ValueError):
@@ -66,25 +56,25 @@ def encode_body(body):
 
 
 def hello(board, boot, n_next, rtc_time, clock, role, fw):
-    return encode(HELLO, (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
+    return encode("H", (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
 
 
 def status(rtc_time, clock, pending, dropped, card, journal_bytes):
-    return encode(STATUS, (rtc_time, clock, pending, dropped, card, journal_bytes))
+    return encode("S", (rtc_time, clock, pending, dropped, card, journal_bytes))
 
 
 def event(name, detail, board_time):
     """A collector event (takeover, hand-back, standby missing or back). `detail` is free text, made safe for a
-    frame: separators and control characters become spaces, and it is cut to MAX_DETAIL characters."""
+    frame: separators and control characters become spaces, and it is cut to 60 characters."""
     clean = ""
-    for ch in detail[:MAX_DETAIL]:
+    for ch in detail[:_MAX_DETAIL]:
         clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
-    return encode(EVENT, (name, clean, board_time))
+    return encode("E", (name, clean, board_time))
 
 
 def witness_query(master_id):
     """A standby asks the gateway: do you still hear this master?"""
-    return encode(WITNESS_QUERY, (master_id,))
+    return encode("V", (master_id,))
 
 
 def reading_record(boot, seq, time, raw, flags=""):
@@ -182,15 +172,15 @@ def decode(line):
 
 
 def downlink_fields(kind, f):
-    if kind == ACK or kind == RESEND:
+    if kind == "A" or kind == "N":
         return (_int(f[0], 0, MAX_N, "n"),)
-    if kind == WAIT:
+    if kind == "W":
         return (_int(f[0], 0, 3600000, "ms"),)
-    if kind == SETTIME:
+    if kind == "T":
         return (_time(f[0]),)
-    if kind == QUERY:
+    if kind == "Q":
         return ()
-    if kind == WITNESS_ANSWER:
+    if kind == "M":
         if f[0] != "-" and not valid_board_id(f[0]):
             raise FrameError("bad board id")
         return (f[0], _word(f[1], VERDICTS, "verdict"), f[2] if f[2] == "-" else _time(f[2]))
