@@ -67,8 +67,9 @@ def test_portable_script_micropython(script):
 def test_core_heap_budget(record_property):
     """BRIEF.md: the portable core plus the MicroPython adapter fit in 32 KB of MicroPython heap after start-up.
 
-    Measured as deployed: soil/*.py, hal.py and boards.py precompiled with mpy-cross 1.27 (.mpy v6.3), main.py as
-    source, main.start() run per role on the simulated machine (tests/mpy_machine), live bytes counted after a
+    Measured on what `make flash` deploys (tools/flash.py build_deployment: the core and port modules as .mpy from
+    mpy-cross 1.27, main.py as source), main.start() run per role on the simulated machine (tests/mpy_machine; it
+    unloads startup.py and the other boot-only modules, as on a board), live bytes counted after a
     collection at the interpreter's top level (tests/mpy_machine/phases.mjs: inside one script this port never
     frees garbage, so in-script gc.mem_alloc() figures, like test_heap.py's, count every byte ever allocated).
     The simulation's own modules are subtracted. Figures go to junit properties and stdout; over budget the test

@@ -157,7 +157,7 @@ def test_flash_sim_full_then_incremental(board):
         assert f.read() == on_board(board, "main.py")
     # The embedded source name is the short import path (a qstr in the board's RAM), not a host path.
     journal = on_board(board, "lib/soil/journal.mpy")
-    assert journal[:2] == b"M\x06" and b"soil/journal.py" in journal and REPO.encode() not in journal
+    assert journal[:2] == b"M\x06" and b"soil.journal" in journal and REPO.encode() not in journal
     # The board imports the .mpy files (a version it could not load would raise ValueError here).
     out = mpremote(board, "exec", "import soil.journal, hal; print(soil.journal.__file__, hal.__file__)").stdout
     assert out.split() == ["/lib/soil/journal.mpy", "hal.mpy"], out
@@ -259,7 +259,7 @@ def test_build_deployment(tmp_path):
         if board_path == "main.py":
             continue
         assert data[:2] == b"M\x06", board_path
-        name = flash.source_name(board_path)[:-4] + ".py"          # soil/journal.py, hal.py
+        name = flash.source_name(board_path)                        # soil.journal, hal
         assert name.encode() in data and REPO.encode() not in data, (board_path, name)
     src = flash.build_deployment(str(tmp_path / "src"), mpy=False)
     assert [b for _, b in src] == [b for _, b in flash.firmware_files()]

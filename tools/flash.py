@@ -19,8 +19,8 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
    --board/--role/--id over config.example.json. Precompiled bytecode is what MicroPython's docs recommend for
    RAM-constrained boards: importing a .py makes the board run its compiler, whose parse tree and temporaries need
    far more RAM than the module itself, while a .mpy is loaded as it is. Each module is compiled with
-   `-s soil/journal.py` (its import path), so the name kept in RAM as a qstr for tracebacks is short, never a
-   host path like /home/.../firmware/lib/soil/journal.py;
+   `-s soil.journal` (its import name, which the board interns anyway when it imports the module), so the name
+   kept in RAM for tracebacks costs nothing, and is never a host path like /home/.../firmware/lib/soil/journal.py;
 4. .mpy only when the board can load it: the major version it reports must equal mpy-cross's (6) and its
    sub-version must be at least mpy-cross's (1.27 emits v6.3); otherwise, or without `_mpy`, flash says why on
    stderr and deploys .py source. --source always deploys .py source;
@@ -108,9 +108,12 @@ def firmware_files():
 
 
 def source_name(board_path):
-    """The name mpy-cross embeds (-s): the path the module is imported by, "lib/soil/journal.py" ->
-    "soil/journal.py", "hal.py" -> "hal.py". It becomes a qstr in the board's RAM, so it is kept short."""
-    return board_path[len("lib/"):] if board_path.startswith("lib/") else board_path
+    """The name mpy-cross embeds (-s), shown in tracebacks: the module's import name, "lib/soil/journal.mpy" ->
+    "soil.journal", "hal.mpy" -> "hal" (a traceback reads `File "soil.journal", line 42, in append`). Why not the
+    file path: every embedded name is a qstr in the board's RAM for good, and the import name is one the board has
+    already interned when it imported the module, so this one costs nothing."""
+    name = board_path[len("lib/"):] if board_path.startswith("lib/") else board_path
+    return name[:name.rindex(".")].replace("/", ".")
 
 
 def twin(board_path):
@@ -165,13 +168,10 @@ def mpy_cross_version(mpy_cross=None):
 
 def compile_mpy(src_path, board_path, out_path, mpy_cross=None):
     """Compile one module with mpy-cross into out_path. board_path is where the module goes on the board
-    ("lib/soil/journal.py" or ".mpy"); the embedded source name is its import path (source_name). mpy_cross: a
+    ("lib/soil/journal.py" or ".mpy"); the embedded source name is its import name (source_name). mpy_cross: a
     command string or argv list; default mpy_cross_command(). A syntax error stops the flash here, on the host."""
     cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
-    name = source_name(board_path)
-    if name.endswith(".mpy"):
-        name = name[:-4] + ".py"
-    _run_mpy_cross(cmd, ["-s", name, "-o", out_path, src_path])
+    _run_mpy_cross(cmd, ["-s", source_name(board_path), "-o", out_path, src_path])
     return out_path
 
 
