@@ -12,7 +12,7 @@ import time
 
 import serial
 
-from soil import frames, timefmt
+from soil import frames, timefmt, timeparse
 from gateway.db import Reading
 
 log = logging.getLogger("gateway.session")
@@ -238,7 +238,7 @@ class BoardSession:
         """Keep the board's clock right (flaw F3): set it when it is not running right or has drifted."""
         off = None
         try:
-            off = timefmt.to_epoch(timefmt.parse_iso(rtc_time)) - self._now()
+            off = timefmt.to_epoch(timeparse.parse_iso(rtc_time)) - self._now()
         except ValueError:
             pass
         if clock != "ok" or off is None or abs(off) > self.clock_tolerance_s:
@@ -281,7 +281,7 @@ class BoardSession:
             role = "standby" if "S" in flags else self.role
         self.stats.readings += 1
         try:
-            tm = timefmt.parse_iso(time_str)
+            tm = timeparse.parse_iso(time_str)
             sample_time = timefmt.sql(tm)
             quality = "suspect" if "Q" in flags else "rtc"
         except ValueError:

@@ -25,7 +25,7 @@ os.environ.setdefault("BLINKA_OS_AGNOSTIC", "1")
 pytest.importorskip("adafruit_ds1307")
 
 from soil import ds1307 as portable  # noqa: E402
-from soil import frames, heartbeat, timefmt  # noqa: E402
+from soil import frames, heartbeat, timefmt, timeparse  # noqa: E402
 from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
 from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
@@ -362,7 +362,7 @@ def test_readings_are_valid_frames_across_the_ticks_wrap(tmp_path, chip_rig):
     assert [r[2] for r in readings] == list(range(1, len(readings) + 1))
     assert 59 <= len(readings) <= 61                  # one per second across the wrap: no stall, no burst
     assert all(r[1] == node.boot and r[4] == expected_raw and r[5] == "L" for r in readings)
-    times = [timefmt.to_epoch(timefmt.parse_iso(r[3])) for r in readings]
+    times = [timefmt.to_epoch(timeparse.parse_iso(r[3])) for r in readings]
     assert all(b - a == 1 for a, b in zip(times, times[1:])), [r[3] for r in readings]
     for _ in range(5):                                # the last frame's tail and its acknowledgement
         node.step()

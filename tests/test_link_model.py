@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import gateway.session as session_mod
 from gateway.session import BoardSession
-from soil import identity, timefmt
+from soil import identity, timefmt, timeparse
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -188,7 +188,7 @@ class CheckedJournal(Journal):
 
 def parse_record(payload):
     boot, seq, iso, raw, _flags = payload.decode().split(",")
-    return (BOARD, int(boot), int(seq)), (timefmt.sql(timefmt.parse_iso(iso)), int(raw))
+    return (BOARD, int(boot), int(seq)), (timefmt.sql(timeparse.parse_iso(iso)), int(raw))
 
 
 class World:
@@ -239,7 +239,7 @@ class World:
         key, value = parse_record(payload)
         assert key not in self.sampled, "identity %r sampled twice" % (key,)
         self.sampled[key] = value
-        board_time = timefmt.to_epoch(timefmt.parse_iso(payload.decode().split(",")[2]))
+        board_time = timefmt.to_epoch(timeparse.parse_iso(payload.decode().split(",")[2]))
         assert abs(board_time - self.host_time()) < 15, "sample time %s far from the true time" % (payload,)
 
     # --- the gateway's writer ---------------------------------------------------------------------------------------

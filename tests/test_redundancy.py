@@ -7,7 +7,7 @@ test is exact: it steps both boards 10 ms at a time and then checks what each on
 
 import pytest
 
-from soil import frames, heartbeat as hb, timefmt
+from soil import frames, heartbeat as hb, timefmt, timeparse
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -79,7 +79,7 @@ def published(c):
         if item is None:
             return out
         boot, seq, t, raw, flags = item[0].decode().split(",")
-        out.append((int(seq), timefmt.to_epoch(timefmt.parse_iso(t)), flags))
+        out.append((int(seq), timefmt.to_epoch(timeparse.parse_iso(t)), flags))
 
 
 @pytest.fixture

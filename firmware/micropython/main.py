@@ -11,6 +11,7 @@ import sys
 import time
 
 import machine
+from soil import ondemand
 
 CONFIG = "config.json"
 RESET_DELAY_MS = 5000
@@ -38,19 +39,8 @@ def start(cfg, serial=None):
         return startup.start(cfg, serial, _log)
     finally:
         for name in startup.BOOT_ONLY:
-            _unload(name)
+            ondemand.drop(name)
         gc.collect()
-
-
-def _unload(name):
-    # A module's code stays in RAM while sys.modules or its package refers to it; drop both references.
-    sys.modules.pop(name, None)
-    dot = name.rfind(".")
-    if dot > 0 and name[:dot] in sys.modules:
-        try:
-            delattr(sys.modules[name[:dot]], name[dot + 1:])
-        except AttributeError:
-            pass
 
 
 def loop(hal, c, steps=None):

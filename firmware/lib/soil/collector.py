@@ -13,7 +13,7 @@ Everything hardware is handed in; `step()` never blocks, so the same object runs
 CircuitPython `code.py` or the CPython virtual board.
 """
 
-from soil import timefmt, wire
+from soil import ondemand, timefmt, wire
 from soil.uplink import Uplink
 
 try:
@@ -113,16 +113,8 @@ class Collector:
         return tm, state
 
     def set_clock(self, iso_time):
-        try:
-            tm = timefmt.parse_iso(iso_time)
-        except ValueError:
-            return
-        try:
-            self.rtc.set_datetime(tm)
-        except (OSError, ValueError) as e:
-            if self._log:
-                self._log("rtc: cannot set the clock (%r)" % (e,))
-        self.send_status()
+        """The gateway's `T` frame: set the RTC (soil.clockset, loaded for the call), then report the new state."""
+        ondemand.run("clockset", "set_clock", self, iso_time)
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
@@ -143,12 +135,7 @@ class Collector:
                 self.send_hello()
                 self.uplink._resend_from(0)
             elif kind == "witness" and self.role_logic is not None and hasattr(self.role_logic, "on_witness"):
-                last = None
-                if event[3] != "-":
-                    try:
-                        last = timefmt.to_epoch(timefmt.parse_iso(event[3]))
-                    except ValueError:
-                        last = None
+                last = ondemand.run("timeparse", "epoch_or_none", event[3])
                 self.role_logic.on_witness(event[1], event[2], last)
         if self.role_logic is not None:
             self.role_logic.step()

@@ -31,7 +31,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-from soil import timefmt
+from soil import ondemand, timefmt
 
 ADDRESS = const(0x68)
 
@@ -53,13 +53,6 @@ OK = "ok"
 UNSET = "unset"
 HALTED = "halted"
 INVALID = "invalid"
-
-
-def bcd_encode(value):
-    """0..99 -> one BCD byte (42 -> 0x42)."""
-    if not 0 <= value <= 99:
-        raise ValueError("BCD holds 0..99")
-    return (value // 10) << 4 | value % 10
 
 
 def bcd_decode(byte):
@@ -132,27 +125,8 @@ class DS1307:
 
     def set_datetime(self, tm):
         """Set the clock to UTC `tm` and start it. Only on the gateway's word (a `T` frame), never at boot (F3).
-
-        Writes registers 0x00..0x06 in one transaction (24-hour mode, CH cleared, day of week 1 = Monday, as
-        Adafruit's driver counts), then the "set by a gateway" marker. The marker goes second: a reset between
-        the two leaves the clock `'unset'` (the gateway sets it again), never `'ok'` with an old time.
-        """
-        if not timefmt.valid(tm) or tm[0] < 2000 or tm[0] > 2099:
-            raise ValueError("DS1307 keeps 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z, got %r" % (tm,))
-        year, month, mday, hour, minute, second = tm
-        b = self._time
-        b[0] = bcd_encode(second)  # CH = 0: the oscillator runs
-        b[1] = bcd_encode(minute)
-        b[2] = bcd_encode(hour)  # bit 6 = 0: 24-hour mode
-        b[3] = timefmt.weekday(year, month, mday)
-        b[4] = bcd_encode(mday)
-        b[5] = bcd_encode(month)
-        b[6] = bcd_encode(year - 2000)
-        self.i2c.writeto_mem(self.address, _REG_SECONDS, b)
-        m = self._marker
-        m[0:4] = _MARKER_MAGIC
-        m[4:8] = timefmt.to_epoch(tm).to_bytes(4, "big")
-        self.i2c.writeto_mem(self.address, _MARKER_REG, m)
+        The code is in soil.ds1307_set, loaded for the call (soil.ondemand): a board sets its clock rarely."""
+        ondemand.run("ds1307_set", "set_datetime", self, tm)
 
     def last_set(self):
         """UTC epoch seconds of the last `set_datetime` since the battery was fitted, or None if never."""

@@ -42,8 +42,13 @@ Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at constr
 
 Positions are opaque, comparable tuples `(segment, offset, ordinal)`: the place just after a record, and the
 record's ordinal in this boot's numbering. They are valid until the next `open()`.
+
+What runs rarely lives in modules of its own, loaded only for the call (soil.ondemand): the recovery in
+soil.journal_recover, the full-card policy and the aftermath of a failed write in soil.journal_full. This module
+is what a board runs for every reading: append, read, acknowledge.
 """
 
+from soil import ondemand
 from soil.crc import crc32_hex
 from soil.slots import SlotFile
 
@@ -86,16 +91,6 @@ def _errno(exc):
 def _seg_name(seg):
     s = str(seg)
     return "j" + "0" * (7 - len(s)) + s + ".log"
-
-
-def _seg_number(name):
-    if len(name) != 12 or name[0] != "j" or name[8:] != ".log":
-        return None
-    digits = name[1:8]
-    for ch in digits:
-        if ch < "0" or ch > "9":
-            return None
-    return int(digits)
 
 
 def _find_nl(buf, start, end):
@@ -178,61 +173,12 @@ class Journal:
         self._opened = False
         self._reset_ram()
         try:
-            self._open()
+            ondemand.run("journal_recover", "recover", self)
         except OSError:
             self.state = "error"
             raise
         self._opened = True
         self.state = "ok"
-
-    def _open(self):
-        card = self._card
-        raw = self._slot.load()
-        if raw is not None and len(raw) == 12:
-            self._ack_seg = int.from_bytes(raw[0:4], "little")
-            self._ack_off = int.from_bytes(raw[4:8], "little")
-            self.dropped = int.from_bytes(raw[8:12], "little")
-        else:
-            self.dropped = 0
-            self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
-        segs = []
-        for name in card.listdir():
-            n = _seg_number(name)
-            if n is not None:
-                segs.append(n)
-        segs.sort()
-        while segs and segs[0] < self._ack_seg:
-            self._remove(segs.pop(0))
-        total = 0
-        size = 0
-        for s in segs:
-            size = card.size(_seg_name(s))
-            total += size
-        self._segs = segs
-        self._total = total
-        if segs:
-            self._wseg = segs[-1]
-            self._wsize = size
-            self._wsealed = size > 0 and self._last_byte(segs[-1], size) != _NL
-        self._rseg = self._ack_seg
-        self._roff = self._ack_off
-        seg, off = self._ack_seg, self._ack_off
-        count = 0
-        while True:
-            kind, seg, off = self._step(seg, off)
-            if kind != _VALID:
-                break
-            count += 1
-        self.pending = count
-
-    def _last_byte(self, seg, size):
-        f = self._card.open(_seg_name(seg), "rb")
-        try:
-            f.seek(size - 1)
-            b = f.read(1)
-        finally:
-            f.close()
-        return b[0] if b else -1
 
     def _remove(self, seg):
         try:
@@ -354,37 +300,13 @@ class Journal:
 
     def _append(self, size):
         if self._total + size > self.max_bytes:
-            if self.policy == "drop_oldest":
-                while self._total + size > self.max_bytes and self._drop_oldest():
-                    pass
-            if self._total + size > self.max_bytes:
-                self._refuse()
+            ondemand.run("journal_full", "make_room", self, size)    # or JournalFull
         try:
             return self._write(size)
         except OSError as e:
             if _errno(e) != _ENOSPC:
                 raise
-        if self.policy == "drop_oldest":
-            # Free the oldest segment and retry, again while the card keeps answering ENOSPC; stop when a drop
-            # gave no space back (a card that reports itself full whatever is deleted must not eat the cache).
-            while self._drop_oldest():
-                if self._card.free_bytes() <= 0:
-                    break
-                try:
-                    return self._write(size)
-                except OSError as e:
-                    if _errno(e) != _ENOSPC:
-                        raise
-        self._refuse()
-
-    def _refuse(self):
-        self.dropped += 1
-        self.state = "full"
-        try:
-            self._persist(self._ack_seg, self._ack_off, self.dropped)
-        except OSError:
-            pass  # still counted in RAM; the next successful persist writes it
-        raise JournalFull("journal full: record dropped (%d dropped so far)" % self.dropped)
+        return ondemand.run("journal_full", "after_enospc", self, size)
 
     def _new_seg_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
@@ -413,7 +335,7 @@ class Journal:
             f.flush()
         except OSError:
             self._close_quietly(f)
-            self._after_failed_write(seg, name)
+            ondemand.run("journal_full", "after_failed_write", self, seg, name)
             raise
         self._close_quietly(f)
         self._wsize += size
@@ -427,47 +349,6 @@ class Journal:
             f.close()
         except OSError:
             pass  # after a flush the record is durable; after a failure the write's error is the one to report
-
-    def _after_failed_write(self, seg, name):
-        """Whatever part of the record reached the card is a torn tail: never append behind it."""
-        try:
-            size = self._card.size(name)
-        except OSError:
-            self._wsealed = True  # unknown: assume the worst
-            return
-        if size != self._wsize:
-            self._wsealed = True  # part of the record landed
-        self._total += size - self._wsize
-        self._wsize = size
-        if self._bseg == seg:
-            self._bseg = None
-
-    def _drop_oldest(self):
-        """Give up the oldest unacknowledged segment (policy 'drop_oldest'). False if there is none."""
-        if not self._segs:
-            return False
-        seg = self._segs[0]
-        off = self._ack_off if seg == self._ack_seg else 0
-        count = 0
-        while True:
-            kind, off = self._parse(seg, off)
-            if kind == _EOF:
-                break
-            if kind == _VALID:
-                count += 1
-        size = self._card.size(_seg_name(seg))
-        self._persist(seg + 1, 0, self.dropped + count)
-        self.dropped += count
-        self.pending -= count
-        self._ack_idx += count
-        self._ack_seg = seg + 1
-        self._ack_off = 0
-        if (self._rseg, self._roff) < (self._ack_seg, 0):
-            self._rseg, self._roff, self._ridx = self._ack_seg, 0, self._ack_idx
-        self._segs.pop(0)
-        self._total -= size
-        self._remove(seg)
-        return True
 
     def read_next(self):
         """The next record after the read cursor as (payload, position), or None when everything is read."""

@@ -11,8 +11,8 @@ Day arithmetic follows Howard Hinnant's `days_from_civil` / `civil_from_days` (p
 of 400 years); it is exact for any year and needs only integer division, which all three interpreters do alike.
 
 Timestamps are always zero-padded (`2015-11-27T15:09:08Z`, never `2015-11-27 15:9:8`: flaw F4), so they sort as
-text and parse with one fixed-width rule. `parse_iso` is strict on purpose: a frame from the line either carries a
-real instant or is rejected, it is never "repaired" into a different time.
+text and parse with one fixed-width rule (soil.timeparse: a board parses a time only when the gateway sends one,
+so the parser is a module of its own that a board loads for the call).
 """
 
 try:
@@ -25,7 +25,6 @@ MIN_YEAR = const(1)
 MAX_YEAR = const(9999)  # the ISO text form has four year digits
 
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
-_ISO_LEN = const(20)  # len("YYYY-MM-DDTHH:MM:SSZ")
 
 
 def is_leap(year):
@@ -126,44 +125,3 @@ def sql(tm):
     """`YYYY-MM-DD HH:MM:SS`, zero-padded, the literal MySQL/MariaDB DATETIME accepts; ValueError if not valid."""
     _check(tm)
     return "%04d-%02d-%02d %02d:%02d:%02d" % tm
-
-
-def _digits(s, start, n):
-    # Only '0'-'9': int() would also take '+1', ' 1', '1_0' or non-ASCII digits, none of which is a timestamp.
-    v = 0
-    for i in range(start, start + n):
-        c = s[i] - 48
-        if c < 0 or c > 9:
-            raise ValueError("bad digit in timestamp")
-        v = v * 10 + c
-    return v
-
-
-def parse_iso(s):
-    """Parse exactly `YYYY-MM-DDTHH:MM:SSZ` (str or bytes) into `tm`.
-
-    Raises ValueError for anything else: other lengths, lower-case `t`/`z`, missing zero padding, offsets,
-    fractions, and impossible instants such as `2026-02-30T00:00:00Z` or `...T24:00:00Z`.
-    """
-    if isinstance(s, str):
-        try:
-            s = s.encode("ascii")
-        except (UnicodeError, ValueError):
-            raise ValueError("timestamp is not ASCII")
-    elif not isinstance(s, (bytes, bytearray)):
-        raise ValueError("timestamp must be str or bytes")
-    if len(s) != _ISO_LEN:
-        raise ValueError("timestamp must be 20 characters: YYYY-MM-DDTHH:MM:SSZ")
-    if s[4] != 45 or s[7] != 45 or s[10] != 84 or s[13] != 58 or s[16] != 58 or s[19] != 90:  # - - T : : Z
-        raise ValueError("timestamp must look like YYYY-MM-DDTHH:MM:SSZ")
-    tm = (
-        _digits(s, 0, 4),
-        _digits(s, 5, 2),
-        _digits(s, 8, 2),
-        _digits(s, 11, 2),
-        _digits(s, 14, 2),
-        _digits(s, 17, 2),
-    )
-    if not valid(tm):
-        raise ValueError("timestamp names no real instant")
-    return tm
