@@ -26,6 +26,7 @@ pytest.importorskip("adafruit_ds1307")
 
 from soil import ds1307 as portable  # noqa: E402
 from soil import frames, heartbeat, timefmt, timeparse  # noqa: E402
+from soil import master as master_side  # noqa: E402
 from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
 from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
@@ -388,9 +389,9 @@ def test_polled_target_receives_a_beat_and_serves_the_status(tmp_path, chip_rig)
     node.start()
     node.step()
     mem = node.hal.hb_target.mem
-    assert heartbeat.decode_status(mem[heartbeat.STATUS_OFF:]) == ("watching", 0, 0)
+    assert master_side.decode_status(mem[heartbeat.STATUS_OFF:]) == ("watching", 0, 0)
 
-    beat = heartbeat.encode_beat("cp-0", 3, 41, 1_800_000_000, True, "active")
+    beat = master_side.encode_beat("cp-0", 3, 41, 1_800_000_000, True, "active")
     result = {}
 
     def master():   # the master's two calls, as MasterRole makes them, through the HAL's busio shim
@@ -407,7 +408,7 @@ def test_polled_target_receives_a_beat_and_serves_the_status(tmp_path, chip_rig)
     t.join(1)
     assert not t.is_alive()
     assert target.requests == 3           # the beat; then the status read's address write and the read itself
-    assert heartbeat.decode_status(result["status"]) == ("watching", 0, 0)
+    assert master_side.decode_status(result["status"]) == ("watching", 0, 0)
     assert node.mailbox.take_beat() == ("cp-0", 3, 41, 1_800_000_000, True, "active")
     assert node.hal.hb_target.writes == 1
     node.step()                           # the role's step consumes beats from the mailbox

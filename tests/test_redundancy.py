@@ -8,6 +8,7 @@ test is exact: it steps both boards 10 ms at a time and then checks what each on
 import pytest
 
 from soil import frames, heartbeat as hb, timefmt, timeparse
+from soil import master as master_side, standby as standby_side
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -92,7 +93,7 @@ def pair(tmp_path):
     master = make_board(tmp_path, "bed-1-a", clock, "master")
     standby = make_board(tmp_path, "bed-1-b", clock, "standby")
     master.role_logic = MasterRole(master, MachineI2C(wire_bus))
-    standby.role_logic = StandbyRole(standby, hb.Mailbox(target, mem, MemTarget.IRQ_END_WRITE))
+    standby.role_logic = StandbyRole(standby, standby_side.Mailbox(target, mem, MemTarget.IRQ_END_WRITE))
     master.start()
     standby.start()
     return clock, wire_bus, target, master, standby
@@ -184,7 +185,7 @@ def test_f10_watchdog_measures_one_tick_difference_not_a_running_sum():
 
     def ticks():
         return t[0] & ((1 << 30) - 1)
-    dog = hb.Watchdog(ticks, ticks_diff, 10000)
+    dog = standby_side.Watchdog(ticks, ticks_diff, 10000)
     book_elapsed, start = 0, t[0]
     for _ in range(900):                                   # 9 s of a busy loop, 10 ms per pass
         t[0] += 10
@@ -215,12 +216,12 @@ def test_f12_master_notices_a_missing_standby(pair):
 
 
 def test_beat_and_status_records_reject_damage():
-    beat = hb.encode_beat("bed-1-a", 3, 42, START, True, hb.ACTIVE)
-    assert hb.decode_beat(beat + b"\x00" * 10) == ("bed-1-a", 3, 42, START, True, hb.ACTIVE)
+    beat = master_side.encode_beat("bed-1-a", 3, 42, START, True, hb.ACTIVE)
+    assert standby_side.decode_beat(beat + b"\x00" * 10) == ("bed-1-a", 3, 42, START, True, hb.ACTIVE)
     damaged = bytearray(beat)
     damaged[5] ^= 0x01
-    assert hb.decode_beat(damaged) is None
-    assert hb.decode_beat(beat[:-4]) is None
-    st = hb.encode_status(hb.HANDBACK, START, START + 7)
-    assert hb.decode_status(st) == (hb.HANDBACK, START, START + 7)
-    assert hb.decode_status(b"\xff" * 32) is None
+    assert standby_side.decode_beat(damaged) is None
+    assert standby_side.decode_beat(beat[:-4]) is None
+    st = standby_side.encode_status(hb.HANDBACK, START, START + 7)
+    assert master_side.decode_status(st) == (hb.HANDBACK, START, START + 7)
+    assert master_side.decode_status(b"\xff" * 32) is None

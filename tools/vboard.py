@@ -115,7 +115,8 @@ class VirtualBoard:
 
     def _build_pair(self, args):
         """The heartbeat wire: the standby is an I2C target on it, the master the controller."""
-        from soil.heartbeat import MEM_SIZE, Mailbox
+        from soil.heartbeat import MEM_SIZE
+        from soil.standby import Mailbox
         from soil.redundancy import MasterRole, StandbyRole
         if not args.hb_wire:
             raise ValueError("--role %s needs --hb-wire PATH (the heartbeat wire shared by the pair)" % args.role)

@@ -87,7 +87,7 @@ class Node:
             self._master(cfg)
 
     def _standby(self, cfg):
-        from soil.heartbeat import Mailbox
+        from soil.standby import Mailbox
         from soil.standby import StandbyRole
         target = self.hal.hb_target
         if target is None:

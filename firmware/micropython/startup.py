@@ -82,8 +82,8 @@ def build(cfg, serial=None, log=None):
             mem = bytearray(hb.MEM_SIZE)
             target = heartbeat_target(hal.pins, address, mem)
             c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
-            from soil.standby import StandbyRole   # only the role this board plays is loaded
-            c.role_logic = StandbyRole(c, hb.Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
+            from soil.standby import Mailbox, StandbyRole   # only the role this board plays is loaded
+            c.role_logic = StandbyRole(c, Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
                                        timeout_ms=timeout, witness_timeout_ms=witness)
         else:
             c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)

@@ -173,31 +173,10 @@ class Collector:
         self.last_published_epoch = epoch
         return self._store(wire.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
 
-    def publish_ring(self, after_epoch=None, from_epoch=None):
-        """Publish the ring's samples later than `after_epoch` / not earlier than `from_epoch`, oldest first, and
-        empty it. Returns how many were published. They go out as cached readings (flag C), not live ones."""
-        n = 0
-        for epoch, raw, flags in self.ring:
-            if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
-                self._publish(epoch, timefmt.from_epoch(epoch), raw, flags)
-                n += 1
-        self.ring = []
-        self.publish_from = from_epoch
-        return n
-
     def link_ok(self):
         """Has the gateway been heard from lately? (told to the standby in each heartbeat)"""
         last = self.uplink.last_rx
         return last is not None and self.ticks_diff(self.ticks_ms(), last) < 30000
-
-    def send_event(self, name, detail):
-        tm, _ = self.read_clock()
-        self.uplink.send_control(wire.event(name, detail, timefmt.iso(tm)))
-        if self._log:
-            self._log("event %s: %s" % (name, detail))
-
-    def send_witness_query(self, master_id):
-        self.uplink.send_control(wire.witness_query(master_id))
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""

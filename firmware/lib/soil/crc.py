@@ -1,43 +1,19 @@
 """CRC-32 (IEEE 802.3, the one `zlib.crc32` computes) for frames and journal records.
 
 Uses the interpreter's C implementation where there is one (CPython's and most MicroPython ports' `binascii`)
-and a table-driven fallback elsewhere, so both ends of the link compute the same value.
+and the table-driven soil.crc_table elsewhere (CircuitPython), so both ends of the link compute the same value and
+a board with `binascii.crc32` never loads the table's code.
 """
 
 try:
-    from binascii import crc32 as _native_crc32
+    from binascii import crc32 as _crc32
 except ImportError:  # CircuitPython and minimal MicroPython builds
-    _native_crc32 = None
-
-_table = None
-
-
-def _make_table():
-    table = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0xEDB88320 if c & 1 else c >> 1
-        table.append(c)
-    return table
-
-
-def _crc32_py(data, crc=0):
-    global _table
-    if _table is None:
-        _table = _make_table()
-    t = _table
-    crc ^= 0xFFFFFFFF
-    for b in data:
-        crc = t[(crc ^ b) & 0xFF] ^ (crc >> 8)
-    return crc ^ 0xFFFFFFFF
+    from soil.crc_table import crc32 as _crc32
 
 
 def crc32(data, crc=0):
     """CRC-32 of `data` (bytes-like), continuing from `crc`; always a non-negative int below 2**32."""
-    if _native_crc32 is not None:
-        return _native_crc32(data, crc) & 0xFFFFFFFF
-    return _crc32_py(data, crc)
+    return _crc32(data, crc) & 0xFFFFFFFF
 
 
 _HEX = b"0123456789abcdef"

@@ -7,7 +7,8 @@ frame type. A board imports soil.wire only: code it never runs would sit in its 
 
 from soil.wire import (  # noqa: F401 - re-exported: frames is the codec's one public face off the board
     MAX_FRAME, MAX_N, PROTO, VERDICTS, FrameError, LineSplitter, _int, _time, _word, downlink_fields, encode,
-    encode_body, envelope, event, hello, reading_frame, reading_record, status, valid_board_id, witness_query)
+    encode_body, envelope, hello, reading_frame, reading_record, status, valid_board_id)
+from soil.events import event, witness_query  # noqa: F401 - re-exported as well
 
 # The frame types by name (soil.wire's _FIELDS table says what each carries).
 HELLO = "H"
@@ -21,7 +22,7 @@ WAIT = "W"
 SETTIME = "T"
 QUERY = "Q"
 WITNESS_ANSWER = "M"
-MAX_DETAIL = 60             # characters of an event's free text (soil.wire.event cuts it)
+MAX_DETAIL = 60             # characters of an event's free text (soil.events.event cuts it)
 
 ROLES = ("master", "standby", "single")
 CLOCK_STATES = ("ok", "unset", "halted", "invalid")

@@ -1,9 +1,11 @@
 """The master's side of a redundant pair (the decision table is in soil.redundancy and docs/REDUNDANCY.md).
 
-Its own module so that a standby never holds the master's code in RAM, nor a master the standby's.
+Its own module so that a standby never holds the master's code in RAM, nor a master the standby's; with it the
+master's side of the heartbeat records (writing beats, reading the standby's status; soil.heartbeat has the layout).
 """
 
 from soil import heartbeat as hb
+from soil import ondemand
 
 
 class MasterRole:
@@ -37,7 +39,7 @@ class MasterRole:
             self._standby(False)
             return None
         self._standby(True)
-        st = hb.decode_status(data)
+        st = decode_status(data)
         if st is not None:
             self.standby_state = st[0]
         return st
@@ -45,9 +47,11 @@ class MasterRole:
     def _standby(self, present):
         if present != self.standby_present:
             if present is False:
-                self.c.send_event("standby_missing", "no ACK from the standby at 0x%02x" % self.address)
+                ondemand.run("events", "send_event", self.c, "standby_missing",
+                             "no ACK from the standby at 0x%02x" % self.address)
             elif self.standby_present is False:
-                self.c.send_event("standby_back", "the standby at 0x%02x answers again" % self.address)
+                ondemand.run("events", "send_event", self.c, "standby_back",
+                             "the standby at 0x%02x answers again" % self.address)
             self.standby_present = present
 
     def step(self):
@@ -58,7 +62,7 @@ class MasterRole:
             return
         self._next = now + self.interval_ms
         c = self.c
-        beat = hb.encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, c.link_ok(), self.state)
+        beat = encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, c.link_ok(), self.state)
         try:
             self.i2c.writeto_mem(self.address, hb.BEAT_OFF, beat)
             self.beats_sent += 1
@@ -76,6 +80,31 @@ class MasterRole:
             self._resume_at(None)
 
     def _resume_at(self, handback_epoch):
-        self.c.publish_ring(from_epoch=handback_epoch)   # also sets publish_from: nothing before H is ours
+        # The ring from the hand-back time on (all of it if None); also sets publish_from: nothing before H is ours.
+        ondemand.run("ring", "publish", self.c, None, handback_epoch)
         self.c.publishing = True
         self.state = hb.ACTIVE
+
+
+# --- the master's side of the wire's records (soil.heartbeat has the layout) ---------------------------------
+
+def encode_beat(master_id, boot, seq, last_epoch, link_ok, state):
+    body = ("B1,%s,%d,%d,%d,%d,%s" % (master_id, boot, seq, last_epoch, 1 if link_ok else 0, state)).encode()
+    rec = hb.seal(body)
+    if len(rec) > hb.BEAT_LEN:
+        raise ValueError("beat record too long")
+    return rec
+
+
+def decode_status(buf):
+    """(state, since_epoch, handback_epoch) or None."""
+    body = hb.unseal(buf)
+    if body is None:
+        return None
+    f = body.split(",")
+    if len(f) != 4 or f[0] != "S1" or f[1] not in hb.STATES:
+        return None
+    try:
+        return f[1], int(f[2]), int(f[3])
+    except ValueError:
+        return None

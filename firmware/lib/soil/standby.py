@@ -1,10 +1,12 @@
 """The standby's side of a redundant pair (the decision table is in soil.redundancy and docs/REDUNDANCY.md).
 
-Its own module so that a master never holds the standby's code in RAM, nor a standby the master's.
+Its own module so that a master never holds the standby's code in RAM, nor a standby the master's; with it the
+standby's side of the heartbeat wire (reading beats, writing its status, the silence watchdog and the I2C target's
+mailbox; soil.heartbeat has the layout).
 """
 
 from soil import heartbeat as hb
-from soil import timefmt
+from soil import ondemand, timefmt
 
 
 class StandbyRole:
@@ -12,7 +14,7 @@ class StandbyRole:
                  handback_margin_s=7, recheck_ms=30000):
         self.c = collector
         self.mailbox = mailbox
-        self.watchdog = hb.Watchdog(collector.ticks_ms, collector.ticks_diff, timeout_ms)
+        self.watchdog = Watchdog(collector.ticks_ms, collector.ticks_diff, timeout_ms)
         self.witness_timeout_ms = witness_timeout_ms
         self.handback_after_ms = handback_after_ms
         self.handback_margin_s = handback_margin_s
@@ -33,7 +35,10 @@ class StandbyRole:
         self.mailbox.set_status(self.state, self.since, self.handback_at)
 
     def _event(self, name, detail):
-        self.c.send_event(name, detail)
+        ondemand.run("events", "send_event", self.c, name, detail)
+
+    def _ask(self):
+        ondemand.run("events", "send_witness_query", self.c, self.master_id or "-")
 
     def step(self):
         now = self.c.ticks_ms()
@@ -55,7 +60,7 @@ class StandbyRole:
             elif self._beats_since is None and self.watchdog.expired() and \
                     self.c.ticks_diff(now, self._last_check) >= self.recheck_ms:
                 self._last_check = now
-                self.c.send_witness_query(self.master_id or "-")
+                self._ask()
         elif self.state == hb.HANDBACK:
             if not self.c.publishing:             # the collector passed H: the master has it from here
                 self.state = hb.WATCHING
@@ -82,7 +87,7 @@ class StandbyRole:
         self.state = hb.ASKING
         self._asked_at = now
         self._publish_status()
-        self.c.send_witness_query(self.master_id or "-")
+        self._ask()
 
     def on_witness(self, master_id, verdict, last_epoch):
         """The gateway's answer to a witness query (an `M` frame)."""
@@ -109,7 +114,7 @@ class StandbyRole:
         self.takeovers += 1
         self._beats_since = None
         self._last_check = self.c.ticks_ms()
-        published = self.c.publish_ring(after_epoch=since)
+        published = ondemand.run("ring", "publish", self.c, since, None)   # what the master did not publish
         self.c.publishing = True
         self._publish_status()
         self._event("takeover", "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
@@ -126,3 +131,77 @@ def _iso_or_dash(epoch):
     if not epoch:
         return "-"
     return timefmt.iso(timefmt.from_epoch(epoch))
+
+
+# --- the standby's side of the wire (soil.heartbeat has the layout) ------------------------------------------
+
+def decode_beat(buf):
+    """(master_id, boot, seq, last_epoch, link_ok, state) or None."""
+    body = hb.unseal(buf)
+    if body is None:
+        return None
+    f = body.split(",")
+    if len(f) != 7 or f[0] != "B1" or f[6] not in hb.STATES:
+        return None
+    try:
+        return f[1], int(f[2]), int(f[3]), int(f[4]), f[5] == "1", f[6]
+    except ValueError:
+        return None
+
+
+def encode_status(state, since_epoch, handback_epoch):
+    rec = hb.seal(("S1,%s,%d,%d" % (state, since_epoch, handback_epoch)).encode())
+    if len(rec) > hb.STATUS_LEN:
+        raise ValueError("status record too long")
+    return rec
+
+
+class Watchdog:
+    """Has the master been silent for `timeout_ms`? One tick difference, never an accumulated sum (F10)."""
+
+    def __init__(self, ticks_ms, ticks_diff, timeout_ms):
+        self._ticks_ms = ticks_ms
+        self._ticks_diff = ticks_diff
+        self.timeout_ms = timeout_ms
+        self._last = ticks_ms()     # silence is counted from start-up until the first beat
+
+    def feed(self):
+        self._last = self._ticks_ms()
+
+    def silent_ms(self):
+        return self._ticks_diff(self._ticks_ms(), self._last)
+
+    def expired(self):
+        return self.silent_ms() >= self.timeout_ms
+
+
+class Mailbox:
+    """The standby's side of the wire: the target memory and an interrupt handler that only sets a flag.
+
+    `target` is a memory-mode I2C target whose `irq(handler, trigger)` calls `handler(target)` after a
+    controller's write ended (MicroPython's I2CTarget.IRQ_END_WRITE). Everything else happens in the main loop.
+    """
+
+    def __init__(self, target, mem, end_write_trigger):
+        self.mem = mem
+        self._written = False
+        self.beats = 0
+        target.irq(self._on_irq, end_write_trigger)
+
+    def _on_irq(self, target):
+        # Interrupt context: no allocation, no I/O, no delay (F11). The main loop reads the record.
+        self._written = True
+
+    def take_beat(self):
+        """The beat written since the last call, decoded, or None."""
+        if not self._written:
+            return None
+        self._written = False
+        beat = decode_beat(self.mem[hb.BEAT_OFF:hb.BEAT_OFF + hb.BEAT_LEN])
+        if beat is not None:
+            self.beats += 1
+        return beat
+
+    def set_status(self, state, since_epoch, handback_epoch):
+        rec = encode_status(state, since_epoch, handback_epoch)
+        self.mem[hb.STATUS_OFF:hb.STATUS_OFF + len(rec)] = rec

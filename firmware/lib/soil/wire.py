@@ -2,10 +2,11 @@
 
 A frame is one printable line, `$T,field,...*crc32hex\\n`, so a person can read the link on a serial monitor and a
 machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, field checks), the
-encoders of the frames a board sends (H R S E V) and the decoder of the frames it receives (A N W T Q M).
+encoders of the frames a board sends (H R S; E V in soil.events) and the decoder of the frames it receives (A N W T Q M).
 soil.frames adds the gateway's half on top of it: decoding H R S E V, encoding A N W T Q M. Each frame is defined
 once, in one of the two; the split exists because a board keeps every byte of code it imports in RAM (BRIEF.md:
-32 KB of MicroPython heap), and the gateway's half is code a board never runs.
+32 KB of MicroPython heap), and the gateway's half is code a board never runs. The two frames only a redundant pair
+sends, now and then (E events, V witness queries), are in soil.events, which a board loads for the call.
 """
 
 from soil.crc import crc32_hex
@@ -27,7 +28,6 @@ MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers s
 _FIELDS = {"H": 8, "R": 6, "S": 6, "A": 1, "N": 1, "W": 1, "T": 1, "Q": 0, "E": 3, "V": 1, "M": 3}
 
 VERDICTS = ("alive", "dead", "unknown")
-_MAX_DETAIL = const(60)
 
 
 class FrameError(ValueError):
@@ -61,20 +61,6 @@ def hello(board, boot, n_next, rtc_time, clock, role, fw):
 
 def status(rtc_time, clock, pending, dropped, card, journal_bytes):
     return encode("S", (rtc_time, clock, pending, dropped, card, journal_bytes))
-
-
-def event(name, detail, board_time):
-    """A collector event (takeover, hand-back, standby missing or back). `detail` is free text, made safe for a
-    frame: separators and control characters become spaces, and it is cut to 60 characters."""
-    clean = ""
-    for ch in detail[:_MAX_DETAIL]:
-        clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
-    return encode("E", (name, clean, board_time))
-
-
-def witness_query(master_id):
-    """A standby asks the gateway: do you still hear this master?"""
-    return encode("V", (master_id,))
 
 
 def reading_record(boot, seq, time, raw, flags=""):
