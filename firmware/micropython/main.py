@@ -61,8 +61,7 @@ def loop(hal, c, steps=None):
 
 def main():
     try:
-        cfg = load_config()
-        hal, c = start(cfg)
+        hal, c = start(load_config())    # the config dict is not kept: start-up took what it needs
         loop(hal, c)
     except KeyboardInterrupt:
         raise                    # Ctrl-C from mpremote / a serial monitor: back to the REPL, no reset

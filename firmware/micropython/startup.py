@@ -20,7 +20,6 @@ def build_hal(pins, serial=None):
     from hal import HAL, Card, SerialLink
     Pin = machine.Pin
     hal = HAL()
-    hal.pins = pins
     hal.i2c = machine.I2C(pins["rtc_i2c"], scl=Pin(pins["rtc_scl"]), sda=Pin(pins["rtc_sda"]),
                           freq=100000)   # the DS1307 is a 100 kHz part
     if pins.get("adc_atten") is not None:
@@ -50,16 +49,15 @@ def heartbeat_target(pins, address, mem):
                              sda=machine.Pin(pins["hb_sda"]))
 
 
-def build(cfg, serial=None, log=None):
-    """Build the HAL, the RTC driver, the journal, the boot counter, the collector and its role. Returns
-    (hal, collector)."""
-    import boards
+def build(cfg, pins, serial=None, log=None):
+    """Build the HAL from the pin map `pins` (boards.py), the RTC driver, the journal, the boot counter, the
+    collector and its role. Returns (hal, collector)."""
     from soil import VERSION, identity
     from soil.collector import Collector
     from soil.ds1307 import DS1307
     from soil.journal import Journal
 
-    hal = build_hal(boards.pins_for(cfg), serial)
+    hal = build_hal(pins, serial)
     if not hal.card.mounted and log:
         log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
@@ -80,7 +78,7 @@ def build(cfg, serial=None, log=None):
             timeout = cfg.get("hb_timeout_ms", 10000)
             witness = cfg.get("witness_timeout_ms", 3000)
             mem = bytearray(hb.MEM_SIZE)
-            target = heartbeat_target(hal.pins, address, mem)
+            target = heartbeat_target(pins, address, mem)
             c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
             from soil.standby import Mailbox, StandbyRole   # only the role this board plays is loaded
             c.role_logic = StandbyRole(c, Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
@@ -88,15 +86,17 @@ def build(cfg, serial=None, log=None):
         else:
             c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)
             from soil.master import MasterRole
-            c.role_logic = MasterRole(c, heartbeat_i2c(hal.pins), address, beat_ms)
+            c.role_logic = MasterRole(c, heartbeat_i2c(pins), address, beat_ms)
     return hal, c
 
 
 def start(cfg, serial=None, log=None):
-    hal, c = build(cfg, serial, log)
+    import boards
+    pins = boards.pins_for(cfg)  # start-up's business only: the running board keeps no pin map
+    hal, c = build(cfg, pins, serial, log)
     # Once started a watchdog cannot be stopped: main's loop feeds it.
     wdt_ms = cfg.get("wdt_ms", WDT_MS)
-    hal.wdt = machine.WDT(timeout=min(wdt_ms, hal.pins.get("wdt_max_ms", wdt_ms)))
+    hal.wdt = machine.WDT(timeout=min(wdt_ms, pins.get("wdt_max_ms", wdt_ms)))
     c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
     hal.wdt.feed()
     return hal, c

@@ -9,6 +9,10 @@ tests/test_micropython_port.py writes a folder with `script.py` (`import simboar
     OFF_S = 0               # seconds the board was off (the DS1307 runs on its battery meanwhile)
     GATEWAY = True          # answer like a gateway: confirm the hello, ack each R frame in order, set the clock
 
+The emulated gateway and the report are in simreport.py, imported only by runs that use them: everything this
+harness interns (its names go into the same qstr table as the firmware's) is measured before the firmware by
+phases.mjs, and a board has none of it.
+
 and optionally `_mpyfiles.py` (FILES = {path: bytes}): precompiled .mpy modules written to the filesystem before
 anything is imported, then dropped from RAM. It prints, one per line:
 
@@ -18,7 +22,6 @@ anything is imported, then dropped from RAM. It prints, one per line:
     SIMSTATE <json>                           registers and card files for the next run (a reset)
 """
 
-import binascii
 import io
 import json
 import os
@@ -59,41 +62,6 @@ class Pipe(io.IOBase):
                 r |= 4
             return r
         return 0
-
-
-class Gateway:
-    """Just enough of the gateway to exercise acks: confirm hellos, ack R frames in order, set a clock that is not
-    ok. (The real gateway, with its database, is tested in tests/test_pair.py and friends.)"""
-
-    def __init__(self, rx, tx):
-        from soil import frames
-        self.frames = frames
-        self.rx = rx                         # gateway -> board
-        self.tx = tx                         # board -> gateway
-        self.split = frames.LineSplitter()
-        self.expected = None
-        self.clock_set = False
-
-    def step(self):
-        f = self.frames
-        data = bytes(self.tx.pending)
-        self.tx.pending = bytearray()
-        for line in self.split.feed(data):
-            try:
-                kind, fields = f.decode(line)
-            except f.FrameError:
-                continue
-            if kind == f.HELLO:
-                self.expected = fields[3]
-                self.rx.write(f.ack(fields[3] - 1))
-                if fields[5] != "ok" and not self.clock_set:
-                    self.clock_set = True
-                    self.rx.write(f.settime("2026-05-04T03:02:01Z"))
-            elif kind == f.READING and self.expected is not None and fields[0] == self.expected:
-                self.expected += 1
-                self.rx.write(f.ack(fields[0]))
-            elif kind == f.READING and self.expected is not None and fields[0] < self.expected:
-                self.rx.write(f.ack(self.expected - 1))
 
 
 def _install_mpy():
@@ -167,7 +135,10 @@ def run(steps=None):
     board = _B["board"]
     hal = _B["hal"]
     c = _B["c"]
-    gw = Gateway(_B["rx"], _B["tx"]) if _B["gateway"] else None
+    gw = None
+    if _B["gateway"]:
+        from simreport import Gateway
+        gw = Gateway(_B["rx"], _B["tx"])
     for _ in range(_B["steps"] if steps is None else steps):
         if gw is not None:
             gw.step()
@@ -177,35 +148,11 @@ def run(steps=None):
         board.loop(hal, c, 1)
 
 
-def _hex(data):
-    return binascii.hexlify(bytes(data)).decode()   # b"".hex() is b"" (bytes) in MicroPython 1.27
-
-
-def report():
-    sim = machine.SIM
-    c = _B["c"]
-    hal = _B["hal"]
-    print("TX " + _hex(_B["tx"].log))
-    print("RX " + _hex(_B["rx"].log))
-    wdt = sim.wdt
-    print("BOARD " + json.dumps({
-        "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(), "card": c.card_state,
-        "clock": c.clock_state, "inflight": len(c.uplink.inflight), "ignored_acks": c.uplink.ignored_acks,
-        "wdt_feeds": wdt.feeds, "wdt_max_gap": wdt.max_gap, "wdt_overdue": wdt.overdue, "wdt_timeout": wdt.timeout,
-        "now_ms": sim.now_ms, "role_state": getattr(c.role_logic, "state", None),
-        "led_changes": hal.led.changes if hal.led is not None else None,
-        "link_in": hal.link.bytes_in, "link_out": hal.link.bytes_out}))
-    card = {}
-    for name in os.listdir(CARD_ROOT):
-        with open(CARD_ROOT + "/" + name, "rb") as f:
-            card[name] = _hex(f.read())
-    print("SIMSTATE " + json.dumps({"rtc": _hex(_B["chip"].regs), "card": card}))
-
-
 def main():
     """One boot in one interpreter call (the functional test). Heap figures need phases.mjs instead: this port
     collects garbage only between top-level calls, so gc.mem_alloc() inside one script counts all garbage."""
     prepare()
     start()
     run()
-    report()
+    from simreport import report
+    report(_B)
