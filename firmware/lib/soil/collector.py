@@ -17,13 +17,19 @@ from soil import ondemand, timefmt, wire
 from soil.uplink import Uplink
 
 try:
+    from micropython import const
+except ImportError:  # CPython, CircuitPython without the micropython module
+    def const(x):
+        return x
+
+try:
     from soil.journal import JournalFull
 except ImportError:  # pragma: no cover - journal always ships with the core
     JournalFull = OSError
 
-_ENODEV = 19
-_ENOSPC = 28
-_EPOCH_FALLBACK = (2000, 1, 1, 0, 0, 0)
+_ENODEV = const(19)
+_ENOSPC = const(28)
+_EPOCH_FALLBACK = const((2000, 1, 1, 0, 0, 0))
 
 
 class Collector:

@@ -49,10 +49,11 @@ NVRAM_SIZE = const(48)  # 0x08..0x37 for callers (the boot counter lives there t
 _MARKER_REG = const(0x38)  # 0x38..0x3F: this driver's "set by a gateway" marker
 _MARKER_MAGIC = b"SoIL"  # then the UTC epoch of the last set, 4 bytes big-endian
 
-OK = "ok"
-UNSET = "unset"
-HALTED = "halted"
-INVALID = "invalid"
+# The clock states, as private constants: a public one would be a global, and a name, in a board's RAM.
+_OK = const("ok")
+_UNSET = const("unset")
+_HALTED = const("halted")
+_INVALID = const("invalid")
 
 
 def bcd_decode(byte):
@@ -146,12 +147,12 @@ class DS1307:
         except ValueError:
             tm = None
         if regs[0] & _CH:
-            return tm, HALTED
+            return tm, _HALTED
         if tm is None:
-            return None, INVALID
+            return None, _INVALID
         if self.last_set() is None:
-            return tm, UNSET
-        return tm, OK
+            return tm, _UNSET
+        return tm, _OK
 
     def state(self):
         """`'ok'`, `'unset'`, `'halted'` or `'invalid'` (see the module docstring); `'halted'` wins over `'invalid'`

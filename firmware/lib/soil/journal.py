@@ -44,7 +44,7 @@ Positions are opaque, comparable tuples `(segment, offset, ordinal)`: the place 
 record's ordinal in this boot's numbering. They are valid until the next `open()`.
 
 What runs rarely lives in modules of its own, loaded only for the call (soil.ondemand): the recovery in
-soil.journal_recover, the full-card policy and the aftermath of a failed write in soil.journal_full. This module
+soil.recovery, the full-card policy and the aftermath of a failed write in soil.journal_full. This module
 is what a board runs for every reading: append, read, acknowledge.
 """
 
@@ -58,7 +58,7 @@ except ImportError:  # CPython, CircuitPython without the micropython module
     def const(x):
         return x
 
-MAX_PAYLOAD = const(100)
+_MAX_PAYLOAD = const(100)
 MAX_RECORD = const(110)  # payload + '*' + 8 hex digits + '\n'
 STATE_FILE = "jstate.bin"
 _BUF = const(256)  # the one read buffer: two longest records
@@ -73,7 +73,7 @@ _BAD = const(1)
 _TORN = const(2)
 _EOF = const(3)
 
-POLICIES = ("drop_oldest", "drop_newest")
+_POLICIES = const(("drop_oldest", "drop_newest"))
 
 
 class JournalFull(Exception):
@@ -104,7 +104,7 @@ class Journal:
     """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
 
     def __init__(self, card, max_bytes=262144, segment_bytes=4096, policy="drop_oldest"):
-        if policy not in POLICIES:
+        if policy not in _POLICIES:
             raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
         if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
             raise ValueError("need max_bytes >= segment_bytes >= MAX_RECORD")
@@ -173,7 +173,7 @@ class Journal:
         self._opened = False
         self._reset_ram()
         try:
-            ondemand.run("journal_recover", "recover", self)
+            ondemand.run("recovery", "open_journal", self)
         except OSError:
             self.state = "error"
             raise
@@ -281,7 +281,7 @@ class Journal:
         if not self._opened:
             self.open()
         n = len(payload)
-        if n < 1 or n > MAX_PAYLOAD:
+        if n < 1 or n > _MAX_PAYLOAD:
             raise ValueError("payload must be 1..100 bytes")
         wbuf = self._wbuf
         for k in range(n):

@@ -50,7 +50,7 @@ class StandbyRole:
                 self._ask_witness(now)
         elif self.state == hb.ASKING:
             if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
-                self._take_over(self.master_last_epoch, "no answer from the gateway")
+                ondemand.run("takeover", "take_over", self, self.master_last_epoch, "no answer from the gateway")
         elif self.state == hb.ACTIVE:
             if self._beats_since is not None and self.watchdog.expired():
                 self._beats_since = None          # the run of beats broke: start counting again
@@ -90,34 +90,8 @@ class StandbyRole:
         self._ask()
 
     def on_witness(self, master_id, verdict, last_epoch):
-        """The gateway's answer to a witness query (an `M` frame)."""
-        if self.state == hb.ASKING:
-            if verdict == "alive":
-                self.state = hb.WATCHING
-                self.watchdog.feed()              # ask again only after another full timeout
-                self._publish_status()
-            else:
-                since = last_epoch if last_epoch else self.master_last_epoch
-                self._take_over(since, "gateway: master %s" % verdict)
-        elif self.state == hb.ACTIVE and verdict == "alive" and self._beats_since is None:
-            # Active without beats, and the gateway hears the master: only the wire was cut. Stand down.
-            self.c.publishing = False
-            self.state = hb.WATCHING
-            self.since = 0
-            self.watchdog.feed()
-            self._publish_status()
-            self._event("handback", "gateway hears master %s: standing down" % (master_id,))
-
-    def _take_over(self, since, why):
-        self.state = hb.ACTIVE
-        self.since = since or 0
-        self.takeovers += 1
-        self._beats_since = None
-        self._last_check = self.c.ticks_ms()
-        published = ondemand.run("ring", "publish", self.c, since, None)   # what the master did not publish
-        self.c.publishing = True
-        self._publish_status()
-        self._event("takeover", "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
+        """The gateway's answer to a witness query (an `M` frame). soil.takeover decides (loaded for the call)."""
+        ondemand.run("takeover", "on_witness", self, master_id, verdict, last_epoch)
 
     def _start_handback(self):
         tm, _ = self.c.read_clock()
@@ -126,11 +100,6 @@ class StandbyRole:
         self.state = hb.HANDBACK
         self._publish_status()
 
-
-def _iso_or_dash(epoch):
-    if not epoch:
-        return "-"
-    return timefmt.iso(timefmt.from_epoch(epoch))
 
 
 # --- the standby's side of the wire (soil.heartbeat has the layout) ------------------------------------------

@@ -20,9 +20,9 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-SECONDS_PER_DAY = const(86400)
-MIN_YEAR = const(1)
-MAX_YEAR = const(9999)  # the ISO text form has four year digits
+_SECONDS_PER_DAY = const(86400)
+_MIN_YEAR = const(1)
+_MAX_YEAR = const(9999)  # the ISO text form has four year digits
 
 _MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
 
@@ -82,7 +82,7 @@ def valid(tm):
         year, month, mday, hour, minute, second = tm
     except TypeError:
         return False
-    if year < MIN_YEAR or year > MAX_YEAR or month < 1 or month > 12:
+    if year < _MIN_YEAR or year > _MAX_YEAR or month < 1 or month > 12:
         return False
     if mday < 1 or mday > days_in_month(year, month):
         return False
@@ -98,15 +98,15 @@ def to_epoch(tm):
     """Seconds since 1970-01-01T00:00:00Z of the UTC time `tm`; ValueError if `tm` is not valid."""
     _check(tm)
     year, month, mday, hour, minute, second = tm
-    return days_from_civil(year, month, mday) * SECONDS_PER_DAY + hour * 3600 + minute * 60 + second
+    return days_from_civil(year, month, mday) * _SECONDS_PER_DAY + hour * 3600 + minute * 60 + second
 
 
 def from_epoch(secs):
     """The UTC time `tm` that is `secs` (an int) seconds after 1970-01-01T00:00:00Z."""
     if not isinstance(secs, int) or isinstance(secs, bool):
         raise TypeError("epoch seconds must be an int")
-    days = secs // SECONDS_PER_DAY
-    rem = secs - days * SECONDS_PER_DAY  # [0, 86399] also before 1970
+    days = secs // _SECONDS_PER_DAY
+    rem = secs - days * _SECONDS_PER_DAY  # [0, 86399] also before 1970
     year, month, mday = civil_from_days(days)
     return (year, month, mday, rem // 3600, (rem // 60) % 60, rem % 60)
 

@@ -1,10 +1,13 @@
-"""The journal's recovery: what `Journal.open()` does once per boot, and again when a failed card comes back.
+"""What a board reads back from its card after a boot: the journal's state (`Journal.open()`, once per boot and
+again when a failed card comes back) and the newest value of an A/B slot file (`SlotFile.load()`: the journal's
+ack pointer, the boot counter).
 
 Its own module because a board runs it so rarely: soil.ondemand loads it for the call and drops it after, so the
-running firmware does not hold its code in RAM (soil.journal's docstring describes the recovery itself).
+running firmware does not hold its code in RAM (soil.journal and soil.slots describe the formats).
 """
 
-from soil.journal import _seg_name
+from soil.crc import crc32
+from soil.journal import _errno, _seg_name
 
 try:
     from micropython import const
@@ -14,9 +17,12 @@ except ImportError:  # CPython, CircuitPython without the micropython module
 
 _NL = const(0x0A)
 _VALID = const(0)   # soil.journal's _VALID: what Journal._step found
+_ENOENT = const(2)
+_HEADER = const(6)  # soil.slots' layout: gen u32 + len u16, payload, crc u32
+_CRC = const(4)
 
 
-def recover(j):
+def open_journal(j):
     """Read the ack pointer, finish an interrupted compaction, count the pending records, find a torn tail.
     Deletes only segments wholly before the ack pointer (flaw F2). OSError from the card propagates."""
     card = j._card
@@ -78,3 +84,52 @@ def _last_byte(card, seg, size):
     finally:
         f.close()
     return b[0] if b else -1
+
+
+# --- slot files (soil.slots) ---------------------------------------------------------------------------------
+
+def load_slot(s):
+    """SlotFile.load(): the newest valid payload of SlotFile `s`, or None; remembers where the next store goes."""
+    best = None
+    s._gen = 0
+    s._newest = 1
+    try:
+        f = s._card.open(s.name, "rb")
+    except OSError as e:
+        if _errno(e) != _ENOENT:
+            raise
+        s._loaded = True
+        return None
+    try:
+        for slot in (0, 1):
+            payload, gen = _read_slot(s, f, slot)
+            if payload is not None and gen > s._gen:
+                best = payload
+                s._gen = gen
+                s._newest = slot
+    finally:
+        f.close()
+    s._loaded = True
+    return best
+
+
+def _read_slot(s, f, slot):
+    buf = s._buf
+    f.seek(slot * s.span)
+    mv = memoryview(buf)
+    n = f.readinto(mv[:_HEADER])
+    if n != _HEADER:
+        return None, 0
+    gen = int.from_bytes(bytes(buf[0:4]), "little")
+    length = buf[4] | (buf[5] << 8)
+    if gen == 0 or length > s.size:
+        return None, 0
+    want = length + _CRC
+    n = f.readinto(mv[_HEADER:_HEADER + want])
+    if n != want:
+        return None, 0
+    end = _HEADER + length
+    stored = int.from_bytes(bytes(buf[end:end + _CRC]), "little")
+    if crc32(mv[:end]) != stored:
+        return None, 0
+    return bytes(buf[_HEADER:end]), gen

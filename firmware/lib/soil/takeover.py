@@ -1,0 +1,54 @@
+"""The standby's decisions when the master seems gone (docs/REDUNDANCY.md has the table): the gateway's answer to
+a witness query, and the takeover itself (publish the ring after the master's last sample, then every sample).
+
+Its own module because a standby runs it only when the master falls silent: soil.ondemand loads it (with the ring
+and event code it calls) for the call, and a standby that watches a healthy master holds none of it in RAM.
+`role` is the soil.standby.StandbyRole whose state this changes.
+"""
+
+from soil import heartbeat as hb
+from soil import timefmt
+from soil.events import send_event
+from soil.ring import publish
+
+
+def on_witness(role, master_id, verdict, last_epoch):
+    """The gateway's answer to a witness query (an `M` frame): `verdict` 'alive', 'dead' or 'unknown' about
+    `master_id`, whose last sample the gateway has at `last_epoch` (None if it has none)."""
+    if role.state == hb.ASKING:
+        if verdict == "alive":
+            role.state = hb.WATCHING
+            role.watchdog.feed()              # ask again only after another full timeout
+            role._publish_status()
+        else:
+            since = last_epoch if last_epoch else role.master_last_epoch
+            take_over(role, since, "gateway: master %s" % verdict)
+    elif role.state == hb.ACTIVE and verdict == "alive" and role._beats_since is None:
+        # Active without beats, and the gateway hears the master: only the wire was cut. Stand down.
+        role.c.publishing = False
+        role.state = hb.WATCHING
+        role.since = 0
+        role.watchdog.feed()
+        role._publish_status()
+        send_event(role.c, "handback", "gateway hears master %s: standing down" % (master_id,))
+
+
+def take_over(role, since, why):
+    """Become the active collector: publish the ring's samples after `since` (the master's last sample, epoch
+    seconds; all of them if None), then publish every sample."""
+    c = role.c
+    role.state = hb.ACTIVE
+    role.since = since or 0
+    role.takeovers += 1
+    role._beats_since = None
+    role._last_check = c.ticks_ms()
+    published = publish(c, since, None)   # what the master did not publish
+    c.publishing = True
+    role._publish_status()
+    send_event(c, "takeover", "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
+
+
+def _iso_or_dash(epoch):
+    if not epoch:
+        return "-"
+    return timefmt.iso(timefmt.from_epoch(epoch))
