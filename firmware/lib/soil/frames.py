@@ -6,9 +6,10 @@ frame type. A board imports soil.wire only: code it never runs would sit in its 
 """
 
 from soil.wire import (  # noqa: F401 - re-exported: frames is the codec's one public face off the board
-    MAX_FRAME, MAX_N, PROTO, VERDICTS, FrameError, LineSplitter, _int, _time, _word, downlink_fields, encode,
-    encode_body, envelope, hello, reading_frame, reading_record, status, valid_board_id)
+    MAX_FRAME, MAX_N, PROTO, FrameError, LineSplitter, _int, downlink_fields, encode, encode_body, envelope, hello,
+    reading_frame, reading_record, status, valid_board_id)
 from soil.events import event, witness_query  # noqa: F401 - re-exported as well
+from soil.fields import VERDICTS, check_time, check_word  # noqa: F401 - re-exported as well
 
 # The frame types by name (soil.wire's _FIELDS table says what each carries).
 HELLO = "H"
@@ -80,22 +81,22 @@ def decode(line):
     kind, f = envelope(line)
     if kind == READING:
         return kind, (_int(f[0], 1, MAX_N, "n"), _int(f[1], 1, MAX_N, "boot"), _int(f[2], 1, MAX_N, "seq"),
-                      _time(f[3]), _int(f[4], 0, 65535, "raw"), _flags(f[5]))
+                      check_time(f[3]), _int(f[4], 0, 65535, "raw"), _flags(f[5]))
     if kind == HELLO:
         if _int(f[0], 0, 99, "proto") != PROTO:
             raise FrameError("unsupported protocol version " + f[0])
         if not valid_board_id(f[1]):
             raise FrameError("bad board id")
-        return kind, (PROTO, f[1], _int(f[2], 1, MAX_N, "boot"), _int(f[3], 1, MAX_N, "n_next"), _time(f[4]),
-                      _word(f[5], CLOCK_STATES, "clock"), _word(f[6], ROLES, "role"), f[7][:16])
+        return kind, (PROTO, f[1], _int(f[2], 1, MAX_N, "boot"), _int(f[3], 1, MAX_N, "n_next"), check_time(f[4]),
+                      check_word(f[5], CLOCK_STATES, "clock"), check_word(f[6], ROLES, "role"), f[7][:16])
     if kind == EVENT:
-        return kind, (_word(f[0], EVENTS, "event"), f[1], _time(f[2]))
+        return kind, (check_word(f[0], EVENTS, "event"), f[1], check_time(f[2]))
     if kind == WITNESS_QUERY:
         if f[0] != "-" and not valid_board_id(f[0]):
             raise FrameError("bad board id")
         return kind, (f[0],)
     if kind == STATUS:
-        return kind, (_time(f[0]), _word(f[1], CLOCK_STATES, "clock"), _int(f[2], 0, MAX_N, "pending"),
-                      _int(f[3], 0, MAX_N, "dropped"), _word(f[4], CARD_STATES, "card"),
+        return kind, (check_time(f[0]), check_word(f[1], CLOCK_STATES, "clock"), _int(f[2], 0, MAX_N, "pending"),
+                      _int(f[3], 0, MAX_N, "dropped"), check_word(f[4], CARD_STATES, "card"),
                       _int(f[5], 0, MAX_N, "journal_bytes"))
     return kind, downlink_fields(kind, f)

@@ -9,6 +9,7 @@ once, in one of the two; the split exists because a board keeps every byte of co
 sends, now and then (E events, V witness queries), are in soil.events, which a board loads for the call.
 """
 
+from soil import ondemand
 from soil.crc import crc32_hex
 
 try:
@@ -27,7 +28,6 @@ MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers s
 # soil.frames gives them names (frames.HELLO ...) for the gateway.
 _FIELDS = {"H": 8, "R": 6, "S": 6, "A": 1, "N": 1, "W": 1, "T": 1, "Q": 0, "E": 3, "V": 1, "M": 3}
 
-VERDICTS = ("alive", "dead", "unknown")
 
 
 class FrameError(ValueError):
@@ -89,24 +89,8 @@ def _int(text, lo, hi, what):
     return v
 
 
-def _time(text):
-    # Shape check here; calendar validity (Feb 30) is checked by soil.timefmt where the value is used.
-    if len(text) != 20 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
-            or text[16] != ":" or text[19] != "Z":
-        raise FrameError("bad time")
-    for i in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
-        if text[i] < "0" or text[i] > "9":
-            raise FrameError("bad time")
-    return text
-
-
-def _word(text, allowed, what):
-    if text not in allowed:
-        raise FrameError("bad " + what)
-    return text
-
-
 def valid_board_id(text):
+    """1-32 characters from A-Z a-z 0-9 _ - (the collector checks its own at start-up)."""
     if not 0 < len(text) <= 32:
         return False
     for ch in text:
@@ -162,14 +146,10 @@ def downlink_fields(kind, f):
         return (_int(f[0], 0, MAX_N, "n"),)
     if kind == "W":
         return (_int(f[0], 0, 3600000, "ms"),)
-    if kind == "T":
-        return (_time(f[0]),)
     if kind == "Q":
         return ()
-    if kind == "M":
-        if f[0] != "-" and not valid_board_id(f[0]):
-            raise FrameError("bad board id")
-        return (f[0], _word(f[1], VERDICTS, "verdict"), f[2] if f[2] == "-" else _time(f[2]))
+    if kind == "T" or kind == "M":
+        return ondemand.run("fields", "downlink_fields", kind, f)   # rare on a board: checked by soil.fields
     raise FrameError("not a gateway frame")
 
 
