@@ -100,19 +100,20 @@ class DS1307Adapter:
         return _portable.decode_time(self._read(0x00, self._regs))
 
     def read(self):
-        """`(tm, state)` from one read of the time registers (plus the marker), as soil.ds1307.DS1307.read."""
+        """`(tm, state)` from one read of the time registers (plus the marker), as soil.ds1307.DS1307.read; the
+        states are the protocol's clock states (docs/PROTOCOL.md)."""
         regs = bytes(self._read(0x00, self._regs))
         try:
             tm = _portable.decode_time(regs)
         except ValueError:
             tm = None
         if regs[0] & 0x80:
-            return tm, _portable.HALTED
+            return tm, "halted"
         if tm is None:
-            return None, _portable.INVALID
+            return None, "invalid"
         if self.last_set() is None:
-            return tm, _portable.UNSET
-        return tm, _portable.OK
+            return tm, "unset"
+        return tm, "ok"
 
     def state(self):
         return self.read()[1]
