@@ -5,6 +5,13 @@ I2CTarget (memory mode), SPI, WDT, reset. Written in the MicroPython subset. Tim
 `SIM.sleep_ms()` (tests/mpy_machine/simboard.py installs them as time.ticks_ms / time.sleep_ms), so a test runs
 hours of board time in seconds and the DS1307, the ADC curve and the watchdog all follow the same clock.
 
+Pins and peripherals are static objects, as on the boards: rp2 and esp32 return an entry of a static table for
+`Pin(n)` (machine_pin_obj_table), `I2C(id)`, `SPI(id)`, `I2CTarget(id)` and `WDT()` (ports/rp2/machine_pin.c,
+machine_i2c.c, machine_spi.c, machine_i2c_target.c, machine_wdt.c; the esp32 files alike), so constructing one
+allocates nothing on the board's heap and configures the existing object. Here each is created once when this
+module is imported (`_static`) and the constructor reconfigures it, so a heap measurement of the firmware is not
+charged for simulated peripheral objects a board does not allocate. (`ADC` does allocate, as rp2's does.)
+
 An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to devices with i2c_write(data) / i2c_read(n)
 (the DS1307 chip in ds1307_chip.py, an I2CTarget). A missing address NACKs: OSError(19) ENODEV, as on rp2/esp32.
 """
@@ -42,6 +49,16 @@ class _Sim:
 
 
 SIM = _Sim()
+_STATIC = {}
+
+
+def _static(cls, key):
+    """The one object of class `cls` for pin or peripheral `key` (see the module docstring)."""
+    obj = _STATIC.get((cls, key))
+    if obj is None:
+        obj = object.__new__(cls)
+        _STATIC[(cls, key)] = obj
+    return obj
 
 PWRON_RESET = 1
 WDT_RESET = 3
@@ -75,6 +92,9 @@ class Pin:
     OPEN_DRAIN = 2
     PULL_UP = 1
     PULL_DOWN = 2
+
+    def __new__(cls, id, *args, **kw):
+        return _static(cls, id)
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self.id = id
@@ -118,6 +138,9 @@ class ADC:
 
 
 class I2C:
+    def __new__(cls, id, *args, **kw):
+        return _static(cls, id)
+
     def __init__(self, id, scl=None, sda=None, freq=400000, timeout=50000):
         self.id = id
         self.scl = scl
@@ -162,6 +185,9 @@ class I2CTarget:
     IRQ_WRITE_REQ = 8
     IRQ_END_READ = 16
     IRQ_END_WRITE = 32
+
+    def __new__(cls, id, *args, **kw):
+        return _static(cls, id)
 
     def __init__(self, id, addr, *, addrsize=7, mem=None, mem_addrsize=8, scl=None, sda=None):
         if mem is None:
@@ -210,6 +236,9 @@ class I2CTarget:
 
 
 class SPI:
+    def __new__(cls, id, *args, **kw):
+        return _static(cls, id)
+
     def __init__(self, id, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0, sck=None, mosi=None,
                  miso=None):
         self.id = id
@@ -225,15 +254,21 @@ class SPI:
 class WDT:
     """Records the longest gap between feeds in virtual time; `SIM.wdt.overdue` says whether it would have fired."""
 
+    def __new__(cls, id=0, timeout=5000):
+        return _static(cls, 0)
+
     def __init__(self, id=0, timeout=5000):
         if SIM.wdt is not None:
             raise OSError(16, "watchdog already started")
+        self._reset(timeout)
+        SIM.wdt = self
+
+    def _reset(self, timeout):
         self.timeout = timeout
         self._last = SIM.now_ms
         self.feeds = 0
         self.max_gap = 0
         self.overdue = False
-        SIM.wdt = self
 
     def feed(self):
         gap = SIM.now_ms - self._last
@@ -243,3 +278,18 @@ class WDT:
             self.overdue = True
         self._last = SIM.now_ms
         self.feeds += 1
+
+
+def _make_statics():
+    """Create the static objects with every attribute they will have, before any firmware runs."""
+    for n in list(range(40)) + ["LED"]:
+        Pin(n)
+    for n in (0, 1):
+        I2C(n)
+        I2CTarget(n, 0x7F, mem=bytearray(1)).deinit()
+    for n in (0, 1, 2):
+        SPI(n)
+    _static(WDT, 0)._reset(None)
+
+
+_make_statics()
