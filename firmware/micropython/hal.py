@@ -21,7 +21,7 @@ from micropython import const
 _ENOENT = const(2)
 _EIO = const(5)
 _ENODEV = const(19)
-_MOUNT = "/sd"
+_MOUNT = const("/sd")
 _RX_MAX = const(128)     # bytes taken from USB per read(): one frame and a bit; the rest waits in the USB buffer
 _TX_CHUNK = const(64)    # bytes handed to USB per write(): what the CDC buffer takes without blocking
 

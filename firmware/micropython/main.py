@@ -11,13 +11,14 @@ import sys
 import time
 
 import machine
+from micropython import const
 from soil import ondemand
 
-CONFIG = "config.json"
-RESET_DELAY_MS = 5000
+_CONFIG = const("config.json")
+_RESET_DELAY_MS = const(5000)
 
 
-def load_config(path=CONFIG):
+def load_config(path=_CONFIG):
     with open(path) as f:
         cfg = json.load(f)
     if "board" not in cfg:
@@ -72,9 +73,9 @@ def main():
         # fault that recurs at every boot does not spin the boot counter and rewrite the card's slot file many
         # times a second; and mpremote gets a window to interrupt. The wait stays below the watchdog's period
         # on every board (the watchdog would reset it anyway, without the message).
-        _log("fatal: %r; reset in %d ms" % (e, RESET_DELAY_MS))
+        _log("fatal: %r; reset in %d ms" % (e, _RESET_DELAY_MS))
         sys.print_exception(e)
-        time.sleep_ms(RESET_DELAY_MS)
+        time.sleep_ms(_RESET_DELAY_MS)
         machine.reset()
 
 

@@ -9,10 +9,11 @@ this adapter fit in 32 KB of MicroPython heap after start-up).
 import time
 
 import machine
+from micropython import const
 
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
 BOOT_ONLY = ("startup", "boards", "soil.identity")
-WDT_MS = 8000
+_WDT_MS = const(8000)
 
 
 def build_hal(pins, serial=None):
@@ -35,18 +36,6 @@ def build_hal(pins, serial=None):
     hal.ticks_ms = time.ticks_ms
     hal.ticks_diff = time.ticks_diff
     return hal
-
-
-def heartbeat_i2c(pins):
-    """The master's side of the pair wire: an I2C controller on the wire's own peripheral."""
-    return machine.I2C(pins["hb_i2c"], scl=machine.Pin(pins["hb_scl"]), sda=machine.Pin(pins["hb_sda"]),
-                       freq=100000)
-
-
-def heartbeat_target(pins, address, mem):
-    """The standby's side: a memory-mode I2C target at `address` over `mem` (the heartbeat records)."""
-    return machine.I2CTarget(pins["hb_i2c"], address, mem=mem, scl=machine.Pin(pins["hb_scl"]),
-                             sda=machine.Pin(pins["hb_sda"]))
 
 
 def build(cfg, pins, serial=None, log=None):
@@ -78,7 +67,9 @@ def build(cfg, pins, serial=None, log=None):
             timeout = cfg.get("hb_timeout_ms", 10000)
             witness = cfg.get("witness_timeout_ms", 3000)
             mem = bytearray(hb.MEM_SIZE)
-            target = heartbeat_target(pins, address, mem)
+            # The standby's side of the pair wire: a memory-mode I2C target over the heartbeat records.
+            target = machine.I2CTarget(pins["hb_i2c"], address, mem=mem, scl=machine.Pin(pins["hb_scl"]),
+                                       sda=machine.Pin(pins["hb_sda"]))
             c.ring_limit = (timeout + witness + 2 * beat_ms) // interval + 8
             from soil.standby import Mailbox, StandbyRole   # only the role this board plays is loaded
             c.role_logic = StandbyRole(c, Mailbox(target, mem, machine.I2CTarget.IRQ_END_WRITE),
@@ -86,7 +77,10 @@ def build(cfg, pins, serial=None, log=None):
         else:
             c.ring_limit = 4 * 7 * 1000 // interval + 16     # 4 x the standby's hand-back margin (7 s)
             from soil.master import MasterRole
-            c.role_logic = MasterRole(c, heartbeat_i2c(pins), address, beat_ms)
+            # The master's side: an I2C controller on the wire's own peripheral.
+            wire = machine.I2C(pins["hb_i2c"], scl=machine.Pin(pins["hb_scl"]), sda=machine.Pin(pins["hb_sda"]),
+                               freq=100000)
+            c.role_logic = MasterRole(c, wire, address, beat_ms)
     return hal, c
 
 
@@ -95,7 +89,7 @@ def start(cfg, serial=None, log=None):
     pins = boards.pins_for(cfg)  # start-up's business only: the running board keeps no pin map
     hal, c = build(cfg, pins, serial, log)
     # Once started a watchdog cannot be stopped: main's loop feeds it.
-    wdt_ms = cfg.get("wdt_ms", WDT_MS)
+    wdt_ms = cfg.get("wdt_ms", _WDT_MS)
     hal.wdt = machine.WDT(timeout=min(wdt_ms, pins.get("wdt_max_ms", wdt_ms)))
     c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
     hal.wdt.feed()

@@ -31,12 +31,14 @@ BEAT_LEN = const(96)
 STATUS_OFF = const(96)
 STATUS_LEN = const(48)
 
-WATCHING = "watching"     # standby: the master is alive, samples go to the ring
-ASKING = "asking"         # standby: no beat for the timeout; asking the gateway (the witness)
-ACTIVE = "active"         # collecting and publishing
-HANDBACK = "handback"     # standby: the master is back; publishing until the agreed hand-back time
-RETURNING = "returning"   # master: back after a reset while the standby is active; waiting for the hand-back
-STATES = (WATCHING, ASKING, ACTIVE, HANDBACK, RETURNING)
+# The states, written as these literals by the roles (a named constant would be a global, and a name, in a board's
+# RAM):
+#   "watching"    standby: the master is alive, samples go to the ring
+#   "asking"      standby: no beat for the timeout; asking the gateway (the witness)
+#   "active"      collecting and publishing
+#   "handback"    standby: the master is back; publishing until the agreed hand-back time
+#   "returning"   master: back after a reset while the standby is active; waiting for the hand-back
+STATES = ("watching", "asking", "active", "handback", "returning")
 
 
 def seal(body):

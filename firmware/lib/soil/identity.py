@@ -8,9 +8,15 @@ before the first sample, so losing either the battery or the card alone never re
 
 from soil.crc import crc32
 
-_NVRAM_OFFSET = 0           # bytes 0..7 of the DS1307's caller NVRAM area
-_MAGIC = b"BT"
-_CARD_NAME = "boot.slt"
+try:
+    from micropython import const
+except ImportError:  # CPython, CircuitPython without the micropython module
+    def const(x):
+        return x
+
+_NVRAM_OFFSET = const(0)    # bytes 0..7 of the DS1307's caller NVRAM area
+_MAGIC = const(b"BT")
+_CARD_NAME = const("boot.slt")
 
 
 def _pack(boot):

@@ -14,7 +14,7 @@ class MasterRole:
         self.i2c = i2c
         self.address = address
         self.interval_ms = interval_ms
-        self.state = hb.ACTIVE
+        self.state = "active"
         self.standby_present = None
         self.standby_state = None
         self.beats_sent = 0
@@ -25,10 +25,10 @@ class MasterRole:
     def start(self):
         """At boot, before publishing anything: is a standby covering for us?"""
         st = self._read_status()
-        if st is not None and st[0] in (hb.ACTIVE, hb.HANDBACK, hb.ASKING):
-            self.state = hb.RETURNING
+        if st is not None and st[0] in ("active", "handback", "asking"):
+            self.state = "returning"
             self.c.publishing = False
-            if st[0] == hb.HANDBACK and st[2]:
+            if st[0] == "handback" and st[2]:
                 self._resume_at(st[2])
         self._started = True
 
@@ -71,19 +71,19 @@ class MasterRole:
             self._standby(False)
             return
         st = self._read_status()
-        if self.state == hb.RETURNING and st is not None:
-            if st[0] == hb.HANDBACK and st[2]:
+        if self.state == "returning" and st is not None:
+            if st[0] == "handback" and st[2]:
                 self._resume_at(st[2])
-            elif st[0] == hb.WATCHING:
+            elif st[0] == "watching":
                 self._resume_at(None)         # nobody covers: publish the whole ring and go on
-        elif self.state == hb.RETURNING and st is None and self.standby_present is False:
+        elif self.state == "returning" and st is None and self.standby_present is False:
             self._resume_at(None)
 
     def _resume_at(self, handback_epoch):
         # The ring from the hand-back time on (all of it if None); also sets publish_from: nothing before H is ours.
         ondemand.run("ring", "publish", self.c, None, handback_epoch)
         self.c.publishing = True
-        self.state = hb.ACTIVE
+        self.state = "active"
 
 
 # --- the master's side of the wire's records (soil.heartbeat has the layout) ---------------------------------

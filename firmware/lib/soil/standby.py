@@ -19,7 +19,7 @@ class StandbyRole:
         self.handback_after_ms = handback_after_ms
         self.handback_margin_s = handback_margin_s
         self.recheck_ms = recheck_ms
-        self.state = hb.WATCHING
+        self.state = "watching"
         self.master_id = None
         self.master_last_epoch = None     # last sample time the master told us about
         self.since = 0
@@ -45,13 +45,13 @@ class StandbyRole:
         beat = self.mailbox.take_beat()
         if beat is not None:
             self._on_beat(beat, now)
-        if self.state == hb.WATCHING:
+        if self.state == "watching":
             if self.watchdog.expired():
                 self._ask_witness(now)
-        elif self.state == hb.ASKING:
+        elif self.state == "asking":
             if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
                 ondemand.run("takeover", "take_over", self, self.master_last_epoch, "no answer from the gateway")
-        elif self.state == hb.ACTIVE:
+        elif self.state == "active":
             if self._beats_since is not None and self.watchdog.expired():
                 self._beats_since = None          # the run of beats broke: start counting again
             if self._beats_since is not None and \
@@ -61,9 +61,9 @@ class StandbyRole:
                     self.c.ticks_diff(now, self._last_check) >= self.recheck_ms:
                 self._last_check = now
                 self._ask()
-        elif self.state == hb.HANDBACK:
+        elif self.state == "handback":
             if not self.c.publishing:             # the collector passed H: the master has it from here
-                self.state = hb.WATCHING
+                self.state = "watching"
                 self.since = 0
                 self.handback_at = 0
                 self.watchdog.feed()
@@ -74,17 +74,17 @@ class StandbyRole:
         master_id, boot, seq, last_epoch, link_ok, mstate = beat
         self.master_id = master_id
         self.master_last_epoch = last_epoch
-        if self.state == hb.ACTIVE and self.watchdog.expired():
+        if self.state == "active" and self.watchdog.expired():
             self._beats_since = None
         self.watchdog.feed()
-        if self.state == hb.ASKING:
-            self.state = hb.WATCHING              # the wire works again before anyone answered
+        if self.state == "asking":
+            self.state = "watching"              # the wire works again before anyone answered
             self._publish_status()
-        elif self.state == hb.ACTIVE and self._beats_since is None:
+        elif self.state == "active" and self._beats_since is None:
             self._beats_since = now
 
     def _ask_witness(self, now):
-        self.state = hb.ASKING
+        self.state = "asking"
         self._asked_at = now
         self._publish_status()
         self._ask()
@@ -97,7 +97,7 @@ class StandbyRole:
         tm, _ = self.c.read_clock()
         self.handback_at = timefmt.to_epoch(tm) + self.handback_margin_s
         self.c.publish_until = self.handback_at
-        self.state = hb.HANDBACK
+        self.state = "handback"
         self._publish_status()
 
 

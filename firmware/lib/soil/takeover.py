@@ -15,18 +15,18 @@ from soil.ring import publish
 def on_witness(role, master_id, verdict, last_epoch):
     """The gateway's answer to a witness query (an `M` frame): `verdict` 'alive', 'dead' or 'unknown' about
     `master_id`, whose last sample the gateway has at `last_epoch` (None if it has none)."""
-    if role.state == hb.ASKING:
+    if role.state == "asking":
         if verdict == "alive":
-            role.state = hb.WATCHING
+            role.state = "watching"
             role.watchdog.feed()              # ask again only after another full timeout
             role._publish_status()
         else:
             since = last_epoch if last_epoch else role.master_last_epoch
             take_over(role, since, "gateway: master %s" % verdict)
-    elif role.state == hb.ACTIVE and verdict == "alive" and role._beats_since is None:
+    elif role.state == "active" and verdict == "alive" and role._beats_since is None:
         # Active without beats, and the gateway hears the master: only the wire was cut. Stand down.
         role.c.publishing = False
-        role.state = hb.WATCHING
+        role.state = "watching"
         role.since = 0
         role.watchdog.feed()
         role._publish_status()
@@ -37,7 +37,7 @@ def take_over(role, since, why):
     """Become the active collector: publish the ring's samples after `since` (the master's last sample, epoch
     seconds; all of them if None), then publish every sample."""
     c = role.c
-    role.state = hb.ACTIVE
+    role.state = "active"
     role.since = since or 0
     role.takeovers += 1
     role._beats_since = None
