@@ -15,22 +15,22 @@ for name in ("soil.timeparse", "soil.timefmt", "soil.clockset"):
 checks.check("soil.timeparse" not in sys.modules, "drop() removes a module that is not loaded without complaint")
 
 # A call that imports timeparse, which imports timefmt: both are dropped after it.
-got = ondemand.run("timeparse", "epoch_or_none", "2026-01-02T03:04:05Z")
+got = ondemand.run("soil.timeparse.epoch_or_none", "2026-01-02T03:04:05Z")
 checks.equal(got, 1767323045, "the function's answer comes back")
 checks.check("soil.timeparse" not in sys.modules, "the module run on demand is dropped from sys.modules")
 checks.check("soil.timefmt" not in sys.modules, "what it imported on the way is dropped too")
 checks.check(not hasattr(soil, "timeparse"), "and from the package's attributes")
-checks.equal(ondemand.run("timeparse", "epoch_or_none", "-"), None, "it loads again for the next call")
+checks.equal(ondemand.run("soil.timeparse.epoch_or_none", "-"), None, "it loads again for the next call")
 
 # A module that was loaded before the call stays loaded.
 from soil import timefmt  # noqa: E402
-ondemand.run("timeparse", "epoch_or_none", "2026-01-02T03:04:05Z")
+ondemand.run("soil.timeparse.epoch_or_none", "2026-01-02T03:04:05Z")
 checks.check("soil.timefmt" in sys.modules and sys.modules["soil.timefmt"] is timefmt,
              "a module loaded before the call is left alone")
 
 # An exception from the called function propagates, and the module is dropped all the same.
 try:
-    ondemand.run("timeparse", "parse_iso", "2026-02-30T00:00:00Z")
+    ondemand.run("soil.timeparse.parse_iso", "2026-02-30T00:00:00Z")
     checks.check(False, "parse_iso refuses Feb 30")
 except ValueError:
     checks.check(True, "the function's exception reaches the caller")

@@ -120,7 +120,7 @@ class Collector:
 
     def set_clock(self, iso_time):
         """The gateway's `T` frame: set the RTC (soil.clockset, loaded for the call), then report the new state."""
-        ondemand.run("clockset", "set_clock", self, iso_time)
+        ondemand.run("soil.clockset.set_clock", self, iso_time)
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
@@ -141,7 +141,7 @@ class Collector:
                 self.send_hello()
                 self.uplink._resend_from(0)
             elif kind == "witness" and self.role_logic is not None and hasattr(self.role_logic, "on_witness"):
-                last = ondemand.run("timeparse", "epoch_or_none", event[3])
+                last = ondemand.run("soil.timeparse.epoch_or_none", event[3])
                 self.role_logic.on_witness(event[1], event[2], last)
         if self.role_logic is not None:
             self.role_logic.step()

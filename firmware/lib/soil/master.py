@@ -47,10 +47,10 @@ class MasterRole:
     def _standby(self, present):
         if present != self.standby_present:
             if present is False:
-                ondemand.run("events", "send_event", self.c, "standby_missing",
+                ondemand.run("soil.events.send_event", self.c, "standby_missing",
                              "no ACK from the standby at 0x%02x" % self.address)
             elif self.standby_present is False:
-                ondemand.run("events", "send_event", self.c, "standby_back",
+                ondemand.run("soil.events.send_event", self.c, "standby_back",
                              "the standby at 0x%02x answers again" % self.address)
             self.standby_present = present
 
@@ -81,7 +81,7 @@ class MasterRole:
 
     def _resume_at(self, handback_epoch):
         # The ring from the hand-back time on (all of it if None); also sets publish_from: nothing before H is ours.
-        ondemand.run("ring", "publish", self.c, None, handback_epoch)
+        ondemand.run("soil.ring.publish", self.c, None, handback_epoch)
         self.c.publishing = True
         self.state = "active"
 

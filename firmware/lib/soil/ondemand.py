@@ -4,8 +4,8 @@ Why: a MicroPython board holds the bytecode of every module it imported in its h
 in `sys.modules`, and the portable core plus the MicroPython adapter must fit in 32 KB of heap after start-up
 (BRIEF.md). Much of the core runs rarely: the journal's recovery (at boot, and when a card comes back), the
 full-card policy, setting the clock on the gateway's word, parsing a timestamp from the gateway. That code lives in
-modules of its own, and its callers reach it through `run()`, which imports the module for the call and drops it
-again afterwards, with every module the call imported on the way. The next call imports it again (a few
+modules of its own, and its callers reach it through `run("soil.module.function", ...)`, which imports the module
+for the call and drops it again afterwards, with every module the call imported on the way. The next call imports it again (a few
 milliseconds from flash on a board, on occasions that come seconds or days apart).
 
 Rules for a module run this way: it defines functions only (no class whose identity matters, such as an exception
@@ -19,11 +19,15 @@ re-import.
 import sys
 
 
-def run(name, func, *args):
-    """`soil.<name>.<func>(*args)`, with `soil.<name>` (and whatever it imported) loaded for this call only."""
+def run(path, *args):
+    """Call the function `path` (qualified: "soil.ring.publish") with `args`, its module (and whatever that
+    imported) loaded for this call only. Returns what the function returns; its exceptions propagate."""
+    dot = path.rfind(".")
+    module_name = path[:dot]
+    func = path[dot + 1:]
     before = set(sys.modules)
     try:
-        module = __import__("soil." + name, None, None, (func,))
+        module = __import__(module_name, None, None, (func,))
         return getattr(module, func)(*args)
     finally:
         for loaded in [m for m in sys.modules if m not in before]:

@@ -35,10 +35,10 @@ class StandbyRole:
         self.mailbox.set_status(self.state, self.since, self.handback_at)
 
     def _event(self, name, detail):
-        ondemand.run("events", "send_event", self.c, name, detail)
+        ondemand.run("soil.events.send_event", self.c, name, detail)
 
     def _ask(self):
-        ondemand.run("events", "send_witness_query", self.c, self.master_id or "-")
+        ondemand.run("soil.events.send_witness_query", self.c, self.master_id or "-")
 
     def step(self):
         now = self.c.ticks_ms()
@@ -50,7 +50,7 @@ class StandbyRole:
                 self._ask_witness(now)
         elif self.state == "asking":
             if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
-                ondemand.run("takeover", "take_over", self, self.master_last_epoch, "no answer from the gateway")
+                ondemand.run("soil.takeover.take_over", self, self.master_last_epoch, "no answer from the gateway")
         elif self.state == "active":
             if self._beats_since is not None and self.watchdog.expired():
                 self._beats_since = None          # the run of beats broke: start counting again
@@ -91,7 +91,7 @@ class StandbyRole:
 
     def on_witness(self, master_id, verdict, last_epoch):
         """The gateway's answer to a witness query (an `M` frame). soil.takeover decides (loaded for the call)."""
-        ondemand.run("takeover", "on_witness", self, master_id, verdict, last_epoch)
+        ondemand.run("soil.takeover.on_witness", self, master_id, verdict, last_epoch)
 
     def _start_handback(self):
         tm, _ = self.c.read_clock()
