@@ -6,7 +6,7 @@ mailbox; soil.heartbeat has the layout).
 """
 
 from soil import heartbeat as hb
-from soil import ondemand, timefmt
+from soil import ondemand
 
 
 class StandbyRole:
@@ -34,9 +34,6 @@ class StandbyRole:
     def _publish_status(self):
         self.mailbox.set_status(self.state, self.since, self.handback_at)
 
-    def _event(self, name, detail):
-        ondemand.run("soil.events.send_event", self.c, name, detail)
-
     def _ask(self):
         ondemand.run("soil.events.send_witness_query", self.c, self.master_id or "-")
 
@@ -47,7 +44,10 @@ class StandbyRole:
             self._on_beat(beat, now)
         if self.state == "watching":
             if self.watchdog.expired():
-                self._ask_witness(now)
+                self.state = "asking"
+                self._asked_at = now
+                self._publish_status()
+                self._ask()
         elif self.state == "asking":
             if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
                 ondemand.run("soil.takeover.take_over", self, self.master_last_epoch, "no answer from the gateway")
@@ -56,19 +56,14 @@ class StandbyRole:
                 self._beats_since = None          # the run of beats broke: start counting again
             if self._beats_since is not None and \
                     self.c.ticks_diff(now, self._beats_since) >= self.handback_after_ms:
-                self._start_handback()
+                ondemand.run("soil.takeover.start_handback", self)
             elif self._beats_since is None and self.watchdog.expired() and \
                     self.c.ticks_diff(now, self._last_check) >= self.recheck_ms:
                 self._last_check = now
                 self._ask()
         elif self.state == "handback":
             if not self.c.publishing:             # the collector passed H: the master has it from here
-                self.state = "watching"
-                self.since = 0
-                self.handback_at = 0
-                self.watchdog.feed()
-                self._publish_status()
-                self._event("handback", "master %s publishes from here" % (self.master_id,))
+                ondemand.run("soil.takeover.finish_handback", self)
 
     def _on_beat(self, beat, now):
         master_id, boot, seq, last_epoch, link_ok, mstate = beat
@@ -83,22 +78,10 @@ class StandbyRole:
         elif self.state == "active" and self._beats_since is None:
             self._beats_since = now
 
-    def _ask_witness(self, now):
-        self.state = "asking"
-        self._asked_at = now
-        self._publish_status()
-        self._ask()
-
     def on_witness(self, master_id, verdict, last_epoch):
         """The gateway's answer to a witness query (an `M` frame). soil.takeover decides (loaded for the call)."""
         ondemand.run("soil.takeover.on_witness", self, master_id, verdict, last_epoch)
 
-    def _start_handback(self):
-        tm, _ = self.c.read_clock()
-        self.handback_at = timefmt.to_epoch(tm) + self.handback_margin_s
-        self.c.publish_until = self.handback_at
-        self.state = "handback"
-        self._publish_status()
 
 
 
@@ -137,11 +120,8 @@ class Watchdog:
     def feed(self):
         self._last = self._ticks_ms()
 
-    def silent_ms(self):
-        return self._ticks_diff(self._ticks_ms(), self._last)
-
     def expired(self):
-        return self.silent_ms() >= self.timeout_ms
+        return self._ticks_diff(self._ticks_ms(), self._last) >= self.timeout_ms
 
 
 class Mailbox:

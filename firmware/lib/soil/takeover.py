@@ -1,9 +1,10 @@
-"""The standby's decisions when the master seems gone (docs/REDUNDANCY.md has the table): the gateway's answer to
-a witness query, and the takeover itself (publish the ring after the master's last sample, then every sample).
+"""The standby's transitions (docs/REDUNDANCY.md has the table): the gateway's answer to a witness query, the
+takeover (publish the ring after the master's last sample, then every sample), and the hand-back to a master that
+came back.
 
-Its own module because a standby runs it only when the master falls silent: soil.ondemand loads it (with the ring
-and event code it calls) for the call, and a standby that watches a healthy master holds none of it in RAM.
-`role` is the soil.standby.StandbyRole whose state this changes.
+Its own module because a standby runs it only when the master falls silent or returns: soil.ondemand loads it (with
+the ring and event code it calls) for the call, and a standby that watches a healthy master holds none of it in
+RAM. `role` is the soil.standby.StandbyRole whose state this changes; its `step()` decides when.
 """
 
 from soil import heartbeat as hb
@@ -46,6 +47,26 @@ def take_over(role, since, why):
     c.publishing = True
     role._publish_status()
     send_event(c, "takeover", "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
+
+
+def start_handback(role):
+    """The master has been beating again for `handback_after_ms`: agree on a hand-back time a margin from now
+    (written to the status record, which the master reads), publish until then."""
+    tm, _ = role.c.read_clock()
+    role.handback_at = timefmt.to_epoch(tm) + role.handback_margin_s
+    role.c.publish_until = role.handback_at
+    role.state = "handback"
+    role._publish_status()
+
+
+def finish_handback(role):
+    """The collector passed the hand-back time and stopped publishing: the master has it from here."""
+    role.state = "watching"
+    role.since = 0
+    role.handback_at = 0
+    role.watchdog.feed()
+    role._publish_status()
+    send_event(role.c, "handback", "master %s publishes from here" % (role.master_id,))
 
 
 def _iso_or_dash(epoch):
