@@ -117,12 +117,12 @@ def prefill_journal(state_dir, n, boot=1, start_epoch=None):
     The readings belong to boot `boot`, and that boot number is persisted on the card, so the virtual board
     started on this folder boots as `boot + 1` and its live readings can never collide with the cached ones.
     """
-    from soil import frames, identity, timefmt
+    from soil import frames, recovery, timefmt
     from soil.journal import Journal
     from tools.simhw.sdcard import SimCard
     os.makedirs(state_dir, exist_ok=True)
     card = SimCard(os.path.join(state_dir, "sd"), 8 << 20)
-    got, _ = identity.next_boot(card=card)
+    got, _ = recovery.next_boot(card=card)
     assert got == boot, got
     journal = Journal(card, max_bytes=4 << 20)
     journal.open()

@@ -28,7 +28,7 @@ import sys
 import time
 
 from soil import VERSION
-from soil import identity
+from soil import recovery
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -84,7 +84,7 @@ class VirtualBoard:
             self.hal.rtc_chip.set_time(time.gmtime()[:6])
         self.rtc = DS1307(self.hal.i2c)
         self.journal = Journal(self.hal.card, max_bytes=args.journal_max, policy=args.full_policy)
-        boot, stores = identity.next_boot(self.rtc, self.hal.card)
+        boot, stores = recovery.next_boot(self.rtc, self.hal.card)
         self.collector = Collector(args.board, boot, self.rtc, self.hal.adc, self.journal, self.hal.link,
                                    self.hal.ticks_ms, self.hal.ticks_diff, role=args.role,
                                    interval_ms=args.interval_ms, window=args.window,

@@ -12,7 +12,7 @@ import os
 import time
 
 import hal
-from soil import VERSION, identity
+from soil import VERSION, recovery
 from soil.collector import Collector
 from soil.journal import Journal
 
@@ -73,7 +73,7 @@ class Node:
         self.cfg = cfg
         self.hal = hal_
         self.journal = Journal(hal_.card, max_bytes=cfg["SOIL_JOURNAL_MAX"], policy=cfg["SOIL_FULL_POLICY"])
-        self.boot, self.boot_stores = identity.next_boot(hal_.rtc, hal_.card)
+        self.boot, self.boot_stores = recovery.next_boot(hal_.rtc, hal_.card)
         if not self.boot_stores:
             log("soil: boot number %d kept nowhere (no NVRAM, no card): identities may repeat" % self.boot)
         role = cfg["SOIL_ROLE"]

@@ -12,7 +12,7 @@ import machine
 from micropython import const
 
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
-BOOT_ONLY = ("startup", "boards", "soil.identity")
+BOOT_ONLY = ("startup", "boards")
 _WDT_MS = const(8000)
 
 
@@ -41,7 +41,7 @@ def build_hal(pins, serial=None):
 def build(cfg, pins, serial=None, log=None):
     """Build the HAL from the pin map `pins` (boards.py), the RTC driver, the journal, the boot counter, the
     collector and its role. Returns (hal, collector)."""
-    from soil import VERSION, identity
+    from soil import VERSION, ondemand
     from soil.collector import Collector
     from soil.ds1307 import DS1307
     from soil.journal import Journal
@@ -52,7 +52,7 @@ def build(cfg, pins, serial=None, log=None):
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
     journal = Journal(hal.card, max_bytes=cfg.get("journal_max", 262144), policy=cfg.get("full_policy",
                                                                                          "drop_oldest"))
-    boot, stores = identity.next_boot(rtc, hal.card)
+    boot, stores = ondemand.run("soil.recovery.next_boot", rtc, hal.card)
     if not stores and log:
         log("boot counter %d could not be stored (no NVRAM, no card)" % boot)
     role = cfg.get("role", "single")

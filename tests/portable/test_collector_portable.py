@@ -13,7 +13,7 @@ docs/PROTOCOL.md gives each, across the tick wrap. Prints `OK collector_portable
 from portable import Checks
 from test_journal_portable import MemCard
 
-from soil import frames, identity, timefmt
+from soil import frames, recovery, timefmt
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -159,7 +159,7 @@ try:
 except OSError as e:
     checks.check("0x68" in str(e), "a missing chip is reported with its address")
 
-boot, stores = identity.next_boot(rtc, card)
+boot, stores = recovery.next_boot(rtc, card)
 checks.equal((boot, stores), (1, 2), "first boot, kept in NVRAM and on the card")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 c = Collector("bench-1", boot, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=4,
@@ -317,7 +317,7 @@ run(2000)
 link.take()
 unacked = journal.pending
 checks.check(unacked >= 2, "some readings unacknowledged at the reset (%d)" % unacked)
-boot2, _ = identity.next_boot(rtc, card)
+boot2, _ = recovery.next_boot(rtc, card)
 checks.equal(boot2, 2, "the next boot")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 link = RecordingLink()
