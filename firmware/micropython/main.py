@@ -12,7 +12,7 @@ import time
 
 import machine
 from micropython import const
-from soil import ondemand
+from soil import unload
 
 _CONFIG = const("config.json")
 _RESET_DELAY_MS = const(5000)
@@ -40,7 +40,7 @@ def start(cfg, serial=None):
         return startup.start(cfg, serial, _log)
     finally:
         for name in startup.BOOT_ONLY:
-            ondemand.drop(name)
+            unload(name)
         gc.collect()
 
 

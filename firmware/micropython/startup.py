@@ -52,7 +52,7 @@ def build(cfg, pins, serial=None, log=None):
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
     journal = Journal(hal.card, max_bytes=cfg.get("journal_max", 262144), policy=cfg.get("full_policy",
                                                                                          "drop_oldest"))
-    boot, stores = ondemand.run("soil.recovery.next_boot", rtc, hal.card)
+    boot, stores = ondemand("soil.recovery.next_boot", rtc, hal.card)
     if not stores and log:
         log("boot counter %d could not be stored (no NVRAM, no card)" % boot)
     role = cfg.get("role", "single")

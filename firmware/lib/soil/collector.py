@@ -120,7 +120,7 @@ class Collector:
 
     def set_clock(self, iso_time):
         """The gateway's `T` frame: set the RTC (soil.clockset, loaded for the call), then report the new state."""
-        ondemand.run("soil.clockset.set_clock", self, iso_time)
+        ondemand("soil.clockset.set_clock", self, iso_time)
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
@@ -141,7 +141,7 @@ class Collector:
                 self.send_hello()
                 self.uplink._resend_from(0)
             elif kind == "witness" and self.role_logic is not None and hasattr(self.role_logic, "on_witness"):
-                last = ondemand.run("soil.timeparse.epoch_or_none", event[3])
+                last = ondemand("soil.timeparse.epoch_or_none", event[3])
                 self.role_logic.on_witness(event[1], event[2], last)
         if self.role_logic is not None:
             self.role_logic.step()
@@ -178,11 +178,6 @@ class Collector:
         self.seq += 1
         self.last_published_epoch = epoch
         return self._store(wire.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
-
-    def link_ok(self):
-        """Has the gateway been heard from lately? (told to the standby in each heartbeat)"""
-        last = self.uplink.last_rx
-        return last is not None and self.ticks_diff(self.ticks_ms(), last) < 30000
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""

@@ -127,7 +127,7 @@ class DS1307:
     def set_datetime(self, tm):
         """Set the clock to UTC `tm` and start it. Only on the gateway's word (a `T` frame), never at boot (F3).
         The code is in soil.ds1307_set, loaded for the call (soil.ondemand): a board sets its clock rarely."""
-        ondemand.run("soil.ds1307_set.set_datetime", self, tm)
+        ondemand("soil.ds1307_set.set_datetime", self, tm)
 
     def last_set(self):
         """UTC epoch seconds of the last `set_datetime` since the battery was fitted, or None if never."""

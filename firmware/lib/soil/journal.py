@@ -173,7 +173,7 @@ class Journal:
         self._opened = False
         self._reset_ram()
         try:
-            ondemand.run("soil.recovery.open_journal", self)
+            ondemand("soil.recovery.open_journal", self)
         except OSError:
             self.state = "error"
             raise
@@ -300,13 +300,13 @@ class Journal:
 
     def _append(self, size):
         if self._total + size > self.max_bytes:
-            ondemand.run("soil.journal_full.make_room", self, size)    # or JournalFull
+            ondemand("soil.journal_full.make_room", self, size)    # or JournalFull
         try:
             return self._write(size)
         except OSError as e:
             if _errno(e) != _ENOSPC:
                 raise
-        return ondemand.run("soil.journal_full.after_enospc", self, size)
+        return ondemand("soil.journal_full.after_enospc", self, size)
 
     def _new_seg_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
@@ -335,7 +335,7 @@ class Journal:
             f.flush()
         except OSError:
             self._close_quietly(f)
-            ondemand.run("soil.journal_full.after_failed_write", self, seg, name)
+            ondemand("soil.journal_full.after_failed_write", self, seg, name)
             raise
         self._close_quietly(f)
         self._wsize += size

@@ -16,8 +16,6 @@ class MasterRole:
         self.interval_ms = interval_ms
         self.state = "active"
         self.standby_present = None
-        self.standby_state = None
-        self.beats_sent = 0
         self.beats_failed = 0
         self._next = collector.ticks_ms()
         self._started = False
@@ -39,18 +37,15 @@ class MasterRole:
             self._standby(False)
             return None
         self._standby(True)
-        st = decode_status(data)
-        if st is not None:
-            self.standby_state = st[0]
-        return st
+        return decode_status(data)
 
     def _standby(self, present):
         if present != self.standby_present:
             if present is False:
-                ondemand.run("soil.events.send_event", self.c, "standby_missing",
+                ondemand("soil.events.send_event", self.c, "standby_missing",
                              "no ACK from the standby at 0x%02x" % self.address)
             elif self.standby_present is False:
-                ondemand.run("soil.events.send_event", self.c, "standby_back",
+                ondemand("soil.events.send_event", self.c, "standby_back",
                              "the standby at 0x%02x answers again" % self.address)
             self.standby_present = present
 
@@ -62,10 +57,9 @@ class MasterRole:
             return
         self._next = now + self.interval_ms
         c = self.c
-        beat = encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, c.link_ok(), self.state)
+        beat = encode_beat(c.board_id, c.boot, c.seq, c.last_published_epoch or 0, _link_ok(c), self.state)
         try:
             self.i2c.writeto_mem(self.address, hb.BEAT_OFF, beat)
-            self.beats_sent += 1
         except OSError:
             self.beats_failed += 1            # F12: a failed beat is noticed, not ignored
             self._standby(False)
@@ -81,9 +75,15 @@ class MasterRole:
 
     def _resume_at(self, handback_epoch):
         # The ring from the hand-back time on (all of it if None); also sets publish_from: nothing before H is ours.
-        ondemand.run("soil.ring.publish", self.c, None, handback_epoch)
+        ondemand("soil.ring.publish", self.c, None, handback_epoch)
         self.c.publishing = True
         self.state = "active"
+
+
+def _link_ok(c):
+    """Has the gateway been heard from lately? (told to the standby in each beat)"""
+    last = c.uplink.last_rx
+    return last is not None and c.ticks_diff(c.ticks_ms(), last) < 30000
 
 
 # --- the master's side of the wire's records (soil.heartbeat has the layout) ---------------------------------

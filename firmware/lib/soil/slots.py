@@ -59,8 +59,8 @@ class SlotFile:
 
     def load(self):
         """The newest valid payload (bytes), or None when neither slot is valid (first boot, or both destroyed).
-        Runs once per boot, so its code is loaded for the call only (soil.recovery, soil.ondemand)."""
-        return ondemand.run("soil.recovery.load_slot", self)
+        Runs once per boot, so its code is loaded for the call only (soil.recovery, through soil.ondemand)."""
+        return ondemand("soil.recovery.load_slot", self)
 
     def store(self, payload):
         """Write `payload` as the new newest record; flushed before returning. OSError from the card propagates

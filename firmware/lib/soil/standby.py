@@ -27,15 +27,11 @@ class StandbyRole:
         self._asked_at = None
         self._beats_since = None          # ticks of the first beat of the current run of beats while active
         self._last_check = None
-        self.takeovers = 0
         collector.publishing = False
         self._publish_status()
 
     def _publish_status(self):
         self.mailbox.set_status(self.state, self.since, self.handback_at)
-
-    def _ask(self):
-        ondemand.run("soil.events.send_witness_query", self.c, self.master_id or "-")
 
     def step(self):
         now = self.c.ticks_ms()
@@ -47,23 +43,23 @@ class StandbyRole:
                 self.state = "asking"
                 self._asked_at = now
                 self._publish_status()
-                self._ask()
+                ondemand("soil.events.send_witness_query", self.c, self.master_id or "-")
         elif self.state == "asking":
             if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
-                ondemand.run("soil.takeover.take_over", self, self.master_last_epoch, "no answer from the gateway")
+                ondemand("soil.takeover.take_over", self, self.master_last_epoch, "no answer from the gateway")
         elif self.state == "active":
             if self._beats_since is not None and self.watchdog.expired():
                 self._beats_since = None          # the run of beats broke: start counting again
             if self._beats_since is not None and \
                     self.c.ticks_diff(now, self._beats_since) >= self.handback_after_ms:
-                ondemand.run("soil.takeover.start_handback", self)
+                ondemand("soil.takeover.start_handback", self)
             elif self._beats_since is None and self.watchdog.expired() and \
                     self.c.ticks_diff(now, self._last_check) >= self.recheck_ms:
                 self._last_check = now
-                self._ask()
+                ondemand("soil.events.send_witness_query", self.c, self.master_id or "-")
         elif self.state == "handback":
             if not self.c.publishing:             # the collector passed H: the master has it from here
-                ondemand.run("soil.takeover.finish_handback", self)
+                ondemand("soil.takeover.finish_handback", self)
 
     def _on_beat(self, beat, now):
         master_id, boot, seq, last_epoch, link_ok, mstate = beat
@@ -80,7 +76,7 @@ class StandbyRole:
 
     def on_witness(self, master_id, verdict, last_epoch):
         """The gateway's answer to a witness query (an `M` frame). soil.takeover decides (loaded for the call)."""
-        ondemand.run("soil.takeover.on_witness", self, master_id, verdict, last_epoch)
+        ondemand("soil.takeover.on_witness", self, master_id, verdict, last_epoch)
 
 
 

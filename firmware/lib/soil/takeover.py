@@ -40,7 +40,6 @@ def take_over(role, since, why):
     c = role.c
     role.state = "active"
     role.since = since or 0
-    role.takeovers += 1
     role._beats_since = None
     role._last_check = c.ticks_ms()
     published = publish(c, since, None)   # what the master did not publish

@@ -149,7 +149,7 @@ def downlink_fields(kind, f):
     if kind == "Q":
         return ()
     if kind == "T" or kind == "M":
-        return ondemand.run("soil.fields.downlink_fields", kind, f)   # rare on a board: checked by soil.fields
+        return ondemand("soil.fields.downlink_fields", kind, f)   # rare on a board: checked by soil.fields
     raise FrameError("not a gateway frame")
 
 
