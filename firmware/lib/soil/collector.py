@@ -27,8 +27,6 @@ try:
 except ImportError:  # pragma: no cover - journal always ships with the core
     JournalFull = OSError
 
-_ENODEV = const(19)
-_ENOSPC = const(28)
 _EPOCH_FALLBACK = const((2000, 1, 1, 0, 0, 0))
 
 
@@ -84,7 +82,7 @@ class Collector:
             try:
                 self.journal.open()
             except OSError as e:
-                self._card_failed(e)
+                ondemand("soil.cardstate.failed", self, e)
         if self.role_logic is not None and hasattr(self.role_logic, "start"):
             self.role_logic.start()       # a returning master learns whether a standby covers, before sampling
         self.send_hello()
@@ -153,7 +151,8 @@ class Collector:
             self._next_status = now + self.status_interval_ms
             self.send_status()
             if self.journal is not None and (self.card_state == "absent" or self.card_state == "error"):
-                self._retry_card()   # a card that failed or was pulled may be back; a full one is retried per sample
+                # A card that failed or was pulled may be back; a full one is retried per sample.
+                ondemand("soil.cardstate.retry", self)
 
     def sample(self):
         raw = self.adc.read_u16()
@@ -189,7 +188,7 @@ class Collector:
             except JournalFull:
                 self.card_state = "full"
             except OSError as e:
-                self._card_failed(e)
+                ondemand("soil.cardstate.failed", self, e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
             self.ram_dropped += 1
@@ -197,31 +196,13 @@ class Collector:
         self.ram.append(entry)
         return entry
 
-    def _card_failed(self, err):
-        code = err.args[0] if err.args else 0
-        if code == _ENOSPC:
-            self.card_state = "full"
-        elif code == _ENODEV:
-            self.card_state = "absent"
-        else:
-            self.card_state = "error"
-        if self._log:
-            self._log("card: %s (%r)" % (self.card_state, err))
-
-    def _retry_card(self):
-        try:
-            self.journal.open()
-            self.card_state = "ok"
-        except OSError as e:
-            self._card_failed(e)
-
     def _next_record(self):
         """Oldest unsent record: the card's backlog first, then RAM."""
         if self.journal is not None and self.card_state != "absent" and self.card_state != "error":
             try:
                 item = self.journal.read_next()
             except OSError as e:
-                self._card_failed(e)
+                ondemand("soil.cardstate.failed", self, e)
                 item = None
             if item is not None:
                 return item[0], item[1]
@@ -248,7 +229,7 @@ class Collector:
         try:
             self.journal.ack(position)
         except OSError as e:
-            self._card_failed(e)
+            ondemand("soil.cardstate.failed", self, e)
         if self.led is not None:
             # A blink is a state with a deadline checked by step(), never a delay in a callback (flaw F11).
             self.led.value(1)
