@@ -13,7 +13,7 @@ Everything hardware is handed in; `step()` never blocks, so the same object runs
 CircuitPython `code.py` or the CPython virtual board.
 """
 
-from soil import ondemand, timefmt, wire
+from soil import ondemand, utc, wire
 from soil.uplink import Uplink
 
 try:
@@ -94,7 +94,7 @@ class Collector:
         tm, state = self.read_clock()
         n_next = self.uplink.oldest_unacked()
         self.uplink.hello_sent(n_next)
-        return wire.hello(self.board_id, self.boot, n_next, timefmt.iso(tm), state, self.role, self.fw)
+        return wire.hello(self.board_id, self.boot, n_next, utc.iso(tm), state, self.role, self.fw)
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):
@@ -109,8 +109,8 @@ class Collector:
             self._last_tm = tm
             self._last_tm_ticks = self.ticks_ms()
         elif self._last_tm is not None:
-            secs = timefmt.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
-            tm = timefmt.from_epoch(secs)
+            secs = utc.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
+            tm = ondemand("soil.timefmt.from_epoch", secs)   # a clock fault: rare
         elif tm is None:
             tm = _EPOCH_FALLBACK
         self.clock_state = state
@@ -160,7 +160,7 @@ class Collector:
         flags = "" if state == "ok" else "Q"
         if self.role == "standby":
             flags += "S"
-        epoch = timefmt.to_epoch(tm)
+        epoch = utc.to_epoch(tm)
         if self.publish_until is not None and epoch >= self.publish_until:
             self.publishing = False           # handed back: the other collector publishes from here
             self.publish_until = None
@@ -176,7 +176,7 @@ class Collector:
         """Give a sample its identity and store it; returns where it went (journal position or RAM entry)."""
         self.seq += 1
         self.last_published_epoch = epoch
-        return self._store(wire.reading_record(self.boot, self.seq, timefmt.iso(tm), raw, flags))
+        return self._store(wire.reading_record(self.boot, self.seq, utc.iso(tm), raw, flags))
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""
@@ -252,5 +252,5 @@ class Collector:
                 journal_bytes = self.journal.pending_bytes
             except (OSError, AttributeError):
                 journal_bytes = 0
-        self.uplink.send_control(wire.status(timefmt.iso(tm), state, self.pending(), self.dropped(),
+        self.uplink.send_control(wire.status(utc.iso(tm), state, self.pending(), self.dropped(),
                                                self.card_state, journal_bytes))

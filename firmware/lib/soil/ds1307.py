@@ -31,7 +31,7 @@ try:
 except ImportError:  # CPython
     const = lambda x: x  # noqa: E731
 
-from soil import ondemand, timefmt
+from soil import ondemand, utc
 
 ADDRESS = const(0x68)
 
@@ -83,7 +83,7 @@ def decode_time(regs):
         bcd_decode(regs[1] & 0x7F),
         bcd_decode(regs[0] & 0x7F),
     )
-    if not timefmt.valid(tm):
+    if not utc.valid(tm):
         raise ValueError("DS1307 holds an impossible time")
     return tm
 

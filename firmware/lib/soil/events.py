@@ -6,7 +6,7 @@ which loads this module for the call, so a board does not hold their code in RAM
 encoders for the gateway and the tests.
 """
 
-from soil import timefmt
+from soil import utc
 from soil.wire import encode
 
 try:
@@ -35,7 +35,7 @@ def witness_query(master_id):
 def send_event(c, name, detail):
     """Send event `name` from collector `c`, stamped with its clock, and log it."""
     tm, _ = c.read_clock()
-    c.uplink.send_control(event(name, detail, timefmt.iso(tm)))
+    c.uplink.send_control(event(name, detail, utc.iso(tm)))
     if c._log:
         c._log("event %s: %s" % (name, detail))
 

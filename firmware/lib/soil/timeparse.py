@@ -3,10 +3,10 @@
 Strict on purpose: a frame from the line either carries a real instant or is rejected, it is never "repaired" into
 a different time. The gateway parses every reading's time with it. A board parses a time only when the gateway
 sends one (a `T` frame sets the clock, an `M` frame names the master's last sample), so this is a module of its own
-that a board loads for the call (soil.ondemand) instead of holding it in RAM with soil.timefmt.
+that a board loads for the call (soil.ondemand) instead of holding it in RAM with soil.utc.
 """
 
-from soil.timefmt import to_epoch, valid
+from soil.utc import to_epoch, valid
 
 try:
     from micropython import const
