@@ -6,7 +6,6 @@ MicroPython interpreter on a simulated `machine`).
 """
 
 import gc
-import json
 import sys
 import time
 
@@ -14,16 +13,7 @@ import machine
 from micropython import const
 from soil import unload
 
-_CONFIG = const("config.json")
 _RESET_DELAY_MS = const(5000)
-
-
-def load_config(path=_CONFIG):
-    with open(path) as f:
-        cfg = json.load(f)
-    if "board" not in cfg:
-        raise ValueError("%s: 'board' (the board id) is required" % path)
-    return cfg
 
 
 def _log(msg):
@@ -32,9 +22,9 @@ def _log(msg):
     print("soil: " + msg, file=sys.stderr)
 
 
-def start(cfg, serial=None):
-    """Build everything and start it (startup.py), then unload the code that only start-up runs. Returns
-    (hal, collector)."""
+def start(cfg=None, serial=None):
+    """Read config.json (unless `cfg` is given), build everything and start it (startup.py), then unload the code
+    that only start-up runs. Returns (hal, collector)."""
     import startup
     try:
         return startup.start(cfg, serial, _log)
@@ -62,7 +52,7 @@ def loop(hal, c, steps=None):
 
 def main():
     try:
-        hal, c = start(load_config())    # the config dict is not kept: start-up took what it needs
+        hal, c = start()         # start-up reads config.json and keeps none of it beyond what it built
         loop(hal, c)
     except KeyboardInterrupt:
         raise                    # Ctrl-C from mpremote / a serial monitor: back to the REPL, no reset

@@ -14,6 +14,17 @@ from micropython import const
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
 BOOT_ONLY = ("startup", "boards")
 _WDT_MS = const(8000)
+_CONFIG = const("config.json")
+
+
+def load_config(path=_CONFIG):
+    """The board's config.json as a dict; ValueError without a board id."""
+    import json
+    with open(path) as f:
+        cfg = json.load(f)
+    if "board" not in cfg:
+        raise ValueError("%s: 'board' (the board id) is required" % path)
+    return cfg
 
 
 def build_hal(pins, serial=None):
@@ -84,7 +95,10 @@ def build(cfg, pins, serial=None, log=None):
     return hal, c
 
 
-def start(cfg, serial=None, log=None):
+def start(cfg=None, serial=None, log=None):
+    """Start the board from `cfg` (default: config.json): build, start the watchdog, recover, say hello."""
+    if cfg is None:
+        cfg = load_config()
     import boards
     pins = boards.pins_for(cfg)  # start-up's business only: the running board keeps no pin map
     hal, c = build(cfg, pins, serial, log)

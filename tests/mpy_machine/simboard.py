@@ -127,7 +127,7 @@ def start():
     """main.py's start-up: config, HAL, drivers, journal recovery, boot counter, collector, role, hello."""
     import main as board
     _B["board"] = board
-    _B["hal"], _B["c"] = board.start(board.load_config(), (_B["rx"], _B["tx"]))
+    _B["hal"], _B["c"] = board.start(None, (_B["rx"], _B["tx"]))   # None: start-up reads config.json
 
 
 def run(steps=None):

@@ -41,7 +41,7 @@ def build_parser():
     g.add_argument("--heap", type=int, default=256 * 1024, help="MicroPython heap at start-up (default %(default)s)")
     g.add_argument("--main", default="auto", choices=("auto", "step", "script", "off"),
                    help="how main.py runs at boot (default %(default)s: step mode when it defines "
-                        "load_config/start/loop)")
+                        "start/loop)")
     return p
 
 

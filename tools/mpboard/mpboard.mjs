@@ -25,7 +25,7 @@
 //   read them from the traceback text ("OSError: [Errno 2] ENOENT").
 // - main.py: Python here runs synchronously inside the JS event loop, so a `while True` main loop would stop the
 //   board from ever reading its serial line again (no Ctrl-C). `--main auto` (the default) runs a main.py that
-//   defines load_config(), start(cfg, serial) and loop(hal, c, steps) in STEP mode: start() once, then loop(..., 1)
+//   defines start(cfg, serial) and loop(hal, c, steps) in STEP mode: start(None, serial) once, then loop(..., 1)
 //   on a timer, with time.sleep_ms returning at once and the host waiting that long instead; the serial link is a
 //   pair of pollable streams fed by this host, and Ctrl-C on the line stops it (KeyboardInterrupt, back to the REPL).
 //   Any other main.py runs as a plain script (SCRIPT mode), as on a board.
@@ -328,7 +328,7 @@ def begin(mod):
     time.sleep_ms = _sleep_ms
     time.sleep = lambda s: _sleep_ms(int(s * 1000))
     _S["m"] = mod
-    _S["hal"], _S["c"] = mod.start(mod.load_config(), (RX, TX))
+    _S["hal"], _S["c"] = mod.start(None, (RX, TX))   # None: start-up reads config.json
 
 
 def step():
@@ -434,7 +434,7 @@ class Board {
   mainMode() {
     if (this.opts.main !== "auto") return this.opts.main;
     const src = this.mp.FS.readFile("/main.py", { encoding: "utf8" });
-    return /^def load_config\(/m.test(src) && /^def start\(/m.test(src) && /^def loop\(/m.test(src)
+    return /^def start\(/m.test(src) && /^def loop\(/m.test(src)
       ? "step" : "script";
   }
 
