@@ -130,9 +130,10 @@ def compile_mpy(dest):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def heap_after_startup(role, mpy, steps=200):
+def heap_after_startup(role, mpy, steps=200, with_names=False):
     """Live heap bytes (collected at top level, see phases.mjs) taken by the firmware: after main.start() and
-    after `steps` loop steps, minus the simulation's own set-up."""
+    after `steps` loop steps, minus the simulation's own set-up; with_names: and the number of names interned in
+    the interpreter after start-up (the simulation's included)."""
     d = tempfile.mkdtemp(prefix="mpyheap-")
     try:
         app = os.path.join(d, "app")
@@ -153,7 +154,10 @@ def heap_after_startup(role, mpy, steps=200):
         shutil.rmtree(d, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr
     h = dict((m[0], int(m[1])) for m in re.findall(r"^HEAP (\w+) (\d+)$", proc.stdout, re.M))
-    return h["start"] - h["prepared"], h["loop"] - h["prepared"]
+    figures = (h["start"] - h["prepared"], h["loop"] - h["prepared"])
+    if with_names:
+        figures += (int(re.search(r"^QSTRS start\nqstr pool: n_pool=\d+, n_qstr=(\d+)", proc.stdout, re.M).group(1)),)
+    return figures
 
 
 def mpy_cross_available():

@@ -8,7 +8,8 @@
 // (ports/webassembly/main.c, MICROPY_GC_SPLIT_HEAP_AUTO). So gc.mem_alloc() inside one script counts every byte
 // ever allocated, garbage included. This driver runs simboard's phases as separate top-level calls, with
 // collecting calls in between, and prints `HEAP <phase> <bytes>` (live bytes) after each:
-//   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps).
+//   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps);
+// after start, `QSTRS start` and micropython.qstr_info()'s line (n_qstr: the names interned so far).
 // Libraries are copied like tools/micropython/run.mjs does (.py and .mpy files, keeping package folders);
 // the --app folder's top-level .py files go to /app (simboard reads _simstate.py and _mpyfiles.py there).
 import fs from "node:fs";
@@ -74,6 +75,7 @@ try {
   measure("prepared");
   mp.runPython("simboard.start()");
   measure("start");
+  mp.runPython('import micropython\nprint("QSTRS start")\nmicropython.qstr_info()');   // n_qstr: names interned
   mp.runPython("simboard.run()");
   measure("loop");
 } catch (e) {
