@@ -263,6 +263,10 @@ def test_build_deployment(tmp_path):
         assert name.encode() in data and REPO.encode() not in data, (board_path, name)
     src = flash.build_deployment(str(tmp_path / "src"), mpy=False)
     assert [b for _, b in src] == [b for _, b in flash.firmware_files()]
+    # The default -O3 drops the line-number tables that --mpy-opt 0 keeps: every module is smaller, none bigger.
+    lines = dict((b, os.path.getsize(h)) for h, b in flash.build_deployment(str(tmp_path / "o0"), opt=0))
+    sizes = [(os.path.getsize(h), lines[b]) for h, b in mpy if b.endswith(".mpy")]
+    assert all(o3 <= o0 for o3, o0 in sizes) and sum(o3 for o3, _ in sizes) < sum(o0 for _, o0 in sizes), sizes
 
 
 SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine on sys.path): a DS1307 on I2C 0, the SD card stand-in.
