@@ -17,17 +17,9 @@ from soil import ondemand, utc, wire
 from soil.uplink import Uplink
 
 try:
-    from micropython import const
-except ImportError:  # CPython, CircuitPython without the micropython module
-    def const(x):
-        return x
-
-try:
     from soil.journal import JournalFull
 except ImportError:  # pragma: no cover - journal always ships with the core
     JournalFull = OSError
-
-_EPOCH_FALLBACK = const((2000, 1, 1, 0, 0, 0))
 
 
 class Collector:
@@ -112,7 +104,7 @@ class Collector:
             secs = utc.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
             tm = ondemand("soil.timefmt.from_epoch", secs)   # a clock fault: rare
         elif tm is None:
-            tm = _EPOCH_FALLBACK
+            tm = (2000, 1, 1, 0, 0, 0)    # no good reading yet: the DS1307's zero, flagged by its state
         self.clock_state = state
         return tm, state
 

@@ -1,8 +1,9 @@
 """The whole frame codec of the uplink protocol (docs/PROTOCOL.md): what the gateway, the tools and the tests import.
 
-soil.wire holds the envelope and the board's half (encoding H R S E V, decoding A N W T Q M); this module adds the
-gateway's half (decoding H R S E V, encoding A N W T Q M) and re-exports the rest, so `frames.decode` parses every
-frame type. A board imports soil.wire only: code it never runs would sit in its RAM.
+soil.wire holds the envelope and the board's half (encoding H R S, decoding A N W T Q M), soil.events the E and V
+encoders, soil.fields the checks of times and words; this module adds the gateway's half (decoding H R S E V,
+encoding A N W T Q M) and re-exports the rest, so `frames.decode` parses every frame type. A board imports
+soil.wire only: code it never runs would sit in its RAM.
 """
 
 from soil.wire import (  # noqa: F401 - re-exported: frames is the codec's one public face off the board

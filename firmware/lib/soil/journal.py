@@ -73,7 +73,6 @@ _BAD = const(1)
 _TORN = const(2)
 _EOF = const(3)
 
-_POLICIES = const(("drop_oldest", "drop_newest"))
 
 
 class JournalFull(Exception):
@@ -104,7 +103,7 @@ class Journal:
     """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
 
     def __init__(self, card, max_bytes=262144, segment_bytes=4096, policy="drop_oldest"):
-        if policy not in _POLICIES:
+        if policy != "drop_oldest" and policy != "drop_newest":
             raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
         if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
             raise ValueError("need max_bytes >= segment_bytes >= MAX_RECORD")

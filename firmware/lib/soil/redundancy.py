@@ -24,7 +24,9 @@ All times here are the RTC's UTC epoch seconds (both clocks are set by the gatew
 differences.
 
 Each role is its own module (soil.standby, soil.master) so a board loads only the code of the role it plays; this
-module names both for code that wants either.
+module names both for code that wants either. The rare moments load their code when they come (soil.ondemand):
+the standby's takeover, witness answers and hand-back (soil.takeover), publishing the ring (soil.ring), events and
+witness queries (soil.events).
 """
 
 from soil.master import MasterRole  # noqa: F401

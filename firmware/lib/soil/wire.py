@@ -1,12 +1,13 @@
 """The wire format of the uplink protocol (docs/PROTOCOL.md), and the half of the codec a board runs.
 
 A frame is one printable line, `$T,field,...*crc32hex\\n`, so a person can read the link on a serial monitor and a
-machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, field checks), the
-encoders of the frames a board sends (H R S; E V in soil.events) and the decoder of the frames it receives (A N W T Q M).
-soil.frames adds the gateway's half on top of it: decoding H R S E V, encoding A N W T Q M. Each frame is defined
-once, in one of the two; the split exists because a board keeps every byte of code it imports in RAM (BRIEF.md:
-32 KB of MicroPython heap), and the gateway's half is code a board never runs. The two frames only a redundant pair
-sends, now and then (E events, V witness queries), are in soil.events, which a board loads for the call.
+machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, numbers, board ids),
+the encoders of the frames every board sends (H R S) and the decoder of the frames it receives (A N W Q here; the
+rare T and M through soil.fields). soil.frames adds the gateway's half on top: decoding H R S E V, encoding
+A N W T Q M. Each frame is defined once; the split exists because a board keeps every byte of code it imports in
+RAM (BRIEF.md: 32 KB of MicroPython heap), and the gateway's half is code a board never runs. The two frames only a
+redundant pair sends, now and then (E events, V witness queries), are in soil.events; soil.events and soil.fields
+are loaded on a board only for the call (soil.ondemand).
 """
 
 from soil import ondemand
