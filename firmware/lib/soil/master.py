@@ -43,10 +43,10 @@ class MasterRole:
         if present != self.standby_present:
             if present is False:
                 ondemand("soil.events.send_event", self.c, "standby_missing",
-                             "no ACK from the standby at 0x%02x" % self.address)
+                         "no ACK from the standby at 0x%02x" % self.address)
             elif self.standby_present is False:
                 ondemand("soil.events.send_event", self.c, "standby_back",
-                             "the standby at 0x%02x answers again" % self.address)
+                         "the standby at 0x%02x answers again" % self.address)
             self.standby_present = present
 
     def step(self):

@@ -7,7 +7,6 @@ the ring and event code it calls) for the call, and a standby that watches a hea
 RAM. `role` is the soil.standby.StandbyRole whose state this changes; its `step()` decides when.
 """
 
-from soil import heartbeat as hb
 from soil import timefmt
 from soil.events import send_event
 from soil.ring import publish
