@@ -60,6 +60,13 @@ def _static(cls, key):
         _STATIC[(cls, key)] = obj
     return obj
 
+
+class _StaticById:
+    """Base of the classes whose constructor returns the static object for its first argument, the id."""
+
+    def __new__(cls, id, *args, **kw):
+        return _static(cls, id)
+
 PWRON_RESET = 1
 WDT_RESET = 3
 SOFT_RESET = 5
@@ -86,15 +93,12 @@ def freq(hz=None):
     return 125000000
 
 
-class Pin:
+class Pin(_StaticById):
     IN = 0
     OUT = 1
     OPEN_DRAIN = 2
     PULL_UP = 1
     PULL_DOWN = 2
-
-    def __new__(cls, id, *args, **kw):
-        return _static(cls, id)
 
     def __init__(self, id, mode=-1, pull=-1, value=None):
         self.id = id
@@ -137,10 +141,7 @@ class ADC:
         return 21000 + s * 6 + (SIM.now_ms // 1000 * 7919) % 13     # 21000 wet .. ~42600 dry, small steps
 
 
-class I2C:
-    def __new__(cls, id, *args, **kw):
-        return _static(cls, id)
-
+class I2C(_StaticById):
     def __init__(self, id, scl=None, sda=None, freq=400000, timeout=50000):
         self.id = id
         self.scl = scl
@@ -176,7 +177,7 @@ class I2C:
         buf[:] = self.readfrom_mem(addr, memaddr, len(buf))
 
 
-class I2CTarget:
+class I2CTarget(_StaticById):
     """Memory mode only (`mem=`): a controller's write sets the memory address then stores bytes, wrapping at the
     end of `mem`; a read returns bytes from the address. Handlers run after the transaction, like a soft IRQ."""
     IRQ_ADDR_MATCH_READ = 1
@@ -185,9 +186,6 @@ class I2CTarget:
     IRQ_WRITE_REQ = 8
     IRQ_END_READ = 16
     IRQ_END_WRITE = 32
-
-    def __new__(cls, id, *args, **kw):
-        return _static(cls, id)
 
     def __init__(self, id, addr, *, addrsize=7, mem=None, mem_addrsize=8, scl=None, sda=None):
         if mem is None:
@@ -235,10 +233,7 @@ class I2CTarget:
         return bytes(out)
 
 
-class SPI:
-    def __new__(cls, id, *args, **kw):
-        return _static(cls, id)
-
+class SPI(_StaticById):
     def __init__(self, id, baudrate=1000000, *, polarity=0, phase=0, bits=8, firstbit=0, sck=None, mosi=None,
                  miso=None):
         self.id = id
