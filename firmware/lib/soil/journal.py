@@ -74,7 +74,6 @@ _TORN = const(2)
 _EOF = const(3)
 
 
-
 class JournalFull(Exception):
     """The new record was refused (policy 'drop_newest', or 'drop_oldest' could not make room); it is counted in
     `dropped`. Not an OSError: the card itself works."""
