@@ -9,28 +9,30 @@ This is the book's Listing 8-7 loop done so that nothing is lost:
 - when the card fails, readings wait in a small RAM queue instead of vanishing, and what is dropped is counted and
   reported (F6).
 
+In a redundant pair (soil.heartbeat) only the active collector publishes; the other keeps its samples in a
+bounded RAM ring, which the pair's role (soil.master, soil.standby) publishes when it takes over or hands back.
+The role decides when; this class owns what is published and keeps the ring.
+
 Everything hardware is handed in; `step()` never blocks, so the same object runs under a MicroPython main loop, a
-CircuitPython `code.py` or the CPython virtual board.
+CircuitPython `code.py` or the CPython virtual board. soil.board builds it from a board's settings.
 """
 
-from soil import ondemand, utc, wire
+from soil import __version__, codec, ds1307, utc
+from soil.card import ENODEV, ENOSPC, errno_of
+from soil.journal import JournalFull
 from soil.uplink import Uplink
-
-try:
-    from soil.journal import JournalFull
-except ImportError:  # pragma: no cover - journal always ships with the core
-    JournalFull = OSError
 
 
 class Collector:
-    def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, role="single",
-                 interval_ms=1000, window=24, status_interval_ms=10000, ram_queue=64, led=None, fw="0.1.0",
-                 log=None, ring_size=64):
-        if not wire.valid_board_id(board_id):
+    """One board's collector. `pair` is its role in a redundant pair (a soil.master.MasterRole or a
+    soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
+
+    def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None):
+        if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         self.board_id = board_id
         self.boot = boot
-        self.role = role
         self.rtc = rtc
         self.adc = adc
         self.journal = journal
@@ -41,32 +43,37 @@ class Collector:
         self.led = led
         self.fw = fw
         self._log = log
-        self.uplink = Uplink(link, ticks_ms, ticks_diff, window=window)
-        self.uplink.make_hello = self._hello_frame
+        self.uplink = Uplink(link, ticks_ms, ticks_diff, self._hello_frame, window=window)
         self.seq = 0
+        self.sampling = True          # False: no more samples (a bench run that stops after N); the link is served
         self.ram = []                 # records waiting in RAM while the card cannot take them
         self.ram_limit = ram_queue
         self.ram_dropped = 0
-        self.card_state = "ok"
+        self.card_state = codec.CARD_OK
+        self.clock_state = ds1307.UNSET
         self._fresh = None            # the reading sampled in this step, if any: sending it now makes it live
         self._next_sample = None
         self._next_status = None
         self._last_tm = None
         self._last_tm_ticks = 0
-        self.clock_state = "unset"
         self._led_off_at = None
-        # Redundancy (soil.redundancy): only the active collector publishes; the other keeps a ring in RAM.
-        self.publishing = True
-        self.publish_from = None      # publish samples from this epoch on (a master taking back from a standby)
-        self.publish_until = None     # stop publishing at this epoch (a standby handing back)
+        # The pair: only the active collector publishes; the other keeps a ring in RAM.
+        self.pair = pair
+        self.role = pair.ROLE if pair is not None else codec.SINGLE
+        self.publishing = True        # a standby's role stands it by when it binds
+        self._publish_from = None     # publish samples from this epoch on (a master taking back from a standby)
+        self._publish_until = None    # stop publishing at this epoch (a standby handing back)
         self.ring = []                # (epoch, raw, flags) of samples not published, oldest first (the time
                                       # is rebuilt from the epoch: a 6-tuple per entry would double its RAM)
-        self.ring_limit = ring_size
+        self.ring_limit = pair.ring_size(interval_ms) if pair is not None else 0
         self.last_published_epoch = None
-        self.role_logic = None        # a StandbyRole or MasterRole, stepped with the collector
+        if pair is not None:
+            pair.bind(self)
 
     # --- start-up -----------------------------------------------------------------------------------------------
     def start(self):
+        """Recover the journal, let the pair's role look at the wire (a returning master learns whether a standby
+        covers, before sampling), and say hello."""
         now = self.ticks_ms()
         self._next_sample = now
         self._next_status = now
@@ -74,9 +81,9 @@ class Collector:
             try:
                 self.journal.open()
             except OSError as e:
-                ondemand("soil.cardstate.failed", self, e)
-        if self.role_logic is not None and hasattr(self.role_logic, "start"):
-            self.role_logic.start()       # a returning master learns whether a standby covers, before sampling
+                self._card_failed(e)
+        if self.pair is not None:
+            self.pair.start()
         self.send_hello()
 
     def send_hello(self):
@@ -86,7 +93,7 @@ class Collector:
         tm, state = self.read_clock()
         n_next = self.uplink.oldest_unacked()
         self.uplink.hello_sent(n_next)
-        return wire.hello(self.board_id, self.boot, n_next, utc.iso(tm), state, self.role, self.fw)
+        return codec.hello(self.board_id, self.boot, n_next, utc.iso(tm), state, self.role, self.fw)
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):
@@ -96,27 +103,37 @@ class Collector:
         try:
             tm, state = self.rtc.read()
         except OSError:
-            tm, state = None, "invalid"
-        if tm is not None and (state == "ok" or state == "unset"):
+            tm, state = None, ds1307.INVALID
+        if tm is not None and (state == ds1307.OK or state == ds1307.UNSET):
             self._last_tm = tm
             self._last_tm_ticks = self.ticks_ms()
         elif self._last_tm is not None:
             secs = utc.to_epoch(self._last_tm) + self.ticks_diff(self.ticks_ms(), self._last_tm_ticks) // 1000
-            tm = ondemand("soil.timefmt.from_epoch", secs)   # a clock fault: rare
+            tm = utc.from_epoch(secs)
         elif tm is None:
             tm = (2000, 1, 1, 0, 0, 0)    # no good reading yet: the DS1307's zero, flagged by its state
         self.clock_state = state
         return tm, state
 
     def set_clock(self, iso_time):
-        """The gateway's `T` frame: set the RTC (soil.clockset, loaded for the call), then report the new state."""
-        ondemand("soil.clockset.set_clock", self, iso_time)
+        """The gateway's `T` frame: set the RTC to `iso_time` and send a status frame with the new clock state.
+        A time that does not parse is ignored (the codec checked its shape; Feb 30 still gets here); a clock that
+        refuses it is logged, and the status frame tells the gateway, which sets it again."""
+        try:
+            tm = utc.parse_iso(iso_time)
+        except ValueError:
+            return
+        try:
+            self.rtc.set_datetime(tm)
+        except (OSError, ValueError) as e:
+            self.log("rtc: cannot set the clock (%r)" % (e,))
+        self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
         """Do whatever is due now; never blocks."""
         now = self.ticks_ms()
-        if self.ticks_diff(now, self._next_sample) >= 0:
+        if self.sampling and self.ticks_diff(now, self._next_sample) >= 0:
             self.sample()
             self._next_sample += self.interval_ms
             if self.ticks_diff(now, self._next_sample) >= self.interval_ms:
@@ -129,12 +146,11 @@ class Collector:
                 self.set_clock(event[1])
             elif kind == "query":
                 self.send_hello()
-                self.uplink._resend_from(0)
-            elif kind == "witness" and self.role_logic is not None and hasattr(self.role_logic, "on_witness"):
-                last = ondemand("soil.timeparse.epoch_or_none", event[3])
-                self.role_logic.on_witness(event[1], event[2], last)
-        if self.role_logic is not None:
-            self.role_logic.step()
+                self.uplink.resend_from(0)
+            elif kind == "witness" and self.pair is not None:
+                self.pair.on_witness(event[1], event[2], utc.epoch_or_none(event[3]))
+        if self.pair is not None:
+            self.pair.step()
         self._fill_window()
         if self._led_off_at is not None and self.ticks_diff(now, self._led_off_at) >= 0:
             self._led_off_at = None
@@ -142,21 +158,27 @@ class Collector:
         if self.ticks_diff(now, self._next_status) >= 0:
             self._next_status = now + self.status_interval_ms
             self.send_status()
-            if self.journal is not None and (self.card_state == "absent" or self.card_state == "error"):
-                # A card that failed or was pulled may be back; a full one is retried per sample.
-                ondemand("soil.cardstate.retry", self)
+            if self.journal is not None and (self.card_state == codec.CARD_ABSENT or
+                                             self.card_state == codec.CARD_ERROR):
+                self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
+
+    def ms_until_sample(self):
+        """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
+        if not self.sampling:
+            return self.status_interval_ms
+        return self.ticks_diff(self._next_sample, self.ticks_ms())
 
     def sample(self):
         raw = self.adc.read_u16()
         tm, state = self.read_clock()
-        flags = "" if state == "ok" else "Q"
-        if self.role == "standby":
+        flags = "" if state == ds1307.OK else "Q"
+        if self.role == codec.STANDBY:
             flags += "S"
         epoch = utc.to_epoch(tm)
-        if self.publish_until is not None and epoch >= self.publish_until:
+        if self._publish_until is not None and epoch >= self._publish_until:
             self.publishing = False           # handed back: the other collector publishes from here
-            self.publish_until = None
-        if self.publishing and (self.publish_from is None or epoch >= self.publish_from):
+            self._publish_until = None
+        if self.publishing and (self._publish_from is None or epoch >= self._publish_from):
             self._fresh = self._publish(epoch, tm, raw, flags)
         else:
             if len(self.ring) >= self.ring_limit:
@@ -168,19 +190,19 @@ class Collector:
         """Give a sample its identity and store it; returns where it went (journal position or RAM entry)."""
         self.seq += 1
         self.last_published_epoch = epoch
-        return self._store(wire.reading_record(self.boot, self.seq, utc.iso(tm), raw, flags))
+        return self._store(codec.reading_record(self.boot, self.seq, utc.iso(tm), raw, flags))
 
     def _store(self, record):
         """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""
-        if self.journal is not None and self.card_state in ("ok", "full"):
+        if self.journal is not None and (self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL):
             try:
                 position = self.journal.append(record)
-                self.card_state = "ok"
+                self.card_state = codec.CARD_OK
                 return position
             except JournalFull:
-                self.card_state = "full"
+                self.card_state = codec.CARD_FULL
             except OSError as e:
-                ondemand("soil.cardstate.failed", self, e)
+                self._card_failed(e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
             self.ram_dropped += 1
@@ -190,11 +212,11 @@ class Collector:
 
     def _next_record(self):
         """Oldest unsent record: the card's backlog first, then RAM."""
-        if self.journal is not None and self.card_state != "absent" and self.card_state != "error":
+        if self.journal is not None and self.card_state != codec.CARD_ABSENT and self.card_state != codec.CARD_ERROR:
             try:
                 item = self.journal.read_next()
             except OSError as e:
-                ondemand("soil.cardstate.failed", self, e)
+                self._card_failed(e)
                 item = None
             if item is not None:
                 return item[0], item[1]
@@ -221,15 +243,88 @@ class Collector:
         try:
             self.journal.ack(position)
         except OSError as e:
-            ondemand("soil.cardstate.failed", self, e)
+            self._card_failed(e)
         if self.led is not None:
             # A blink is a state with a deadline checked by step(), never a delay in a callback (flaw F11).
             self.led.value(1)
             self._led_off_at = self.ticks_ms() + 50
 
+    # --- the card failing and coming back (flaw F6: reported, and readings wait in RAM, never vanish) ---------------
+    def _card_failed(self, err):
+        """The card raised OSError `err`: 'full' (ENOSPC), 'absent' (ENODEV: pulled or never there) or 'error';
+        logged. Until the card works again, readings wait in RAM."""
+        code = errno_of(err)
+        if code == ENOSPC:
+            self.card_state = codec.CARD_FULL
+        elif code == ENODEV:
+            self.card_state = codec.CARD_ABSENT
+        else:
+            self.card_state = codec.CARD_ERROR
+        self.log("card: %s (%r)" % (self.card_state, err))
+
+    def _retry_card(self):
+        """Open the journal again (a card pushed back in is mounted again by the HAL): 'ok' if it works."""
+        try:
+            self.journal.open()
+            self.card_state = codec.CARD_OK
+        except OSError as e:
+            self._card_failed(e)
+
+    # --- what the pair's role asks of its collector ------------------------------------------------------------------
+    def stand_by(self):
+        """Stop publishing: samples go to the ring (a standby watching its master, a master that came back while
+        the standby covers)."""
+        self.publishing = False
+        self._publish_until = None
+
+    def take_over(self, after_epoch):
+        """Publish the ring's samples later than `after_epoch` (the other collector's last stored sample; all of
+        them if None), then every sample. Returns how many ring samples were published."""
+        n = self._publish_ring(after_epoch, None)
+        self.publishing = True
+        return n
+
+    def resume_from(self, from_epoch):
+        """Publish the ring's samples from `from_epoch` on (all of them if None), then every sample; nothing before
+        `from_epoch` is ours (a master taking back at the agreed hand-back time)."""
+        self._publish_ring(None, from_epoch)
+        self.publishing = True
+
+    def hand_back_at(self, epoch):
+        """Publish samples before `epoch`, then stand by: the other collector publishes from there."""
+        self._publish_until = epoch
+
+    def _publish_ring(self, after_epoch, from_epoch):
+        """Publish the ring's samples later than `after_epoch` and not earlier than `from_epoch` (either None: no
+        bound), oldest first, as cached readings; empty the ring; publish live samples from `from_epoch` on."""
+        n = 0
+        for epoch, raw, flags in self.ring:
+            if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
+                self._publish(epoch, utc.from_epoch(epoch), raw, flags)
+                n += 1
+        self.ring = []
+        self._publish_from = from_epoch
+        return n
+
+    def send_event(self, name, detail):
+        """Send event `name` (codec.EVENTS) stamped with the board's clock, and log it."""
+        tm, _ = self.read_clock()
+        self.uplink.send_control(codec.event(name, detail, utc.iso(tm)))
+        self.log("event %s: %s" % (name, detail))
+
+    def ask_witness(self, master_id):
+        """Ask the gateway whether it still hears `master_id` (None: a master never heard); the answer comes back
+        through step() to the pair's `on_witness`."""
+        self.uplink.send_control(codec.witness_query(master_id or "-"))
+
     # --- status -----------------------------------------------------------------------------------------------------
+    def log(self, msg):
+        if self._log is not None:
+            self._log(msg)
+
     def pending(self):
-        journal_pending = self.journal.pending if (self.journal is not None and self.card_state != "absent") else 0
+        journal_pending = self.journal.pending if (self.journal is not None and
+                                                   self.card_state != codec.CARD_ABSENT) else 0
         return journal_pending + len(self.ram) + sum(1 for e in self.uplink.inflight if e[2] is None)
 
     def dropped(self):
@@ -244,5 +339,5 @@ class Collector:
                 journal_bytes = self.journal.pending_bytes
             except (OSError, AttributeError):
                 journal_bytes = 0
-        self.uplink.send_control(wire.status(utc.iso(tm), state, self.pending(), self.dropped(),
-                                               self.card_state, journal_bytes))
+        self.uplink.send_control(codec.status(utc.iso(tm), state, self.pending(), self.dropped(),
+                                              self.card_state, journal_bytes))

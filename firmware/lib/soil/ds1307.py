@@ -15,7 +15,7 @@ The clock is set only when the gateway says so (a `T` frame), never at boot: the
 Constructing this driver and reading from it never write to the chip.
 
 The chip keeps UTC, 24-hour mode, years 2000-2099. Times are `tm = (year, month, mday, hour, minute, second)`
-tuples as in `soil.timefmt`. 12-hour mode, which another tool may have left behind, is decoded on read.
+tuples as in `soil.utc`. 12-hour mode, which another tool may have left behind, is decoded on read.
 
 Errors are `OSError` from the bus (retry is the caller's policy), `ValueError` for impossible register values and
 bad arguments. The bus is anything with MicroPython's `readfrom_mem` / `writeto_mem` (docs/ARCHITECTURE.md).
@@ -26,12 +26,7 @@ Register map (datasheet, table 2):
     0x06 10y|y      0x07 OUT|0|0|SQWE|0|0|RS1|RS0      0x08..0x3F 56 bytes of RAM
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    const = lambda x: x  # noqa: E731
-
-from soil import ondemand, utc
+from soil import const, utc
 
 ADDRESS = const(0x68)
 
@@ -49,11 +44,12 @@ NVRAM_SIZE = const(48)  # 0x08..0x37 for callers (the boot counter lives there t
 _MARKER_REG = const(0x38)  # 0x38..0x3F: this driver's "set by a gateway" marker
 _MARKER_MAGIC = b"SoIL"  # then the UTC epoch of the last set, 4 bytes big-endian
 
-# The clock states, as private constants: a public one would be a global, and a name, in a board's RAM.
-_OK = const("ok")
-_UNSET = const("unset")
-_HALTED = const("halted")
-_INVALID = const("invalid")
+# The clock states (a reading's trust, and the clock field of H and S frames; docs/PROTOCOL.md).
+OK = const("ok")
+UNSET = const("unset")
+HALTED = const("halted")
+INVALID = const("invalid")
+CLOCK_STATES = (OK, UNSET, HALTED, INVALID)
 
 
 def bcd_decode(byte):
@@ -63,6 +59,13 @@ def bcd_decode(byte):
     if hi > 9 or lo > 9:
         raise ValueError("not a BCD byte: 0x%02x" % byte)
     return hi * 10 + lo
+
+
+def bcd_encode(value):
+    """0..99 -> one BCD byte (42 -> 0x42)."""
+    if not 0 <= value <= 99:
+        raise ValueError("BCD holds 0..99")
+    return (value // 10) << 4 | value % 10
 
 
 def decode_time(regs):
@@ -106,7 +109,8 @@ class DS1307:
             code = e.args[0] if e.args and isinstance(e.args[0], int) else 19
             raise OSError(code, "no DS1307 at 0x%02x: check SDA/SCL and pull-ups" % address)
         if control & _CONTROL_ZERO:
-            raise RuntimeError("device at 0x%02x is not a DS1307 (control register 0x%02x)" % (address, control))
+            raise RuntimeError("device at 0x%02x is not a DS1307 (control register 0x%02x; a PCF8523, as on an "
+                               "Adalogger FeatherWing, answers there too)" % (address, control))
 
     def _read_time_regs(self):
         return self.i2c.readfrom_mem(self.address, _REG_SECONDS, 7)
@@ -126,8 +130,27 @@ class DS1307:
 
     def set_datetime(self, tm):
         """Set the clock to UTC `tm` and start it. Only on the gateway's word (a `T` frame), never at boot (F3).
-        The code is in soil.ds1307_set, loaded for the call (soil.ondemand): a board sets its clock rarely."""
-        ondemand("soil.ds1307_set.set_datetime", self, tm)
+
+        Writes registers 0x00..0x06 in one transaction (24-hour mode, CH cleared, day of week 1 = Monday, as
+        Adafruit's driver counts), then the "set by a gateway" marker. The marker goes second: a reset between
+        the two leaves the clock `'unset'` (the gateway sets it again), never `'ok'` with an old time.
+        """
+        if not utc.valid(tm) or tm[0] < 2000 or tm[0] > 2099:
+            raise ValueError("DS1307 keeps 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z, got %r" % (tm,))
+        year, month, mday, hour, minute, second = tm
+        b = self._time
+        b[0] = bcd_encode(second)  # CH = 0: the oscillator runs
+        b[1] = bcd_encode(minute)
+        b[2] = bcd_encode(hour)  # bit 6 = 0: 24-hour mode
+        b[3] = utc.weekday(year, month, mday)
+        b[4] = bcd_encode(mday)
+        b[5] = bcd_encode(month)
+        b[6] = bcd_encode(year - 2000)
+        self.i2c.writeto_mem(self.address, _REG_SECONDS, b)
+        m = self._marker
+        m[0:4] = _MARKER_MAGIC
+        m[4:8] = utc.to_epoch(tm).to_bytes(4, "big")
+        self.i2c.writeto_mem(self.address, _MARKER_REG, m)
 
     def last_set(self):
         """UTC epoch seconds of the last `set_datetime` since the battery was fitted, or None if never."""
@@ -147,12 +170,12 @@ class DS1307:
         except ValueError:
             tm = None
         if regs[0] & _CH:
-            return tm, _HALTED
+            return tm, HALTED
         if tm is None:
-            return None, _INVALID
+            return None, INVALID
         if self.last_set() is None:
-            return tm, _UNSET
-        return tm, _OK
+            return tm, UNSET
+        return tm, OK
 
     def state(self):
         """`'ok'`, `'unset'`, `'halted'` or `'invalid'` (see the module docstring); `'halted'` wins over `'invalid'`

@@ -1,7 +1,16 @@
-"""The heartbeat between a master and a standby collector over a dedicated I2C wire (the book's Listing 8-6, fixed).
+"""A redundant pair: two collectors, one series of readings, no gap and no double when either side fails.
 
-The standby is an I2C target in "memory mode" (MicroPython's `machine.I2CTarget(mem=...)`, CircuitPython's
-`i2ctarget` behind the same interface, the simulation's `MemTarget`). Its memory has two records:
+Both boards sample all the time. Only the *active* one publishes (journal + uplink); the other keeps its samples
+in a bounded RAM ring (soil.collector). That ring is what closes the gap: when a standby takes over, it publishes
+what it sampled since the master's last stored sample, so the database has no missing slot across the failover.
+
+This module is what both sides share: the heartbeat wire's layout, the record envelope and the pair's states.
+Each side's code lives with its role, so a board loads only its own: soil.master (writes beats, reads the
+standby's status) and soil.standby (reads beats, writes its status, decides takeovers and hand-backs).
+
+The wire (the book's Listing 8-6, fixed) is a dedicated I2C bus. The standby is an I2C target in "memory mode"
+(MicroPython's `machine.I2CTarget(mem=...)`, CircuitPython's `i2ctarget` behind the same interface, the
+simulation's `MemTarget`). Its memory has two records:
 
     0x00..0x5F  beat    written by the master every interval: who it is, its boot, its last sample (seq and
                         time), whether its uplink works, and whether it is active or returning after a reset
@@ -11,18 +20,28 @@ The standby is an I2C target in "memory mode" (MicroPython's `machine.I2CTarget(
 Both records are text with a CRC (`B1,...*crc\\n`, `S1,...*crc\\n`) so a torn or half-updated record is rejected,
 and a logic analyser shows them as readable ASCII.
 
-This module is the wire's layout, the states and the record envelope. Each side's code lives with its role, so a
-board loads only its own side: soil.master writes beats and reads the status (`encode_beat`, `decode_status`),
-soil.standby reads beats and writes the status (`decode_beat`, `encode_status`, `Watchdog`, `Mailbox`).
+The standby's decisions (also in docs/REDUNDANCY.md):
+
+| heartbeat | gateway (witness) says | standby does |
+| --- | --- | --- |
+| arriving | - | watch: ring only |
+| silent for the timeout | master alive (only the wire is cut) | stay standby, ask again after another timeout |
+| silent for the timeout | master dead, last stored sample T | take over: publish ring samples after T, then live |
+| silent for the timeout | no answer (gateway unreachable) | take over from the last beat's sample; rows say `standby` |
+| arriving again while active | - | after a stable period pick a hand-back time H; publish samples before H, stop |
+| silent while active | master alive (asked again every recheck period) | stand down to watching |
+
+The master writes a beat every interval and reads the standby's status back. A NACK means the standby is gone
+(flaw F12: the book ignored the result of the write): it reports `standby_missing`, and `standby_back` later.
+After a reset it first reads the standby's status: if the standby is active, the master samples into its ring and
+waits for the hand-back time H, then publishes its samples from H on.
+
+All times here are the RTC's UTC epoch seconds (both clocks are set by the gateway); all durations are tick
+differences.
 """
 
+from soil import const
 from soil.crc import crc32_hex
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 
 ADDRESS = const(8)
 MEM_SIZE = const(144)
@@ -31,17 +50,17 @@ BEAT_LEN = const(96)
 STATUS_OFF = const(96)
 STATUS_LEN = const(48)
 
-# The states, written as these literals by the roles (a named constant would be a global, and a name, in a board's
-# RAM):
-#   "watching"    standby: the master is alive, samples go to the ring
-#   "asking"      standby: no beat for the timeout; asking the gateway (the witness)
-#   "active"      collecting and publishing
-#   "handback"    standby: the master is back; publishing until the agreed hand-back time
-#   "returning"   master: back after a reset while the standby is active; waiting for the hand-back
-STATES = ("watching", "asking", "active", "handback", "returning")
+# The pair's states (a role's `state`, and the state field of both records):
+WATCHING = const("watching")    # standby: the master is alive, samples go to the ring
+ASKING = const("asking")        # standby: no beat for the timeout; asking the gateway (the witness)
+ACTIVE = const("active")        # collecting and publishing
+HANDBACK = const("handback")    # standby: the master is back; publishing until the agreed hand-back time
+RETURNING = const("returning")  # master: back after a reset while the standby is active; waiting for the hand-back
+STATES = (WATCHING, ASKING, ACTIVE, HANDBACK, RETURNING)
 
 
 def seal(body):
+    """A record from its body (bytes): `body*crc\\n`."""
     return body + b"*" + crc32_hex(body) + b"\n"
 
 

@@ -43,29 +43,25 @@ Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at constr
 Positions are opaque, comparable tuples `(segment, offset, ordinal)`: the place just after a record, and the
 record's ordinal in this boot's numbering. They are valid until the next `open()`.
 
-What runs rarely lives in modules of its own, loaded only for the call (soil.ondemand): the recovery in
-soil.recovery, the full-card policy and the aftermath of a failed write in soil.journal_full. This module
-is what a board runs for every reading: append, read, acknowledge.
+RAM: the journal keeps one small int per segment (1024 segments for the default 4 MiB), two buffers (366 bytes)
+and its counters; it never holds records, only the one being parsed.
 """
 
-from soil import ondemand
+from soil import const
+from soil.card import ENOENT, ENOSPC, errno_of
 from soil.crc import crc32_hex
 from soil.slots import SlotFile
-
-try:
-    from micropython import const
-except ImportError:  # CPython, CircuitPython without the micropython module
-    def const(x):
-        return x
 
 _MAX_PAYLOAD = const(100)
 MAX_RECORD = const(110)  # payload + '*' + 8 hex digits + '\n'
 STATE_FILE = "jstate.bin"
+DEFAULT_MAX_BYTES = const(4 << 20)   # about a day of one reading per second
+DROP_OLDEST = const("drop_oldest")
+DROP_NEWEST = const("drop_newest")
+POLICIES = (DROP_OLDEST, DROP_NEWEST)
 _BUF = const(256)  # the one read buffer: two longest records
 _STAR = const(0x2A)
 _NL = const(0x0A)
-_ENOENT = const(2)
-_ENOSPC = const(28)
 
 # what _parse found at a position
 _VALID = const(0)
@@ -79,16 +75,20 @@ class JournalFull(Exception):
     `dropped`. Not an OSError: the card itself works."""
 
 
-def _errno(exc):
-    code = getattr(exc, "errno", None)
-    if code is None and exc.args and isinstance(exc.args[0], int):
-        code = exc.args[0]
-    return code
-
-
 def _seg_name(seg):
     s = str(seg)
     return "j" + "0" * (7 - len(s)) + s + ".log"
+
+
+def _seg_number(name):
+    """The number in a segment's file name (`j0000042.log` -> 42), None for any other file."""
+    if len(name) != 12 or name[0] != "j" or name[8:] != ".log":
+        return None
+    digits = name[1:8]
+    for ch in digits:
+        if ch < "0" or ch > "9":
+            return None
+    return int(digits)
 
 
 def _find_nl(buf, start, end):
@@ -101,8 +101,8 @@ def _find_nl(buf, start, end):
 class Journal:
     """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
 
-    def __init__(self, card, max_bytes=262144, segment_bytes=4096, policy="drop_oldest"):
-        if policy != "drop_oldest" and policy != "drop_newest":
+    def __init__(self, card, max_bytes=DEFAULT_MAX_BYTES, segment_bytes=4096, policy=DROP_OLDEST):
+        if policy not in POLICIES:
             raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
         if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
             raise ValueError("need max_bytes >= segment_bytes >= MAX_RECORD")
@@ -171,18 +171,67 @@ class Journal:
         self._opened = False
         self._reset_ram()
         try:
-            ondemand("soil.recovery.open_journal", self)
+            self._recover()
         except OSError:
             self.state = "error"
             raise
         self._opened = True
         self.state = "ok"
 
+    def _recover(self):
+        card = self._card
+        raw = self._slot.load()
+        if raw is not None and len(raw) == 12:
+            self._ack_seg = int.from_bytes(raw[0:4], "little")
+            self._ack_off = int.from_bytes(raw[4:8], "little")
+            self.dropped = int.from_bytes(raw[8:12], "little")
+        else:
+            self.dropped = 0
+            self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
+        segs = []
+        for name in card.listdir():
+            n = _seg_number(name)
+            if n is not None:
+                segs.append(n)
+        segs.sort()
+        while segs and segs[0] < self._ack_seg:
+            self._remove(segs.pop(0))
+        total = 0
+        size = 0
+        for s in segs:
+            size = card.size(_seg_name(s))
+            total += size
+        self._segs = segs
+        self._total = total
+        if segs:
+            self._wseg = segs[-1]
+            self._wsize = size
+            self._wsealed = size > 0 and self._last_byte(segs[-1], size) != _NL
+        self._rseg = self._ack_seg
+        self._roff = self._ack_off
+        seg, off = self._ack_seg, self._ack_off
+        count = 0
+        while True:
+            kind, seg, off = self._step(seg, off)
+            if kind != _VALID:
+                break
+            count += 1
+        self.pending = count
+
+    def _last_byte(self, seg, size):
+        f = self._card.open(_seg_name(seg), "rb")
+        try:
+            f.seek(size - 1)
+            b = f.read(1)
+        finally:
+            f.close()
+        return b[0] if b else -1
+
     def _remove(self, seg):
         try:
             self._card.remove(_seg_name(seg))
         except OSError as e:
-            if _errno(e) != _ENOENT:
+            if errno_of(e) != ENOENT:
                 raise
         if self._bseg == seg:
             self._bseg = None
@@ -298,13 +347,13 @@ class Journal:
 
     def _append(self, size):
         if self._total + size > self.max_bytes:
-            ondemand("soil.journal_full.make_room", self, size)    # or JournalFull
+            self._make_room(size)    # or JournalFull
         try:
             return self._write(size)
         except OSError as e:
-            if _errno(e) != _ENOSPC:
+            if errno_of(e) != ENOSPC:
                 raise
-        return ondemand("soil.journal_full.after_enospc", self, size)
+        return self._after_enospc(size)
 
     def _new_seg_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
@@ -329,11 +378,11 @@ class Journal:
         try:
             n = f.write(memoryview(self._wbuf)[:size])
             if n is not None and n != size:
-                raise OSError(_ENOSPC, "short write")
+                raise OSError(ENOSPC, "short write")
             f.flush()
         except OSError:
             self._close_quietly(f)
-            ondemand("soil.journal_full.after_failed_write", self, seg, name)
+            self._after_failed_write(seg, name)
             raise
         self._close_quietly(f)
         self._wsize += size
@@ -347,6 +396,82 @@ class Journal:
             f.close()
         except OSError:
             pass  # after a flush the record is durable; after a failure the write's error is the one to report
+
+    def _after_failed_write(self, seg, name):
+        """Whatever part of the record reached the card is a torn tail: never append behind it."""
+        try:
+            size = self._card.size(name)
+        except OSError:
+            self._wsealed = True  # unknown: assume the worst
+            return
+        if size != self._wsize:
+            self._wsealed = True  # part of the record landed
+        self._total += size - self._wsize
+        self._wsize = size
+        if self._bseg == seg:
+            self._bseg = None
+
+    # --- the full-card policy (flaw F6) -------------------------------------------------------------------------
+    def _make_room(self, size):
+        """Before a write of `size` bytes that would pass `max_bytes`: drop the oldest segments ('drop_oldest')
+        until it fits, or refuse the record (JournalFull)."""
+        if self.policy == DROP_OLDEST:
+            while self._total + size > self.max_bytes and self._drop_oldest():
+                pass
+        if self._total + size > self.max_bytes:
+            self._refuse()
+
+    def _after_enospc(self, size):
+        """The card answered ENOSPC to a write of `size` bytes. 'drop_oldest': free the oldest segment and retry,
+        again while the card keeps answering ENOSPC; stop when a drop gave no space back (a card that reports
+        itself full whatever is deleted must not eat the cache). Returns the record's position, or raises
+        JournalFull."""
+        if self.policy == DROP_OLDEST:
+            while self._drop_oldest():
+                if self._card.free_bytes() <= 0:
+                    break
+                try:
+                    return self._write(size)
+                except OSError as e:
+                    if errno_of(e) != ENOSPC:
+                        raise
+        self._refuse()
+
+    def _refuse(self):
+        self.dropped += 1
+        self.state = "full"
+        try:
+            self._persist(self._ack_seg, self._ack_off, self.dropped)
+        except OSError:
+            pass  # still counted in RAM; the next successful persist writes it
+        raise JournalFull("journal full: record dropped (%d dropped so far)" % self.dropped)
+
+    def _drop_oldest(self):
+        """Give up the oldest unacknowledged segment (policy 'drop_oldest'). False if there is none."""
+        if not self._segs:
+            return False
+        seg = self._segs[0]
+        off = self._ack_off if seg == self._ack_seg else 0
+        count = 0
+        while True:
+            kind, off = self._parse(seg, off)
+            if kind == _EOF:
+                break
+            if kind == _VALID:
+                count += 1
+        size = self._card.size(_seg_name(seg))
+        self._persist(seg + 1, 0, self.dropped + count)
+        self.dropped += count
+        self.pending -= count
+        self._ack_idx += count
+        self._ack_seg = seg + 1
+        self._ack_off = 0
+        if (self._rseg, self._roff) < (self._ack_seg, 0):
+            self._rseg, self._roff, self._ridx = self._ack_seg, 0, self._ack_idx
+        self._segs.pop(0)
+        self._total -= size
+        self._remove(seg)
+        return True
 
     def read_next(self):
         """The next record after the read cursor as (payload, position), or None when everything is read."""
@@ -373,7 +498,7 @@ class Journal:
                 if off >= self._card.size(_seg_name(seg)):
                     seg, off = seg + 1, 0  # a closed segment fully acknowledged: it can go now
             except OSError as e:
-                if _errno(e) != _ENOENT:
+                if errno_of(e) != ENOENT:
                     self.state = "error"
                     raise
         try:

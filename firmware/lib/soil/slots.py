@@ -20,26 +20,13 @@ On-card format of `<name>` (fixed size, created once with zeros):
 - Generations are 32-bit; at one store per second they last 136 years.
 """
 
-from soil import ondemand
+from soil import const
+from soil.card import ENOENT, errno_of
 from soil.crc import crc32
-
-try:
-    from micropython import const
-except ImportError:  # CPython, CircuitPython without the micropython module
-    def const(x):
-        return x
 
 _HEADER = const(6)  # gen u32 + len u16
 _CRC = const(4)
 _SECTOR = const(512)
-_ENOENT = const(2)
-
-
-def _errno(exc):
-    code = getattr(exc, "errno", None)
-    if code is None and exc.args and isinstance(exc.args[0], int):
-        code = exc.args[0]
-    return code
 
 
 class SlotFile:
@@ -58,9 +45,50 @@ class SlotFile:
         self._loaded = False
 
     def load(self):
-        """The newest valid payload (bytes), or None when neither slot is valid (first boot, or both destroyed).
-        Runs once per boot, so its code is loaded for the call only (soil.recovery, through soil.ondemand)."""
-        return ondemand("soil.recovery.load_slot", self)
+        """The newest valid payload (bytes), or None when neither slot is valid (first boot, or both destroyed);
+        remembers where the next store goes."""
+        best = None
+        self._gen = 0
+        self._newest = 1
+        try:
+            f = self._card.open(self.name, "rb")
+        except OSError as e:
+            if errno_of(e) != ENOENT:
+                raise
+            self._loaded = True
+            return None
+        try:
+            for slot in (0, 1):
+                payload, gen = self._read_slot(f, slot)
+                if payload is not None and gen > self._gen:
+                    best = payload
+                    self._gen = gen
+                    self._newest = slot
+        finally:
+            f.close()
+        self._loaded = True
+        return best
+
+    def _read_slot(self, f, slot):
+        buf = self._buf
+        f.seek(slot * self.span)
+        mv = memoryview(buf)
+        n = f.readinto(mv[:_HEADER])
+        if n != _HEADER:
+            return None, 0
+        gen = int.from_bytes(bytes(buf[0:4]), "little")
+        length = buf[4] | (buf[5] << 8)
+        if gen == 0 or length > self.size:
+            return None, 0
+        want = length + _CRC
+        n = f.readinto(mv[_HEADER:_HEADER + want])
+        if n != want:
+            return None, 0
+        end = _HEADER + length
+        stored = int.from_bytes(bytes(buf[end:end + _CRC]), "little")
+        if crc32(mv[:end]) != stored:
+            return None, 0
+        return bytes(buf[_HEADER:end]), gen
 
     def store(self, payload):
         """Write `payload` as the new newest record; flushed before returning. OSError from the card propagates
@@ -99,7 +127,7 @@ class SlotFile:
             if self._card.size(self.name) >= 2 * self.span:
                 return
         except OSError as e:
-            if _errno(e) != _ENOENT:
+            if errno_of(e) != ENOENT:
                 raise
         buf = self._buf
         for i in range(len(buf)):

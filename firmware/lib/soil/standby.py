@@ -1,87 +1,162 @@
-"""The standby's side of a redundant pair (the decision table is in soil.redundancy and docs/REDUNDANCY.md).
+"""The standby's side of a redundant pair (soil.heartbeat has the wire, the states and the decision table).
 
-Its own module so that a master never holds the standby's code in RAM, nor a standby the master's; with it the
-standby's side of the heartbeat wire (reading beats, writing its status, the silence watchdog and the I2C target's
-mailbox; soil.heartbeat has the layout).
+The standby watches the master's beats on its I2C target, asks the gateway (the witness) before it takes over, so
+a cut wire alone never makes two boards publish, publishes the samples the master did not when it takes over, and
+hands back at an agreed second when the master returns. Its own module so that a master never holds the standby's
+code in RAM, nor a standby the master's.
 """
 
+from soil import codec, utc
 from soil import heartbeat as hb
-from soil import ondemand
 
 
 class StandbyRole:
-    def __init__(self, collector, mailbox, timeout_ms=10000, witness_timeout_ms=3000, handback_after_ms=9000,
-                 handback_margin_s=7, recheck_ms=30000):
-        self.c = collector
+    """The standby's role. `mailbox` is the pair wire's I2C target (a Mailbox). The timeouts are the pair's
+    settings (soil.board): the master beats every `beat_interval_ms`; silence for `timeout_ms` makes the standby
+    ask the gateway, which has `witness_timeout_ms` to answer; beats arriving for `handback_after_ms` while active
+    start a hand-back `handback_margin_s` ahead; an active standby without beats asks again every `recheck_ms`."""
+
+    ROLE = codec.STANDBY
+
+    def __init__(self, mailbox, timeout_ms=10000, witness_timeout_ms=3000, beat_interval_ms=3000,
+                 handback_after_ms=9000, handback_margin_s=7, recheck_ms=30000):
         self.mailbox = mailbox
-        self.watchdog = Watchdog(collector.ticks_ms, collector.ticks_diff, timeout_ms)
+        self.timeout_ms = timeout_ms
         self.witness_timeout_ms = witness_timeout_ms
+        self.beat_interval_ms = beat_interval_ms
         self.handback_after_ms = handback_after_ms
         self.handback_margin_s = handback_margin_s
         self.recheck_ms = recheck_ms
-        self.state = "watching"
+        self.state = hb.WATCHING
         self.master_id = None
         self.master_last_epoch = None     # last sample time the master told us about
         self.since = 0
         self.handback_at = 0
+        self.takeovers = 0
+        self.c = None
+        self.watchdog = None
         self._asked_at = None
         self._beats_since = None          # ticks of the first beat of the current run of beats while active
         self._last_check = None
-        collector.publishing = False
+
+    def ring_size(self, interval_ms):
+        """Samples to keep while watching: everything a takeover may have to publish (the silence before the
+        timeout, the wait for the witness, two beats of slack), and some."""
+        return (self.timeout_ms + self.witness_timeout_ms + 2 * self.beat_interval_ms) // interval_ms + 8
+
+    def bind(self, collector):
+        """Called by the Collector this role serves, when it is built: a standby starts by watching."""
+        self.c = collector
+        self.watchdog = Watchdog(collector.ticks_ms, collector.ticks_diff, self.timeout_ms)
+        collector.stand_by()
         self._publish_status()
+
+    def start(self):
+        """Nothing to do at boot: silence is counted from start-up until the first beat."""
 
     def _publish_status(self):
         self.mailbox.set_status(self.state, self.since, self.handback_at)
 
     def step(self):
-        now = self.c.ticks_ms()
+        c = self.c
+        now = c.ticks_ms()
         beat = self.mailbox.take_beat()
         if beat is not None:
             self._on_beat(beat, now)
-        if self.state == "watching":
+        if self.state == hb.WATCHING:
             if self.watchdog.expired():
-                self.state = "asking"
+                self.state = hb.ASKING
                 self._asked_at = now
                 self._publish_status()
-                ondemand("soil.events.send_witness_query", self.c, self.master_id or "-")
-        elif self.state == "asking":
-            if self.c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
-                ondemand("soil.takeover.take_over", self, self.master_last_epoch, "no answer from the gateway")
-        elif self.state == "active":
+                c.ask_witness(self.master_id)
+        elif self.state == hb.ASKING:
+            if c.ticks_diff(now, self._asked_at) >= self.witness_timeout_ms:
+                self._take_over(self.master_last_epoch, "no answer from the gateway")
+        elif self.state == hb.ACTIVE:
             if self._beats_since is not None and self.watchdog.expired():
                 self._beats_since = None          # the run of beats broke: start counting again
-            if self._beats_since is not None and \
-                    self.c.ticks_diff(now, self._beats_since) >= self.handback_after_ms:
-                ondemand("soil.takeover.start_handback", self)
+            if self._beats_since is not None and c.ticks_diff(now, self._beats_since) >= self.handback_after_ms:
+                self._start_handback()
             elif self._beats_since is None and self.watchdog.expired() and \
-                    self.c.ticks_diff(now, self._last_check) >= self.recheck_ms:
+                    c.ticks_diff(now, self._last_check) >= self.recheck_ms:
                 self._last_check = now
-                ondemand("soil.events.send_witness_query", self.c, self.master_id or "-")
-        elif self.state == "handback":
-            if not self.c.publishing:             # the collector passed H: the master has it from here
-                ondemand("soil.takeover.finish_handback", self)
+                c.ask_witness(self.master_id)
+        elif self.state == hb.HANDBACK:
+            if not c.publishing:                  # the collector passed H: the master has it from here
+                self._finish_handback()
 
     def _on_beat(self, beat, now):
         master_id, boot, seq, last_epoch, link_ok, mstate = beat
         self.master_id = master_id
         self.master_last_epoch = last_epoch
-        if self.state == "active" and self.watchdog.expired():
+        if self.state == hb.ACTIVE and self.watchdog.expired():
             self._beats_since = None
         self.watchdog.feed()
-        if self.state == "asking":
-            self.state = "watching"              # the wire works again before anyone answered
+        if self.state == hb.ASKING:
+            self.state = hb.WATCHING              # the wire works again before anyone answered
             self._publish_status()
-        elif self.state == "active" and self._beats_since is None:
+        elif self.state == hb.ACTIVE and self._beats_since is None:
             self._beats_since = now
 
     def on_witness(self, master_id, verdict, last_epoch):
-        """The gateway's answer to a witness query (an `M` frame). soil.takeover decides (loaded for the call)."""
-        ondemand("soil.takeover.on_witness", self, master_id, verdict, last_epoch)
+        """The gateway's answer to a witness query (an `M` frame): `verdict` alive, dead or unknown about
+        `master_id`, whose last sample the gateway has at `last_epoch` (None if it has none)."""
+        if self.state == hb.ASKING:
+            if verdict == codec.ALIVE:
+                self.state = hb.WATCHING
+                self.watchdog.feed()              # ask again only after another full timeout
+                self._publish_status()
+            else:
+                since = last_epoch if last_epoch else self.master_last_epoch
+                self._take_over(since, "gateway: master %s" % verdict)
+        elif self.state == hb.ACTIVE and verdict == codec.ALIVE and self._beats_since is None:
+            # Active without beats, and the gateway hears the master: only the wire was cut. Stand down.
+            self.c.stand_by()
+            self.state = hb.WATCHING
+            self.since = 0
+            self.watchdog.feed()
+            self._publish_status()
+            self.c.send_event(codec.HANDBACK, "gateway hears master %s: standing down" % (master_id,))
+
+    def _take_over(self, since, why):
+        """Become the active collector: publish the ring's samples after `since` (the master's last sample, epoch
+        seconds; all of them if None), then publish every sample."""
+        c = self.c
+        self.state = hb.ACTIVE
+        self.since = since or 0
+        self.takeovers += 1
+        self._beats_since = None
+        self._last_check = c.ticks_ms()
+        published = c.take_over(since)       # what the master did not publish
+        self._publish_status()
+        c.send_event(codec.TAKEOVER, "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
+
+    def _start_handback(self):
+        """The master has been beating again for `handback_after_ms`: agree on a hand-back time a margin from now
+        (written to the status record, which the master reads), publish until then."""
+        tm, _ = self.c.read_clock()
+        self.handback_at = utc.to_epoch(tm) + self.handback_margin_s
+        self.c.hand_back_at(self.handback_at)
+        self.state = hb.HANDBACK
+        self._publish_status()
+
+    def _finish_handback(self):
+        """The collector passed the hand-back time and stopped publishing: the master has it from here."""
+        self.state = hb.WATCHING
+        self.since = 0
+        self.handback_at = 0
+        self.watchdog.feed()
+        self._publish_status()
+        self.c.send_event(codec.HANDBACK, "master %s publishes from here" % (self.master_id,))
 
 
+def _iso_or_dash(epoch):
+    if not epoch:
+        return "-"
+    return utc.iso(utc.from_epoch(epoch))
 
 
-# --- the standby's side of the wire (soil.heartbeat has the layout) ------------------------------------------
+# --- the standby's side of the wire ------------------------------------------------------------------------
 
 def decode_beat(buf):
     """(master_id, boot, seq, last_epoch, link_ok, state) or None."""

@@ -8,19 +8,16 @@ The uplink never decides what a reading is or where it is stored: the collector 
 their positions, and gets back the position up to which the gateway has committed.
 """
 
-from soil import wire
+from soil import codec
 
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
-
-_OUT_LIMIT = const(2 * 120)   # keep at most ~2 frames queued for the link beyond what it accepted
+_OUT_LIMIT = 2 * codec.MAX_FRAME   # keep at most ~2 frames queued for the link beyond what it accepted
 
 
 class Uplink:
-    def __init__(self, link, ticks_ms, ticks_diff, window=24, rto_ms=3000, rto_max_ms=30000):
+    """The board's end of the link. `make_hello()` returns a fresh H frame: the uplink sends one again when the
+    gateway has not confirmed the last (see `synced`) and when the gateway waits for a frame it already acked."""
+
+    def __init__(self, link, ticks_ms, ticks_diff, make_hello, window=24, rto_ms=3000, rto_max_ms=30000):
         self.link = link
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
@@ -34,7 +31,7 @@ class Uplink:
         self._hold_start = None       # a W frame holds sending for _hold_ms from _hold_start
         self._hold_ms = 0
         self._last_progress = ticks_ms()
-        self._splitter = wire.LineSplitter()
+        self._splitter = codec.LineSplitter()
         self.rx_errors = 0
         self.resends = 0
         self.last_rx = None           # ticks of the last valid frame from the gateway
@@ -44,7 +41,7 @@ class Uplink:
         # again at every retransmit timeout.
         self.synced = False
         self._hello_ack = 0
-        self.make_hello = None        # callable returning a fresh H frame (set by the collector)
+        self._make_hello = make_hello
         self.ignored_acks = 0
 
     # --- sending -----------------------------------------------------------------------------------------------
@@ -54,7 +51,7 @@ class Uplink:
         if self._ticks_diff(self._ticks_ms(), self._hold_start) < self._hold_ms:
             return True
         self._hold_start = None
-        self._resend_from(0)          # the hold is over: everything unacknowledged goes again
+        self.resend_from(0)           # the hold is over: everything unacknowledged goes again
         return False
 
     def room(self):
@@ -63,11 +60,11 @@ class Uplink:
 
     def send_reading(self, record, position, live):
         n = self.next_n
-        self.next_n = n + 1 if n < wire.MAX_N else 1
+        self.next_n = n + 1 if n < codec.MAX_N else 1
         if not self.inflight:
             self._last_progress = self._ticks_ms()
         self.inflight.append([n, record, position])
-        self._queue(wire.reading_frame(n, record, b"L" if live else b"C"))
+        self._queue(codec.reading_frame(n, record, b"L" if live else b"C"))
 
     def send_control(self, frame):
         """Hello and status frames: not numbered, not acknowledged."""
@@ -81,6 +78,18 @@ class Uplink:
     def oldest_unacked(self):
         return self.inflight[0][0] if self.inflight else self.next_n
 
+    def busy(self):
+        """True while frames are in flight or bytes wait for the link: the main loop should come back soon."""
+        return bool(self._out) or bool(self.inflight)
+
+    def has_output(self):
+        """True while bytes wait for the link to take them."""
+        return bool(self._out)
+
+    def heard_within(self, ms):
+        """Has a valid frame come from the gateway in the last `ms` milliseconds?"""
+        return self.last_rx is not None and self._ticks_diff(self._ticks_ms(), self.last_rx) < ms
+
     def _queue(self, data):
         self._out += data
         self.flush()
@@ -91,10 +100,11 @@ class Uplink:
             if n:
                 self._out = self._out[n:]
 
-    def _resend_from(self, n):
+    def resend_from(self, n):
+        """Send again every frame in flight numbered `n` or later (0: all of them), as cached readings."""
         for entry in self.inflight:
             if entry[0] >= n:
-                self._out += wire.reading_frame(entry[0], entry[1], b"C")
+                self._out += codec.reading_frame(entry[0], entry[1], b"C")
                 self.resends += 1
         self._last_progress = self._ticks_ms()
         self.flush()
@@ -110,35 +120,35 @@ class Uplink:
         if data:
             for line in self._splitter.feed(data):
                 try:
-                    kind, f = wire.decode(line)
-                except wire.FrameError:
+                    kind, f = codec.decode(line)
+                except codec.FrameError:
                     self.rx_errors += 1
                     continue
                 self.last_rx = self._ticks_ms()
-                if kind == "A":                 # ack
+                if kind == codec.ACK:
                     self._on_ack(f[0], events)
-                elif kind == "N":               # resend from n
+                elif kind == codec.RESEND:
                     self._hold_start = None      # the gateway asks now: a pending wait is over
-                    if self.inflight and f[0] < self.inflight[0][0] and self.make_hello is not None:
+                    if self.inflight and f[0] < self.inflight[0][0]:
                         # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
                         # the line): that frame never comes again, so tell the gateway where we stand.
-                        self._out += self.make_hello()
-                    self._resend_from(f[0])
-                elif kind == "W":               # wait
+                        self._out += self._make_hello()
+                    self.resend_from(f[0])
+                elif kind == codec.WAIT:
                     self._hold_start = self._ticks_ms()
                     self._hold_ms = f[0]
-                elif kind == "T":               # set the clock
+                elif kind == codec.SETTIME:
                     events.append(("time", f[0]))
-                elif kind == "Q":               # send a hello
+                elif kind == codec.QUERY:
                     events.append(("query",))
-                elif kind == "M":               # witness answer
+                elif kind == codec.WITNESS_ANSWER:
                     events.append(("witness", f[0], f[1], f[2]))
         self.flush()
         if self.inflight and not self.holding() and \
                 self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:
-            if not self.synced and self.make_hello is not None:
-                self._out += self.make_hello()
-            self._resend_from(0)
+            if not self.synced:
+                self._out += self._make_hello()
+            self.resend_from(0)
             self.rto = min(self.rto * 2, self.rto_max)
         return events
 

@@ -1,50 +1,75 @@
-"""The wire format of the uplink protocol (docs/PROTOCOL.md), and the half of the codec a board runs.
+"""The frame codec a board runs: the wire format of the uplink protocol (docs/PROTOCOL.md) and the board's half.
 
 A frame is one printable line, `$T,field,...*crc32hex\\n`, so a person can read the link on a serial monitor and a
-machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, numbers, board ids),
-the encoders of the frames every board sends (H R S) and the decoder of the frames it receives (A N W Q here; the
-rare T and M through soil.fields). soil.frames adds the gateway's half on top: decoding H R S E V, encoding
-A N W T Q M. Each frame is defined once; the split exists because a board keeps every byte of code it imports in
-RAM (BRIEF.md: 32 KB of MicroPython heap), and the gateway's half is code a board never runs. The two frames only a
-redundant pair sends, now and then (E events, V witness queries), are in soil.events; soil.events and soil.fields
-are loaded on a board only for the call (soil.ondemand).
+machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, field checks), the
+protocol's vocabulary, the encoders of every frame a board sends (H R S E V) and the decoder of the frames it
+receives (A N W T Q M). The gateway's half (decoding what boards send, encoding its own frames) is
+gateway/frames.py, on top of this module: a board never runs it.
 """
 
-from soil import ondemand
+from soil import const
 from soil.crc import crc32_hex
-
-try:
-    from micropython import const
-except ImportError:
-    def const(x):
-        return x
 
 PROTO = const(1)
 MAX_FRAME = const(120)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded)
 MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers stay below 2**31
+MAX_DETAIL = const(60)      # characters of an event's free text
 
-# Number of fields after the type letter, per frame type. Board to gateway: H hello, R reading, S status, E event,
-# V witness query. Gateway to board: A ack, N resend, W wait, T set time, Q query (ask for a hello), M witness
-# answer. The letters are literals on the board's side (a named constant is a global, and a name, in its RAM);
-# soil.frames gives them names (frames.HELLO ...) for the gateway.
-_FIELDS = {"H": 8, "R": 6, "S": 6, "A": 1, "N": 1, "W": 1, "T": 1, "Q": 0, "E": 3, "V": 1, "M": 3}
+# Frame types. Board to gateway:
+HELLO = const("H")
+READING = const("R")
+STATUS = const("S")
+EVENT = const("E")
+WITNESS_QUERY = const("V")
+# Gateway to board:
+ACK = const("A")
+RESEND = const("N")
+WAIT = const("W")
+SETTIME = const("T")
+QUERY = const("Q")
+WITNESS_ANSWER = const("M")
 
+# Number of fields after the type letter, per frame type.
+FIELDS = {HELLO: 8, READING: 6, STATUS: 6, EVENT: 3, WITNESS_QUERY: 1,
+          ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, WITNESS_ANSWER: 3}
+
+# The protocol's words. Roles (a hello's role field, and a board's `role` setting):
+SINGLE = const("single")
+MASTER = const("master")
+STANDBY = const("standby")
+ROLES = (SINGLE, MASTER, STANDBY)
+# Card states (a status frame's card field):
+CARD_OK = const("ok")
+CARD_FULL = const("full")
+CARD_ABSENT = const("absent")
+CARD_ERROR = const("error")
+CARD_STATES = (CARD_OK, CARD_FULL, CARD_ABSENT, CARD_ERROR)
+# A redundant pair's events (E frames):
+TAKEOVER = const("takeover")
+HANDBACK = const("handback")
+STANDBY_MISSING = const("standby_missing")
+STANDBY_BACK = const("standby_back")
+EVENTS = (TAKEOVER, HANDBACK, STANDBY_MISSING, STANDBY_BACK)
+# The gateway's verdict on a master (M frames):
+ALIVE = const("alive")
+DEAD = const("dead")
+UNKNOWN = const("unknown")
+VERDICTS = (ALIVE, DEAD, UNKNOWN)
+# (The clock states are the DS1307 driver's: soil.ds1307.OK, UNSET, HALTED, INVALID.)
 
 
 class FrameError(ValueError):
     """A line that is not a valid frame. The receiver counts it and drops it; it never becomes a row."""
 
 
+# --- encoding ------------------------------------------------------------------------------------------------
+
 def encode(kind, fields=()):
     """One frame as bytes, checksum and newline included."""
     body = kind
     for f in fields:
         body += "," + str(f)
-    raw = body.encode()
-    frame = b"$" + raw + b"*" + crc32_hex(raw) + b"\n"
-    if len(frame) > MAX_FRAME:
-        raise FrameError("frame longer than %d bytes" % MAX_FRAME)
-    return frame
+    return encode_body(body.encode())
 
 
 def encode_body(body):
@@ -57,11 +82,11 @@ def encode_body(body):
 
 
 def hello(board, boot, n_next, rtc_time, clock, role, fw):
-    return encode("H", (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
+    return encode(HELLO, (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
 
 
 def status(rtc_time, clock, pending, dropped, card, journal_bytes):
-    return encode("S", (rtc_time, clock, pending, dropped, card, journal_bytes))
+    return encode(STATUS, (rtc_time, clock, pending, dropped, card, journal_bytes))
 
 
 def reading_record(boot, seq, time, raw, flags=""):
@@ -76,9 +101,24 @@ def reading_frame(n, record, source):
     return encode_body(b"R," + str(n).encode() + b"," + record + source)
 
 
-# --- decoding ------------------------------------------------------------------------------------------------
+def event(name, detail, board_time):
+    """A collector event. `detail` is free text, made safe for a frame: separators and control characters become
+    spaces, and it is cut to MAX_DETAIL characters."""
+    clean = ""
+    for ch in detail[:MAX_DETAIL]:
+        clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
+    return encode(EVENT, (name, clean, board_time))
 
-def _int(text, lo, hi, what):
+
+def witness_query(master_id):
+    """A standby asks the gateway: do you still hear this master? (`-` when it never heard one)"""
+    return encode(WITNESS_QUERY, (master_id,))
+
+
+# --- checking fields -----------------------------------------------------------------------------------------
+
+def check_int(text, lo, hi, what):
+    """The decimal number `text` (digits only, at most 10) within lo..hi, else FrameError naming `what`."""
     if not text or len(text) > 10:
         raise FrameError("bad " + what)
     for ch in text:
@@ -100,11 +140,32 @@ def valid_board_id(text):
     return True
 
 
+def check_time(text):
+    """`text` if it has the shape `YYYY-MM-DDTHH:MM:SSZ`, else FrameError. Calendar validity (Feb 30) is checked
+    by soil.utc.parse_iso where the value is used."""
+    if len(text) != 20 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
+            or text[16] != ":" or text[19] != "Z":
+        raise FrameError("bad time")
+    for i in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
+        if text[i] < "0" or text[i] > "9":
+            raise FrameError("bad time")
+    return text
+
+
+def check_word(text, allowed, what):
+    """`text` if it is one of `allowed`, else FrameError naming `what`."""
+    if text not in allowed:
+        raise FrameError("bad " + what)
+    return text
+
+
+# --- decoding ------------------------------------------------------------------------------------------------
+
 def envelope(line):
     """Check one line (bytes, with or without the newline) and split it: `(kind, [field text, ...])`.
 
     Checks the length, the checksum, the type letter and the number of fields; raises FrameError with a short
-    reason for anything that is not a frame. The fields are still text: `decode` types and range-checks them.
+    reason for anything that is not a frame. The fields are still text: the decoders type and range-check them.
     """
     if len(line) > MAX_FRAME:
         raise FrameError("too long")
@@ -126,7 +187,7 @@ def envelope(line):
         raise FrameError("not ASCII")
     parts = text.split(",")
     kind = parts[0]
-    want = _FIELDS.get(kind)
+    want = FIELDS.get(kind)
     if want is None:
         raise FrameError("unknown type")
     if len(parts) - 1 != want:
@@ -137,20 +198,25 @@ def envelope(line):
 def decode(line):
     """Parse a frame the gateway sends (A N W T Q M) into `(kind, fields)`, fields typed (ints where the
     protocol has numbers). Raises FrameError for anything else, including a valid frame of a type a board sends
-    (an echo on the line is not an order). soil.frames.decode parses every type."""
+    (an echo on the line is not an order)."""
     kind, f = envelope(line)
     return kind, downlink_fields(kind, f)
 
 
 def downlink_fields(kind, f):
-    if kind == "A" or kind == "N":
-        return (_int(f[0], 0, MAX_N, "n"),)
-    if kind == "W":
-        return (_int(f[0], 0, 3600000, "ms"),)
-    if kind == "Q":
+    """The typed fields of a gateway frame whose envelope is checked (`f`: the field texts)."""
+    if kind == ACK or kind == RESEND:
+        return (check_int(f[0], 0, MAX_N, "n"),)
+    if kind == WAIT:
+        return (check_int(f[0], 0, 3600000, "ms"),)
+    if kind == QUERY:
         return ()
-    if kind == "T" or kind == "M":
-        return ondemand("soil.fields.downlink_fields", kind, f)   # rare on a board: checked by soil.fields
+    if kind == SETTIME:
+        return (check_time(f[0]),)
+    if kind == WITNESS_ANSWER:
+        if f[0] != "-" and not valid_board_id(f[0]):
+            raise FrameError("bad board id")
+        return (f[0], check_word(f[1], VERDICTS, "verdict"), f[2] if f[2] == "-" else check_time(f[2]))
     raise FrameError("not a gateway frame")
 
 
