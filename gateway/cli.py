@@ -103,7 +103,7 @@ def cmd_migrate(args):
 def cmd_monitor(args):
     """Show a board's frames decoded, with bad lines marked, like a serial monitor that knows the protocol."""
     import serial
-    from soil import frames
+    from gateway import frames
     port = serial.serial_for_url(args.url, do_not_open=True)
     port.baudrate = args.baudrate
     port.timeout = 0.2

@@ -12,7 +12,8 @@ import time
 
 import serial
 
-from soil import frames, timefmt, timeparse
+from gateway import frames
+from soil import utc
 from gateway.db import Reading
 
 log = logging.getLogger("gateway.session")
@@ -238,7 +239,7 @@ class BoardSession:
         """Keep the board's clock right (flaw F3): set it when it is not running right or has drifted."""
         off = None
         try:
-            off = timefmt.to_epoch(timeparse.parse_iso(rtc_time)) - self._now()
+            off = utc.to_epoch(utc.parse_iso(rtc_time)) - self._now()
         except ValueError:
             pass
         if clock != "ok" or off is None or abs(off) > self.clock_tolerance_s:
@@ -251,7 +252,7 @@ class BoardSession:
             now = self._now()
             boundary = int(now) + 1
             self._settime_timer = threading.Timer(boundary - now, self._send,
-                                                  (frames.settime(timefmt.iso(time.gmtime(boundary)[:6])),))
+                                                  (frames.settime(utc.iso(time.gmtime(boundary)[:6])),))
             self._settime_timer.daemon = True
             self._settime_timer.start()
 
@@ -281,11 +282,11 @@ class BoardSession:
             role = "standby" if "S" in flags else self.role
         self.stats.readings += 1
         try:
-            tm = timeparse.parse_iso(time_str)
-            sample_time = timefmt.sql(tm)
+            tm = utc.parse_iso(time_str)
+            sample_time = utc.sql(tm)
             quality = "suspect" if "Q" in flags else "rtc"
         except ValueError:
-            sample_time = timefmt.sql(time.gmtime()[:6])
+            sample_time = utc.sql(time.gmtime()[:6])
             quality = "suspect"
         reading = Reading(board, role, boot, seq, sample_time, raw, "live" if "L" in flags else "replay", quality)
         self._submit(self, epoch, n, reading)

@@ -6,14 +6,19 @@ CPython in the tests with Blinka's packages and a simulated I2C bus in place of 
 
 | core wants | CircuitPython gives | adapter |
 | --- | --- | --- |
-| `rtc.read()`, `set_datetime`, `nvram_*` (soil.ds1307 contract) | `adafruit_ds1307.DS1307` + `adafruit_bus_device` | `DS1307Adapter` |
+| `i2c.readfrom_mem` / `writeto_mem` (the DS1307 driver, the master's beat) | `busio.I2C` through `adafruit_bus_device` | `BusioMem` |
 | memory-mode I2C target with `irq(handler, trigger)` + `mem` | `i2ctarget.I2CTarget`, polled with `request()` | `PolledMemTarget` |
-| `i2c.readfrom_mem` / `writeto_mem` (the master's beat) | `busio.I2C` (lock, `writeto`, `writeto_then_readfrom`) | `BusioMem` |
 | `adc.read_u16()` | `analogio.AnalogIn(...).value` (already 0..65535) | `Adc` |
 | `card.open/remove/listdir/size/free_bytes` | `sdcardio.SDCard` + `storage.VfsFat` at /sd | `Card` |
 | `link.read()` / `link.write()`, never blocking | `usb_cdc.data` with `timeout = 0` | `UsbLink` |
 | `led.value(v)` | `digitalio.DigitalInOut` | `Led` |
 | `ticks_ms()` / `ticks_diff()` | `supervisor.ticks_ms()` | `ticks_diff` below |
+
+The DS1307 is driven by the portable driver (soil.ds1307) over `BusioMem`, as on every other board, so the one
+library this port needs from Adafruit's bundle is `adafruit_bus_device` (requirements.txt, for `circup install -r`).
+Adafruit's `adafruit_ds1307` is not needed on the board (its `datetime` getter hides the clock-halt bit and misreads 12-hour
+mode, and the core needs the time and its trust from one read). The tests still run Adafruit's driver against the
+same simulated chip, as an independent check of the chip model and of the time the portable driver sets.
 
 Ticks: `supervisor.ticks_ms()` wraps at 2**29 ms (about 6.2 days), not at MicroPython's 2**30, so MicroPython's
 `ticks_diff` formula with the wrong period would be off by 2**29 right after a wrap. CircuitPython also starts the
@@ -22,18 +27,12 @@ counter shortly before the wrap on purpose, so code that mishandles it fails wit
 interval is the 30 s witness recheck.
 """
 
-import time
-
 from adafruit_bus_device.i2c_device import I2CDevice
-import adafruit_ds1307
-
-from soil import ds1307 as _portable
-from soil import timefmt
+from soil.card import EIO, ENODEV
+from soil.heartbeat import MEM_SIZE
 
 TICKS_PERIOD = 1 << 29
 _TICKS_HALF = TICKS_PERIOD // 2
-_EIO = 5
-_ENODEV = 19
 
 
 def ticks_diff(a, b):
@@ -41,149 +40,36 @@ def ticks_diff(a, b):
     return ((a - b + _TICKS_HALF) & (TICKS_PERIOD - 1)) - _TICKS_HALF
 
 
-# --- the DS1307 -------------------------------------------------------------------------------------------------
-
-_ADDRESS = 0x68
-_REG_NVRAM = 0x08
-_MARKER_REG = 0x38
-_MARKER_MAGIC = b"SoIL"
-
-
-class DS1307Adapter:
-    """soil.ds1307.DS1307's contract on top of Adafruit's `adafruit_ds1307` driver.
-
-    Adafruit's driver is used for what it does right: the identity check at construction, setting the time (its
-    `datetime` setter also clears the clock-halt bit) and the clock-halt bit itself (`disable_oscillator`).
-    `read()` reads registers 0x00..0x06 itself, in one transaction through the same `I2CDevice` kind, and decodes
-    them with the portable driver's `decode_time`, because Adafruit's `datetime` getter masks the clock-halt bit
-    away, reads a 12-hour-mode hour register as a 24-hour one and accepts BCD nibbles above 9: the time and its
-    trust must come from one read, and the states must be the portable driver's (ok / unset / halted / invalid).
-    NVRAM (0x08..0x37 for callers, the "set by a gateway" marker at 0x38..0x3F) goes through `adafruit_bus_device`.
-
-    Errors: `OSError` from the bus (errno 19 when nothing ACKs), `ValueError` for bad arguments; construction
-    raises `OSError` naming the address when nothing answers and `RuntimeError` when something else does.
-    """
-
-    def __init__(self, i2c):
-        try:
-            self._dev = I2CDevice(i2c, _ADDRESS)     # probes the address
-        except ValueError:
-            raise OSError(_ENODEV, "no DS1307 at 0x%02x: check SDA/SCL and pull-ups" % _ADDRESS)
-        try:
-            self.chip = adafruit_ds1307.DS1307(i2c)
-        except ValueError:
-            raise RuntimeError("device at 0x%02x is not a DS1307 (a PCF8523 on an Adalogger wing answers there "
-                               "too: disconnect it)" % _ADDRESS)
-        self._reg = bytearray(1)
-        self._regs = bytearray(7)
-        self._marker = bytearray(9)
-
-    def _read(self, reg, buf):
-        self._reg[0] = reg
-        with self._dev as d:
-            d.write_then_readinto(self._reg, buf)
-        return buf
-
-    def _write(self, reg, data):
-        buf = bytearray(1 + len(data))
-        buf[0] = reg
-        buf[1:] = data
-        with self._dev as d:
-            d.write(buf)
-
-    @property
-    def halted(self):
-        return bool(self.chip.disable_oscillator)
-
-    @property
-    def datetime(self):
-        return _portable.decode_time(self._read(0x00, self._regs))
-
-    def read(self):
-        """`(tm, state)` from one read of the time registers (plus the marker), as soil.ds1307.DS1307.read; the
-        states are the protocol's clock states (docs/PROTOCOL.md)."""
-        regs = bytes(self._read(0x00, self._regs))
-        try:
-            tm = _portable.decode_time(regs)
-        except ValueError:
-            tm = None
-        if regs[0] & 0x80:
-            return tm, "halted"
-        if tm is None:
-            return None, "invalid"
-        if self.last_set() is None:
-            return tm, "unset"
-        return tm, "ok"
-
-    def state(self):
-        return self.read()[1]
-
-    def last_set(self):
-        m = self._read(_MARKER_REG, bytearray(8))
-        if bytes(m[0:4]) != _MARKER_MAGIC:
-            return None
-        return int.from_bytes(m[4:8], "big")
-
-    def set_datetime(self, tm):
-        """Set the clock to UTC `tm` and start it (only on the gateway's `T` frame), then write the marker."""
-        if not timefmt.valid(tm) or tm[0] < 2000 or tm[0] > 2099:
-            raise ValueError("DS1307 keeps 2000-01-01T00:00:00Z..2099-12-31T23:59:59Z, got %r" % (tm,))
-        wday = timefmt.weekday(tm[0], tm[1], tm[2]) - 1          # struct_time: Monday = 0; Adafruit writes + 1
-        self.chip.datetime = time.struct_time(tuple(tm) + (wday, -1, -1))
-        m = self._marker
-        m[0:4] = _MARKER_MAGIC
-        m[4:8] = timefmt.to_epoch(tm).to_bytes(4, "big")
-        self._write(_MARKER_REG, m[0:8])
-
-    def _nvram_check(self, offset, n):
-        if offset < 0 or n < 0 or offset + n > _portable.NVRAM_SIZE:
-            raise ValueError("NVRAM offsets 0..%d, got %d bytes at %d" % (_portable.NVRAM_SIZE - 1, n, offset))
-
-    def nvram_read(self, offset, n):
-        self._nvram_check(offset, n)
-        if n == 0:
-            return b""
-        return bytes(self._read(_REG_NVRAM + offset, bytearray(n)))
-
-    def nvram_write(self, offset, data):
-        self._nvram_check(offset, len(data))
-        if len(data):
-            self._write(_REG_NVRAM + offset, data)
-
-
 # --- the heartbeat wire -----------------------------------------------------------------------------------------
 
 class BusioMem:
-    """MicroPython's `readfrom_mem` / `writeto_mem` / `writeto` over a `busio.I2C` (the master's beat)."""
+    """MicroPython's `readfrom_mem` / `writeto_mem` on a `busio.I2C` (the DS1307's bus, the master's beat), through
+    Adafruit's `I2CDevice` as CircuitPython drivers talk: the bus lock, and a write then a read with a repeated
+    START. One device per address, made on first use without a probe: the DS1307 driver checks its chip itself,
+    and a master must not fail to start when its standby is away. An address nobody ACKs raises OSError, as busio
+    does (errno 19 on CircuitPython)."""
 
     def __init__(self, i2c):
         self.i2c = i2c
+        self._devices = {}
 
-    def _lock(self):
-        while not self.i2c.try_lock():
-            pass
-
-    def writeto(self, addr, buf):
-        self._lock()
-        try:
-            self.i2c.writeto(addr, buf)
-        finally:
-            self.i2c.unlock()
-        return len(buf)
+    def _device(self, addr):
+        dev = self._devices.get(addr)
+        if dev is None:
+            dev = self._devices[addr] = I2CDevice(self.i2c, addr, probe=False)
+        return dev
 
     def writeto_mem(self, addr, memaddr, buf):
         data = bytearray(1 + len(buf))
         data[0] = memaddr
         data[1:] = buf
-        self.writeto(addr, data)
+        with self._device(addr) as dev:
+            dev.write(data)
 
     def readfrom_mem(self, addr, memaddr, nbytes):
         out = bytearray(nbytes)
-        self._lock()
-        try:
-            self.i2c.writeto_then_readfrom(addr, bytes((memaddr,)), out)
-        finally:
-            self.i2c.unlock()
+        with self._device(addr) as dev:
+            dev.write_then_readinto(bytes((memaddr,)), out)
         return bytes(out)
 
 
@@ -329,7 +215,7 @@ class Card:
             try:
                 self._mount()
             except OSError as e:
-                raise OSError(_ENODEV, "no SD card: %s" % (e,))
+                raise OSError(ENODEV, "no SD card: %s" % (e,))
             self.mounted = True
 
     def _path(self, name):
@@ -340,7 +226,7 @@ class Card:
         try:
             return fn(*args)
         except OSError as e:
-            if self._mount is not None and e.args and e.args[0] in (_EIO, _ENODEV):
+            if self._mount is not None and e.args and e.args[0] in (EIO, ENODEV):
                 self.mounted = False     # a pulled card: the collector's next retry mounts it again
             raise
 
@@ -375,22 +261,25 @@ def sd_mounter(sdcardio, storage, spi, cs, root="/sd", baudrate=8000000):
 
 
 class CircuitPythonHAL:
-    """One board's hardware, built once by code.py (or a test) from objects it made.
+    """One board's hardware, built once by code.py (or a test) from objects it made, as the attributes
+    soil.board.build takes.
 
     `i2c` is the DS1307's bus (`busio.I2C` or anything with its API); `hb_target` an `i2ctarget.I2CTarget` on a
     standby, `hb_i2c` a second `busio.I2C` on a master (the heartbeat wire).
     """
 
-    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None,
-                 hb_mem_size=144):
-        self.i2c = i2c
-        self.rtc = DS1307Adapter(i2c)
+    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None):
+        self.i2c = BusioMem(i2c)
         self.adc = Adc(analog_in)
         self.card = card
         self.link = UsbLink(serial)
         self.led = Led(led_dio) if led_dio is not None else None
         self.ticks_ms = ticks_ms
-        self.hb_target = PolledMemTarget(hb_target, bytearray(hb_mem_size)) if hb_target is not None else None
+        self.hb_target = self.hb_mem = self.hb_end_write = None
+        if hb_target is not None:
+            self.hb_mem = bytearray(MEM_SIZE)
+            self.hb_target = PolledMemTarget(hb_target, self.hb_mem)
+            self.hb_end_write = PolledMemTarget.IRQ_END_WRITE
         self.hb_i2c = BusioMem(hb_i2c) if hb_i2c is not None else None
 
     ticks_diff = staticmethod(ticks_diff)

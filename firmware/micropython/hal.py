@@ -2,10 +2,10 @@
 
     Card(spi, cs)          # the SD card's FAT filesystem at /sd, mounted again after it failed or was pulled
     SerialLink()           # the USB serial line, non-blocking, for the frames
-    HAL                    # the attributes handed to the core (built by startup.build_hal from boards.py's pin map)
+    HAL                    # the attributes handed to the core (soil.board names them)
 
 Nothing here runs at import time. What builds the hardware (pins to machine objects, the heartbeat wire, the
-watchdog) is in startup.py, which main.py unloads after start-up: only what runs all the time stays in RAM.
+watchdog) is startup.py, which main.py drops after start-up: it runs once.
 
 Errors follow the interfaces: the card raises OSError with Linux errno numbers (ENOENT 2, EIO 5, ENODEV 19,
 ENOSPC 28) whatever the SD driver said (micropython-lib's `sdcard` raises `OSError("timeout ...")` with text);
@@ -17,10 +17,8 @@ import select
 import sys
 
 from micropython import const
+from soil.card import EIO, ENODEV
 
-_ENOENT = const(2)
-_EIO = const(5)
-_ENODEV = const(19)
 _MOUNT = const("/sd")
 _RX_MAX = const(128)     # bytes taken from USB per read(): one frame and a bit; the rest waits in the USB buffer
 _TX_CHUNK = const(64)    # bytes handed to USB per write(): what the CDC buffer takes without blocking
@@ -28,7 +26,7 @@ _TX_CHUNK = const(64)    # bytes handed to USB per write(): what the CDC buffer 
 
 def _linux_errno(e):
     """OSError -> the Linux errno the core expects (text-only errors from drivers become EIO)."""
-    code = e.args[0] if e.args and isinstance(e.args[0], int) else _EIO
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else EIO
     return OSError(code, "sd card")
 
 
@@ -65,12 +63,12 @@ class Card:
 
     def _path(self, name):
         if not self.mounted and not self.mount():
-            raise OSError(_ENODEV, "no SD card")
+            raise OSError(ENODEV, "no SD card")
         return _MOUNT + "/" + name
 
     def _failed(self, e):
         err = _linux_errno(e)
-        if err.args[0] == _EIO or err.args[0] == _ENODEV:
+        if err.args[0] == EIO or err.args[0] == ENODEV:
             self.mounted = False         # pulled or broken: mount again on the next call
         return err
 
@@ -154,6 +152,7 @@ class SerialLink:
 
 
 class HAL:
-    """One board's hardware, as attributes the core and main.py use (firmware/sim/hal.py's SimHAL has the same):
-    i2c, adc, card, link, led, wdt, ticks_ms, ticks_diff. startup.build_hal() fills it from a pin map; it
-    has no methods because everything that builds hardware runs once and is unloaded with startup.py."""
+    """One board's hardware, as the attributes soil.board.build takes (i2c, adc, card, link, led, ticks_ms,
+    ticks_diff; hb_target, hb_mem, hb_end_write on a standby; hb_i2c on a master), and the watchdog main.py feeds
+    (wdt). startup.build_hal() fills it from a pin map; it has no methods because everything that builds hardware
+    runs once, in startup.py."""

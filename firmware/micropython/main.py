@@ -1,4 +1,4 @@
-"""MicroPython entry point: read config.json, start the board (startup.py, unloaded after start-up), loop.
+"""MicroPython entry point: read config.json, start the board (startup.py, dropped after start-up), loop.
 
 The counterpart of tools/vboard.py on a real board (README.md in this folder: flashing, config, FAT vs littlefs).
 `start()` and `loop()` can be driven step by step (tests/test_micropython_port.py runs it under the real
@@ -11,7 +11,6 @@ import time
 
 import machine
 from micropython import const
-from soil import unload
 
 _RESET_DELAY_MS = const(5000)
 
@@ -23,15 +22,25 @@ def _log(msg):
 
 
 def start(cfg=None, serial=None):
-    """Read config.json (unless `cfg` is given), build everything and start it (startup.py), then unload the code
-    that only start-up runs. Returns (hal, collector)."""
+    """Read config.json (unless `cfg` is given), build everything and start it (startup.py), then drop the modules
+    only start-up runs (once: their code is garbage from here on). Returns (hal, collector)."""
     import startup
     try:
         return startup.start(cfg, serial, _log)
     finally:
         for name in startup.BOOT_ONLY:
-            unload(name)
+            _drop(name)
         gc.collect()
+
+
+def _drop(name):
+    """Forget module `name`: from sys.modules and from its package's attributes, which refer to it too."""
+    sys.modules.pop(name, None)
+    dot = name.rfind(".")
+    if dot > 0:
+        package = sys.modules.get(name[:dot])
+        if package is not None and hasattr(package, name[dot + 1:]):
+            delattr(package, name[dot + 1:])
 
 
 def loop(hal, c, steps=None):
@@ -42,9 +51,7 @@ def loop(hal, c, steps=None):
         hal.wdt.feed()
         # Wake for the next sample, but at least every 20 ms while frames are in flight or queued (acks, resends,
         # the rest of a partly written frame), every 100 ms otherwise (the link's input, the role's timers).
-        due = c.ticks_diff(c._next_sample, c.ticks_ms())
-        busy = c.uplink._out or c.uplink.inflight
-        wait = min(due, 20 if busy else 100)
+        wait = min(c.ms_until_sample(), 20 if c.uplink.busy() else 100)
         if wait > 0:
             time.sleep_ms(wait)
         n += 1

@@ -58,6 +58,8 @@ class SimHAL:
         self.card = SimCard(os.path.join(state_dir, "sd"), card_capacity, seed=seed)
         self.link = PtyLink(baudrate, clock=clock)
         self.led = Led()
+        # The pair's wire (soil.board): tools/vboard.py builds it for a master or a standby.
+        self.hb_target = self.hb_mem = self.hb_end_write = self.hb_i2c = None
 
     def ticks_ms(self):
         return (int(self._clock() * 1000) + self._ticks_offset) & (TICKS_PERIOD - 1)
