@@ -13,7 +13,7 @@ import pytest
 adafruit_ds1307 = pytest.importorskip("adafruit_ds1307")
 
 from soil import ds1307 as drv  # noqa: E402
-from soil import timefmt  # noqa: E402
+from soil import utc  # noqa: E402
 from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
 from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
@@ -34,7 +34,7 @@ def rig():
 
 def _struct(tm):
     # Adafruit writes tm_wday + 1: Monday = 1, like our driver.
-    wday = timefmt.weekday(*tm[:3]) - 1
+    wday = utc.weekday(*tm[:3]) - 1
     return time.struct_time(tm + (wday, -1, -1))
 
 

@@ -9,7 +9,7 @@ import os
 
 import pytest
 
-from soil import frames
+from gateway import frames
 from tools.stack import wait_for
 
 pytestmark = pytest.mark.integration

@@ -1,11 +1,12 @@
 """The CircuitPython port (firmware/circuitpython/hal.py and code.py) under CPython, on simulated chips.
 
-What is real here: Adafruit's unmodified `adafruit_ds1307` with `adafruit_bus_device` and `adafruit_register`;
-Blinka's `analogio.AnalogIn` and `digitalio.DigitalInOut` on its OS-agnostic board (`BLINKA_OS_AGNOSTIC=1`); the
-portable core; code.py's own configuration and wiring (`load_config`, `Node`). What is simulated: the I2C bus
-and the DS1307 at register level (tools/simhw). Blinka's OS-agnostic `busio.I2C` answers canned addresses with no
-DS1307 behind them, so `tools.simhw.i2c.BusioI2C` is handed to the HAL in its place; the HAL takes its bus objects
-as parameters for exactly this. CircuitPython's `i2ctarget` does not exist on a PC: `SimI2CTarget` below is its
+What is real here: Adafruit's unmodified `adafruit_bus_device` (the HAL's bus adapter talks through its
+`I2CDevice`, as on the board); Blinka's `analogio.AnalogIn` and `digitalio.DigitalInOut` on its OS-agnostic board
+(`BLINKA_OS_AGNOSTIC=1`); the portable core with its DS1307 driver; code.py's own settings and loop
+(`load_settings`, `step`) and soil.board.build. What is simulated: the I2C bus and the DS1307 at register level
+(tools/simhw). Blinka's OS-agnostic `busio.I2C` answers canned addresses with no DS1307 behind them, so
+`tools.simhw.i2c.BusioI2C` is handed to the HAL in its place; the HAL takes its bus objects as parameters for
+exactly this. CircuitPython's `i2ctarget` does not exist on a PC: `SimI2CTarget` below is its
 API (`request()`, request objects with `is_read`, `is_restart`, `read()`, `write()`) as a chip on the same
 simulated bus, with the controller in its own thread as on a real wire (a read waits, clock stretched, until the
 board's loop serves it). `usb_cdc.data` is `FakeSerial`: bytes in, bytes out, `in_waiting`, `timeout`.
@@ -22,10 +23,12 @@ import pytest
 
 os.environ.setdefault("BLINKA_OS_AGNOSTIC", "1")
 
-pytest.importorskip("adafruit_ds1307")
+pytest.importorskip("adafruit_bus_device")
 
+from gateway import frames  # noqa: E402
+from soil import board as soil_board  # noqa: E402
 from soil import ds1307 as portable  # noqa: E402
-from soil import frames, heartbeat, timefmt, timeparse  # noqa: E402
+from soil import heartbeat, utc  # noqa: E402
 from soil import master as master_side  # noqa: E402
 from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
 from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
@@ -229,16 +232,30 @@ def chip_rig(tmp_path):
 
 
 def make_node(tmp_path, clock, bus, role="single", serial=None, card_dir="sd", **hal_kw):
+    """The HAL and the collector as code.py's main() builds them, from settings.toml values."""
     card_root = tmp_path / card_dir
     card_root.mkdir(exist_ok=True)
     analog, led, _ = make_io()
     serial = serial or FakeSerial()
     h = hal.CircuitPythonHAL(BusioI2C(bus), analog, hal.Card(str(card_root)), serial, led, clock.ticks_ms,
                              **hal_kw)
-    settings = {"SOIL_BOARD_ID": "cp-1", "SOIL_ROLE": role, "SOIL_INTERVAL_MS": "1000",
-                "SOIL_STATUS_INTERVAL_MS": 5000}
-    cfg = cp_code.load_config(lambda k, d=None: settings.get(k, d))
-    return cp_code.Node(cfg, h, log=lambda msg: None), serial
+    toml = {"SOIL_BOARD": "cp-1", "SOIL_ROLE": role, "SOIL_INTERVAL_MS": "1000", "SOIL_STATUS_INTERVAL_MS": 5000}
+    s = cp_code.load_settings(lambda k, d=None: toml.get(k, d))
+    return Node(h, soil_board.build(s, h, log=lambda msg: None)), serial
+
+
+class Node:
+    """What code.py's loop holds: the HAL and the collector."""
+
+    def __init__(self, hal_, collector):
+        self.hal = hal_
+        self.collector = collector
+
+    def start(self):
+        self.collector.start()
+
+    def step(self):
+        cp_code.step(self.hal, self.collector)
 
 
 class Gateway:
@@ -275,37 +292,23 @@ def run(node, gw, clock, seconds, step_ms=100):
         gw.pump()
 
 
-# --- the DS1307 through Adafruit's driver -------------------------------------------------------------------------
+# --- the DS1307 through the HAL's bus adapter ----------------------------------------------------------------------
 
-def test_adapter_reports_halted_for_a_chip_with_ch_set(chip_rig):
+def test_the_portable_driver_runs_over_the_hal_bus(chip_rig):
     clock, bus, chip = chip_rig
-    assert chip.halted
-    rtc = hal.DS1307Adapter(BusioI2C(bus))
-    tm, state = rtc.read()
-    assert state == "halted"
-    assert rtc.halted is True                         # Adafruit's disable_oscillator
-    assert (tm, state) == portable.DS1307(MachineI2C(bus)).read()
-    assert chip.time_register_writes == 0             # constructing and reading never write the clock (F3)
-
-
-def test_adapter_states_match_the_portable_driver(chip_rig):
-    clock, bus, chip = chip_rig
-    ours = portable.DS1307(MachineI2C(bus))
-    rtc = hal.DS1307Adapter(BusioI2C(bus))
+    rtc = portable.DS1307(hal.BusioMem(BusioI2C(bus)))
+    assert rtc.read() == ((2000, 1, 1, 0, 0, 0), "halted")     # a new chip: clock-halt set, as shipped
+    assert rtc.read() == portable.DS1307(MachineI2C(bus)).read()
     chip.set_time((2026, 5, 17, 21, 4, 5), hour12=True)          # running, 12-hour mode, never set by a gateway
-    assert rtc.read() == ours.read() == ((2026, 5, 17, 21, 4, 5), "unset")
-    assert tuple(rtc.chip.datetime)[3] != 21          # why read() decodes the registers itself: Adafruit's getter
-    chip.poke(0x05, 0x13)                             # month 13
-    assert rtc.read() == ours.read() == (None, "invalid")
-    ours.set_datetime((2026, 5, 17, 10, 0, 0))
+    assert rtc.read() == ((2026, 5, 17, 21, 4, 5), "unset")
+    rtc.set_datetime((2026, 5, 17, 10, 0, 0))
     assert rtc.read() == ((2026, 5, 17, 10, 0, 0), "ok")
-    chip.poke(0x00, chip.peek(0x00) | 0x80)           # the battery failed: the oscillator stops
-    assert rtc.read()[1] == ours.read()[1] == "halted"
+    assert chip.time_register_writes == 7                        # one transaction of the seven time registers
 
 
 def test_no_ds1307_is_an_oserror_naming_the_address():
     with pytest.raises(OSError) as e:
-        hal.DS1307Adapter(BusioI2C(I2CBus()))
+        portable.DS1307(hal.BusioMem(BusioI2C(I2CBus())))
     assert e.value.args[0] == 19 and "0x68" in str(e.value)
 
 
@@ -319,7 +322,7 @@ def test_set_clock_through_the_collector_makes_the_clock_ok(tmp_path, chip_rig):
     assert all("Q" in f[5] for f in gw.of(frames.READING))   # flagged, not silently given a made-up time
     gw.send(frames.settime("2026-03-01T12:00:00Z"))
     run(node, gw, clock, 0.1)
-    assert node.hal.rtc.read() == ((2026, 3, 1, 12, 0, 0), "ok")
+    assert node.collector.rtc.read() == ((2026, 3, 1, 12, 0, 0), "ok")
     assert portable.DS1307(MachineI2C(bus)).read() == ((2026, 3, 1, 12, 0, 0), "ok")   # the portable driver agrees
     assert not chip.halted
     assert chip.peek(0x03) == 7                       # 2026-03-01 is a Sunday: day 7 counting Monday = 1
@@ -333,11 +336,12 @@ def test_set_clock_through_the_collector_makes_the_clock_ok(tmp_path, chip_rig):
 def test_nvram_boot_counter_round_trips(tmp_path, chip_rig):
     clock, bus, chip = chip_rig
     first, _ = make_node(tmp_path, clock, bus, card_dir="card-a")
-    assert first.boot == 1 and first.boot_stores == 2
+    assert first.collector.boot == 1
+    assert os.path.exists(tmp_path / "card-a" / "boot.slt")      # kept on the card and in the NVRAM
     # A new, empty card: the boot number can only come from the DS1307's NVRAM, read back through the adapter.
     second, _ = make_node(tmp_path, clock, bus, card_dir="card-b")
-    assert second.boot == 2
-    rtc = second.hal.rtc
+    assert second.collector.boot == 2
+    rtc = second.collector.rtc
     assert rtc.nvram_read(0, 8) == bytes(chip.regs[0x08:0x10])
     rtc.nvram_write(40, b"\x01\x02\x03\x04\x05\x06\x07\x08")
     assert rtc.nvram_read(40, 8) == b"\x01\x02\x03\x04\x05\x06\x07\x08"
@@ -362,8 +366,8 @@ def test_readings_are_valid_frames_across_the_ticks_wrap(tmp_path, chip_rig):
     _, _, expected_raw = make_io()
     assert [r[2] for r in readings] == list(range(1, len(readings) + 1))
     assert 59 <= len(readings) <= 61                  # one per second across the wrap: no stall, no burst
-    assert all(r[1] == node.boot and r[4] == expected_raw and r[5] == "L" for r in readings)
-    times = [timefmt.to_epoch(timeparse.parse_iso(r[3])) for r in readings]
+    assert all(r[1] == node.collector.boot and r[4] == expected_raw and r[5] == "L" for r in readings)
+    times = [utc.to_epoch(utc.parse_iso(r[3])) for r in readings]
     assert all(b - a == 1 for a, b in zip(times, times[1:])), [r[3] for r in readings]
     for _ in range(5):                                # the last frame's tail and its acknowledgement
         node.step()
@@ -409,10 +413,10 @@ def test_polled_target_receives_a_beat_and_serves_the_status(tmp_path, chip_rig)
     assert not t.is_alive()
     assert target.requests == 3           # the beat; then the status read's address write and the read itself
     assert master_side.decode_status(result["status"]) == ("watching", 0, 0)
-    assert node.mailbox.take_beat() == ("cp-0", 3, 41, 1_800_000_000, True, "active")
+    assert node.collector.pair.mailbox.take_beat() == ("cp-0", 3, 41, 1_800_000_000, True, "active")
     assert node.hal.hb_target.writes == 1
     node.step()                           # the role's step consumes beats from the mailbox
-    assert node.collector.role_logic.state == "watching"
+    assert node.collector.pair.state == "watching"
 
 
 def test_polled_target_without_a_master_lets_the_standby_ask_the_gateway(tmp_path, chip_rig):
@@ -422,17 +426,38 @@ def test_polled_target_without_a_master_lets_the_standby_ask_the_gateway(tmp_pat
     gw = Gateway(serial)
     node.start()
     run(node, gw, clock, 11.0)
-    assert node.collector.role_logic.state == "asking"
+    assert node.collector.pair.state == "asking"
     assert gw.of(frames.WITNESS_QUERY)
 
 
-def test_load_config_names_the_bad_key():
-    with pytest.raises(ValueError, match="SOIL_BOARD_ID"):
-        cp_code.load_config(lambda k, d=None: d)
+def test_load_settings_names_the_bad_key():
+    with pytest.raises(ValueError, match="SOIL_BOARD"):
+        cp_code.load_settings(lambda k, d=None: d)
     with pytest.raises(ValueError, match="SOIL_INTERVAL_MS"):
-        cp_code.load_config(lambda k, d=None: {"SOIL_BOARD_ID": "x", "SOIL_INTERVAL_MS": "fast"}.get(k, d))
-    cfg = cp_code.load_config(lambda k, d=None: {"SOIL_BOARD_ID": "x", "SOIL_INTERVAL_MS": "250"}.get(k, d))
-    assert cfg["SOIL_INTERVAL_MS"] == 250 and cfg["SOIL_ROLE"] == "single"
+        cp_code.load_settings(lambda k, d=None: {"SOIL_BOARD": "x", "SOIL_INTERVAL_MS": "fast"}.get(k, d))
+    with pytest.raises(ValueError, match="SOIL_ROLE"):
+        cp_code.load_settings(lambda k, d=None: {"SOIL_BOARD": "x", "SOIL_ROLE": "boss"}.get(k, d))
+    s = cp_code.load_settings(lambda k, d=None: {"SOIL_BOARD": "x", "SOIL_INTERVAL_MS": "250"}.get(k, d))
+    assert s["interval_ms"] == 250 and s["role"] == "single"
+
+
+def test_settings_example_names_every_setting_with_its_default():
+    """settings.toml.example is what a user copies: it must list every soil.board setting under its
+    settings.toml name, with the default, and every pin code.py reads."""
+    with open(os.path.join(CP_DIR, "settings.toml.example")) as f:
+        text = f.read()
+    values = {}
+    for line in text.splitlines():
+        code = line.split("#")[0].strip()
+        if "=" in code:
+            key, value = (p.strip() for p in code.split("=", 1))
+            values[key] = value.strip('"')
+    for name, default, _ in soil_board.SETTINGS:
+        assert cp_code.spell(name) in values, name
+        if default is not None:
+            assert values[cp_code.spell(name)] == str(default), name
+    for pin, default in cp_code.PINS.items():
+        assert values[pin] == default
 
 
 def test_usb_link_needs_the_data_port():

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from soil import ds1307 as drv
-from soil import ds1307_set
-from soil import timefmt
+from soil import utc
 from tools.simhw.ds1307 import DS1307Sim
 from tools.simhw.i2c import I2CBus, MachineI2C
 
@@ -44,17 +43,17 @@ T0 = (2026, 11, 21, 9, 55, 4)
 
 
 def test_bcd_codec():
-    assert ds1307_set.bcd_encode(0) == 0x00
-    assert ds1307_set.bcd_encode(59) == 0x59
+    assert drv.bcd_encode(0) == 0x00
+    assert drv.bcd_encode(59) == 0x59
     assert drv.bcd_decode(0x99) == 99
     for v in range(100):
-        assert drv.bcd_decode(ds1307_set.bcd_encode(v)) == v
+        assert drv.bcd_decode(drv.bcd_encode(v)) == v
     for bad in (0x0A, 0xA0, 0x5F, 0xFF):
         with pytest.raises(ValueError):
             drv.bcd_decode(bad)
     for bad in (-1, 100):
         with pytest.raises(ValueError):
-            ds1307_set.bcd_encode(bad)
+            drv.bcd_encode(bad)
 
 
 def test_fresh_chip_is_halted_and_set_starts_it(rtc, chip, clock):
@@ -70,7 +69,7 @@ def test_fresh_chip_is_halted_and_set_starts_it(rtc, chip, clock):
     clock.advance(61.5)
     assert rtc.datetime == (2026, 11, 21, 9, 56, 5)
     assert rtc.read() == ((2026, 11, 21, 9, 56, 5), "ok")
-    assert rtc.last_set() == timefmt.to_epoch(T0)
+    assert rtc.last_set() == utc.to_epoch(T0)
 
 
 def test_set_writes_all_seven_registers_in_one_transaction_in_24h_mode(rtc, chip):
@@ -256,7 +255,7 @@ def test_rollovers_leap_years_and_the_century(rtc, chip, clock):
 
 
 @given(
-    start=st.integers(min_value=timefmt.to_epoch((2000, 1, 1, 0, 0, 0)), max_value=timefmt.to_epoch((2098, 1, 1, 0, 0, 0))),
+    start=st.integers(min_value=utc.to_epoch((2000, 1, 1, 0, 0, 0)), max_value=utc.to_epoch((2098, 1, 1, 0, 0, 0))),
     step=st.integers(min_value=0, max_value=400 * 86400),
 )
 @settings(max_examples=200, deadline=None)
@@ -266,11 +265,11 @@ def test_chip_counts_like_the_calendar(start, step):
     chip = DS1307Sim(time_source=clock)
     bus.attach(0x68, chip)
     rtc = drv.DS1307(MachineI2C(bus))
-    rtc.set_datetime(timefmt.from_epoch(start))
+    rtc.set_datetime(utc.from_epoch(start))
     clock.advance(step)
     tm = rtc.datetime
-    assert tm == timefmt.from_epoch(start + step)
-    assert chip.peek(3) == timefmt.weekday(*tm[:3])
+    assert tm == utc.from_epoch(start + step)
+    assert chip.peek(3) == utc.weekday(*tm[:3])
 
 
 def test_drift_in_ppm(bus, clock):
@@ -279,9 +278,9 @@ def test_drift_in_ppm(bus, clock):
     rtc = drv.DS1307(MachineI2C(bus))
     rtc.set_datetime(T0)
     clock.advance(86400)  # +20 ppm is 1.728 s a day fast
-    assert timefmt.to_epoch(rtc.datetime) - timefmt.to_epoch(T0) == 86401
+    assert utc.to_epoch(rtc.datetime) - utc.to_epoch(T0) == 86401
     clock.advance(86400 * 9)
-    assert timefmt.to_epoch(rtc.datetime) - timefmt.to_epoch(T0) == 864017  # 17.28 s in 10 days
+    assert utc.to_epoch(rtc.datetime) - utc.to_epoch(T0) == 864017  # 17.28 s in 10 days
 
 
 def test_writing_seconds_resets_the_countdown_chain(rtc, chip, clock):
@@ -313,7 +312,7 @@ def test_f3_boot_does_not_reset_the_clock(bus, clock, tmp_path):
         rtc.halted
         rtc.nvram_read(0, 4)
     assert chip.time_register_writes == set_writes
-    assert rtc.datetime == timefmt.from_epoch(timefmt.to_epoch(T0) + 3630)
+    assert rtc.datetime == utc.from_epoch(utc.to_epoch(T0) + 3630)
 
 
 def test_persistence_across_a_process_restart_on_battery(tmp_path, clock):
@@ -329,7 +328,7 @@ def test_persistence_across_a_process_restart_on_battery(tmp_path, clock):
     chip2 = DS1307Sim(time_source=clock, state_file=state)
     bus2.attach(0x68, chip2)
     rtc2 = drv.DS1307(MachineI2C(bus2))
-    assert rtc2.datetime == timefmt.from_epoch(timefmt.to_epoch(T0) + 5000)
+    assert rtc2.datetime == utc.from_epoch(utc.to_epoch(T0) + 5000)
     assert rtc2.state() == "ok"
     assert rtc2.nvram_read(0, 4) == b"\x00\x00\x00\x07"
     assert chip2.time_register_writes == 0
@@ -362,7 +361,7 @@ def test_power_loss_without_battery_garbage_time(bus, clock):
         rtc.state()  # a chip without VCC does not answer
     chip.power_on()
     assert rtc.state() == "halted"
-    assert rtc.last_set() is None or rtc.last_set() != timefmt.to_epoch(T0)
+    assert rtc.last_set() is None or rtc.last_set() != utc.to_epoch(T0)
 
 
 def test_power_loss_on_battery_keeps_time_and_marker(bus, clock, chip):
@@ -459,7 +458,7 @@ def test_driver_gives_the_same_answers_under_micropython():
     assert mp.stdout == cp.stdout
     lines = mp.stdout.splitlines()
     assert lines[0] == "halted 0"
-    assert lines[1].startswith("((2026, 11, 21, 21, 5, 9), 'ok') %d" % timefmt.to_epoch((2026, 11, 21, 21, 5, 9)))
+    assert lines[1].startswith("((2026, 11, 21, 21, 5, 9), 'ok') %d" % utc.to_epoch((2026, 11, 21, 21, 5, 9)))
     assert lines[2] == "(2026, 11, 21, 12, 5, 9)"
     assert lines[3] == "invalid"
     assert lines[4] == "b'wxyz'"

@@ -1,11 +1,13 @@
-"""The frame codec: what the board sends is what the gateway reads, and nothing damaged gets through."""
+"""The frame codec (soil.codec, the board's half, and gateway/frames.py, the gateway's): what the board sends is what
+the gateway reads, and nothing damaged gets through."""
 
 import zlib
 
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from soil import frames
+from gateway import frames
+from soil import codec
 
 times = st.builds(
     lambda y, mo, d, h, mi, s: "%04d-%02d-%02dT%02d:%02d:%02dZ" % (y, mo, d, h, mi, s),
@@ -94,10 +96,30 @@ def test_noise_before_a_frame_is_skipped():
     frames.encode("H", (2, "b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # unknown version
     frames.encode("H", (1, "b 1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # bad board id
     frames.encode("A", (1, 2)),                                         # wrong field count
-])
+] + [b"$" + body + b"*" + b"%08x" % zlib.crc32(body) + b"\n" for body in (  # valid checksums, bad content
+    b"R,1,0,1,2026-11-21T09:55:04Z,5,L", b"R,1,1,0,2026-11-21T09:55:04Z,5,L", b"R,1,1,1,2026-11-21T09:55:04Z,5,",
+    b"R,1,1,1,2026-11-21T09:55:04Z,5,Q", b"R,1,1,1,2026-11-21T09:55:04Z,5,LL", b"R,1,1,1,2026-11-21T09:55:04Z,5,LX",
+    b"R,1,1,1,2026-11-21T09:55:04Z,5,QSLCQ", b"R,1,1,1,2026-11-21T09:55:04Z,5", b"H,1,,1,1,2026-11-21T09:55:04Z,ok,single,fw",
+    b"H,1," + b"b" * 33 + b",1,1,2026-11-21T09:55:04Z,ok,single,fw", b"H,1,b1,1,1,2026-11-21T09:55:04Z,fine,single,fw",
+    b"H,1,b1,1,1,2026-11-21T09:55:04Z,ok,boss,fw", b"S,2026-11-21T09:55:04Z,ok,1,0,wet,0",
+    b"E,exploded,x,2026-11-21T09:55:04Z", b"V,b 1")])
 def test_invalid_frames_are_rejected(bad):
     with pytest.raises(frames.FrameError):
         frames.decode(bad)
+
+
+@pytest.mark.parametrize("frame", [
+    frames.hello("b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x"),
+    frames.status("2026-11-21T09:55:04Z", "ok", 3, 0, "full", 512),
+    frames.reading_frame(1, frames.reading_record(1, 1, "2026-11-21T09:55:04Z", 5), b"L"),
+    frames.event("takeover", "x", "2026-11-21T09:55:04Z"),
+    frames.witness_query("b1"),
+])
+def test_a_board_refuses_its_own_frame_types_as_orders(frame):
+    """An echo on the line is not an order: the board's decoder takes only A N W T Q M."""
+    assert frames.decode(frame)[0] in "HSREV"
+    with pytest.raises(codec.FrameError):
+        codec.decode(frame)
 
 
 def test_f4_wire_times_are_zero_padded():

@@ -10,7 +10,7 @@ both directions, as hypothesis chooses; bytes on their way to a board that reset
 is a dict keyed by identity (board, boot, seq); the writer model commits accepted readings in batches, then calls
 `session.committed_through(epoch, n)`, and while the database is down (`writer_ok()` is False) it throws the batch
 away and calls `session.rollback(epoch)`. The board is reset at random points (a new Collector over the same
-card folder and the same DS1307, a new boot from `soil.recovery.next_boot`).
+card folder and the same DS1307, a new boot from `soil.bootcount.next_boot`).
 
 Property (flaws F1 and F9): after the faults stop and the system runs to quiescence, every reading the board
 sampled (whose journal append completed) is in the database exactly once with the (time, raw) it was sampled
@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 import gateway.session as session_mod
 from gateway.session import BoardSession
-from soil import recovery, timefmt, timeparse
+from soil import bootcount, utc
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -188,7 +188,7 @@ class CheckedJournal(Journal):
 
 def parse_record(payload):
     boot, seq, iso, raw, _flags = payload.decode().split(",")
-    return (BOARD, int(boot), int(seq)), (timefmt.sql(timeparse.parse_iso(iso)), int(raw))
+    return (BOARD, int(boot), int(seq)), (utc.sql(utc.parse_iso(iso)), int(raw))
 
 
 class World:
@@ -226,7 +226,7 @@ class World:
         """Power up (or reset) the board: the same card folder and RTC chip, fresh RAM, the next boot number."""
         card = SimCard(self.card_dir, 8 << 20)
         rtc = DS1307(self.i2c)
-        boot, stores = recovery.next_boot(rtc, card)
+        boot, stores = bootcount.next_boot(rtc, card)
         assert stores == 2
         assert boot not in self.boots, "a boot number was reused"
         self.boots.append(boot)
@@ -239,7 +239,7 @@ class World:
         key, value = parse_record(payload)
         assert key not in self.sampled, "identity %r sampled twice" % (key,)
         self.sampled[key] = value
-        board_time = timefmt.to_epoch(timeparse.parse_iso(payload.decode().split(",")[2]))
+        board_time = utc.to_epoch(utc.parse_iso(payload.decode().split(",")[2]))
         assert abs(board_time - self.host_time()) < 15, "sample time %s far from the true time" % (payload,)
 
     # --- the gateway's writer ---------------------------------------------------------------------------------------

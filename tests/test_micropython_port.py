@@ -16,7 +16,7 @@ import tempfile
 
 import pytest
 
-from soil import frames
+from gateway import frames
 from tests.mpy import REPO, require_micropython, run_micropython
 
 LIBS = ("firmware/lib", "firmware/micropython", "tests/mpy_machine")

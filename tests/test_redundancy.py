@@ -7,12 +7,15 @@ test is exact: it steps both boards 10 ms at a time and then checks what each on
 
 import pytest
 
-from soil import frames, heartbeat as hb, timefmt, timeparse
+from gateway import frames
+
+from soil import heartbeat as hb, utc
 from soil import master as master_side, standby as standby_side
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
-from soil.redundancy import MasterRole, StandbyRole
+from soil.master import MasterRole
+from soil.standby import StandbyRole
 from firmware.sim.hal import ticks_diff
 from tools.simhw.adc import MoistureSensor, constant
 from tools.simhw.ds1307 import DS1307Sim
@@ -20,7 +23,7 @@ from tools.simhw.i2c import I2CBus, MachineI2C
 from tools.simhw.i2ctarget import MemTarget
 from tools.simhw.sdcard import SimCard
 
-START = timefmt.to_epoch((2026, 11, 21, 12, 0, 0))
+START = utc.to_epoch((2026, 11, 21, 12, 0, 0))
 
 
 class Clock:
@@ -56,19 +59,29 @@ class Wire:
         return out
 
 
-def make_board(tmp_path, name, clock, role):
+class Board:
+    """One board of the pair: its collector, and the serial line and card the test looks at."""
+
+    def __init__(self, collector, wire, card):
+        self.c = collector
+        self.wire = wire
+        self.card = card
+
+    def __getattr__(self, name):          # the collector's attributes and methods, for brevity
+        return getattr(self.c, name)
+
+
+def make_board(tmp_path, name, clock, pair, boot=1):
     bus = I2CBus()
     chip = DS1307Sim(time_source=lambda: clock.t)
     bus.attach(0x68, chip)
     rtc = DS1307(MachineI2C(bus))
-    rtc.set_datetime(timefmt.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
+    rtc.set_datetime(utc.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
     card = SimCard(str(tmp_path / name), 1 << 20)
     wire = Wire()
-    c = Collector(name, 1, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
-                  clock.ticks_ms, ticks_diff, role=role, interval_ms=1000, ring_size=40)
-    c.wire = wire
-    c.card = card
-    return c
+    c = Collector(name, boot, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
+                  clock.ticks_ms, ticks_diff, pair=pair, interval_ms=1000)
+    return Board(c, wire, card)
 
 
 def published(c):
@@ -80,7 +93,7 @@ def published(c):
         if item is None:
             return out
         boot, seq, t, raw, flags = item[0].decode().split(",")
-        out.append((int(seq), timefmt.to_epoch(timeparse.parse_iso(t)), flags))
+        out.append((int(seq), utc.to_epoch(utc.parse_iso(t)), flags))
 
 
 @pytest.fixture
@@ -90,10 +103,9 @@ def pair(tmp_path):
     mem = bytearray(hb.MEM_SIZE)
     target = MemTarget(mem)
     wire_bus.attach(hb.ADDRESS, target)
-    master = make_board(tmp_path, "bed-1-a", clock, "master")
-    standby = make_board(tmp_path, "bed-1-b", clock, "standby")
-    master.role_logic = MasterRole(master, MachineI2C(wire_bus))
-    standby.role_logic = StandbyRole(standby, standby_side.Mailbox(target, mem, MemTarget.IRQ_END_WRITE))
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)))
+    standby = make_board(tmp_path, "bed-1-b", clock,
+                         StandbyRole(standby_side.Mailbox(target, mem, MemTarget.IRQ_END_WRITE)))
     master.start()
     standby.start()
     return clock, wire_bus, target, master, standby
@@ -117,16 +129,16 @@ def covered_seconds(*collectors):
 def test_master_death_standby_fills_the_gap_from_the_witness_answer(pair):
     clock, wire_bus, target, master, standby = pair
     run(clock, [master, standby], 20)
-    assert standby.role_logic.state == "watching" and not published(standby)
+    assert standby.pair.state == "watching" and not published(standby)
     last_master = master.last_published_epoch
     died_at = clock.t
     run(clock, [standby], 10.5)                           # the master is dead: only the standby runs
     queries = standby.wire.frames(frames.WITNESS_QUERY)
     assert queries == [("bed-1-a",)]
     assert clock.t - died_at >= 10.0                      # asked after the full timeout, not before (F10)
-    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", timefmt.iso(timefmt.from_epoch(last_master)))
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", utc.iso(utc.from_epoch(last_master)))
     run(clock, [standby], 5)
-    assert standby.role_logic.state == "active"
+    assert standby.pair.state == "active"
     seen = covered_seconds(master, standby)
     span = range(START + 1, int(clock.t) - 1)
     assert [s for s in span if s not in seen] == [], "no missing slot across the failover"
@@ -142,16 +154,14 @@ def test_master_returns_and_takes_back_at_the_agreed_time(pair, tmp_path):
     run(clock, [standby], 11)                             # master gone
     standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", "-")
     run(clock, [standby], 5)
-    assert standby.role_logic.state == "active"
+    assert standby.pair.state == "active"
     # The master resets: a new collector on the same card, which first asks the standby where it stands.
     old_master = master
-    master = make_board(tmp_path, "bed-1-a", clock, "master")
-    master.boot = 2
-    master.role_logic = MasterRole(master, MachineI2C(wire_bus))
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)), boot=2)
     master.start()
-    assert master.role_logic.state == "returning" and not master.publishing
+    assert master.pair.state == "returning" and not master.publishing
     run(clock, [master, standby], 30)
-    assert master.role_logic.state == "active" and standby.role_logic.state == "watching"
+    assert master.pair.state == "active" and standby.pair.state == "watching"
     seen = covered_seconds(master, standby)               # the card holds both boots of the master
     span = range(START + 1, int(clock.t) - 1)
     assert [s for s in span if s not in seen] == []
@@ -168,7 +178,7 @@ def test_wire_cut_but_gateway_hears_the_master_no_takeover(pair):
     assert standby.wire.frames(frames.WITNESS_QUERY)
     standby.wire.inbox = frames.witness_answer("bed-1-a", "alive", "-")
     run(clock, [master, standby], 5)
-    assert standby.role_logic.state == "watching" and not published(standby)
+    assert standby.pair.state == "watching" and not published(standby)
 
 
 def test_wire_cut_and_gateway_silent_standby_takes_over_labelled(pair):
@@ -176,7 +186,7 @@ def test_wire_cut_and_gateway_silent_standby_takes_over_labelled(pair):
     run(clock, [master, standby], 5)
     wire_bus.cut = True
     run(clock, [master, standby], 15)                     # timeout, then the witness timeout with no answer
-    assert standby.role_logic.state == "active"
+    assert standby.pair.state == "active"
     assert published(standby) and all("S" in f for _, _, f in published(standby))
 
 
@@ -201,7 +211,7 @@ def test_f10_watchdog_measures_one_tick_difference_not_a_running_sum():
 def test_f11_heartbeat_handler_does_not_block(pair):
     clock, wire_bus, target, master, standby = pair
     run(clock, [master, standby], 10)
-    assert standby.role_logic.mailbox.beats >= 3
+    assert standby.pair.mailbox.beats >= 3
     assert target.handler_max_s < 0.005, "the receive handler only sets a flag"
 
 
@@ -210,7 +220,7 @@ def test_f12_master_notices_a_missing_standby(pair):
     run(clock, [master, standby], 4)
     wire_bus.detach(hb.ADDRESS)                            # the standby is gone: its address NACKs
     run(clock, [master], 4)
-    assert master.role_logic.beats_failed >= 1 and master.role_logic.standby_present is False
+    assert master.pair.beats_failed >= 1 and master.pair.standby_present is False
     assert [e[0] for e in master.wire.frames(frames.EVENT)] == ["standby_missing"]
     wire_bus.attach(hb.ADDRESS, target)
     run(clock, [master, standby], 4)

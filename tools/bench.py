@@ -117,19 +117,20 @@ def prefill_journal(state_dir, n, boot=1, start_epoch=None):
     The readings belong to boot `boot`, and that boot number is persisted on the card, so the virtual board
     started on this folder boots as `boot + 1` and its live readings can never collide with the cached ones.
     """
-    from soil import frames, recovery, timefmt
+    from gateway import frames
+    from soil import bootcount, utc
     from soil.journal import Journal
     from tools.simhw.sdcard import SimCard
     os.makedirs(state_dir, exist_ok=True)
     card = SimCard(os.path.join(state_dir, "sd"), 8 << 20)
-    got, _ = recovery.next_boot(card=card)
+    got, _ = bootcount.next_boot(card=card)
     assert got == boot, got
     journal = Journal(card, max_bytes=4 << 20)
     journal.open()
     start_epoch = int(time.time()) - n if start_epoch is None else start_epoch
     for i in range(n):
-        tm = timefmt.from_epoch(start_epoch + i)
-        journal.append(frames.reading_record(boot, i + 1, timefmt.iso(tm), 20000 + (i * 37) % 20000, ""))
+        tm = utc.from_epoch(start_epoch + i)
+        journal.append(frames.reading_record(boot, i + 1, utc.iso(tm), 20000 + (i * 37) % 20000, ""))
     return journal.pending
 
 

@@ -38,7 +38,7 @@ A second run with nothing changed copies nothing (mpy-cross's output is determin
 the one in the board's config.json, else "mp-" and the first 8 hex digits of machine.unique_id().
 
 CircuitPython: with --circuitpy PATH (the mounted CIRCUITPY drive) the files are copied there when changed and
-settings.toml is written from settings.toml.example with SOIL_BOARD_ID / SOIL_ROLE; without it the steps are printed.
+settings.toml is written from settings.toml.example with SOIL_BOARD / SOIL_ROLE; without it the steps are printed.
 
 Errors print as `flash: message` on stderr with exit code 1; progress goes to stderr.
 """
@@ -63,7 +63,7 @@ MP_BOARDS = {"pico": "pico", "picow": "picow", "esp32": "esp32", "sim": "pico"} 
 CPY_BOARDS = ("circuitpython",)
 ROLES = ("single", "master", "standby")
 BOARD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
-CIRCUP_LIBS = ("adafruit_ds1307", "adafruit_bus_device", "adafruit_register")
+CPY_REQUIREMENTS = os.path.join(CPY_PORT, "requirements.txt")   # what `circup install -r` puts on the board
 MPY_OPT = 3   # mpy-cross -O level: as MicroPython's own frozen asyncio (extmod/asyncio/manifest.py); no line numbers
 
 
@@ -447,7 +447,7 @@ def flash_micropython(args):
 def cpy_settings(role, board_id):
     with open(os.path.join(CPY_PORT, "settings.toml.example")) as f:
         text = f.read()
-    text = re.sub(r'^SOIL_BOARD_ID = "[^"]*"', 'SOIL_BOARD_ID = "%s"' % board_id, text, flags=re.M)
+    text = re.sub(r'^SOIL_BOARD = "[^"]*"', 'SOIL_BOARD = "%s"' % board_id, text, flags=re.M)
     text = re.sub(r'^SOIL_ROLE = "[^"]*"', 'SOIL_ROLE = "%s"' % role, text, flags=re.M)
     return text.encode()
 
@@ -460,7 +460,7 @@ def flash_circuitpython(args):
     files += [(os.path.join(CPY_PORT, n), n) for n in ("boot.py", "code.py", "hal.py")]
     if not args.circuitpy:
         print("CircuitPython (firmware/circuitpython/README.md): with the board plugged in and CIRCUITPY mounted,")
-        print("  pip install circup && circup install %s" % " ".join(CIRCUP_LIBS))
+        print("  pip install circup && circup install -r firmware/circuitpython/requirements.txt")
         print("  make flash BOARD=circuitpython ROLE=%s ID=%s CIRCUITPY=/media/$USER/CIRCUITPY" % (args.role,
                                                                                                    board_id))
         print("or by hand:")
@@ -468,7 +468,7 @@ def flash_circuitpython(args):
         print("  cp firmware/lib/soil/*.py CIRCUITPY/lib/soil/")
         print("  cp firmware/circuitpython/boot.py firmware/circuitpython/code.py firmware/circuitpython/hal.py "
               "CIRCUITPY/")
-        print("  cp firmware/circuitpython/settings.toml.example CIRCUITPY/settings.toml   # set SOIL_BOARD_ID, "
+        print("  cp firmware/circuitpython/settings.toml.example CIRCUITPY/settings.toml   # set SOIL_BOARD, "
               "SOIL_ROLE")
         return 0
     root = args.circuitpy
@@ -493,8 +493,8 @@ def flash_circuitpython(args):
             f.flush()
             os.fsync(f.fileno())     # CIRCUITPY is a USB drive: get the bytes there before the board reloads
         copied += 1
-    status("CIRCUITPY %s: %d of %d files copied (%s); libraries: circup install %s" % (
-        root, copied, len(items), settings, " ".join(CIRCUP_LIBS)))
+    status("CIRCUITPY %s: %d of %d files copied (%s); libraries: circup install -r %s" % (
+        root, copied, len(items), settings, os.path.relpath(CPY_REQUIREMENTS)))
     return copied
 
 

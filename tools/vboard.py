@@ -27,28 +27,28 @@ import socket
 import sys
 import time
 
-from soil import VERSION
-from soil import recovery
-from soil.collector import Collector
-from soil.ds1307 import DS1307
-from soil.journal import Journal
+from soil import board
 from firmware.sim.hal import SimHAL
 from tools.simhw.sdcard import PowerCut
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="vboard", description="Run a virtual soil-moisture board on a pty.")
-    p.add_argument("--board", required=True, help="board id (A-Z a-z 0-9 _ -, at most 32)")
     p.add_argument("--state", required=True, help="state folder: SD card, RTC registers, tty link")
-    p.add_argument("--role", default="single", choices=("single", "master", "standby"))
-    p.add_argument("--interval-ms", type=int, default=1000, help="sample interval (default: %(default)s)")
     p.add_argument("--baudrate", type=int, default=115200, help="link pacing; 0 for unpaced")
-    p.add_argument("--window", type=int, default=24, help="frames in flight")
-    p.add_argument("--status-interval-ms", type=int, default=10000, help="status frame interval")
+    g = p.add_argument_group("the board's settings (soil.board: the same as config.json / settings.toml on a real "
+                             "board)")
+    for name, default, meaning in board.SETTINGS:
+        flag = "--" + name.replace("_", "-")
+        if default is None:
+            g.add_argument(flag, required=True, help=meaning)
+        elif isinstance(default, int):
+            g.add_argument(flag, type=lambda v: int(v, 0), default=default, help=meaning + " (default: %(default)s)")
+        else:
+            g.add_argument(flag, default=default, choices=board.CHOICES.get(name),
+                           help=meaning + " (default: %(default)s)")
     g = p.add_argument_group("simulated hardware")
     g.add_argument("--card-capacity", type=int, default=8 << 20, help="SD card bytes")
-    g.add_argument("--journal-max", type=int, default=4 << 20, help="journal bound in bytes")
-    g.add_argument("--full-policy", default="drop_oldest", choices=("drop_oldest", "drop_newest"))
     g.add_argument("--moisture", type=int, help="constant raw ADC value (default: a drying curve)")
     g.add_argument("--noise", type=float, default=40.0, help="ADC noise, raw counts")
     g.add_argument("--seed", type=int, default=0)
@@ -63,37 +63,26 @@ def build_parser():
     g = p.add_argument_group("redundant pair (master / standby over an I2C heartbeat wire)")
     g.add_argument("--hb-wire", help="the heartbeat wire: a socket path both boards of a pair are given; the "
                                      "standby hosts it, the master connects")
-    g.add_argument("--hb-address", type=lambda v: int(v, 0), default=8, help="standby's I2C target address")
-    g.add_argument("--hb-interval-ms", type=int, default=3000, help="master's beat interval")
-    g.add_argument("--hb-timeout-ms", type=int, default=10000, help="standby declares the master silent after")
-    g.add_argument("--witness-timeout-ms", type=int, default=3000, help="wait this long for the gateway's answer")
-    g.add_argument("--handback-after-ms", type=int, default=9000, help="beats this long before handing back")
-    g.add_argument("--handback-margin-s", type=int, default=7, help="hand back this many seconds ahead")
-    g.add_argument("--witness-recheck-ms", type=int, default=30000,
-                   help="an active standby without beats asks the gateway again this often")
     return p
 
 
 class VirtualBoard:
     def __init__(self, args):
         self.args = args
+        self.settings = board.settings(lambda name, default: getattr(args, name, default),
+                                       lambda name: "--" + name.replace("_", "-"))
         self.hal = SimHAL(args.state, baudrate=args.baudrate, card_capacity=args.card_capacity,
                           moisture=args.moisture, noise=args.noise, seed=args.seed,
                           rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms)
         if args.rtc_set and self.hal.rtc_chip.halted:
             self.hal.rtc_chip.set_time(time.gmtime()[:6])
-        self.rtc = DS1307(self.hal.i2c)
-        self.journal = Journal(self.hal.card, max_bytes=args.journal_max, policy=args.full_policy)
-        boot, stores = recovery.next_boot(self.rtc, self.hal.card)
-        self.collector = Collector(args.board, boot, self.rtc, self.hal.adc, self.journal, self.hal.link,
-                                   self.hal.ticks_ms, self.hal.ticks_diff, role=args.role,
-                                   interval_ms=args.interval_ms, window=args.window,
-                                   status_interval_ms=args.status_interval_ms, led=self.hal.led, fw=VERSION,
-                                   log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
-        self.boot_stores = stores
         self.hb_server = None
-        if args.role in ("master", "standby"):
-            self._build_pair(args)
+        self.hb_target = None
+        role = self.settings["role"]
+        if role != "single":
+            self._build_pair_wire(role, args.hb_wire)
+        self.collector = board.build(self.settings, self.hal,
+                                     log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
         if args.sample_log:
             self._log_samples(args.sample_log)
         self.tty_link = os.path.join(args.state, "tty")
@@ -113,36 +102,25 @@ class VirtualBoard:
             return record
         c.sample = logged_sample
 
-    def _build_pair(self, args):
-        """The heartbeat wire: the standby is an I2C target on it, the master the controller."""
+    def _build_pair_wire(self, role, path):
+        """The heartbeat wire, a socket at `path` shared by the pair: the standby is an I2C target on it (and
+        hosts the socket), the master the controller."""
         from soil.heartbeat import MEM_SIZE
-        from soil.standby import Mailbox
-        from soil.redundancy import MasterRole, StandbyRole
-        if not args.hb_wire:
-            raise ValueError("--role %s needs --hb-wire PATH (the heartbeat wire shared by the pair)" % args.role)
-        c = self.collector
-        if args.role == "standby":
-            from tools.simhw.i2c import I2CBus
-            from tools.simhw.i2cnet import BusServer
-            from tools.simhw.i2ctarget import MemTarget
-            self.hb_mem = bytearray(MEM_SIZE)
-            self.hb_target = MemTarget(self.hb_mem)
+        from tools.simhw.i2c import I2CBus
+        from tools.simhw.i2cnet import BusServer, RemoteI2C
+        from tools.simhw.i2ctarget import MemTarget
+        if not path:
+            raise ValueError("--role %s needs --hb-wire PATH (the heartbeat wire shared by the pair)" % role)
+        if role == "standby":
+            mem = bytearray(MEM_SIZE)
+            self.hb_target = MemTarget(mem)
             bus = I2CBus()
-            bus.attach(args.hb_address, self.hb_target)
-            self.hb_server = BusServer(bus, args.hb_wire)
+            bus.attach(self.settings["hb_address"], self.hb_target)
+            self.hb_server = BusServer(bus, path)
             self.hb_server.start()
-            mailbox = Mailbox(self.hb_target, self.hb_mem, MemTarget.IRQ_END_WRITE)
-            c.ring_limit = (args.hb_timeout_ms + args.witness_timeout_ms + 2 * args.hb_interval_ms) \
-                // args.interval_ms + 8
-            c.role_logic = StandbyRole(c, mailbox, timeout_ms=args.hb_timeout_ms,
-                                       witness_timeout_ms=args.witness_timeout_ms,
-                                       handback_after_ms=args.handback_after_ms,
-                                       handback_margin_s=args.handback_margin_s,
-                                       recheck_ms=args.witness_recheck_ms)
+            self.hal.hb_target, self.hal.hb_mem, self.hal.hb_end_write = self.hb_target, mem, MemTarget.IRQ_END_WRITE
         else:
-            from tools.simhw.i2cnet import RemoteI2C
-            c.ring_limit = 4 * args.handback_margin_s * 1000 // args.interval_ms + 16
-            c.role_logic = MasterRole(c, RemoteI2C(args.hb_wire), args.hb_address, args.hb_interval_ms)
+            self.hal.hb_i2c = RemoteI2C(path)
 
     def publish(self):
         tmp = self.tty_link + ".tmp"
@@ -159,18 +137,19 @@ class VirtualBoard:
 
     def status(self):
         c = self.collector
+        pair = c.pair
         tm, clock = c.read_clock()
         return {"board": c.board_id, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
-                "journal_corrupt": getattr(self.journal, "corrupt", 0), "boot_stores": self.boot_stores,
-                "publishing": c.publishing, "ring": len(c.ring), "role_state": getattr(c.role_logic, "state", None),
+                "journal_corrupt": c.journal.corrupt, "publishing": c.publishing, "ring": len(c.ring),
+                "role_state": pair.state if pair is not None else None,
                 "last_published_epoch": c.last_published_epoch,
-                "standby_present": getattr(c.role_logic, "standby_present", None),
-                "beats_failed": getattr(c.role_logic, "beats_failed", None),
-                "takeovers": getattr(c.role_logic, "takeovers", None),
-                "hb_handler_max_s": getattr(getattr(self, "hb_target", None), "handler_max_s", None)}
+                "standby_present": pair.standby_present if c.role == "master" else None,
+                "beats_failed": pair.beats_failed if c.role == "master" else None,
+                "takeovers": pair.takeovers if c.role == "standby" else None,
+                "hb_handler_max_s": self.hb_target.handler_max_s if self.hb_target is not None else None}
 
     def handle_control(self, conn):
         try:
@@ -213,13 +192,12 @@ class VirtualBoard:
         link = self.hal.link
         while self.running:
             if self.args.max_samples and c.seq >= self.args.max_samples:
-                c._next_sample = c.ticks_ms() + 3600000     # stop sampling, keep serving the link
+                c.sampling = False                           # stop sampling, keep serving the link
             c.step()
             wait = 0.02
-            if c.uplink._out:
+            if c.uplink.has_output():
                 wait = min(wait, max(0.0005, link.seconds_until_credit(16)))
-            due = c.ticks_diff(c._next_sample, c.ticks_ms()) / 1000.0
-            wait = max(0.0, min(wait, due))
+            wait = max(0.0, min(wait, c.ms_until_sample() / 1000.0))
             r, _, _ = select.select([link, self.control], [], [], wait)
             if self.control in r:
                 try:

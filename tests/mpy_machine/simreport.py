@@ -16,34 +16,37 @@ class Gateway:
     ok. (The real gateway, with its database, is tested in tests/test_pair.py and friends.)"""
 
     def __init__(self, rx, tx):
-        from soil import frames
-        self.frames = frames
+        from soil import codec
+        self.codec = codec                   # the board's codec: its envelope reads every frame type
         self.rx = rx                         # gateway -> board
         self.tx = tx                         # board -> gateway
-        self.split = frames.LineSplitter()
+        self.split = codec.LineSplitter()
         self.expected = None
         self.clock_set = False
 
     def step(self):
-        f = self.frames
+        c = self.codec
         data = bytes(self.tx.pending)
         self.tx.pending = bytearray()
         for line in self.split.feed(data):
             try:
-                kind, fields = f.decode(line)
-            except f.FrameError:
+                kind, fields = c.envelope(line)
+            except c.FrameError:
                 continue
-            if kind == f.HELLO:
-                self.expected = fields[3]
-                self.rx.write(f.ack(fields[3] - 1))
+            if kind == c.HELLO:
+                n_next = int(fields[3])
+                self.expected = n_next
+                self.rx.write(c.encode(c.ACK, (n_next - 1,)))
                 if fields[5] != "ok" and not self.clock_set:
                     self.clock_set = True
-                    self.rx.write(f.settime("2026-05-04T03:02:01Z"))
-            elif kind == f.READING and self.expected is not None and fields[0] == self.expected:
-                self.expected += 1
-                self.rx.write(f.ack(fields[0]))
-            elif kind == f.READING and self.expected is not None and fields[0] < self.expected:
-                self.rx.write(f.ack(self.expected - 1))
+                    self.rx.write(c.encode(c.SETTIME, ("2026-05-04T03:02:01Z",)))
+            elif kind == c.READING and self.expected is not None:
+                n = int(fields[0])
+                if n == self.expected:
+                    self.expected += 1
+                    self.rx.write(c.encode(c.ACK, (n,)))
+                elif n < self.expected:
+                    self.rx.write(c.encode(c.ACK, (self.expected - 1,)))
 
 
 def _hex(data):
@@ -62,7 +65,7 @@ def report(b):
         "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(), "card": c.card_state,
         "clock": c.clock_state, "inflight": len(c.uplink.inflight), "ignored_acks": c.uplink.ignored_acks,
         "wdt_feeds": wdt.feeds, "wdt_max_gap": wdt.max_gap, "wdt_overdue": wdt.overdue, "wdt_timeout": wdt.timeout,
-        "now_ms": sim.now_ms, "role_state": getattr(c.role_logic, "state", None),
+        "now_ms": sim.now_ms, "role_state": c.pair.state if c.pair is not None else None,
         "led_changes": hal.led.changes if hal.led is not None else None,
         "link_in": hal.link.bytes_in, "link_out": hal.link.bytes_out}))
     card = {}

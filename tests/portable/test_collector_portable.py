@@ -13,7 +13,7 @@ docs/PROTOCOL.md gives each, across the tick wrap. Prints `OK collector_portable
 from portable import Checks
 from test_journal_portable import MemCard
 
-from soil import frames, recovery, timefmt
+from soil import bootcount, codec, utc
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
@@ -65,7 +65,7 @@ class DS1307Regs:
         if r[0] & 0x80:
             return
         tm = (2000 + unbcd(r[6]), unbcd(r[5]), unbcd(r[4]), unbcd(r[2] & 0x3F), unbcd(r[1]), unbcd(r[0] & 0x7F))
-        y, mo, d, h, mi, s = timefmt.from_epoch(timefmt.to_epoch(tm) + seconds)
+        y, mo, d, h, mi, s = utc.from_epoch(utc.to_epoch(tm) + seconds)
         r[0], r[1], r[2], r[4], r[5], r[6] = bcd(s), bcd(mi), bcd(h), bcd(d), bcd(mo), bcd(y - 2000)
 
     def read(self, reg, n):
@@ -133,12 +133,18 @@ class RecordingLink:
         return data
 
     def take(self):
-        """The frames the board wrote since the last call, decoded."""
+        """The frames the board wrote since the last call, checked by the codec's envelope, numbers as ints."""
         out = []
         for line in self.sent.split(b"\n")[:-1]:
-            out.append(frames.decode(line))
+            kind, f = codec.envelope(line)
+            out.append((kind, tuple(int(x) if x.isdigit() else x for x in f)))
         self.sent = b""
         return out
+
+
+def gateway_frame(kind, *fields):
+    """What the gateway would send (gateway/frames.py encodes the same bytes)."""
+    return codec.encode(kind, fields)
 
 
 def of_kind(decoded, kind):
@@ -159,7 +165,7 @@ try:
 except OSError as e:
     checks.check("0x68" in str(e), "a missing chip is reported with its address")
 
-boot, stores = recovery.next_boot(rtc, card)
+boot, stores = bootcount.next_boot(rtc, card)
 checks.equal((boot, stores), (1, 2), "first boot, kept in NVRAM and on the card")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 c = Collector("bench-1", boot, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=4,
@@ -189,7 +195,7 @@ checks.equal(hello[0][5], "halted", "a new chip's clock is reported halted")
 checks.equal(chip.time_writes, 0, "start-up never writes the clock (F3)")
 
 # --- sample: journal first, then an R frame, flagged Q while the clock is not ok --------------------------------
-link.inbox = frames.ack(7)
+link.inbox = gateway_frame(codec.ACK, 7)
 c.step()
 checks.equal(c.uplink.ignored_acks, 1, "before the gateway confirms the hello, acks are ignored (may be another boot's)")
 out = link.take()
@@ -205,18 +211,18 @@ status = of_kind(out, "S")
 checks.equal(len(status), 1, "a status frame at start")
 
 # --- T: the gateway sets the clock; the board answers with S ------------------------------------------------------
-link.inbox = frames.ack(0) + frames.settime("2026-03-01T12:00:00Z")
+link.inbox = gateway_frame(codec.ACK, 0) + gateway_frame(codec.SETTIME, "2026-03-01T12:00:00Z")
 c.step()
 checks.check(c.uplink.synced, "A,n_next-1 confirms the hello")
 out = link.take()
 checks.equal(chip.regs[0] & 0x80, 0, "CH cleared: the oscillator runs")
-checks.equal(chip.read(0, 7), bytes((0x00, 0x00, 0x12, timefmt.weekday(2026, 3, 1), 0x01, 0x03, 0x26)),
+checks.equal(chip.read(0, 7), bytes((0x00, 0x00, 0x12, utc.weekday(2026, 3, 1), 0x01, 0x03, 0x26)),
              "registers hold the gateway's time in BCD, 24-hour mode")
 checks.equal(rtc.read(), ((2026, 3, 1, 12, 0, 0), "ok"), "the driver now says ok")
 st = of_kind(out, "S")
 checks.equal(len(st), 1, "T is answered with S")
 checks.equal(st[0][:3], ("2026-03-01T12:00:00Z", "ok", 1), "S: new time, clock ok, 1 pending")
-link.inbox = frames.settime("2026-02-30T12:00:00Z")
+link.inbox = gateway_frame(codec.SETTIME, "2026-02-30T12:00:00Z")
 c.step()
 checks.equal(rtc.read()[0], (2026, 3, 1, 12, 0, 0), "an impossible T time is ignored")
 link.take()
@@ -240,12 +246,12 @@ checks.equal(of_kind(link.take(), "R"), [], "window full: nothing sent")
 checks.equal(journal.pending, 5, "but the reading is cached")
 
 # --- A: acknowledged readings leave the card, and the window moves ------------------------------------------------
-link.inbox = frames.ack(2)
+link.inbox = gateway_frame(codec.ACK, 2)
 c.step()
 checks.equal(journal.pending, 3, "A,2 acknowledges two readings on the card")
 r = of_kind(link.take(), "R")
 checks.equal([(f[0], f[2], f[5]) for f in r], [(5, 5, "C")], "the cached 5th goes out from the card")
-link.inbox = frames.ack(1)
+link.inbox = gateway_frame(codec.ACK, 1)
 c.step()
 checks.equal(journal.pending, 3, "a stale A changes nothing")
 link.inbox = b"$A,4*00000000\n" + b"\x00garbage\n"
@@ -255,7 +261,7 @@ checks.equal(c.uplink.rx_errors, 2, "and is counted")
 link.take()
 
 # --- N: resend from n ----------------------------------------------------------------------------------------------
-link.inbox = frames.resend(4)
+link.inbox = gateway_frame(codec.RESEND, 4)
 c.step()
 r = of_kind(link.take(), "R")
 checks.equal([(f[0], f[2]) for f in r], [(4, 4), (5, 5)], "N,4 resends 4 and 5 with their numbers")
@@ -263,7 +269,7 @@ checks.equal([f[5] for f in r], ["C", "C"], "resends are flagged C")
 
 # --- retransmit timeout: no A for 3 s resends everything in flight -----------------------------------------------
 c.uplink.rto = c.uplink.rto_base = 3000
-link.inbox = frames.ack(5)
+link.inbox = gateway_frame(codec.ACK, 5)
 c.step()
 checks.equal(journal.pending, 0, "A,5: everything acknowledged")
 link.take()
@@ -279,13 +285,13 @@ while waited < 5000 and not [f for f in r if f[2] == 6]:
 checks.check(2000 < waited <= 3100, "frame 6 is resent after the 3 s timeout (%d ms later)" % waited)
 checks.equal([f[5] for f in r if f[2] == 6], ["C"], "resent once, flagged C")
 checks.equal(c.uplink.rto, 6000, "the retransmit timeout doubles")
-link.inbox = frames.ack(r[-1][0])
+link.inbox = gateway_frame(codec.ACK, r[-1][0])
 c.step()
 checks.equal(journal.pending, 0, "acknowledged")
 link.take()
 
 # --- W: hold sending for ms, keep caching, then resend everything unacknowledged ----------------------------------
-link.inbox = frames.wait(2000)
+link.inbox = gateway_frame(codec.WAIT, 2000)
 c.step()
 run(1500)
 checks.equal(of_kind(link.take(), "R"), [], "nothing is sent while waiting")
@@ -295,7 +301,7 @@ run(1000)
 r = of_kind(link.take(), "R")
 checks.check(len(r) >= held, "after the wait the cached readings go out (%d frames)" % len(r))
 checks.equal(sorted(set(f[2] for f in r))[-1], c.seq, "up to the newest reading")
-link.inbox = frames.ack(max(f[0] for f in r))
+link.inbox = gateway_frame(codec.ACK, max(f[0] for f in r))
 c.step()
 checks.equal(journal.pending, 0, "and are acknowledged")
 link.take()
@@ -303,7 +309,7 @@ link.take()
 # --- Q: send H again with the oldest unacknowledged number, then resend -------------------------------------------
 run(1000)
 r1 = of_kind(link.take(), "R")
-link.inbox = frames.query()
+link.inbox = gateway_frame(codec.QUERY)
 c.step()
 out = link.take()
 h = of_kind(out, "H")
@@ -317,7 +323,7 @@ run(2000)
 link.take()
 unacked = journal.pending
 checks.check(unacked >= 2, "some readings unacknowledged at the reset (%d)" % unacked)
-boot2, _ = recovery.next_boot(rtc, card)
+boot2, _ = bootcount.next_boot(rtc, card)
 checks.equal(boot2, 2, "the next boot")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 link = RecordingLink()
@@ -328,17 +334,17 @@ out = link.take()
 checks.equal(of_kind(out, "H")[0][2:4], (2, 1), "hello: boot 2, n_next 1")
 c.step()
 r = of_kind(link.take(), "R")
-link.inbox = frames.ack(len(r))
+link.inbox = gateway_frame(codec.ACK, len(r))
 c.step()
 checks.equal(journal.pending, unacked + 1, "an A before the hello is confirmed deletes nothing")
-link.inbox = frames.ack(0)
+link.inbox = gateway_frame(codec.ACK, 0)
 c.step()
 checks.equal([f[0] for f in r], list(range(1, len(r) + 1)), "frames numbered from 1 again")
 old = [f for f in r if f[1] == 1]
 checks.equal(len(old), unacked, "every reading cached before the reset is sent again")
 checks.check(all(f[5] == "C" for f in old), "from the cache")
 checks.check(r[-1][1] == 2 and r[-1][2] == 1 and r[-1][5] == "L", "then the new boot's first live reading")
-link.inbox = frames.ack(r[-1][0])
+link.inbox = gateway_frame(codec.ACK, r[-1][0])
 c.step()
 checks.equal((journal.pending, c.pending()), (0, 0), "all acknowledged after the reset")
 checks.equal(chip.time_writes, 7, "the clock was written once, by the T frame (F3)")

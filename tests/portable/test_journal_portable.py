@@ -1,4 +1,4 @@
-"""soil.journal, soil.slots and soil.recovery over an in-script SD card, under CPython and real MicroPython.
+"""soil.journal, soil.slots and soil.bootcount over an in-script SD card, under CPython and real MicroPython.
 
 The card (`MemCard`) is the `card` interface of docs/ARCHITECTURE.md written at byte level in the common subset: a
 dict of bytearrays, files with read/readinto/write/seek/tell/flush/close, OSError with the Linux errno numbers
@@ -141,7 +141,7 @@ class MemFile:
 
 def main():
     from portable import Checks
-    from soil import recovery
+    from soil import bootcount
     from soil.journal import Journal, JournalFull
     from soil.slots import SlotFile
 
@@ -349,13 +349,13 @@ def main():
 
     card = MemCard()
     rtc = Nvram()
-    checks.equal(recovery.next_boot(rtc, card), (1, 2), "first boot: 1, kept in two places")
-    checks.equal(recovery.next_boot(rtc, card), (2, 2), "second boot")
+    checks.equal(bootcount.next_boot(rtc, card), (1, 2), "first boot: 1, kept in two places")
+    checks.equal(bootcount.next_boot(rtc, card), (2, 2), "second boot")
     rtc2 = Nvram()
-    checks.equal(recovery.next_boot(rtc2, card), (3, 2), "a new RTC battery: the card still knows")
-    checks.equal(recovery.next_boot(rtc2, MemCard()), (4, 2), "a new card: the NVRAM still knows")
-    checks.equal(recovery.next_boot(None, card)[0], 4, "card alone")
-    checks.equal(recovery.next_boot(), (1, 0), "nowhere to keep it: stores 0")
+    checks.equal(bootcount.next_boot(rtc2, card), (3, 2), "a new RTC battery: the card still knows")
+    checks.equal(bootcount.next_boot(rtc2, MemCard()), (4, 2), "a new card: the NVRAM still knows")
+    checks.equal(bootcount.next_boot(None, card)[0], 4, "card alone")
+    checks.equal(bootcount.next_boot(), (1, 0), "nowhere to keep it: stores 0")
 
     checks.done()
 
