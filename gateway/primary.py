@@ -33,7 +33,7 @@ import logging
 
 import pymysql
 
-from gateway.db import DatabaseConfigError, DatabaseUnavailable, DbConfig, classify
+from gateway.dbconn import DatabaseConfigError, DatabaseUnavailable, DbConfig, classify
 
 log = logging.getLogger("gateway.primary")
 

@@ -13,8 +13,9 @@ import queue
 import threading
 import time
 
-from gateway.db import (DatabaseConfigError, DatabaseError, DatabaseUnavailable, InvalidReading, ReadingStore,
-                        check_reading)
+from gateway.db import InvalidReading, ReadingStore, check_reading
+from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.primary import ROUND_PAUSE_S
 from gateway.session import BoardSession
 
 log = logging.getLogger("gateway")
@@ -227,7 +228,6 @@ class Gateway:
         if config.database.servers:
             # Several servers: look for the (new) primary every ~250 ms while the database is unavailable, so
             # writes resume within a round or two of a promotion (gateway/primary.py).
-            from gateway.primary import ROUND_PAUSE_S
             retry_max_s = min(retry_max_s, ROUND_PAUSE_S)
         self.writer = Writer(self.store, config.batch_max, min(config.retry_initial_s, retry_max_s), retry_max_s,
                              config.linger_ms / 1000.0)
