@@ -41,6 +41,7 @@ class Writer:
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
         self.last_sample = {}          # board -> newest committed sample time (for the witness)
+        self._dropped_recorded = {}    # session -> the highest `dropped` count already in board_events
 
     def ok(self):
         return self._ok.is_set()
@@ -166,12 +167,7 @@ class Writer:
                     continue
                 self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
                 if kind == "status" and fields.get("dropped"):
-                    prev = getattr(session, "_reported_dropped", 0)
-                    if fields["dropped"] > prev:
-                        self.store.add_board_event(session.board_id, "dropped",
-                                                   "%d readings dropped by a full or failed card"
-                                                   % fields["dropped"], _sql_time(fields.get("board_time")))
-                        session._reported_dropped = fields["dropped"]
+                    self._record_dropped(session, fields["dropped"], fields.get("board_time"))
                 if kind == "hello":
                     self.store.add_board_event(session.board_id, "boot", "boot %d, fw %s, clock %s"
                                                % (fields["boot"], fields["fw"], fields["clock"]),
@@ -180,6 +176,15 @@ class Writer:
                 self._ok.clear()
                 self._report(e)
                 return
+
+    def _record_dropped(self, session, dropped, board_time):
+        """A board's `dropped` count only grows (it counts since the board was flashed): record an event when it
+        grew since the last one recorded for this session, not at every status frame."""
+        if dropped > self._dropped_recorded.get(session, 0):
+            self.store.add_board_event(session.board_id, "dropped",
+                                       "%d readings dropped by a full or failed card" % dropped,
+                                       _sql_time(board_time))
+            self._dropped_recorded[session] = dropped
 
     def _drop_queued(self):
         """While the database is away, whatever was accepted is rolled back so the boards resend it later."""
