@@ -1,5 +1,6 @@
 """The host side: reads boards over serial, writes their readings to MySQL/MariaDB, acknowledges after COMMIT.
 
-`gateway.schema` owns the database layout and its migrations, `gateway.db` the connection, the error
-classification and the batched, idempotent reading store.
+`gateway.schema` owns the database layout and its migrations, `gateway.dbconn` the connection settings and the
+error classification, `gateway.primary` the choice of server among several, and `gateway.db` the batched,
+idempotent reading store.
 """

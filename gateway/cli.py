@@ -37,7 +37,7 @@ def _load_config(args):
 
 
 def cmd_run(args):
-    from gateway.db import DatabaseConfigError, DatabaseUnavailable
+    from gateway.dbconn import DatabaseConfigError, DatabaseUnavailable
     from gateway.service import Gateway
     cfg = _load_config(args)
     if args.status:
@@ -61,8 +61,8 @@ def cmd_run(args):
 
 
 def cmd_check(args):
-    from gateway.db import DatabaseError
     from gateway.db import ReadingStore
+    from gateway.dbconn import DatabaseError
     cfg = _load_config(args)
     store = ReadingStore(cfg.database)
     try:
@@ -78,7 +78,7 @@ def cmd_check(args):
 def cmd_migrate(args):
     import pymysql
     from gateway import schema
-    from gateway.db import DbConfig, classify
+    from gateway.dbconn import DbConfig, classify
     cfg = _load_config(args)
     admin = DbConfig(host=cfg.database.host, port=cfg.database.port, unix_socket=args.admin_socket or
                      cfg.database.unix_socket, user=args.admin_user,

@@ -29,7 +29,8 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
-from gateway.db import DbConfig
+from gateway.dbconn import DbConfig
+from gateway.primary import parse_server
 
 PASSWORD_ENV = "SOIL_DB_PASSWORD"
 
@@ -104,7 +105,6 @@ def from_dict(data, path="<config>", environ=None):
     if "password" not in db:
         db["password"] = environ.get(env_name, "")
     if "servers" in db:
-        from gateway.primary import parse_server
         if not db["servers"]:
             raise ConfigError("%s: [database] servers is empty" % path)
         for entry in db["servers"]:

@@ -29,11 +29,12 @@ Only status variables and session variables are read: the gateway's least-privil
 """
 
 import collections
+import dataclasses
 import logging
 
 import pymysql
 
-from gateway.db import DatabaseConfigError, DatabaseUnavailable, DbConfig, classify
+from gateway.dbconn import DatabaseConfigError, DatabaseUnavailable, classify
 
 log = logging.getLogger("gateway.primary")
 
@@ -76,9 +77,7 @@ def server_configs(cfg):
     out = []
     for entry in cfg.servers:
         host, port = parse_server(entry, cfg.port)
-        one = DbConfig(**{k: getattr(cfg, k) for k in cfg.__dataclass_fields__})
-        one.host, one.port, one.unix_socket, one.servers = host, port, None, ()
-        out.append(one)
+        out.append(dataclasses.replace(cfg, host=host, port=port, unix_socket=None, servers=()))
     return out
 
 

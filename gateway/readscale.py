@@ -38,6 +38,8 @@ import sys
 
 import pymysql
 
+from gateway.primary import parse_server
+
 DATABASE = "read_scaling"
 TABLE = "current_slave"
 _IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
@@ -154,7 +156,6 @@ class ReadScaler:
 
 # -- command line ------------------------------------------------------------------------------------------------
 def _hostport(text):
-    from gateway.primary import parse_server
     try:
         return parse_server(text)
     except ValueError as e:

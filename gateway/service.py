@@ -1,4 +1,4 @@
-"""The gateway service: board sessions feeding one database writer.
+"""The gateway service: one protocol per board, each on its serial transport, feeding one database writer.
 
 Why one writer for all boards: a transaction per reading (the book's autocommit INSERT per row) caps a Pi at a few
 hundred rows per second, and a transaction per board multiplies round trips. The writer takes everything that is
@@ -13,15 +13,21 @@ import queue
 import threading
 import time
 
-from gateway.db import (DatabaseConfigError, DatabaseError, DatabaseUnavailable, InvalidReading, ReadingStore,
-                        check_reading)
-from gateway.session import BoardSession
+from gateway.clock import ClockKeeper
+from gateway.db import InvalidReading, ReadingStore, check_reading
+from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.primary import ROUND_PAUSE_S
+from gateway.protocol import BoardProtocol
+from gateway.transport import SerialTransport
 
 log = logging.getLogger("gateway")
 
 
 class Writer:
-    """Batches readings from every session into one transaction and acknowledges after COMMIT."""
+    """Batches readings from every session into one transaction and acknowledges after COMMIT.
+
+    A session is a board's gateway.protocol.BoardProtocol: the writer reads its cfg, board_id, role and boot, and
+    calls its committed_through(epoch, n) and rollback(epoch)."""
 
     def __init__(self, store, batch_max=5000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
@@ -40,6 +46,7 @@ class Writer:
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
         self.last_sample = {}          # board -> newest committed sample time (for the witness)
+        self._dropped_recorded = {}    # session -> the highest `dropped` count already in board_events
 
     def ok(self):
         return self._ok.is_set()
@@ -165,12 +172,7 @@ class Writer:
                     continue
                 self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
                 if kind == "status" and fields.get("dropped"):
-                    prev = getattr(session, "_reported_dropped", 0)
-                    if fields["dropped"] > prev:
-                        self.store.add_board_event(session.board_id, "dropped",
-                                                   "%d readings dropped by a full or failed card"
-                                                   % fields["dropped"], _sql_time(fields.get("board_time")))
-                        session._reported_dropped = fields["dropped"]
+                    self._record_dropped(session, fields["dropped"], fields.get("board_time"))
                 if kind == "hello":
                     self.store.add_board_event(session.board_id, "boot", "boot %d, fw %s, clock %s"
                                                % (fields["boot"], fields["fw"], fields["clock"]),
@@ -179,6 +181,15 @@ class Writer:
                 self._ok.clear()
                 self._report(e)
                 return
+
+    def _record_dropped(self, session, dropped, board_time):
+        """A board's `dropped` count only grows (it counts since the board was flashed): record an event when it
+        grew since the last one recorded for this session, not at every status frame."""
+        if dropped > self._dropped_recorded.get(session, 0):
+            self.store.add_board_event(session.board_id, "dropped",
+                                       "%d readings dropped by a full or failed card" % dropped,
+                                       _sql_time(board_time))
+            self._dropped_recorded[session] = dropped
 
     def _drop_queued(self):
         """While the database is away, whatever was accepted is rolled back so the boards resend it later."""
@@ -218,7 +229,8 @@ def _status_columns(session, fields):
 
 
 class Gateway:
-    """Sessions for the configured boards plus the writer. `start()` returns at once; `stop()` joins."""
+    """A session (BoardProtocol) and a SerialTransport for each configured board, plus the writer. `start()`
+    returns at once; `stop()` joins."""
 
     def __init__(self, config, store=None):
         self.config = config
@@ -227,21 +239,23 @@ class Gateway:
         if config.database.servers:
             # Several servers: look for the (new) primary every ~250 ms while the database is unavailable, so
             # writes resume within a round or two of a promotion (gateway/primary.py).
-            from gateway.primary import ROUND_PAUSE_S
             retry_max_s = min(retry_max_s, ROUND_PAUSE_S)
         self.writer = Writer(self.store, config.batch_max, min(config.retry_initial_s, retry_max_s), retry_max_s,
                              config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
-        self.sessions = []
+        self.sessions = []             # one BoardProtocol per board, in the order of config.boards
+        self.transports = []           # the SerialTransport that reads each session's port
         for board in config.boards:
             self.add_board(board)
 
     def add_board(self, board_cfg):
-        s = BoardSession(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
-                         clock_tolerance_s=self.config.clock_tolerance_s, wait_ms=self.config.wait_ms,
-                         witness=self.witness)
+        """One board: its protocol with its own clock keeper, and the transport that reads its port into it."""
+        s = BoardProtocol(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
+                          clock=ClockKeeper(self.config.clock_tolerance_s), wait_ms=self.config.wait_ms,
+                          witness=self.witness)
         self.sessions.append(s)
+        self.transports.append(SerialTransport(board_cfg, s))
         return s
 
     def witness(self, asking, master_id, probe_timeout=1.0):
@@ -283,12 +297,12 @@ class Gateway:
 
     def start(self):
         self.writer.start()
-        for s in self.sessions:
-            s.start()
+        for t in self.transports:
+            t.start()
 
     def stop(self):
-        for s in self.sessions:
-            s.stop()
+        for t in self.transports:
+            t.stop()
         self.writer.stop()
 
     def snapshot(self):

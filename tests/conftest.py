@@ -1,7 +1,7 @@
 """Shared fixtures. Database tests run against a real private server (tools.dbserver), never port 3306.
 
 `dbserver` (session): one migrated MariaDB/MySQL with a least-privilege gateway account whose password is
-generated at run time. It has `.gateway_cfg` (a gateway.db.DbConfig over TCP), `.admin_kwargs()` (root over the
+generated at run time. It has `.gateway_cfg` (a gateway.dbconn.DbConfig over TCP), `.admin_kwargs()` (root over the
 socket) and everything of tools.dbserver.PrivateServer (port, socket, kill(), restart()...).
 `clean_db` (function): the same server with every table of plant_moisture emptied first.
 """
@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from gateway import schema
-from gateway.db import DbConfig
+from gateway.dbconn import DbConfig
 from tools.dbserver import PrivateServer, ServerError, find_server
 
 GATEWAY_USER = "soil_gateway"

@@ -12,9 +12,9 @@ import time
 import pymysql
 import pytest
 
-from gateway import db, schema
-from gateway.db import (DatabaseConfigError, DatabaseError, DatabaseUnavailable, DbConfig, InvalidReading, Reading,
-                        ReadingStore)
+from gateway import dbconn, schema
+from gateway.db import InvalidReading, Reading, ReadingStore
+from gateway.dbconn import DatabaseConfigError, DatabaseError, DatabaseUnavailable, DbConfig
 from tests.conftest import require_server
 from tools.dbserver import PrivateServer, free_port
 from tools.stack import admin_query as stack_admin_query
@@ -153,7 +153,7 @@ def test_board_status_upsert_and_events(store, clean_db):
 # -- privileges -----------------------------------------------------------------------------------------------
 def test_f13_gateway_account_is_least_privilege(clean_db):
     cfg = clean_db.gateway_cfg
-    conn = db.connect(cfg)
+    conn = dbconn.connect(cfg)
     try:
         with conn.cursor() as cur:
             cur.execute("INSERT INTO plants (board, boot, seq, date_saved, moisture_raw) "
@@ -178,7 +178,7 @@ def test_f13_gateway_account_is_least_privilege(clean_db):
             for sql in denied:
                 with pytest.raises(pymysql.MySQLError) as info:
                     cur.execute(sql)
-                err = db.classify(info.value, cfg)
+                err = dbconn.classify(info.value, cfg)
                 assert isinstance(err, DatabaseConfigError), (sql, info.value)
                 assert info.value.args[0] in (1044, 1045, 1142, 1143, 1227, 1410), (sql, info.value)
         assert admin_query(clean_db, "SELECT moisture_raw FROM plants") == ((5,),)
@@ -197,7 +197,7 @@ def _cfg(srv, **changes):
 def test_wrong_password_is_a_config_error_naming_the_account(dbserver):
     cfg = _cfg(dbserver, password="wrong-" + dbserver.gateway_password)
     with pytest.raises(DatabaseConfigError) as info:
-        db.connect(cfg)
+        dbconn.connect(cfg)
     msg = str(info.value)
     assert "soil_gateway@127.0.0.1:%d" % dbserver.port in msg and "password" in msg and "\n" not in msg
     assert cfg.password not in msg
@@ -211,11 +211,11 @@ def test_unknown_database_is_a_config_error(dbserver):
     # An account that may see everything is told the database is unknown (1049)...
     root = DbConfig(unix_socket=dbserver.socket, user="root", password="", database="no_such_database")
     with pytest.raises(DatabaseConfigError, match="unknown database") as info:
-        db.connect(root)
+        dbconn.connect(root)
     assert "root@localhost (socket %s)" % dbserver.socket in str(info.value)
     # ...a least-privilege one cannot tell "unknown" from "not yours" (1044); the message says both.
     with pytest.raises(DatabaseConfigError, match="may not exist") as info:
-        db.connect(_cfg(dbserver, database="no_such_database"))
+        dbconn.connect(_cfg(dbserver, database="no_such_database"))
     assert "soil_gateway@127.0.0.1:%d" % dbserver.port in str(info.value)
 
 
@@ -333,7 +333,7 @@ def test_tls_connection_is_verified_and_required(server_dir):
                         ssl_ca=c + "/ca.pem")
         store = ReadingStore(good)
         assert store.insert_batch(readings(seqs=[1, 2])) == 2
-        conn = db.connect(good)
+        conn = dbconn.connect(good)
         with conn.cursor() as cur:
             cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
             assert cur.fetchone()[1]
@@ -341,10 +341,10 @@ def test_tls_connection_is_verified_and_required(server_dir):
         store.close()
         # The account requires TLS: a plain connection is refused, as a configuration error.
         with pytest.raises(DatabaseConfigError):
-            db.connect(DbConfig(host="127.0.0.1", port=srv.port, user="soil_gateway", password=password))
+            dbconn.connect(DbConfig(host="127.0.0.1", port=srv.port, user="soil_gateway", password=password))
         # A server certificate from another CA is refused too.
         with pytest.raises(DatabaseConfigError, match="TLS"):
-            db.connect(DbConfig(host="127.0.0.1", port=srv.port, user="soil_gateway", password=password,
+            dbconn.connect(DbConfig(host="127.0.0.1", port=srv.port, user="soil_gateway", password=password,
                                 ssl_ca=c + "/other.pem"))
     finally:
         srv.stop()
@@ -359,7 +359,7 @@ def test_tls_requested_but_not_offered_is_refused(dbserver, tmp_path):
     _make_certs(str(tmp_path))
     cfg = _cfg(dbserver, ssl_ca=str(tmp_path / "ca.pem"))
     with pytest.raises(DatabaseConfigError, match="does not offer"):
-        db.connect(cfg)
+        dbconn.connect(cfg)
 
 
 @pytest.mark.parametrize("bad_time", ["2026-11-21 10:00:00\n", "\uff12026-11-21 10:00:00", "2026-11-21T10:00:00",

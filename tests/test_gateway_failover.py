@@ -10,7 +10,8 @@ import pymysql
 import pytest
 
 from gateway import schema
-from gateway.db import DatabaseUnavailable, DbConfig, ReadingStore
+from gateway.db import ReadingStore
+from gateway.dbconn import DatabaseUnavailable, DbConfig
 from gateway.primary import find_primary, parse_server
 from tests.ha_topology import Topology, sql, wait_for
 from tools.stack import GATEWAY_USER, Stack

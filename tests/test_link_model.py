@@ -3,13 +3,14 @@
 The board is the real thing on simulated chips: `soil.collector.Collector` with the real `soil.journal.Journal` on a
 `tools.simhw.sdcard.SimCard` (a folder under tmp_path), the real portable DS1307 driver over `tools.simhw.i2c` and
 `tools.simhw.ds1307.DS1307Sim`, an ADC from `tools.simhw.adc`, and ticks the test advances by hand (starting near
-the 2**30 wrap). The gateway side is the real `gateway.session.BoardSession.handle_line` logic. Between them an
+the 2**30 wrap). The gateway side is the real `gateway.protocol.BoardProtocol`, fed the bytes that arrive, with
+its real `gateway.clock.ClockKeeper` on a timer the model fires at simulated time. Between them an
 in-process channel can DROP, CORRUPT (flip a byte), DELAY (deliver late; like a serial line it never reorders, so
 everything behind a delayed frame waits too) or SPLIT (deliver the second half of a frame late) every frame, in
 both directions, as hypothesis chooses; bytes on their way to a board that resets are lost. The "database"
 is a dict keyed by identity (board, boot, seq); the writer model commits accepted readings in batches, then calls
-`session.committed_through(epoch, n)`, and while the database is down (`writer_ok()` is False) it throws the batch
-away and calls `session.rollback(epoch)`. The board is reset at random points (a new Collector over the same
+`protocol.committed_through(epoch, n)`, and while the database is down (`writer_ok()` is False) it throws the batch
+away and calls `protocol.rollback(epoch)`. The board is reset at random points (a new Collector over the same
 card folder and the same DS1307, a new boot from `soil.bootcount.next_boot`).
 
 Property (flaws F1 and F9): after the faults stop and the system runs to quiescence, every reading the board
@@ -22,13 +23,12 @@ import os
 import random
 import time
 import types
-from unittest import mock
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import gateway.session as session_mod
-from gateway.session import BoardSession
+from gateway.clock import ClockKeeper
+from gateway.protocol import BoardProtocol
 from soil import bootcount, utc
 from soil.collector import Collector
 from soil.ds1307 import DS1307
@@ -128,7 +128,7 @@ class BoardLink:
 
 
 class GatewayPort:
-    """The session's `port`: what it writes goes onto the down channel."""
+    """The protocol's transport: what it writes goes onto the down channel."""
 
     def __init__(self, down):
         self.down = down
@@ -139,19 +139,18 @@ class GatewayPort:
 
 
 class FakeTimer:
-    """threading.Timer for the session's clock-setting frame, fired by the model's loop at simulated time."""
+    """threading.Timer for the clock keeper's T frame, fired by the model's loop at simulated time."""
 
-    world = None
-
-    def __init__(self, delay, fn, args=()):
-        self.at = FakeTimer.world.t_ms + int(delay * 1000)
+    def __init__(self, world, delay, fn, args=()):
+        self.world = world
+        self.at = world.t_ms + int(delay * 1000)
         self.fn = fn
         self.args = args
         self.fired = False
         self.daemon = True
 
     def start(self):
-        FakeTimer.world.timers.append(self)
+        self.world.timers.append(self)
 
     def is_alive(self):
         return not self.fired
@@ -210,14 +209,18 @@ class World:
         self.up = Channel(self, up_faults, rate, seed)
         self.down = Channel(self, down_faults, rate, seed + 1)
         cfg = types.SimpleNamespace(name=BOARD, url="loop://", baudrate=115200)
-        self.session = BoardSession(cfg, self.submit, lambda: self.db_up, now=self.host_time)
-        self.session.port = GatewayPort(self.down)
+        self.session = BoardProtocol(cfg, self.submit, lambda: self.db_up, now=self.host_time,
+                                     clock=ClockKeeper(now=self.host_time, timer=self.timer))
+        self.session.connection_made(GatewayPort(self.down))
         self.boots = []
         self.collector = None
         self.boot_board()
 
     def host_time(self):
         return EPOCH0 + self.t_ms / 1000.0
+
+    def timer(self, delay, fn, args=()):
+        return FakeTimer(self, delay, fn, args)
 
     def ticks_ms(self):
         return (TICKS_START + self.t_ms) & (TICKS_PERIOD - 1)
@@ -280,8 +283,7 @@ class World:
             timer.fn(*timer.args)
         data = self.up.due()
         if data:
-            for line in self.session.splitter.feed(data):
-                self.session.handle_line(line)
+            self.session.data_received(data)
         self.collector.step()
         if commit_now:
             self.commit()
@@ -308,22 +310,20 @@ fault = st.tuples(st.sampled_from(FAULTS), st.integers(0, 1 << 20))
 def test_f1_f9_lossy_link_never_loses_or_duplicates(tmp_path_factory, up_faults, down_faults, rate, resets, outages,
                                                     commit_every, seed):
     world = World(tmp_path_factory.mktemp("link"), up_faults, down_faults, seed, rate)
-    FakeTimer.world = world
-    with mock.patch.object(session_mod.threading, "Timer", FakeTimer):
-        for i in range(1, FAULT_STEPS + 1):
-            world.db_up = not any(start <= i < start + length for start, length in outages)
-            world.step(i % commit_every == 0)
-            if i in resets:
-                world.down.flush()
-                world.boot_board()
-        # The faults stop: a clean line, the database up, no more resets, no more samples; run to quiescence.
-        world.up.clean = world.down.clean = True
-        world.db_up = True
-        world.collector.interval_ms = 1 << 28
-        for i in range(DRAIN_STEPS):
-            world.step(i % commit_every == 0)
-            if i > 200 and world.quiet():
-                break
+    for i in range(1, FAULT_STEPS + 1):
+        world.db_up = not any(start <= i < start + length for start, length in outages)
+        world.step(i % commit_every == 0)
+        if i in resets:
+            world.down.flush()
+            world.boot_board()
+    # The faults stop: a clean line, the database up, no more resets, no more samples; run to quiescence.
+    world.up.clean = world.down.clean = True
+    world.db_up = True
+    world.collector.interval_ms = 1 << 28
+    for i in range(DRAIN_STEPS):
+        world.step(i % commit_every == 0)
+        if i > 200 and world.quiet():
+            break
     c = world.collector
     detail = "boots %r, faults up %r down %r, pending %d, inflight %r, db %d, sampled %d" % (
         world.boots, world.up.counts, world.down.counts, world.journal.pending, c.uplink.inflight, len(world.db),
@@ -343,13 +343,11 @@ def test_f1_f9_lossy_link_never_loses_or_duplicates(tmp_path_factory, up_faults,
 def test_model_without_faults_stores_every_reading_once(tmp_path):
     """The model's plumbing on a clean line: the same property, and every reading inserted exactly once."""
     world = World(tmp_path, [], [], 0)
-    FakeTimer.world = world
-    with mock.patch.object(session_mod.threading, "Timer", FakeTimer):
-        for i in range(1, 201):
-            world.step(i % 2 == 0)
-        world.collector.interval_ms = 1 << 28
-        for i in range(400):
-            world.step(True)
+    for i in range(1, 201):
+        world.step(i % 2 == 0)
+    world.collector.interval_ms = 1 << 28
+    for i in range(400):
+        world.step(True)
     assert len(world.sampled) >= 10
     assert world.db == world.sampled
     assert set(world.inserts.values()) == {1}

@@ -67,11 +67,42 @@ def test_an_invalid_reading_is_skipped_and_reported_not_retried_forever(clean_db
     assert w.ok()
     check = ReadingStore(clean_db.gateway_cfg)
     try:
-        rows = check._run(lambda conn, cur: (cur.execute(
+        rows = check.run_statement(lambda cur: (cur.execute(
             "SELECT seq FROM plants WHERE board='w-c' ORDER BY seq"), cur.fetchall())[1])
-        events = check._run(lambda conn, cur: (cur.execute(
+        events = check.run_statement(lambda cur: (cur.execute(
             "SELECT event FROM board_events WHERE board='w-c'"), cur.fetchall())[1])
     finally:
         check.close()
     assert [r[0] for r in rows] == [1, 3]
     assert ("invalid_reading",) in events
+
+
+def test_f6_a_dropped_count_is_recorded_once_per_increase(clean_db):
+    """Every status frame repeats the board's `dropped` count (it counts since flashing); the writer records a
+    `dropped` event only when the count grew since the last one it recorded for that session."""
+    store = ReadingStore(clean_db.gateway_cfg)
+    a = Board("w-d")
+    a.role, a.boot = "single", 1
+    w = Writer(store, linger_s=0.0)
+    for dropped in (0, 3, 3, 2, 5, 5):
+        w.submit_status(a, "status", {"clock": "ok", "pending": 0, "dropped": dropped, "card": "full",
+                                      "journal_bytes": 8192, "board_time": "2026-11-21T10:00:00Z"})
+    w.submit(a, 1, 1, reading("w-d", 1))
+    w.start()
+    assert a.done.wait(10)
+    # The statuses share the reading's batch and are written after its ack; the next batch waits for them.
+    a.done.clear()
+    w.submit(a, 1, 2, reading("w-d", 2))
+    assert a.done.wait(10)
+    w.stop()
+    check = ReadingStore(clean_db.gateway_cfg)
+    try:
+        events = check.run_statement(lambda cur: (cur.execute(
+            "SELECT detail FROM board_events WHERE board='w-d' AND event='dropped' ORDER BY id"), cur.fetchall())[1])
+        stored = check.run_statement(lambda cur: (cur.execute(
+            "SELECT dropped FROM boards WHERE board='w-d'"), cur.fetchall())[1])
+    finally:
+        check.close()
+    assert [e[0] for e in events] == ["3 readings dropped by a full or failed card",
+                                      "5 readings dropped by a full or failed card"]
+    assert stored == ((5,),)

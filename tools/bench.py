@@ -39,7 +39,8 @@ import time
 import pymysql
 
 from gateway.config import GatewayConfig
-from gateway.db import DbConfig, Reading, ReadingStore
+from gateway.db import Reading, ReadingStore
+from gateway.dbconn import DbConfig
 
 WRITER_BATCH = GatewayConfig(None).batch_max     # what the gateway's writer takes at most per transaction
 from tools.stack import GATEWAY_USER, ROOT, Stack, wait_for

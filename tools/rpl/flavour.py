@@ -99,9 +99,10 @@ class MysqlGtids:
                     source = "%s:%s" % (fields[0].lower(), field)
                     continue
                 first, _, last = field.partition("-")
-                self._add(source, int(first), int(last or first))
+                self.add(source, int(first), int(last or first))
 
-    def _add(self, source, first, last):
+    def add(self, source, first, last):
+        """Add the transactions first..last of `source`, merging touching intervals."""
         ivs = sorted(self.sets.get(source, []) + [(first, last)])
         merged = []
         for a, b in ivs:
@@ -128,7 +129,7 @@ class MysqlGtids:
                         n = hole[1] + 1
                         continue
                     nxt = min([x for x, _ in other.sets.get(source, ()) if x > n] + [b + 1])
-                    out._add(source, n, min(b, nxt - 1))
+                    out.add(source, n, min(b, nxt - 1))
                     n = nxt
         return out
 
@@ -139,7 +140,7 @@ class MysqlGtids:
         out = MysqlGtids(str(self))
         for source, ivs in other.sets.items():
             for a, b in ivs:
-                out._add(source, a, b)
+                out.add(source, a, b)
         return out
 
     def missing_from(self, reference, exclude_origins=()):

@@ -59,7 +59,7 @@ def errant_transactions(topo, states=None, primary_alive=None):
                 pass
     if primary_alive is None:
         primary_alive = primary.server_id in states
-    origin = topo._origin_of(primary.server_id)
+    origin = topo.origin_of(primary.server_id)
     out = {}
     for sid, executed in states.items():
         if sid == primary.server_id:

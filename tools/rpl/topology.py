@@ -62,7 +62,7 @@ class Server:
         self.host = host
         self.port = port
         self.socket = socket
-        self._flavour = flavour
+        self.flavour = flavour          # the servers' options at start-up depend on it
         self._proc = None
 
     def __repr__(self):
@@ -72,7 +72,7 @@ class Server:
     def process(self):
         """The PrivateServer (re-read from its state file, so kill/stop work from another process)."""
         if self._proc is None:
-            self._proc = _ReplServer(self.base_dir, flavour=self._flavour, server_id=self.server_id)
+            self._proc = _ReplServer(self.base_dir, flavour=self.flavour, server_id=self.server_id)
         return self._proc
 
     def refresh(self):
@@ -213,8 +213,8 @@ class Topology:
         topo = cls(directory, state)
         topo.flavour = flav
         try:
-            topo._start_server(1)
-            topo._detect_flavour()
+            topo.start_server(1)
+            topo.detect_flavour()
             primary = topo.primary()
             user, password = topo.repl_credentials
             # Parameterised: the driver escapes the name and password (F5). Binlogged on purpose: every server
@@ -231,7 +231,8 @@ class Topology:
         topo.save()
         return topo
 
-    def _start_server(self, server_id):
+    def start_server(self, server_id):
+        """Start an empty server with this id (its folder s<id>), add it to the topology and save the state."""
         base = os.path.join(self.dir, "s%d" % server_id)
         server = Server(server_id, base, flavour=self.flavour)
         for attempt in (1, 2):
@@ -251,7 +252,8 @@ class Topology:
         self.save()
         return server
 
-    def _detect_flavour(self):
+    def detect_flavour(self):
+        """Ask the first server what it is (MariaDB or MySQL, its version) and make that the topology's flavour."""
         conn = self.servers[0].connect()
         try:
             with conn.cursor() as cur:
@@ -262,7 +264,7 @@ class Topology:
         self.flavour = flavours.from_version(row["v"], row["c"])
         self.state["flavour"], self.state["version"] = self.flavour.name, row["v"]
         for s in self.servers:
-            s._flavour = self.flavour
+            s.flavour = self.flavour
 
     def point_at(self, replica, source, demoted=False):
         """Make `replica` replicate from `source` by GTID (stop, optionally align, change source, start)."""
@@ -300,7 +302,7 @@ class Topology:
         primary = self.primary()
         self.check_binlog_complete(primary)
         server_id = max([s.server_id for s in self.servers] + [0]) + 1
-        replica = self._start_server(server_id)
+        replica = self.start_server(server_id)
         self.point_at(replica, primary)
         run(replica, self.flavour.fence())  # replicas are read-only for the application
         target = run(primary, [self.flavour.gtid_state_sql()])[0]["position"]
@@ -370,13 +372,13 @@ class Topology:
             out.append(h)
         if primary_id in states:
             ref = states[primary_id]
-            origin_primary = self._origin_of(primary_id)
+            origin_primary = self.origin_of(primary_id)
             for h in out:
                 if h["server_id"] != primary_id and h["server_id"] in states:
                     h["errant"] = states[h["server_id"]].missing_from(ref, exclude_origins=(origin_primary,))
         return out
 
-    def _origin_of(self, server_id):
+    def origin_of(self, server_id):
         """What a server's own transactions are stamped with: its server_id (MariaDB) or server_uuid (MySQL)."""
         if self.flavour.name == "mariadb":
             return int(server_id)

@@ -1,4 +1,4 @@
-"""soil.timefmt: integer calendar arithmetic, the zero-padded timestamp (F4) and the strict parser.
+"""soil.utc: integer calendar arithmetic, the zero-padded timestamp (F4) and the strict parser.
 
 CPython's `datetime` is the independent oracle here; the module under test must not use it (it runs on
 MicroPython), but the tests may.

@@ -1,27 +1,34 @@
-"""One board on one serial port: the gateway's side of docs/PROTOCOL.md.
+"""The gateway's half of docs/PROTOCOL.md for one board, driven line by line.
 
-The session validates every line (garbage is counted and logged, never stored), accepts reading frames strictly in
-order, hands accepted readings to the writer, and sends the cumulative acknowledgement only when the writer reports
-the COMMIT. Opening the port goes through `serial.serial_for_url`, so `/dev/ttyACM0`, a pseudo-terminal,
-`socket://`, `spy://` and `hwgrep://` all work the same.
+`BoardProtocol` is what pyserial's `serial.threaded.Protocol` / `LineReader` is to its `ReaderThread`: a transport
+(gateway/transport.py) calls `connection_made(transport)`, `data_received(bytes)` and `connection_lost(exc)`, and
+the protocol answers through `transport.write(frame)`. It opens no port and starts no thread, so a test can feed it
+lines and read what it sends.
+
+What it does with the lines: it validates every one (garbage is counted and logged, never stored), tracks the
+board's hello and epoch, accepts reading frames strictly in order and hands them to the writer, and sends the
+cumulative acknowledgement only when the writer reports the COMMIT (`committed_through`). Resend (N), wait (W) and
+query (Q) answers are rate limited per board. Status and event frames go to the status sink, witness queries to
+the witness. When a board's clock needs setting is the clock keeper's decision (gateway/clock.py).
 """
 
 import logging
 import threading
 import time
 
-import serial
-
 from gateway import frames
-from soil import utc
+from gateway.clock import ClockKeeper
 from gateway.db import Reading
 
-log = logging.getLogger("gateway.session")
+log = logging.getLogger("gateway.protocol")
 
 _CONTROL_INTERVAL_S = 1.0     # at most one Q, W or N per second per board: a flood of bad frames gets few answers
+_RECENT_FRAME_S = 0.5         # a board heard this recently is alive without asking it
 
 
 class SessionStats:
+    """Counters of one board's line, shown in the gateway's status snapshot."""
+
     def __init__(self):
         self.frames = 0
         self.readings = 0
@@ -32,22 +39,28 @@ class SessionStats:
         self.clock_sets = 0
 
 
-class BoardSession:
-    """Reads one board. `submit(session, epoch, n, reading)` hands an accepted reading to the writer;
-    `writer_ok()` says whether the database is currently taking writes.
+class BoardProtocol:
+    """One board's protocol state. `submit(protocol, epoch, n, reading)` hands an accepted reading to the writer;
+    `writer_ok()` says whether the database is currently taking writes; `status_sink(protocol, kind, fields)`
+    takes hello, status and event frames; `witness(protocol, master_id)` answers a standby's witness query with
+    (verdict, last stored sample time or None).
 
     `epoch` changes at every hello: frame numbers restart when a board resets, so an acknowledgement the writer
-    computed for the old numbering must never reach the board under the new one."""
+    computed for the old numbering must never reach the board under the new one.
 
-    def __init__(self, board_cfg, submit, writer_ok, status_sink=None, clock_tolerance_s=2.0, wait_ms=2000,
-                 now=time.time, witness=None):
+    Thread safety: the transport's thread feeds lines, the writer's thread calls committed_through, rollback and
+    resume, another board's thread may call probe; the numbering is kept under one lock."""
+
+    def __init__(self, board_cfg, submit, writer_ok, status_sink=None, clock=None, wait_ms=2000, now=time.time,
+                 witness=None):
         self.cfg = board_cfg
         self._submit = submit
         self._writer_ok = writer_ok
         self._status_sink = status_sink
-        self.clock_tolerance_s = clock_tolerance_s
+        self.clock = clock if clock is not None else ClockKeeper(now=now)
         self.wait_ms = wait_ms
         self._now = now
+        self._witness = witness
         self.board_id = None
         self.role = "single"
         self.boot = None
@@ -56,71 +69,31 @@ class BoardSession:
         self.expected = 1
         self.committed = 0
         self._lock = threading.Lock()
-        self._write_lock = threading.Lock()
         self._last_control = {}
-        self._stop = threading.Event()
-        self._thread = None
-        self.port = None
+        self.transport = None
+        self.connected = threading.Event()
         self.stats = SessionStats()
         self.splitter = frames.LineSplitter()
-        self.connected = threading.Event()
-        self._settime_timer = None
-        self._witness = witness           # callable(session, master_id) -> (verdict, last_time_iso or None)
         self.last_frame_at = 0.0
         self.frame_seen = threading.Event()
 
-    # --- port handling --------------------------------------------------------------------------------------
-    def open(self):
-        port = serial.serial_for_url(self.cfg.url, do_not_open=True)
-        port.baudrate = self.cfg.baudrate
-        port.timeout = 0.5               # a read returns as soon as a byte arrives; this only bounds stop()
-        port.open()
-        self.port = port
+    # --- called by the transport ------------------------------------------------------------------------------
+    def connection_made(self, transport):
+        """The port is open: frames go out through `transport.write`. A gateway that (re)starts asks the board
+        where it stands."""
+        self.transport = transport
         self.connected.set()
+        self._send(frames.query())
 
-    def start(self):
-        self._thread = threading.Thread(target=self._run, name="board:%s" % self.cfg.name, daemon=True)
-        self._thread.start()
+    def connection_lost(self, exc):
+        """The port failed: nothing can be sent, and the numbering is unknown until the next hello."""
+        self.connected.clear()
+        with self._lock:
+            self.synced = False
+        self.transport = None
 
-    def stop(self):
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-        if self.port is not None:
-            try:
-                self.port.close()
-            except Exception:
-                pass
-
-    def _run(self):
-        backoff = 0.2
-        while not self._stop.is_set():
-            try:
-                if self.port is None or not self.port.is_open:
-                    self.open()
-                    log.info("%s: port open", self.cfg.name)
-                    backoff = 0.2
-                    self._send(frames.query())   # a gateway that (re)starts asks the board where it stands
-                self._read_some()
-            except (serial.SerialException, OSError) as e:
-                self.connected.clear()
-                with self._lock:
-                    self.synced = False
-                if self.port is not None:
-                    try:
-                        self.port.close()
-                    except Exception:
-                        pass
-                    self.port = None
-                log.warning("%s: %s; retrying in %.1f s", self.cfg.name, e, backoff)
-                self._stop.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
-
-    def _read_some(self):
-        port = self.port
-        data = port.read(max(1, port.in_waiting))
-        if not data:
-            return
+    def data_received(self, data):
+        """Bytes from the port: split into lines (bounded, flaw F8) and handle each."""
         lines = self.splitter.feed(data)
         if self.splitter.overruns != self.stats.overruns:
             log.warning("%s: %d over-long line(s) dropped", self.cfg.name, self.splitter.overruns - self.stats.overruns)
@@ -129,14 +102,9 @@ class BoardSession:
             self.handle_line(line)
 
     def _send(self, frame):
-        port = self.port
-        if port is None:
-            return
-        with self._write_lock:
-            try:
-                port.write(frame)
-            except (serial.SerialException, OSError) as e:
-                log.warning("%s: write failed: %s", self.cfg.name, e)
+        transport = self.transport
+        if transport is not None:
+            transport.write(frame)
 
     def _send_rate_limited(self, key, frame):
         now = self._now()
@@ -144,8 +112,9 @@ class BoardSession:
             self._last_control[key] = now
             self._send(frame)
 
-    # --- protocol -------------------------------------------------------------------------------------------
+    # --- frames from the board ------------------------------------------------------------------------------
     def handle_line(self, line):
+        """One line from the board, without its b"\\n"."""
         line = line.rstrip(b"\r")
         if not line:
             return
@@ -225,36 +194,10 @@ class BoardSession:
                                               "detail": "master %s still heard by the gateway" % master_id,
                                               "board_time": None})
 
-    def probe(self, timeout):
-        """Is the board on this port alive right now? Ask it for a hello and wait for any frame."""
-        if self._now() - self.last_frame_at < 0.5:
-            return True
-        if not self.connected.is_set():
-            return False                  # its port is gone (unplugged, powered off): no need to wait
-        self.frame_seen.clear()
-        self._send(frames.query())
-        return self.frame_seen.wait(timeout)
-
     def _check_clock(self, rtc_time, clock):
-        """Keep the board's clock right (flaw F3): set it when it is not running right or has drifted."""
-        off = None
-        try:
-            off = utc.to_epoch(utc.parse_iso(rtc_time)) - self._now()
-        except ValueError:
-            pass
-        if clock != "ok" or off is None or abs(off) > self.clock_tolerance_s:
-            if self._settime_timer is not None and self._settime_timer.is_alive():
-                return
+        if self.clock.check(rtc_time, clock, self._send):
             self.stats.clock_sets += 1
             log.info("%s: setting the clock of %s (was %s, %s)", self.cfg.name, self.board_id, rtc_time, clock)
-            # The DS1307 counts whole seconds and restarts its second when set, so the frame goes out on a second
-            # boundary carrying that second: the board's clock then agrees with ours to a few milliseconds.
-            now = self._now()
-            boundary = int(now) + 1
-            self._settime_timer = threading.Timer(boundary - now, self._send,
-                                                  (frames.settime(utc.iso(time.gmtime(boundary)[:6])),))
-            self._settime_timer.daemon = True
-            self._settime_timer.start()
 
     def _on_reading(self, f):
         n, boot, seq, time_str, raw, flags = f
@@ -290,6 +233,17 @@ class BoardSession:
             quality = "suspect"
         reading = Reading(board, role, boot, seq, sample_time, raw, "live" if "L" in flags else "replay", quality)
         self._submit(self, epoch, n, reading)
+
+    # --- asked by the gateway ---------------------------------------------------------------------------------
+    def probe(self, timeout):
+        """Is the board on this port alive right now? Ask it for a hello and wait for any frame."""
+        if self._now() - self.last_frame_at < _RECENT_FRAME_S:
+            return True
+        if not self.connected.is_set():
+            return False                  # its port is gone (unplugged, powered off): no need to wait
+        self.frame_seen.clear()
+        self._send(frames.query())
+        return self.frame_seen.wait(timeout)
 
     # --- called by the writer --------------------------------------------------------------------------------
     def committed_through(self, epoch, n):
