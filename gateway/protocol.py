@@ -19,6 +19,7 @@ import time
 from gateway import frames
 from gateway.clock import ClockKeeper
 from gateway.db import Reading
+from soil import utc
 
 log = logging.getLogger("gateway.protocol")
 
