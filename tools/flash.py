@@ -30,7 +30,11 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
 5. one chained `mpremote` call copies only the files whose hash differs (the compiled bytes for .mpy files) and
    removes the other form of every deployed module: a stale X.py when X.mpy is deployed (MicroPython's import
    tries X.py first, so it would shadow the new X.mpy), a stale X.mpy when X.py is;
-6. a soft reset from the friendly REPL (Ctrl-B, Ctrl-D on the line), so main.py starts as after Ctrl-D in a
+6. with --frozen (the board runs an image built with firmware/micropython/manifest.py, which holds the core, the
+   adapter and the sdcard driver), only main.py and config.json are deployed and every other firmware file is removed
+   from the board's filesystem (MicroPython's sys.path tries '' before .frozen, so a stale hal.mpy would shadow the
+   frozen one); the probe checks that the image really has soil frozen in, and says so when its version differs;
+7. a soft reset from the friendly REPL (Ctrl-B, Ctrl-D on the line), so main.py starts as after Ctrl-D in a
    terminal (`mpremote soft-reset` resets from the raw REPL, which does not run main.py). --reset hard uses
    `mpremote reset` (machine.reset()); --reset none leaves the board alone.
 
@@ -89,6 +93,9 @@ def build_parser():
     g.add_argument("--force", action="store_true", help="copy every file, changed or not")
     g.add_argument("--source", action="store_true",
                    help="deploy .py source instead of .mpy (the board then compiles every module at import)")
+    g.add_argument("--frozen", action="store_true",
+                   help="the board runs an image with the core frozen in (firmware/micropython/manifest.py): "
+                        "deploy main.py and config.json only, and remove the core and the adapter's files")
     g.add_argument("--mpy-opt", dest="mpy_opt", type=int, default=MPY_OPT, choices=range(4),
                    help="mpy-cross optimisation level (default %(default)s: no line numbers in tracebacks; 0 keeps "
                         "them)")
@@ -186,14 +193,17 @@ def compile_mpy(src_path, board_path, out_path, mpy_cross=None, opt=None):
     return out_path
 
 
-def build_deployment(out_dir, mpy=True, mpy_cross=None, opt=None):
+def build_deployment(out_dir, mpy=True, mpy_cross=None, opt=None, frozen=False):
     """Write what a MicroPython board gets (without config.json) to out_dir, laid out as on the board, and return
     [(host path, board path)]. mpy=True: firmware/lib/soil/*.py -> lib/soil/*.mpy, firmware/micropython/*.py but
     main.py -> *.mpy, main.py as source (a board runs main.py only as source). mpy=False: the .py files as they
-    are. tests/test_micropython_port.py measures the heap on this same deployment."""
+    are. frozen=True: main.py only (the image holds the rest, firmware/micropython/manifest.py).
+    tests/test_micropython_port.py measures the heap on this same deployment."""
     cmd = mpy_cross_command(mpy_cross) if mpy else None
     out = []
     for src, board in firmware_files():
+        if frozen and board != "main.py":
+            continue
         if mpy and board != "main.py":
             board = board[:-3] + ".mpy"
         host = os.path.join(out_dir, *board.split("/"))
@@ -204,6 +214,25 @@ def build_deployment(out_dir, mpy=True, mpy_cross=None, opt=None):
             shutil.copyfile(src, host)
         out.append((host, board))
     return out
+
+
+def stale_files(deployed, sources):
+    """What to remove from the board beside `deployed` (board paths): the other form of each deployed module, and
+    both forms of every module in `sources` (board paths of the .py files) that is not deployed at all (the core
+    and the adapter, when they are frozen into the image)."""
+    keep = set(deployed)
+    out = [twin(b) for b in deployed if b.endswith(".py") or b.endswith(".mpy")]
+    for board in sources:
+        if board not in keep and twin(board) not in keep:
+            out += [board, twin(board)]
+    return [b for b in out if b not in keep]
+
+
+def core_version():
+    """soil.__version__ of this checkout, read from the source (the host need not import the board's code)."""
+    with open(os.path.join(CORE, "__init__.py")) as f:
+        m = re.search(r'^__version__ = "([^"]+)"', f.read(), re.M)
+    return m.group(1) if m else "?"
 
 
 def mpy_choice(board_mpy, emitted):
@@ -290,6 +319,17 @@ try:
     print('U', binascii.hexlify(machine.unique_id()).decode())
 except Exception:
     pass
+import sys
+_path = sys.path[:]
+sys.path[:] = ['.frozen']
+try:
+    import soil
+    print('F', soil.__version__)
+except Exception:
+    pass
+finally:
+    sys.path[:] = _path
+    sys.modules.pop('soil', None)
 """
 
 
@@ -316,7 +356,7 @@ class Mpremote:
 
 def probe(mp, board_paths):
     text = mp.run("exec", PROBE % {"paths": board_paths})
-    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None}
+    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None, "frozen": None}
     for line in text.splitlines():
         parts = line.strip().split(" ", 2)
         if parts[0] == "H" and len(parts) == 3:
@@ -331,6 +371,8 @@ def probe(mp, board_paths):
             info["uid"] = parts[1]
         elif parts[0] == "M" and len(parts) >= 2 and parts[1].isdigit():
             info["mpy"] = int(parts[1])
+        elif parts[0] == "F" and len(parts) >= 2:
+            info["frozen"] = parts[1]
     return info
 
 
@@ -361,7 +403,7 @@ def flash_micropython(args):
     t0 = time.monotonic()
     mp = Mpremote(args.port, args.mpremote)
     cross = emitted = None
-    if not args.source:
+    if not args.source and not args.frozen:
         cross = mpy_cross_command(args.mpy_cross)
         emitted = mpy_cross_version(cross)          # before touching the board: a missing mpy-cross stops here
     sources = [b for _, b in firmware_files()]
@@ -374,7 +416,16 @@ def flash_micropython(args):
         raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
 
     # Dependencies.
-    if args.board == "sim":
+    if args.frozen:
+        if not info["frozen"]:
+            raise FlashError("--frozen: the board's firmware has no frozen soil package: build an image with "
+                             "firmware/micropython/manifest.py (docs/MICROPYTHON.md) and flash it first")
+        if info["frozen"] != core_version():
+            status("warning: the image freezes soil %s, this checkout is %s: rebuild the image to run this code"
+                   % (info["frozen"], core_version()))
+        status("--frozen: the image holds soil %s, the adapter and sdcard; deploying main.py and config.json"
+               % info["frozen"])
+    elif args.board == "sim":
         status("sim: no sdcard driver to install (the virtual board's SD card is tests/mpy_machine/sdcard.py)")
     elif args.no_deps:
         status("--no-deps: not installing sdcard (main.py needs micropython-lib's sdcard on the board)")
@@ -390,7 +441,9 @@ def flash_micropython(args):
                              "then run again with --no-deps" % e)
 
     # .mpy or source.
-    if args.source:
+    if args.frozen:
+        use_mpy = False
+    elif args.source:
         use_mpy = False
         status("--source: deploying .py source (the board compiles each module when it is imported)")
     else:
@@ -404,7 +457,8 @@ def flash_micropython(args):
 
     # What changed.
     with tempfile.TemporaryDirectory(prefix="soil-flash-") as tmp:
-        files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross, opt=args.mpy_opt)
+        files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross, opt=args.mpy_opt,
+                                 frozen=args.frozen)
         cfg_path = os.path.join(tmp, "config.json")
         with open(cfg_path, "wb") as f:
             f.write(make_config(args.board, args.role, board_id))
@@ -415,7 +469,8 @@ def flash_micropython(args):
             if args.force or info["hash"].get(board) != local:
                 todo.append((host, board))
         # The other form of each deployed module: a stale X.py would shadow X.mpy (import tries .py first).
-        stale = [twin(b) for _, b in files if info["hash"].get(twin(b), "-") != "-"]
+        # With the core frozen, every file of the core and the adapter goes: '' comes before .frozen in sys.path.
+        stale = [b for b in stale_files([b for _, b in files], sources) if info["hash"].get(b, "-") != "-"]
         chain = []
         for d in ("lib", "lib/soil"):
             if d not in info["dirs"] and any(b.startswith(d + "/") for _, b in todo):
