@@ -45,7 +45,7 @@ demo: deps
 
 # The database half: a replicated topology, the primary killed while boards stream, the gateway following.
 demo-ha: deps
-	$(PY) -m tools.demo_ha
+	$(PY) -m tools.demo.ha
 
 test: deps
 	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest $(PYTEST_ARGS)
@@ -55,7 +55,7 @@ test-fast: venv
 
 bench: deps
 	$(PY) -m tools.bench $(BENCH_ARGS)
-	$(PY) -m tools.bench_ha
+	$(PY) -m tools.bench.ha
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis

@@ -95,10 +95,10 @@ def clean_db(dbserver):
 
 @pytest.fixture
 def stack():
-    """A whole installation for one test (tools.stack): a private database server, migrated, with the gateway's
+    """A whole installation for one test (tools.demo.stack): a private database server, migrated, with the gateway's
     account; the test starts boards and the gateway. Everything is stopped afterwards, and the logs are printed
     so a failure shows what the processes said."""
-    from tools.stack import Stack
+    from tools.demo.stack import Stack
     require_server()
     with private_dir("stack") as path:
         s = Stack(os.path.join(path, "run"))

@@ -10,7 +10,7 @@ own PID through tools.dbserver.PrivateServer.
 import pymysql
 
 from tools.dbserver import PrivateServer, free_port
-from tools.stack import wait_for  # noqa: F401  (tests import it from here)
+from tools.demo.stack import wait_for  # noqa: F401  (tests import it from here)
 
 RPL_USER, RPL_PASSWORD = "rpl", "rpl-test-only"
 

@@ -13,7 +13,7 @@ import pytest
 
 from tools.dbserver import ServerError, find_server
 from tools.rpl.topology import Topology, run
-from tools.stack import wait_for
+from tools.demo.stack import wait_for
 
 APP_USER = "soil_app"
 
@@ -43,7 +43,7 @@ def topology(servers=3):
 
 
 def wait_until(predicate, timeout, what, interval=0.05):
-    """tools.stack.wait_for, failing the test as an assertion rather than an error."""
+    """tools.demo.stack.wait_for, failing the test as an assertion rather than an error."""
     try:
         return wait_for(predicate, timeout, what, interval)
     except TimeoutError as e:

@@ -10,7 +10,7 @@ import os
 import pytest
 
 from gateway import frames
-from tools.stack import wait_for
+from tools.demo.stack import wait_for
 
 pytestmark = pytest.mark.integration
 

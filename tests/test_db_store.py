@@ -17,7 +17,7 @@ from gateway.db import InvalidReading, Reading, ReadingStore
 from gateway.dbconn import DatabaseConfigError, DatabaseError, DatabaseUnavailable, DbConfig
 from tests.conftest import require_server
 from tools.dbserver import PrivateServer, free_port
-from tools.stack import admin_query as stack_admin_query
+from tools.demo.stack import admin_query as stack_admin_query
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 

@@ -9,7 +9,7 @@ import pytest
 
 from gateway.config import ConfigError, from_dict, load
 from tools.dbserver import free_port
-from tools.stack import ROOT, Stack, _env
+from tools.demo.stack import ROOT, Stack, _env
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ from gateway.db import ReadingStore
 from gateway.dbconn import DatabaseUnavailable, DbConfig
 from gateway.primary import find_primary, parse_server
 from tests.ha_topology import Topology, sql, wait_for
-from tools.stack import GATEWAY_USER, Stack
+from tools.demo.stack import GATEWAY_USER, Stack
 
 pytestmark = pytest.mark.integration
 

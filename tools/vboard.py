@@ -59,7 +59,7 @@ def build_parser():
     g.add_argument("--max-samples", type=int, default=0, help="stop sampling after this many (0: no limit)")
     p.add_argument("--sample-log", metavar="PATH",
                    help="append 'boot seq host_time' (time.time() just before each sample) to PATH, for the "
-                        "latency benchmark (tools/bench.py)")
+                        "latency benchmark (tools/bench/targets.py)")
     g = p.add_argument_group("redundant pair (master / standby over an I2C heartbeat wire)")
     g.add_argument("--hb-wire", help="the heartbeat wire: a socket path both boards of a pair are given; the "
                                      "standby hosts it, the master connects")

@@ -11,7 +11,7 @@ import datetime
 import os
 import time
 
-from tools.stack import wait_for
+from tools.demo.stack import wait_for
 
 PAIR = {"interval_ms": 1000, "status_interval_ms": 1000, "hb_interval_ms": 500, "hb_timeout_ms": 2000,
         "witness_timeout_ms": 2500, "handback_after_ms": 2000, "handback_margin_s": 2,
@@ -21,24 +21,6 @@ PAIR = {"interval_ms": 1000, "status_interval_ms": 1000, "hb_interval_ms": 500, 
 def _events(stack, board, event):
     return stack.query("SELECT received_at FROM collector_events WHERE board=%s AND event=%s ORDER BY id",
                        (board, event))
-
-
-def slot_audit(stack, prefix="pair-"):
-    """(slots checked, missing, doubled) over the trusted rows of both boards, last second excluded."""
-    rows = stack.query("SELECT date_saved, COUNT(*) FROM plants WHERE board LIKE %s AND time_quality='rtc' "
-                       "GROUP BY date_saved ORDER BY date_saved", (prefix + "%",))
-    if not rows:
-        return 0, 0, 0
-    have = {t: n for t, n in rows}
-    first, last = rows[0][0], rows[-1][0] - datetime.timedelta(seconds=1)
-    t, checked, missing = first, 0, 0
-    while t <= last:
-        checked += 1
-        if t not in have:
-            missing += 1
-        t += datetime.timedelta(seconds=1)
-    doubled = sum(1 for t, n in have.items() if n > 1 and t <= last)
-    return checked, missing, doubled
 
 
 def bench_pair(stack, kills):
@@ -66,7 +48,7 @@ def bench_pair(stack, kills):
                      "the master publishing")
             time.sleep(2)
         wait_for(lambda: master.status()["pending"] == 0 and standby.status()["pending"] == 0, 60, "drained")
-        checked, missing, doubled = slot_audit(stack)
+        checked, missing, doubled = stack.slot_audit()
         latencies.sort()
         return {"kills": kills, "p50_ms": latencies[len(latencies) // 2], "max_ms": latencies[-1],
                 "min_ms": latencies[0], "target_ms": PAIR["hb_timeout_ms"] + PAIR["interval_ms"],

@@ -18,8 +18,8 @@ import shutil
 import sys
 import time
 
-from tools.hastack import ReplicatedStack
-from tools.stack import ROOT, wait_for
+from tools.demo.hastack import ReplicatedStack
+from tools.demo.stack import ROOT, wait_for
 
 
 def say(text=""):

@@ -1,5 +1,5 @@
 """A whole installation over a replicated database: a tools.rpl GTID topology with semi-sync, the schema and the
-gateway's account on its primary (both replicate), and a tools.stack.Stack whose gateway is given every server.
+gateway's account on its primary (both replicate), and a tools.demo.stack.Stack whose gateway is given every server.
 
 `make demo-ha` and the failover benchmark both start from here, so what the benchmark measures is what the demo
 shows: the product's own failover monitor and the gateway following the primary by itself.
@@ -11,11 +11,11 @@ import pymysql
 
 from gateway import schema
 from tools.rpl import Monitor, Topology, semisync_enable
-from tools.stack import GATEWAY_USER, Stack
+from tools.demo.stack import GATEWAY_USER, Stack
 
 
 class ReplicatedStack:
-    """`topo` (tools.rpl.Topology) + `stack` (tools.stack.Stack). `stack.db` follows the current primary."""
+    """`topo` (tools.rpl.Topology) + `stack` (tools.demo.stack.Stack). `stack.db` follows the current primary."""
 
     def __init__(self, topo_dir, stack_dir, servers=3, semisync_timeout_ms=2000, semisync_policy="require"):
         self.topo = Topology.create(topo_dir, servers=servers)

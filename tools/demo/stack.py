@@ -6,6 +6,7 @@ Every process is started here and ended here by its own process id; nothing touc
 service or port 3306.
 """
 
+import datetime
 import json
 import os
 import secrets
@@ -20,7 +21,7 @@ import pymysql
 from gateway import schema
 from tools.dbserver import PrivateServer
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GATEWAY_USER = "soil_gateway"
 
 
@@ -263,6 +264,24 @@ class Stack:
     def query(self, sql, args=None):
         return admin_query(self.db.admin_kwargs(), sql, args)
 
+
+    def slot_audit(self, prefix="pair-"):
+        """(slots checked, missing, doubled) over the trusted rows of the boards whose id starts with `prefix`, one
+        slot per second from the first row to the second-last (the last second may still be arriving)."""
+        rows = self.query("SELECT date_saved, COUNT(*) FROM plants WHERE board LIKE %s AND time_quality='rtc' "
+                          "GROUP BY date_saved ORDER BY date_saved", (prefix + "%",))
+        if not rows:
+            return 0, 0, 0
+        have = {t: n for t, n in rows}
+        first, last = rows[0][0], rows[-1][0] - datetime.timedelta(seconds=1)
+        t, checked, missing = first, 0, 0
+        while t <= last:
+            checked += 1
+            if t not in have:
+                missing += 1
+            t += datetime.timedelta(seconds=1)
+        doubled = sum(1 for t, n in have.items() if n > 1 and t <= last)
+        return checked, missing, doubled
     def readings(self, board=None):
         sql = ("SELECT board, boot, seq, date_saved, moisture_raw, source, time_quality, received_at, collector "
                "FROM plants WHERE board IS NOT NULL")

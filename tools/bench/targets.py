@@ -1,6 +1,6 @@
 """`make bench`: measure the targets of BRIEF.md side by side on one private server and write docs/BENCHMARKS.md.
 
-One run, one private MariaDB/MySQL server (tools.stack.Stack), real processes: virtual boards on pseudo-terminals
+One run, one private MariaDB/MySQL server (tools.demo.stack.Stack), real processes: virtual boards on pseudo-terminals
 and the gateway service, exactly as `make demo` and the integration tests run them.
 
     python -m tools.bench            # about 3 minutes on 2 cores; writes docs/BENCHMARKS.md
@@ -43,7 +43,7 @@ from gateway.db import Reading, ReadingStore
 from gateway.dbconn import DbConfig
 
 WRITER_BATCH = GatewayConfig(None).batch_max     # what the gateway's writer takes at most per transaction
-from tools.stack import GATEWAY_USER, ROOT, Stack, wait_for
+from tools.demo.stack import GATEWAY_USER, ROOT, Stack, wait_for
 
 LINE_BYTES_PER_S = 115200 / 10.0      # 8N1: 10 bits per byte
 TARGETS = {
@@ -239,7 +239,7 @@ def bench_replay_e2e(stack, n, window=None):
     board_id = "replay-fast" if window is None else "replay-w%d" % window
     state = os.path.join(stack.run_dir, "boards", board_id)
     prefill_journal(state, n)
-    # "0", not 0: tools/stack.py's BoardProc drops option values equal to False, and 0 == False.
+    # "0", not 0: tools/demo/stack.py's BoardProc drops option values equal to False, and 0 == False.
     board = stack.start_board(board_id, baudrate="0", interval_ms=3600000, rtc_set=True, status_interval_ms=10000,
                               window=window)
     try:
@@ -517,8 +517,8 @@ def main(argv=None):
     return 0
 
 
-from tools.bench_pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in its own module)
-from tools.bench_board import HEAP_BUDGET, bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
+from tools.bench.pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in its own module)
+from tools.bench.board import HEAP_BUDGET, bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
 
 
 def build_report(res, errors):
@@ -609,7 +609,7 @@ def render(rep, res, errors, facts, z, mode, elapsed):
          ", with uncommitted changes to " + ", ".join("`%s`" % d for d in facts["dirty"]) if facts["dirty"]
          else ", clean tree"))
     w("- Machine: %d CPU (`nproc`), %s; Linux %s" % (facts["nproc"], facts["cpu"], facts["kernel"]))
-    w("- Database: %s, a private server started by tools/stack.py (%s), loopback TCP as the gateway's "
+    w("- Database: %s, a private server started by tools/demo/stack.py (%s), loopback TCP as the gateway's "
       "least-privilege account" % (facts["server"], facts["flush"]))
     w("- Python %s, PyMySQL %s" % (facts["python"], facts["pymysql"]))
     w("")
@@ -703,7 +703,7 @@ def render(rep, res, errors, facts, z, mode, elapsed):
         w("")
     w("## How each number is measured")
     w("")
-    w("Everything runs in one `make bench` on one private server (`tools/stack.py`); the database client is PyMySQL "
+    w("Everything runs in one `make bench` on one private server (`tools/demo/stack.py`); the database client is PyMySQL "
       "over loopback TCP as the gateway's account (`%s`), the same table (`plant_moisture.plants`, its final shape "
       "with the `reading_identity` UNIQUE key and the BEFORE INSERT trigger), truncated before each of 1a, 1b and "
       "1c. Sizes: %s." % (GATEWAY_USER, ", ".join("%s=%s" % kv for kv in sorted(z.items()))))
@@ -744,7 +744,7 @@ def render(rep, res, errors, facts, z, mode, elapsed):
       "process (all its threads, `/proc/<pid>/stat`) over the wall time. The K board processes, the server and "
       "the benchmark run on the same cores.")
     w("5. **Standby takeover.** A master and a standby virtual board joined by the simulated heartbeat wire "
-      "(`tools/simhw/i2cnet.py`), both on the gateway (`tools/bench_pair.py`). Each cycle SIGKILLs the master's "
+      "(`tools/simhw/i2cnet.py`), both on the gateway (`tools/bench/pair.py`). Each cycle SIGKILLs the master's "
       "process, waits for the standby's `takeover` event in `collector_events`, restarts the master and waits for "
       "the hand-back. Latency = the event's `received_at` - the host time of the kill. Slots: every second from "
       "the first trusted row to the last, counted from `plants`. Beat, timeout and hand-back periods are shortened "

@@ -19,7 +19,7 @@ import os
 import sys
 import time
 
-from tools.stack import ROOT, Stack, wait_for
+from tools.demo.stack import ROOT, Stack, wait_for
 
 BOOK_TABLE = """CREATE TABLE `plant_moisture`.`plants` (
   `id` int(11) NOT NULL AUTO_INCREMENT,
@@ -172,7 +172,6 @@ PAIR = {"interval_ms": 1000, "status_interval_ms": 2000, "hb_interval_ms": 1000,
 
 
 def pair_story(stack, failures):
-    from tools.bench_pair import slot_audit
     step("6. a redundant pair: the master dies and comes back (beat every 1 s, timeout 4 s)")
     wire = os.path.join(stack.run_dir, "hb.sock")
     master = stack.start_board("pair-a", role="master", hb_wire=wire, seed=21, **PAIR)
@@ -210,7 +209,7 @@ def pair_story(stack, failures):
                        "ORDER BY MIN(date_saved)")
     for collector, n, first, last in rows:
         say("  %-8s %3d readings  %s .. %s" % (collector, n, first.strftime("%H:%M:%S"), last.strftime("%H:%M:%S")))
-    checked, missing, doubled = slot_audit(stack, "pair-")
+    checked, missing, doubled = stack.slot_audit("pair-")
     say("  one-second slots: %d checked, %d missing, %d stored twice" % (checked, missing, doubled))
     if missing or doubled:
         failures.append("the pair left %d slots missing and %d doubled" % (missing, doubled))

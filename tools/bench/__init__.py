@@ -1,0 +1,5 @@
+"""`make bench`: the performance targets of BRIEF.md, measured side by side (bench and test equipment).
+
+    python -m tools.bench          # the targets (targets.py): replay, link, latency, CPU, takeover, heap, flash
+    python -m tools.bench.ha       # the replicated database: failover, semi-sync (ha.py)
+"""

@@ -1,0 +1,5 @@
+import sys
+
+from tools.bench.targets import main
+
+sys.exit(main())
