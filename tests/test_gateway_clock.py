@@ -5,49 +5,14 @@ import threading
 
 import pytest
 
-from gateway.clock import ClockKeeper
 from gateway import frames
+from gateway.clock import ClockKeeper
 from soil import utc
-
-T0 = 1795000000.25                       # a quarter second past a whole second
+from tests.fake_clock import T0, Clock, Timers
 
 
 def iso(t):
     return utc.iso(utc.from_epoch(int(t)))
-
-
-class Clock:
-    def __init__(self, t=T0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-class Timers:
-    """Records what the keeper schedules (delay, frame); `fire()` sends the oldest."""
-
-    def __init__(self):
-        self.pending = []
-
-    def __call__(self, delay, fn, args=()):
-        timers = self
-
-        class Timer:
-            daemon = False
-
-            def start(self):
-                timers.pending.append(self)
-
-            def is_alive(self):
-                return self in timers.pending
-        t = Timer()
-        t.delay, t.fn, t.args = delay, fn, args
-        return t
-
-    def fire(self):
-        t = self.pending.pop(0)
-        t.fn(*t.args)
 
 
 def keeper(tolerance_s=2.0):

@@ -10,43 +10,9 @@ from gateway.db import Reading
 from gateway.protocol import BoardProtocol
 from gateway import frames
 from soil import utc
+from tests.fake_clock import T0, Clock, Timers
 
-T0 = 1795000000.25                       # 2026-11-18T..., a quarter second past a whole second
 ISO0 = utc.iso(utc.from_epoch(int(T0)))
-
-
-class Clock:
-    def __init__(self, t=T0):
-        self.t = t
-
-    def __call__(self):
-        return self.t
-
-
-class Timers:
-    """threading.Timer for the clock keeper: kept until the test fires it."""
-
-    def __init__(self):
-        self.pending = []
-
-    def __call__(self, delay, fn, args=()):
-        timers = self
-
-        class Timer:
-            daemon = False
-
-            def start(self):
-                timers.pending.append(self)
-
-            def is_alive(self):
-                return self in timers.pending
-
-            def fire(self):
-                timers.pending.remove(self)
-                fn(*args)
-        t = Timer()
-        t.delay = delay
-        return t
 
 
 class Line:
