@@ -29,6 +29,7 @@ RUNNER = os.path.join(NODE_DIR, "run.mjs")
 NODE_MODULES = os.path.join(NODE_DIR, "node_modules")
 PACKAGE = os.path.join(NODE_MODULES, "@micropython", "micropython-webassembly-pyscript")
 DEFAULT_LIBS = ("firmware/lib",)
+CHIPS = {"chips": "tools/sim/chips"}  # the simulated chips as the package `chips` (tools/sim/chips/__init__.py)
 DEFAULT_HEAP = 256 * 1024
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "run_micropython",
     "run_cpython",
     "REPO",
+    "CHIPS",
 ]
 
 
@@ -95,6 +97,16 @@ def _abs_libs(libs):
     return out
 
 
+def _abs_packages(packages):
+    """{name: folder} -> [(name, absolute folder)], sorted by name (the order they are copied in)."""
+    out = []
+    for name in sorted(packages or {}):
+        if not name.isidentifier():
+            raise ValueError("package name %r is not an identifier" % (name,))
+        out.append((name, _abs_libs((packages[name],))[0]))
+    return out
+
+
 def _is_path(script):
     if isinstance(script, os.PathLike):
         return True
@@ -126,11 +138,13 @@ class _Script:
         return False
 
 
-def run_micropython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, heap=DEFAULT_HEAP, args=()):
+def run_micropython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, heap=DEFAULT_HEAP, args=(), packages=None):
     """Run a script under MicroPython; returns a CompletedProcess (text stdout/stderr, returncode).
 
     script_text_or_path: the source text, or the path of a .py file (absolute, or relative to the repository).
     libs: folders whose .py files go to /lib in the interpreter, keeping packages (firmware/lib -> /lib/soil/...).
+    packages: {name: folder}, each folder's .py files go to /lib/<name>, the package `name` (CHIPS: the simulated
+    chips as `chips`, run.mjs --package chips=tools/sim/chips).
     heap: the GC heap at start-up, in bytes. args: extra sys.argv entries.
     Raises subprocess.TimeoutExpired after `timeout` seconds, RuntimeError when node/the package is missing.
     """
@@ -140,18 +154,32 @@ def run_micropython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, heap=DEF
     cmd = [_node(), RUNNER]
     for lib in _abs_libs(libs):
         cmd += ["--lib", lib]
+    for name, folder in _abs_packages(packages):
+        cmd += ["--package", "%s=%s" % (name, folder)]
     cmd += ["--heap", str(int(heap))]
     with _Script(script_text_or_path) as path:
         cmd += ["--", path] + [str(a) for a in args]
         return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
 
 
-def run_cpython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, args=()):
-    """Run the same script under this CPython (the virtualenv's), with PYTHONPATH set to `libs` only."""
+def run_cpython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, args=(), packages=None):
+    """Run the same script under this CPython (the virtualenv's), with PYTHONPATH set to `libs` only, and the
+    `packages` ({name: folder}) importable under their names, as in run_micropython (a temporary folder of
+    symbolic links, name -> folder, comes first on PYTHONPATH)."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(_abs_libs(libs))
     env.pop("PYTHONSTARTUP", None)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # keep __pycache__ out of firmware/lib
-    with _Script(script_text_or_path) as path:
-        cmd = [sys.executable, path] + [str(a) for a in args]
-        return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    links = tempfile.mkdtemp(prefix="mpypkg-") if packages else None
+    try:
+        paths = _abs_libs(libs)
+        if links is not None:
+            for name, folder in _abs_packages(packages):
+                os.symlink(folder, os.path.join(links, name))
+            paths.insert(0, links)
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+        with _Script(script_text_or_path) as path:
+            cmd = [sys.executable, path] + [str(a) for a in args]
+            return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+    finally:
+        if links is not None:
+            shutil.rmtree(links, ignore_errors=True)

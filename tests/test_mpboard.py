@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from tests.mpy import REPO, require_micropython
+from tests.mpy import CHIPS, REPO, require_micropython
 from tools import flash
 
 pytestmark = pytest.mark.micropython
@@ -23,13 +23,15 @@ PY = sys.executable
 
 
 class Board:
-    def __init__(self, root, paths=()):
+    def __init__(self, root, paths=(), packages=None):
         self.flash = os.path.join(root, "flash")
         self.tty = os.path.join(root, "tty")
         os.makedirs(self.flash, exist_ok=True)
         cmd = [PY, "-m", "tools.mpboard", "--flash", self.flash]
         for p in paths:
             cmd += ["--path", p]
+        for name in sorted(packages or {}):
+            cmd += ["--package", "%s=%s" % (name, os.path.join(REPO, packages[name]))]
         self.log = open(os.path.join(root, "board.log"), "wb")
         self.proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=self.log)
         line = self.proc.stdout.readline().decode()
@@ -269,19 +271,18 @@ def test_build_deployment(tmp_path):
     assert all(o3 <= o0 for o3, o0 in sizes) and sum(o3 for o3, _ in sizes) < sum(o0 for _, o0 in sizes), sizes
 
 
-SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine on sys.path): a DS1307 on I2C 0, the SD card stand-in.
+SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine and the package chips on sys.path): a DS1307 on I2C 0,
+# an SD card in the slot.
 import os
 import time
 import machine
 import sdcard
-from ds1307_chip import DS1307Chip
+from chips.ds1307 import DS1307
+from chips.sdcard import Card
 if not hasattr(os, "VfsFat"):
-    os.VfsFat = sdcard.SimFat
-try:
-    os.mkdir("/simcard")
-except OSError:
-    pass
-machine.SIM.bus(0)[DS1307Chip.ADDRESS] = DS1307Chip(time.ticks_ms)
+    os.VfsFat = sdcard.VfsFat
+machine.SIM.card = Card("/simcard", 8 << 20)
+machine.SIM.bus(0)[DS1307.ADDRESS] = DS1307(time.ticks_ms)
 """
 
 
@@ -291,7 +292,7 @@ def test_flashed_firmware_starts_and_speaks_frames(tmp_path):
     require_micropython()
     os.makedirs(str(tmp_path / "flash"))
     (tmp_path / "flash" / "boot.py").write_text(SIM_BOOT)
-    b = Board(str(tmp_path), paths=[os.path.join(REPO, "tests", "mpy_machine")])
+    b = Board(str(tmp_path), paths=[os.path.join(REPO, "tests", "mpy_machine")], packages=CHIPS)
     try:
         log, _ = _flash(b)
         assert "deploying .mpy" in log, log

@@ -12,12 +12,28 @@ allocates nothing on the board's heap and configures the existing object. Here e
 module is imported (`_static`) and the constructor reconfigures it, so a heap measurement of the firmware is not
 charged for simulated peripheral objects a board does not allocate. (`ADC` does allocate, as rp2's does.)
 
-An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to devices with i2c_write(data) / i2c_read(n)
-(the DS1307 chip in ds1307_chip.py, an I2CTarget). A missing address NACKs: OSError(19) ENODEV, as on rp2/esp32.
+An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to targets that see the wire byte by byte,
+the interface of tools/simhw/i2c.py: `on_start(is_read)` (START or repeated START; False NACKs the address),
+`on_write(byte)` (True ACKs it), `on_read()`, `on_stop()`. The DS1307 is the portable chip model
+(tools/sim/chips/ds1307.py, `chips.ds1307` here), an I2CTarget is one too. An address nobody answers NACKs:
+OSError(19) ENODEV, as on rp2/esp32; a NACKed data byte is OSError(5) EIO. Every call ends with a STOP (`stop=False`
+is accepted and not modelled: the firmware does not use it). The SD card slot is `SIM.card`: the portable card
+model (`chips.sdcard.Card`) that sdcard.SDCard finds there, whatever SPI bus and chip select it is given.
 """
 
-_ENODEV = 19
-_TICKS_MASK = (1 << 30) - 1
+from micropython import const
+
+_EIO = const(5)
+_ENODEV = const(19)
+# An I2CTarget's phase of a transaction: addressed for a write (a bare probe so far), memory address selected,
+# data stored; addressed for a read, a byte read.
+_IDLE = const(0)
+_PROBED = const(1)
+_SELECTED = const(2)
+_WRITTEN = const(3)
+_READING = const(4)
+_READ = const(5)
+_TICKS_MASK = const((1 << 30) - 1)
 
 
 class Reset(BaseException):
@@ -30,7 +46,7 @@ class _Sim:
         self.buses = {}
         self.pins = {}
         self.wdt = None
-        self.resets = 0
+        self.card = None
 
     def ticks_ms(self):
         return self.now_ms & _TICKS_MASK
@@ -73,7 +89,6 @@ SOFT_RESET = 5
 
 
 def reset():
-    SIM.resets += 1
     raise Reset()
 
 
@@ -149,41 +164,74 @@ class I2C(_StaticById):
         self.freq = freq
         self._bus = SIM.bus(id)
 
-    def _dev(self, addr):
+    def _start(self, addr, read):
+        """START and the address byte: the target that ACKed it, or OSError(ENODEV) (after the STOP)."""
         dev = self._bus.get(addr)
-        if dev is None:
+        if dev is None or dev.on_start(read) is False:
             raise OSError(_ENODEV)
         return dev
 
     def scan(self):
-        return sorted(self._bus)
+        found = []
+        for addr in sorted(self._bus):
+            try:
+                self._start(addr, False).on_stop()
+            except OSError:
+                continue
+            found.append(addr)
+        return found
 
     def writeto(self, addr, buf, stop=True):
-        self._dev(addr).i2c_write(bytes(buf))
-        return len(buf)
+        """The number of bytes ACKed: the target's NACK ends the write."""
+        dev = self._start(addr, False)
+        n = 0
+        while n < len(buf) and dev.on_write(buf[n]):
+            n += 1
+        dev.on_stop()
+        return n
 
     def readfrom(self, addr, nbytes, stop=True):
-        return self._dev(addr).i2c_read(nbytes)
+        dev = self._start(addr, True)
+        buf = bytearray(nbytes)
+        for i in range(nbytes):
+            buf[i] = dev.on_read()
+        dev.on_stop()
+        return bytes(buf)
 
     def writeto_mem(self, addr, memaddr, buf, addrsize=8):
-        self._dev(addr).i2c_write(bytes([memaddr]) + bytes(buf))
-
-    def readfrom_mem(self, addr, memaddr, nbytes, addrsize=8):
-        dev = self._dev(addr)
-        dev.i2c_write(bytes([memaddr]))
-        return dev.i2c_read(nbytes)
+        dev = self._start(addr, False)
+        ok = dev.on_write(memaddr & 0xFF)
+        for i in range(len(buf)):
+            ok = ok and dev.on_write(buf[i])
+        dev.on_stop()
+        if not ok:
+            raise OSError(_EIO)
 
     def readfrom_mem_into(self, addr, memaddr, buf, addrsize=8):
-        buf[:] = self.readfrom_mem(addr, memaddr, len(buf))
+        dev = self._start(addr, False)
+        if not dev.on_write(memaddr & 0xFF):
+            dev.on_stop()
+            raise OSError(_EIO)
+        if dev.on_start(True) is False:      # repeated START, no STOP in between
+            dev.on_stop()
+            raise OSError(_ENODEV)
+        for i in range(len(buf)):
+            buf[i] = dev.on_read()
+        dev.on_stop()
+
+    def readfrom_mem(self, addr, memaddr, nbytes, addrsize=8):
+        buf = bytearray(nbytes)
+        self.readfrom_mem_into(addr, memaddr, buf)
+        return bytes(buf)
 
 
 class I2CTarget(_StaticById):
-    """Memory mode only (`mem=`): a controller's write sets the memory address then stores bytes, wrapping at the
-    end of `mem`; a read returns bytes from the address. Handlers run after the transaction, like a soft IRQ."""
-    IRQ_ADDR_MATCH_READ = 1
-    IRQ_ADDR_MATCH_WRITE = 2
-    IRQ_READ_REQ = 4
-    IRQ_WRITE_REQ = 8
+    """Memory mode only (`mem=`): the first byte of a controller's write sets the memory address, later bytes are
+    stored from there, wrapping at the end of `mem`; a read returns bytes from the address. As in
+    extmod/machine_i2c_target.c, IRQ_END_WRITE fires at the STOP or repeated START that ends a write phase that
+    stored data or was a bare probe (a write that only selects the address, the first half of readfrom_mem, ends
+    with none), IRQ_END_READ at the end of a read phase that read a byte. Handlers run synchronously there. The
+    hard-IRQ triggers (ADDR_MATCH_*, *_REQ) are not modelled, so they are not here either."""
     IRQ_END_READ = 16
     IRQ_END_WRITE = 32
 
@@ -194,9 +242,9 @@ class I2CTarget(_StaticById):
         self.addr = addr
         self.mem = mem
         self._ptr = 0
+        self._phase = _IDLE
         self._handler = None
         self._trigger = 0
-        self.handler_calls = 0
         bus = SIM.bus(id)
         if addr in bus:
             raise OSError(16, "address in use")
@@ -211,26 +259,36 @@ class I2CTarget(_StaticById):
 
     def _fire(self, what):
         if self._handler is not None and self._trigger & what:
-            self.handler_calls += 1
             self._handler(self)
 
-    def i2c_write(self, data):
-        n = len(self.mem)
-        if data:
-            self._ptr = data[0] % n
-            for b in data[1:]:
-                self.mem[self._ptr] = b
-                self._ptr = (self._ptr + 1) % n
-        self._fire(self.IRQ_END_WRITE)
+    def on_start(self, read):
+        self.on_stop()                       # a repeated START ends the phase before it, as a STOP does
+        self._phase = _READING if read else _PROBED
+        return True
 
-    def i2c_read(self, nbytes):
-        n = len(self.mem)
-        out = bytearray(nbytes)
-        for i in range(nbytes):
-            out[i] = self.mem[self._ptr]
-            self._ptr = (self._ptr + 1) % n
-        self._fire(self.IRQ_END_READ)
-        return bytes(out)
+    def on_write(self, byte):
+        if self._phase == _PROBED:
+            self._ptr = byte % len(self.mem)
+            self._phase = _SELECTED
+        else:
+            self.mem[self._ptr] = byte
+            self._ptr = (self._ptr + 1) % len(self.mem)
+            self._phase = _WRITTEN
+        return True
+
+    def on_read(self):
+        b = self.mem[self._ptr]
+        self._ptr = (self._ptr + 1) % len(self.mem)
+        self._phase = _READ
+        return b
+
+    def on_stop(self):
+        phase = self._phase
+        self._phase = _IDLE
+        if phase == _PROBED or phase == _WRITTEN:
+            self._fire(self.IRQ_END_WRITE)
+        elif phase == _READ:
+            self._fire(self.IRQ_END_READ)
 
 
 class SPI(_StaticById):
@@ -275,16 +333,13 @@ class WDT:
         self.feeds += 1
 
 
-def _make_statics():
-    """Create the static objects with every attribute they will have, before any firmware runs."""
-    for n in list(range(40)) + ["LED"]:
-        Pin(n)
-    for n in (0, 1):
-        I2C(n)
-        I2CTarget(n, 0x7F, mem=bytearray(1)).deinit()
-    for n in (0, 1, 2):
-        SPI(n)
-    _static(WDT, 0)._reset(None)
-
-
-_make_statics()
+# The static objects, created with every attribute they will have before any firmware runs.
+for n in list(range(40)) + ["LED"]:
+    Pin(n)
+for n in (0, 1):
+    I2C(n)
+    I2CTarget(n, 0x7F, mem=bytearray(1)).deinit()
+for n in (0, 1, 2):
+    SPI(n)
+_static(WDT, 0)._reset(None)
+del n

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Heap after start-up, measured honestly on the MicroPython WebAssembly port.
 //
-//   node tests/mpy_machine/phases.mjs --lib DIR [--lib DIR...] --app DIR [--heap BYTES]
+//   node tests/mpy_machine/phases.mjs --lib DIR [--lib DIR...] [--package NAME=DIR...] --app DIR [--heap BYTES]
 //
 // This port never collects inside a running script: gc.collect() only marks a collection as pending, and the
 // collection runs at the next top-level call from JavaScript, where no root can hide in WebAssembly locals
@@ -9,9 +9,11 @@
 // ever allocated, garbage included. This driver runs simboard's phases as separate top-level calls, with
 // collecting calls in between, and prints `HEAP <phase> <bytes>` (live bytes) after each:
 //   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps);
-// after start, `QSTRS start` and micropython.qstr_info()'s line (n_qstr: the names interned so far).
-// Libraries are copied like tools/micropython/run.mjs does (.py and .mpy files, keeping package folders);
-// the --app folder's top-level .py files go to /app (simboard reads _simstate.py and _mpyfiles.py there).
+// after prepared and after start, `QSTRS <phase>` and micropython.qstr_info()'s line (n_qstr: the names interned so
+// far; after prepared they are the simulation's own).
+// Libraries are copied like tools/micropython/run.mjs does (.py and .mpy files, keeping package folders), and
+// --package NAME=DIR copies DIR to /lib/NAME (the simulated chips: --package chips=tools/sim/chips);
+// the --app folder's top-level .py files go to /app (simboard reads _simstate.py there).
 import fs from "node:fs";
 import path from "node:path";
 import { createRequire } from "node:module";
@@ -22,12 +24,17 @@ const pkg = path.join(here, "..", "..", "tools", "micropython", "node_modules", 
 const { loadMicroPython } = await import(pkg);
 
 const libs = [];
+const packages = [];
 let app = null;
 let heap = 256 * 1024;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--lib") libs.push(argv[++i]);
-  else if (argv[i] === "--app") app = argv[++i];
+  else if (argv[i] === "--package") {
+    const m = /^([A-Za-z_]\w*)=(.+)$/.exec(argv[++i] || "");
+    if (!m) { process.stderr.write("phases: --package wants NAME=DIR\n"); process.exit(2); }
+    packages.push({ name: m[1], dir: m[2] });
+  } else if (argv[i] === "--app") app = argv[++i];
   else if (argv[i] === "--heap") heap = parseInt(argv[++i], 10);
   else { process.stderr.write(`phases: unknown argument ${argv[i]}\n`); process.exit(2); }
 }
@@ -56,6 +63,7 @@ function copy(root, dest, recursive) {
 }
 mkdirs("/lib");
 for (const lib of libs) copy(lib, "/lib", true);
+for (const p of packages) copy(p.dir, "/lib/" + p.name, true);
 if (app) copy(app, "/app", false);
 
 function collect() {
@@ -63,6 +71,12 @@ function collect() {
   // port's version), so two calls in a row always leave a collected heap behind.
   mp.runPython("import gc\ngc.collect()");
   mp.runPython("gc.collect()");
+}
+function names(phase, bind) {
+  // micropython.qstr_info() prints "qstr pool: n_pool=.., n_qstr=<names interned so far>, ...". After prepared it
+  // binds no name in __main__, so what the next phases measure is what it was before this line was added.
+  const call = bind ? "import micropython\nmicropython.qstr_info()" : '__import__("micropython").qstr_info()';
+  mp.runPython(`print("QSTRS ${phase}")\n${call}`);
 }
 function measure(phase) {
   collect();
@@ -73,9 +87,10 @@ try {
   measure("empty");
   mp.runPython("import simboard\nsimboard.prepare()");
   measure("prepared");
+  names("prepared", false);
   mp.runPython("simboard.start()");
   measure("start");
-  mp.runPython('import micropython\nprint("QSTRS start")\nmicropython.qstr_info()');   // n_qstr: names interned
+  names("start", true);
   mp.runPython("simboard.run()");
   measure("loop");
 } catch (e) {

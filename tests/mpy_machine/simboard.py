@@ -1,20 +1,23 @@
 """Drive firmware/micropython/main.py on the simulated `machine`, under the real MicroPython interpreter.
 
 tests/test_micropython_port.py writes a folder with `script.py` (`import simboard; simboard.main()`) and
-`_simstate.py`:
+`_simstate.py`, one line `STATE = '<json>'` (JSON in a string: its keys and values intern no names) of:
 
-    CONFIG = {...}          # the board's config.json
-    STEPS = 40              # main.loop steps after start-up
-    STATE = None or {...}   # what the last run left: {"rtc": hex of 64 registers, "card": {name: hex}}
-    OFF_S = 0               # seconds the board was off (the DS1307 runs on its battery meanwhile)
-    GATEWAY = True          # answer like a gateway: confirm the hello, ack each R frame in order, set the clock
+    "cfg": {...}            the board's config.json
+    "steps": 40             main.loop steps after start-up
+    "state": null or {...}  what the last run left: {"rtc": hex of 64 registers, "card": {name: hex}}
+    "off": 0                seconds the board was off (the DS1307 runs on its battery meanwhile)
+    "gateway": true         answer like a gateway: confirm the hello, ack each R frame in order, set the clock
+
+The chips are the portable models of tools/sim/chips (`chips` on /lib: run.mjs and phases.mjs
+`--package chips=tools/sim/chips`): a DS1307 on the RTC's I2C bus and an SD card in the board's slot, its files in
+CARD_ROOT. No state is a new DS1307 at its first power-up (CH set) and an empty card.
 
 The emulated gateway and the report are in simreport.py, imported only by runs that use them: everything this
 harness interns (its names go into the same qstr table as the firmware's) is measured before the firmware by
-phases.mjs, and a board has none of it.
+phases.mjs, and a board has none of it; so the harness keeps its names few.
 
-and optionally `_mpyfiles.py` (FILES = {path: bytes}): precompiled .mpy modules written to the filesystem before
-anything is imported, then dropped from RAM. It prints, one per line:
+`main()` prints, one per line:
 
     TX <hex>                                  every byte the board wrote on its serial link
     RX <hex>                                  every byte the emulated gateway sent
@@ -30,7 +33,8 @@ import time
 
 import machine
 import sdcard
-from ds1307_chip import DS1307Chip
+from chips.ds1307 import DS1307
+from chips.sdcard import Card
 
 CARD_ROOT = "/simcard"
 
@@ -64,58 +68,31 @@ class Pipe(io.IOBase):
         return 0
 
 
-def _install_mpy():
-    try:
-        import _mpyfiles
-    except ImportError:
-        return 0
-    n = 0
-    for path, blob in _mpyfiles.FILES.items():
-        parts = path.split("/")
-        for i in range(2, len(parts)):
-            try:
-                os.mkdir("/".join(parts[:i]))
-            except OSError:
-                pass
-        with open(path, "wb") as f:
-            f.write(blob)
-        n += 1
-    del sys.modules["_mpyfiles"]
-    return n
-
-
 _B = {}
 
 
 def prepare():
     """Everything before the firmware: the simulated chips, the card folder, the patched clock, config.json."""
-    import _simstate as st
-    _B["cfg"] = st.CONFIG
-    _B["steps"] = st.STEPS
-    state = st.STATE
-    off_s = getattr(st, "OFF_S", 0)
-    _B["gateway"] = getattr(st, "GATEWAY", True)
+    import _simstate
+    st = json.loads(_simstate.STATE)
     del sys.modules["_simstate"]
-    del st
-    _B["mpy"] = _install_mpy()
+    _B["cfg"] = st["cfg"]
+    _B["steps"] = st["steps"]
+    _B["gateway"] = st.get("gateway", True)
+    state = st.get("state")
     sim = machine.SIM
     time.ticks_ms = sim.ticks_ms
     time.sleep_ms = sim.sleep_ms
     if not hasattr(os, "VfsFat"):
-        os.VfsFat = sdcard.SimFat
-    try:
-        os.mkdir(CARD_ROOT)
-    except OSError:
-        pass
-    regs = None
+        os.VfsFat = sdcard.VfsFat
+    sim.card = Card(CARD_ROOT, 8 << 20)     # an 8 MB card, 512-byte blocks
+    chip = DS1307(sim.clock_ms)
     if state:
-        regs = bytes.fromhex(state["rtc"])
         for name, blob in state["card"].items():
             with open(CARD_ROOT + "/" + name, "wb") as f:
                 f.write(bytes.fromhex(blob))
-    chip = DS1307Chip(sim.clock_ms, regs)
-    chip.advance(off_s)
-    sim.bus(_B["cfg"].get("pins", {}).get("rtc_i2c", 0))[DS1307Chip.ADDRESS] = chip
+        chip.resume(bytes.fromhex(state["rtc"]), sim.clock_ms() - 1000 * st.get("off", 0))   # on its battery
+    sim.bus(_B["cfg"].get("pins", {}).get("rtc_i2c", 0))[DS1307.ADDRESS] = chip
     _B["chip"] = chip
     with open("config.json", "w") as f:
         json.dump(_B["cfg"], f)

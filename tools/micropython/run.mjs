@@ -1,11 +1,14 @@
 #!/usr/bin/env node
 // Run a Python script under the real MicroPython interpreter (the WebAssembly port from npm).
 //
-//   node run.mjs --lib <dir> [--lib <dir>...] [--heap <bytes>] [--pystack <words>] <script.py> [args...]
+//   node run.mjs --lib <dir> [--lib <dir>...] [--package <name>=<dir>...] [--heap <bytes>] [--pystack <words>]
+//                <script.py> [args...]
 //
 // Every .py file under each --lib dir is copied into the interpreter's in-memory filesystem under /lib, keeping
-// package folders (firmware/lib/soil/crc.py -> /lib/soil/crc.py). The script's own folder's top-level .py files go to
-// /app, like CPython's sys.path[0]. sys.path is ['/app', '/lib', '.frozen']; sys.argv is [script, args...].
+// package folders (firmware/lib/soil/crc.py -> /lib/soil/crc.py). --package copies one folder into /lib as the
+// package <name> (tools/sim/chips/ds1307.py -> /lib/chips/ds1307.py with --package chips=tools/sim/chips), for a
+// package whose folder sits among files that must not be importable. The script's own folder's top-level .py files
+// go to /app, like CPython's sys.path[0]. sys.path is ['/app', '/lib', '.frozen']; sys.argv is [script, args...].
 //
 // Output streams to this process's stdout/stderr as the script writes it. Exit status:
 //   0  the script finished (or called sys.exit(0) / sys.exit())
@@ -29,8 +32,11 @@ const APP_ROOT = "/app";
 function usage(message) {
   if (message) process.stderr.write(`${PROG}: ${message}\n`);
   process.stderr.write(
-    "usage: node run.mjs [--lib DIR]... [--heap BYTES] [--pystack WORDS] SCRIPT.py [ARGS...]\n" +
+    "usage: node run.mjs [--lib DIR]... [--package NAME=DIR]... [--heap BYTES] [--pystack WORDS] SCRIPT.py\n" +
+      "                    [ARGS...]\n" +
       "  --lib DIR      copy every .py under DIR into /lib, keeping package folders (repeatable)\n" +
+      "  --package NAME=DIR\n" +
+      "                 copy every .py under DIR into /lib/NAME: the package NAME (repeatable)\n" +
       "  --heap BYTES   MicroPython GC heap at start-up, e.g. 262144, 256K, 1M (default 256K)\n" +
       "  --pystack N    Python stack, in words (default 2048)\n",
   );
@@ -44,8 +50,18 @@ function parseSize(text) {
   return parseInt(m[1], 10) * unit;
 }
 
+// NAME=DIR: DIR's files become the top-level package NAME.
+function parsePackage(text) {
+  const eq = text.indexOf("=");
+  const name = eq < 0 ? "" : text.slice(0, eq);
+  if (!/^[A-Za-z_]\w*$/.test(name) || eq === text.length - 1) {
+    usage(`--package wants NAME=DIR, got ${JSON.stringify(text)}`);
+  }
+  return { name, dir: text.slice(eq + 1) };
+}
+
 function parseArgs(argv) {
-  const opts = { libs: [], heap: 256 * 1024, pystack: 2048, script: null, args: [] };
+  const opts = { libs: [], packages: [], heap: 256 * 1024, pystack: 2048, script: null, args: [] };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (opts.script !== null) {
@@ -55,6 +71,11 @@ function parseArgs(argv) {
       opts.libs.push(argv[++i]);
     } else if (a.startsWith("--lib=")) {
       opts.libs.push(a.slice(6));
+    } else if (a === "--package") {
+      if (i + 1 >= argv.length) usage("--package needs NAME=DIR");
+      opts.packages.push(parsePackage(argv[++i]));
+    } else if (a.startsWith("--package=")) {
+      opts.packages.push(parsePackage(a.slice(10)));
     } else if (a === "--heap" || a === "--pystack") {
       if (i + 1 >= argv.length) usage(`${a} needs a value`);
       opts[a.slice(2)] = parseSize(argv[++i]);
@@ -197,6 +218,11 @@ async function main() {
   for (const lib of opts.libs) {
     if (!fs.existsSync(lib) || !fs.statSync(lib).isDirectory()) usage(`--lib ${lib}: not a directory`);
   }
+  for (const p of opts.packages) {
+    if (!fs.existsSync(p.dir) || !fs.statSync(p.dir).isDirectory()) {
+      usage(`--package ${p.name}=${p.dir}: not a directory`);
+    }
+  }
 
   const out = new Sink(1);
   const err = new Sink(2);
@@ -211,6 +237,7 @@ async function main() {
   const owner = new Map();
   mkdirs(mp.FS, LIB_ROOT);
   for (const lib of opts.libs) copyTree(mp.FS, lib, LIB_ROOT, true, owner);
+  for (const p of opts.packages) copyTree(mp.FS, p.dir, LIB_ROOT + "/" + p.name, true, owner);
   // The script's folder, like CPython's sys.path[0] (top level only: helpers next to the script).
   const appOwner = new Map();
   mkdirs(mp.FS, APP_ROOT);

@@ -30,6 +30,13 @@ class BoardError(Exception):
     pass
 
 
+def _package(text):
+    name, eq, folder = text.partition("=")
+    if not eq or not name.isidentifier() or not folder:
+        raise argparse.ArgumentTypeError("NAME=DIR expected, got %r" % text)
+    return name, folder
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description="A virtual MicroPython board (the real interpreter) on a pty.")
     p.add_argument("--flash", required=True, metavar="DIR", help="host folder that is the board's flash")
@@ -38,6 +45,9 @@ def build_parser():
     g.add_argument("--path", action="append", default=[], metavar="DIR",
                    help="host folder of modules put on the board's sys.path after /lib, not written back "
                         "(e.g. tests/mpy_machine for a simulated machine); repeatable")
+    g.add_argument("--package", action="append", default=[], metavar="NAME=DIR", type=_package,
+                   help="host folder put on the board's sys.path as the package NAME, not written back "
+                        "(e.g. chips=tools/sim/chips, the simulated chips the simulated machine uses); repeatable")
     g.add_argument("--heap", type=int, default=256 * 1024, help="MicroPython heap at start-up (default %(default)s)")
     g.add_argument("--main", default="auto", choices=("auto", "step", "script", "off"),
                    help="how main.py runs at boot (default %(default)s: step mode when it defines "
@@ -103,6 +113,8 @@ def main(argv=None):
     cmd = [node, MJS, "--flash", flash, "--heap", str(args.heap), "--main", args.main]
     for p in args.path:
         cmd += ["--path", os.path.abspath(p)]
+    for name, folder in args.package:
+        cmd += ["--package", "%s=%s" % (name, os.path.abspath(folder))]
     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0)
     ready = threading.Event()
 

@@ -3,7 +3,8 @@
 // its REPL, with a host folder as its flash. Normally started by `python -m tools.mpboard --flash DIR`, which owns
 // the pseudo-terminal and relays its bytes through this process's stdin/stdout (node has no openpty).
 //
-//   node tools/mpboard/mpboard.mjs --flash DIR [--path DIR]... [--heap BYTES] [--main auto|step|script|off]
+//   node tools/mpboard/mpboard.mjs --flash DIR [--path DIR]... [--package NAME=DIR]... [--heap BYTES]
+//                                   [--main auto|step|script|off]
 //
 //   stdin   bytes from the serial line (what mpremote or a gateway writes)
 //   stdout  bytes to the serial line (the REPL, print(), the firmware's frames)
@@ -49,18 +50,23 @@ function log(msg) {
 
 function usage(message) {
   if (message) log(message);
-  process.stderr.write("usage: node mpboard.mjs --flash DIR [--path DIR]... [--heap BYTES] " +
-    "[--main auto|step|script|off]\n");
+  process.stderr.write("usage: node mpboard.mjs --flash DIR [--path DIR]... [--package NAME=DIR]... " +
+    "[--heap BYTES] [--main auto|step|script|off]\n");
   process.exit(2);
 }
 
 function parseArgs(argv) {
-  const o = { flash: null, paths: [], heap: 256 * 1024, main: "auto" };
+  const o = { flash: null, paths: [], packages: [], heap: 256 * 1024, main: "auto" };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const val = () => (i + 1 < argv.length ? argv[++i] : usage(`${a} needs a value`));
     if (a === "--flash") o.flash = val();
     else if (a === "--path") o.paths.push(val());
+    else if (a === "--package") {
+      const m = /^([A-Za-z_]\w*)=(.+)$/.exec(val());
+      if (!m) usage("--package wants NAME=DIR");
+      o.packages.push({ name: m[1], dir: m[2] });
+    }
     else if (a === "--heap") o.heap = parseInt(val(), 10);
     else if (a === "--main") o.main = val();
     else usage(`unknown argument ${a}`);
@@ -395,6 +401,9 @@ class Board {
       copyTree(mp.FS, p, dest);
       extra.push(dest);
     });
+    // --package NAME=DIR: DIR is the package NAME (tools/sim/chips as `chips`), in a folder of packages on sys.path.
+    for (const p of this.opts.packages) copyTree(mp.FS, p.dir, `${BOARD_DIR}/packages/${p.name}`);
+    if (this.opts.packages.length) extra.push(`${BOARD_DIR}/packages`);
     mp.runPython(PRELUDE + `__mpboard_prelude(${JSON.stringify(BOARD_DIR)}, ${JSON.stringify(extra)})\n` +
       "del __mpboard_prelude\n");
     if (kind === "hard" || kind === "power") this.raw = false;
@@ -623,6 +632,7 @@ async function main() {
     process.exit(2);
   }
   for (const p of opts.paths) if (!fs.existsSync(p)) usage(`--path ${p}: no such folder`);
+  for (const p of opts.packages) if (!fs.existsSync(p.dir)) usage(`--package ${p.name}=${p.dir}: no such folder`);
   const { loadMicroPython } = await import(pathToFileURL(PACKAGE).href);
   const board = new Board(opts, loadMicroPython);
   await board.boot("power");

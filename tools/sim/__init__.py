@@ -1,0 +1,1 @@
+"""Simulated hardware for the bench and the tests."""
