@@ -4,7 +4,7 @@ PYTHON     ?= python3
 VENV       := .venv
 PY         := $(VENV)/bin/python
 RUN_DIR    := run
-NODE_DIR   := tools/micropython
+NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
 .PHONY: all demo demo-ha test test-fast bench venv deps dbserver micropython clean help
@@ -60,11 +60,11 @@ bench: deps
 clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis
 
-# --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/mpboard/README.md) -----------------
+# --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/sim/mpboard/README.md) -----------------
 # make flash BOARD=pico|picow|esp32|sim|circuitpython ROLE=single|master|standby PORT=/dev/ttyACM0 [ID=bed1]
 #            [CIRCUITPY=/media/$$USER/CIRCUITPY] [FLASH_ARGS=--force]
 # make monitor PORT=/dev/ttyACM0            frames decoded (soil-gateway monitor)
-# BOARD=sim is the virtual MicroPython board: python -m tools.mpboard --flash run/mpboard/flash; PORT=run/mpboard/tty
+# BOARD=sim is the virtual MicroPython board: python -m tools.sim.mpboard --flash run/mpboard/flash; PORT=run/mpboard/tty
 BOARD      ?= pico
 ROLE       ?= single
 .PHONY: flash monitor

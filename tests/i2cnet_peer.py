@@ -25,9 +25,9 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from tools.simhw.i2c import I2CBus  # noqa: E402
-from tools.simhw.i2cnet import BusServer  # noqa: E402
-from tools.simhw.i2ctarget import MemTarget  # noqa: E402
+from tools.sim.host.i2c import I2CBus  # noqa: E402
+from tools.sim.host.i2cnet import BusServer  # noqa: E402
+from tools.sim.host.i2ctarget import MemTarget  # noqa: E402
 
 
 def main(argv=None):

@@ -9,11 +9,11 @@
 `run_micropython` takes the text of a script or the path of a .py file and returns a `subprocess.CompletedProcess`
 with text `stdout` / `stderr` and the script's exit status: 0 when it finished, 1 when it raised (MicroPython's
 traceback is in `stderr`), n for `sys.exit(n)`, 2 when the runner itself failed. The interpreter is
-`tools/micropython/run.mjs` on node; see docs/MICROPYTHON.md.
+`tools/sim/micropython/run.mjs` on node; see docs/MICROPYTHON.md.
 
 Skip or fail: when the runtime is missing, `require_micropython()` skips the test with a reason that says to run
 `make micropython`, except where the runtime is supposed to be there, where it fails instead: under CI (env CI set),
-when `tools/micropython/node_modules` exists (`make test` installs it first, so a broken install must not pass
+when `tools/sim/micropython/node_modules` exists (`make test` installs it first, so a broken install must not pass
 as "skipped"), or when SOIL_REQUIRE_MICROPYTHON=1. SOIL_REQUIRE_MICROPYTHON=0 forces the skip.
 """
 
@@ -24,7 +24,7 @@ import sys
 import tempfile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-NODE_DIR = os.path.join(REPO, "tools", "micropython")
+NODE_DIR = os.path.join(REPO, "tools", "sim", "micropython")
 RUNNER = os.path.join(NODE_DIR, "run.mjs")
 NODE_MODULES = os.path.join(NODE_DIR, "node_modules")
 PACKAGE = os.path.join(NODE_MODULES, "@micropython", "micropython-webassembly-pyscript")
@@ -83,7 +83,7 @@ def require_micropython():
         return
     message = "MicroPython (WebAssembly) is not available: %s; run `make micropython`" % why
     if micropython_required():
-        pytest.fail(message + " (required here: CI is set or tools/micropython/node_modules exists)", pytrace=False)
+        pytest.fail(message + " (required here: CI is set or tools/sim/micropython/node_modules exists)", pytrace=False)
     pytest.skip(message)
 
 

@@ -14,8 +14,8 @@ adafruit_ds1307 = pytest.importorskip("adafruit_ds1307")
 
 from soil import ds1307 as drv  # noqa: E402
 from soil import utc  # noqa: E402
-from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
-from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
+from tools.sim.host.ds1307 import DS1307Sim  # noqa: E402
+from tools.sim.host.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
 
 from tests.simclock import FakeClock  # noqa: E402

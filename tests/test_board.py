@@ -1,6 +1,6 @@
 """soil.board: one set of settings for every port, and the one function that assembles a board from them and a HAL.
 
-The HAL here is the simulation's (firmware/sim/hal.py: a register-level DS1307 on a byte-level I2C bus, an SD card
+The HAL here is the simulation's (tools/sim/vboard/hal.py: a register-level DS1307 on a byte-level I2C bus, an SD card
 with block accounting); the pair's wire is the byte-level bus with the standby's memory-mode target. What is
 checked: every port spells every setting (config.json, settings.toml, vboard flags), a wrong value is refused
 with a message naming the setting as the user wrote it, and build() gives each role its settings, the hand-back
@@ -13,11 +13,11 @@ import os
 
 import pytest
 
-from firmware.sim.hal import SimHAL
+from tools.sim.vboard.hal import SimHAL
 from soil import board, heartbeat
 from soil.journal import DEFAULT_MAX_BYTES
-from tools.simhw.i2c import I2CBus, MachineI2C
-from tools.simhw.i2ctarget import MemTarget
+from tools.sim.host.i2c import I2CBus, MachineI2C
+from tools.sim.host.i2ctarget import MemTarget
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -64,7 +64,7 @@ def test_every_port_spells_every_setting():
     tests/test_circuitpython_port.py checks settings.toml.example the same way."""
     with open(os.path.join(ROOT, "firmware", "micropython", "config.example.json")) as f:
         example = json.load(f)
-    from tools import vboard
+    from tools.sim.vboard import board as vboard
     flags = {a.dest: a for a in vboard.build_parser()._actions if isinstance(a, argparse.Action)}
     for name, default, _ in board.SETTINGS:
         assert name in example, "config.example.json lacks %r" % name

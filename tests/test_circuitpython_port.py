@@ -4,8 +4,8 @@ What is real here: Adafruit's unmodified `adafruit_bus_device` (the HAL's bus ad
 `I2CDevice`, as on the board); Blinka's `analogio.AnalogIn` and `digitalio.DigitalInOut` on its OS-agnostic board
 (`BLINKA_OS_AGNOSTIC=1`); the portable core with its DS1307 driver; code.py's own settings and loop
 (`load_settings`, `step`) and soil.board.build. What is simulated: the I2C bus and the DS1307 at register level
-(tools/simhw). Blinka's OS-agnostic `busio.I2C` answers canned addresses with no DS1307 behind them, so
-`tools.simhw.i2c.BusioI2C` is handed to the HAL in its place; the HAL takes its bus objects as parameters for
+(tools/sim/host). Blinka's OS-agnostic `busio.I2C` answers canned addresses with no DS1307 behind them, so
+`tools.sim.host.i2c.BusioI2C` is handed to the HAL in its place; the HAL takes its bus objects as parameters for
 exactly this. CircuitPython's `i2ctarget` does not exist on a PC: `SimI2CTarget` below is its
 API (`request()`, request objects with `is_read`, `is_restart`, `read()`, `write()`) as a chip on the same
 simulated bus, with the controller in its own thread as on a real wire (a read waits, clock stretched, until the
@@ -30,8 +30,8 @@ from soil import board as soil_board  # noqa: E402
 from soil import ds1307 as portable  # noqa: E402
 from soil import heartbeat, utc  # noqa: E402
 from soil import master as master_side  # noqa: E402
-from tools.simhw.ds1307 import DS1307Sim  # noqa: E402
-from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
+from tools.sim.host.ds1307 import DS1307Sim  # noqa: E402
+from tools.sim.host.i2c import BusioI2C, I2CBus, MachineI2C  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CP_DIR = os.path.join(ROOT, "firmware", "circuitpython")
@@ -111,7 +111,7 @@ class FakeDigitalInOut:
 
 
 class SimI2CTarget:
-    """CircuitPython's `i2ctarget.I2CTarget` as a target on tools.simhw.i2c.I2CBus (the byte-level protocol).
+    """CircuitPython's `i2ctarget.I2CTarget` as a target on tools.sim.host.i2c.I2CBus (the byte-level protocol).
 
     Bus side (`on_*`, the controller's thread): every START or repeated START to us opens a request; written
     bytes go into it; a read byte waits until the board has called `write()` on the request (clock stretching),

@@ -14,7 +14,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(ROOT, "firmware", "lib", "soil")
-PORTS = [os.path.join(ROOT, "firmware", p) for p in ("micropython", "circuitpython", "sim")]
+PUBLIC_UNDERSCORED = {"os._exit"}     # documented APIs whose names start with an underscore
+PORTS = [os.path.join(ROOT, "firmware", p) for p in ("micropython", "circuitpython")] + [
+    os.path.join(ROOT, "tools", "sim", "vboard")]
 
 
 def sources(*folders):
@@ -36,7 +38,8 @@ def test_no_module_touches_another_objects_private_attributes(path, tree):
     bad = ["%s:%d %s._%s" % (os.path.relpath(path, ROOT), node.lineno, ast.unparse(node.value), node.attr[1:])
            for node in ast.walk(tree)
            if isinstance(node, ast.Attribute) and node.attr.startswith("_") and not node.attr.startswith("__")
-           and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))]
+           and not (isinstance(node.value, ast.Name) and node.value.id in ("self", "cls"))
+           and ast.unparse(node) not in PUBLIC_UNDERSCORED]
     assert not bad, "give the caller a public method or property instead"
 
 

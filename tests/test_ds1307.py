@@ -10,8 +10,8 @@ from hypothesis import given, settings, strategies as st
 
 from soil import ds1307 as drv
 from soil import utc
-from tools.simhw.ds1307 import DS1307Sim
-from tools.simhw.i2c import I2CBus, MachineI2C
+from tools.sim.host.ds1307 import DS1307Sim
+from tools.sim.host.i2c import I2CBus, MachineI2C
 
 
 from tests.simclock import FakeClock

@@ -1,10 +1,10 @@
-"""tools.simhw.i2c: the virtual bus behaves like a wire (ACK/NACK, repeated START, STOP) for both controller APIs."""
+"""tools.sim.host.i2c: the virtual bus behaves like a wire (ACK/NACK, repeated START, STOP) for both controller APIs."""
 
 import errno
 
 import pytest
 
-from tools.simhw.i2c import BusioI2C, I2CBus, MachineI2C
+from tools.sim.host.i2c import BusioI2C, I2CBus, MachineI2C
 
 
 class Recorder:

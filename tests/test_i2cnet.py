@@ -1,5 +1,5 @@
-"""The heartbeat wire: a memory-mode I2C target (tools/simhw/i2ctarget.py) and the cross-process bus
-(tools/simhw/i2cnet.py).
+"""The heartbeat wire: a memory-mode I2C target (tools/sim/host/i2ctarget.py) and the cross-process bus
+(tools/sim/host/i2cnet.py).
 
 The first half drives `MemTarget` on a local `I2CBus` with `MachineI2C` and checks MicroPython's `I2CTarget`
 semantics (the expectations of MicroPython's own tests/extmod_hardware/machine_i2c_target.py where they apply).
@@ -21,9 +21,9 @@ import time
 
 import pytest
 
-from tools.simhw.i2c import I2CBus, MachineI2C
-from tools.simhw.i2cnet import BusServer, RemoteI2C, is_cut, set_cut
-from tools.simhw.i2ctarget import MemTarget
+from tools.sim.host.i2c import I2CBus, MachineI2C
+from tools.sim.host.i2cnet import BusServer, RemoteI2C, is_cut, set_cut
+from tools.sim.host.i2ctarget import MemTarget
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PEER = os.path.join(REPO, "tests", "i2cnet_peer.py")

@@ -2,7 +2,7 @@
 
 A "reboot" here is what it is for a virtual board: the old SimCard and Journal objects are thrown away and new ones
 are made on the same host folder, so only what reached the card survives. Power cuts are the sim's
-(tools/simhw/sdcard.py): a torn write, then `PowerCut`, then a reboot.
+(tools/sim/host/sdcard.py): a torn write, then `PowerCut`, then a reboot.
 """
 
 import errno
@@ -18,7 +18,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from soil.crc import crc32_hex
 from soil.journal import MAX_RECORD, STATE_FILE, Journal, JournalFull
 from soil.slots import SlotFile
-from tools.simhw.sdcard import PowerCut, SimCard
+from tools.sim.host.sdcard import PowerCut, SimCard
 
 BS = 512
 

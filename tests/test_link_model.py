@@ -1,8 +1,8 @@
 """Model-based test of the whole reliability protocol (docs/PROTOCOL.md) in one process, under a lossy link.
 
 The board is the real thing on simulated chips: `soil.collector.Collector` with the real `soil.journal.Journal` on a
-`tools.simhw.sdcard.SimCard` (a folder under tmp_path), the real portable DS1307 driver over `tools.simhw.i2c` and
-`tools.simhw.ds1307.DS1307Sim`, an ADC from `tools.simhw.adc`, and ticks the test advances by hand (starting near
+`tools.sim.host.sdcard.SimCard` (a folder under tmp_path), the real portable DS1307 driver over `tools.sim.host.i2c` and
+`tools.sim.host.ds1307.DS1307Sim`, an ADC from `tools.sim.host.adc`, and ticks the test advances by hand (starting near
 the 2**30 wrap). The gateway side is the real `gateway.protocol.BoardProtocol`, fed the bytes that arrive, with
 its real `gateway.clock.ClockKeeper` on a timer the model fires at simulated time. Between them an
 in-process channel can DROP, CORRUPT (flip a byte), DELAY (deliver late; like a serial line it never reorders, so
@@ -33,10 +33,10 @@ from soil import bootcount, utc
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import Journal
-from tools.simhw.adc import MoistureSensor, drying
-from tools.simhw.ds1307 import DS1307Sim
-from tools.simhw.i2c import I2CBus, MachineI2C
-from tools.simhw.sdcard import SimCard
+from tools.sim.host.adc import MoistureSensor, drying
+from tools.sim.host.ds1307 import DS1307Sim
+from tools.sim.host.i2c import I2CBus, MachineI2C
+from tools.sim.host.sdcard import SimCard
 
 BOARD = "model-1"
 EPOCH0 = 1795000000                     # 2026-11-18T...Z, in the DS1307's range

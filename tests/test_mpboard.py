@@ -1,4 +1,4 @@
-"""The virtual MicroPython board (tools/mpboard) under the REAL mpremote, and tools/flash.py (what `make flash
+"""The virtual MicroPython board (tools/sim/mpboard) under the REAL mpremote, and tools/flash.py (what `make flash
 BOARD=sim` runs) against it: full, then incremental; .mpy by default, .py with --source, stale twins removed.
 
 The board is the real MicroPython 1.27 interpreter (WebAssembly) behind a pseudo-terminal; mpremote talks to it
@@ -27,7 +27,7 @@ class Board:
         self.flash = os.path.join(root, "flash")
         self.tty = os.path.join(root, "tty")
         os.makedirs(self.flash, exist_ok=True)
-        cmd = [PY, "-m", "tools.mpboard", "--flash", self.flash]
+        cmd = [PY, "-m", "tools.sim.mpboard", "--flash", self.flash]
         for p in paths:
             cmd += ["--path", p]
         for name in sorted(packages or {}):
@@ -271,7 +271,7 @@ def test_build_deployment(tmp_path):
     assert all(o3 <= o0 for o3, o0 in sizes) and sum(o3 for o3, _ in sizes) < sum(o0 for _, o0 in sizes), sizes
 
 
-SIM_BOOT = """# The simulated board's hardware (tests/mpy_machine and the package chips on sys.path): a DS1307 on I2C 0,
+SIM_BOOT = """# The simulated board's hardware (tools/sim/micropython/board and the package chips on sys.path): a DS1307 on I2C 0,
 # an SD card in the slot.
 import os
 import time
@@ -292,7 +292,7 @@ def test_flashed_firmware_starts_and_speaks_frames(tmp_path):
     require_micropython()
     os.makedirs(str(tmp_path / "flash"))
     (tmp_path / "flash" / "boot.py").write_text(SIM_BOOT)
-    b = Board(str(tmp_path), paths=[os.path.join(REPO, "tests", "mpy_machine")], packages=CHIPS)
+    b = Board(str(tmp_path), paths=[os.path.join(REPO, "tools", "sim", "micropython", "board")], packages=CHIPS)
     try:
         log, _ = _flash(b)
         assert "deploying .mpy" in log, log

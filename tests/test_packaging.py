@@ -2,7 +2,7 @@
 
 - firmware/lib/soil/package.json lists every module of the core (mip installs exactly what is there) and carries
   soil.__version__; the real mpremote installs the package from its local path onto the virtual MicroPython board
-  (tools/mpboard), which then imports it. (`github:owner/repo/firmware/lib/soil` takes the same package.json from
+  (tools/sim/mpboard), which then imports it. (`github:owner/repo/firmware/lib/soil` takes the same package.json from
   GitHub: relative URLs; that form needs the internet, which these machines do not have.)
 - firmware/micropython/manifest.py, executed the way MicroPython's tools/manifestfile.py does (each path relative to
   the manifest's folder), freezes every core module and every adapter module but main.py, and pulls in sdcard.

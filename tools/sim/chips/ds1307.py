@@ -23,13 +23,13 @@ This is the datasheet, register by register:
 - 12-hour mode counts 11 AM -> 12 PM -> 1 PM ... 11 PM -> 12 AM (the next day) and stays in the mode it is in.
 - 99 -> 00 at the end of the century: the chip has no century digit.
 
-The bus side is the byte-level target interface of tools/simhw/i2c.py, which tests/mpy_machine/machine.py's `I2C`
+The bus side is the byte-level target interface of tools/sim/host/i2c.py, which tools/sim/micropython/board/machine.py's `I2C`
 drives the same way: `on_start(is_read)` (False = NACK the address), `on_write(byte)` (True = ACK), `on_read()`,
 `on_stop()`. None of them allocates while the clock runs without drift: a heap measurement of the firmware under
 MicroPython is not charged for the chip.
 
 Time: the model is handed `clock_ms()`, the host's time in integer milliseconds (a test's fake clock, the simulated
-board's virtual time, wall time in tools/simhw). It remembers the host time it last looked at and how many
+board's virtual time, wall time in tools/sim/host). It remembers the host time it last looked at and how many
 milliseconds of the running second the countdown chain has counted, and advances by arithmetic on days and
 seconds, never one tick at a time: a board left off for a year on its battery costs what one second costs. The
 calendar here is the chip's own (every fourth year a leap year), written for this model: it must not share code
@@ -285,7 +285,7 @@ class DS1307:
 
     def store(self):
         """Called whenever the registers changed (a write ended, a back door, power): keep them where they outlive
-        the process. Nothing to do here; tools/simhw/ds1307.py writes its state file."""
+        the process. Nothing to do here; tools/sim/host/ds1307.py writes its state file."""
 
     # ---- power and what the battery keeps --------------------------------------------------------------------
 

@@ -2,8 +2,8 @@
 
 `Card(root, size)`, a card of `size` bytes, is the `card` interface of docs/ARCHITECTURE.md (open, remove, listdir,
 size, free_bytes; files with read, readinto, write, seek, tell, flush, close) over `root`, one flat folder of files
-in the filesystem of whichever interpreter runs it: a host folder under CPython (tools/simhw/sdcard.py), a folder
-of the in-memory filesystem under the WebAssembly MicroPython (tests/mpy_machine/sdcard.py mounts it where VfsFat
+in the filesystem of whichever interpreter runs it: a host folder under CPython (tools/sim/host/sdcard.py), a folder
+of the in-memory filesystem under the WebAssembly MicroPython (tools/sim/micropython/board/sdcard.py mounts it where VfsFat
 would be). The content lives in that folder, not in this object: a new `Card` on the same folder is the same card
 after a reboot, exactly like a real card outlives a brown-out.
 
@@ -39,7 +39,7 @@ Faults (attributes, or calls):
 - `power_cut_before_remove()`: one shot: the next `remove()` raises `PowerCut` without removing, to test that a
   crash between "write the pointer" and "delete the file" is harmless.
 
-Both one-shot faults take a `source`, handed to `_fire(key, source, what)` when they fire; tools/simhw/sdcard.py
+Both one-shot faults take a `source`, handed to `_fire(key, source, what)` when they fire; tools/sim/host/sdcard.py
 overrides it to take a fault that came from its control file out of that file, and `_check()`, which every
 operation calls first, to read that file. `largest_read` is the most bytes one read asked for (it shows whether a
 parser reads with a bound).

@@ -4,7 +4,7 @@ The card itself is the portable card model, `chips.sdcard.Card` (tools/sim/chips
 CPython virtual board runs): block accounting, ENOSPC after a partial write, Linux errno numbers, faults. It sits
 in the simulated board's one slot, `machine.SIM.card`, with its files in a folder of the interpreter's in-memory
 filesystem (outside the MicroPython heap, so heap figures measured with it count the firmware only);
-tests/mpy_machine/simboard.py puts it there and saves the folder between runs: the same card in the next boot.
+tools/sim/micropython/board/simboard.py puts it there and saves the folder between runs: the same card in the next boot.
 
 - `SDCard(spi, cs)` has the driver's constructor and block-device methods (readblocks / writeblocks / ioctl, the
   card's block size). Like the driver, it raises `OSError("no SD card")` (text, no errno) when no card answers:

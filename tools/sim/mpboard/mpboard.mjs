@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// A virtual MicroPython board: the real MicroPython 1.27 interpreter (WebAssembly port, tools/micropython) behind
-// its REPL, with a host folder as its flash. Normally started by `python -m tools.mpboard --flash DIR`, which owns
+// A virtual MicroPython board: the real MicroPython 1.27 interpreter (WebAssembly port, tools/sim/micropython) behind
+// its REPL, with a host folder as its flash. Normally started by `python -m tools.sim.mpboard --flash DIR`, which owns
 // the pseudo-terminal and relays its bytes through this process's stdin/stdout (node has no openpty).
 //
-//   node tools/mpboard/mpboard.mjs --flash DIR [--path DIR]... [--package NAME=DIR]... [--heap BYTES]
+//   node tools/sim/mpboard/mpboard.mjs --flash DIR [--path DIR]... [--package NAME=DIR]... [--heap BYTES]
 //                                   [--main auto|step|script|off]
 //
 //   stdin   bytes from the serial line (what mpremote or a gateway writes)
@@ -257,7 +257,7 @@ def __mpboard_prelude(board_dir, extra):
 `;
 
 // The fallback `machine` (last on sys.path: a simulated machine on --path wins): reset() is a hard reset.
-const MACHINE_STUB = `"""The virtual board's minimal machine module (tools/mpboard): reset() and friends only."""
+const MACHINE_STUB = `"""The virtual board's minimal machine module (tools/sim/mpboard): reset() and friends only."""
 import _mpboard
 
 PWRON_RESET = 1
@@ -287,7 +287,7 @@ def freq(hz=None):
 `;
 
 // STEP mode helpers: the USB line as two pollable streams, and time.sleep_ms that hands the wait to the host.
-const STEP_HELPERS = `"""tools/mpboard's STEP mode: main.py's start()/loop() driven by the host, one step per timer tick."""
+const STEP_HELPERS = `"""tools/sim/mpboard's STEP mode: main.py's start()/loop() driven by the host, one step per timer tick."""
 import binascii
 import io
 import sys

@@ -8,6 +8,7 @@ tests/test_micropython_port.py writes a folder with `script.py` (`import simboar
     "state": null or {...}  what the last run left: {"rtc": hex of 64 registers, "card": {name: hex}}
     "off": 0                seconds the board was off (the DS1307 runs on its battery meanwhile)
     "gateway": true         answer like a gateway: confirm the hello, ack each R frame in order, set the clock
+    "scenario": null        "peak": the heap budget's peak run (simpeak.py), driven by chunk(i) and events()
 
 The chips are the portable models of tools/sim/chips (`chips` on /lib: run.mjs and phases.mjs
 `--package chips=tools/sim/chips`): a DS1307 on the RTC's I2C bus and an SD card in the board's slot, its files in
@@ -40,11 +41,12 @@ CARD_ROOT = "/simcard"
 
 
 class Pipe(io.IOBase):
-    """One direction of the USB serial line: a pollable stream (select.poll works on it) that records bytes."""
+    """One direction of the USB serial line: a pollable stream (select.poll works on it) that records bytes
+    (`log`; None: not recorded, as in the heap's peak run, where a growing log would be charged to the firmware)."""
 
-    def __init__(self):
+    def __init__(self, log=True):
         self.pending = bytearray()
-        self.log = bytearray()
+        self.log = bytearray() if log else None
 
     def readinto(self, buf):
         n = min(len(buf), len(self.pending))
@@ -53,7 +55,8 @@ class Pipe(io.IOBase):
         return n
 
     def write(self, data):
-        self.log += data
+        if self.log is not None:
+            self.log += data
         self.pending += data
         return len(data)
 
@@ -96,8 +99,14 @@ def prepare():
     _B["chip"] = chip
     with open("config.json", "w") as f:
         json.dump(_B["cfg"], f)
-    _B["rx"] = Pipe()
-    _B["tx"] = Pipe()
+    peak = st.get("scenario") == "peak"
+    _B["rx"] = Pipe(not peak)
+    _B["tx"] = Pipe(not peak)
+    if peak:
+        # Loaded before the firmware, so its names are the simulation's, measured and subtracted with it.
+        from simpeak import PeakRun
+        _B["peak"] = PeakRun(_B["rx"], _B["tx"], _B["cfg"].get("role", "single"),
+                             _B["cfg"].get("pins", {}).get("hb_i2c", 1))
 
 
 def start():
@@ -114,7 +123,7 @@ def run(steps=None):
     c = _B["c"]
     gw = None
     if _B["gateway"]:
-        from simreport import Gateway
+        from simgateway import Gateway
         gw = Gateway(_B["rx"], _B["tx"])
     for _ in range(_B["steps"] if steps is None else steps):
         if gw is not None:
@@ -123,6 +132,19 @@ def run(steps=None):
     if gw is not None:
         gw.step()
         board.loop(hal, c, 1)
+
+
+def chunk(i):
+    """The peak run's chunk `i` (simpeak.py): the first call starts its timeline."""
+    run = _B["peak"]
+    if run.t0 is None:
+        run.start(machine.SIM.now_ms)
+    run.chunk(_B["board"], _B["hal"], _B["c"], i)
+
+
+def events():
+    """Print what the peak run went through, as EVENT lines."""
+    _B["peak"].report(_B["c"])
 
 
 def main():

@@ -2,7 +2,7 @@
 
 Only what firmware/micropython/hal.py and main.py use, with MicroPython's names and signatures: Pin, ADC, I2C,
 I2CTarget (memory mode), SPI, WDT, reset. Written in the MicroPython subset. Time is virtual: `SIM.ticks_ms()` and
-`SIM.sleep_ms()` (tests/mpy_machine/simboard.py installs them as time.ticks_ms / time.sleep_ms), so a test runs
+`SIM.sleep_ms()` (tools/sim/micropython/board/simboard.py installs them as time.ticks_ms / time.sleep_ms), so a test runs
 hours of board time in seconds and the DS1307, the ADC curve and the watchdog all follow the same clock.
 
 Pins and peripherals are static objects, as on the boards: rp2 and esp32 return an entry of a static table for
@@ -13,7 +13,7 @@ module is imported (`_static`) and the constructor reconfigures it, so a heap me
 charged for simulated peripheral objects a board does not allocate. (`ADC` does allocate, as rp2's does.)
 
 An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to targets that see the wire byte by byte,
-the interface of tools/simhw/i2c.py: `on_start(is_read)` (START or repeated START; False NACKs the address),
+the interface of tools/sim/host/i2c.py: `on_start(is_read)` (START or repeated START; False NACKs the address),
 `on_write(byte)` (True ACKs it), `on_read()`, `on_stop()`. The DS1307 is the portable chip model
 (tools/sim/chips/ds1307.py, `chips.ds1307` here), an I2CTarget is one too. An address nobody answers NACKs:
 OSError(19) ENODEV, as on rp2/esp32; a NACKed data byte is OSError(5) EIO. Every call ends with a STOP (`stop=False`

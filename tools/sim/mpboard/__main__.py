@@ -1,10 +1,10 @@
-"""`python -m tools.mpboard --flash DIR`: the pty owner of the virtual MicroPython board.
+"""`python -m tools.sim.mpboard --flash DIR`: the pty owner of the virtual MicroPython board.
 
-Opens a pseudo-terminal pair (node has no openpty), starts `node tools/mpboard/mpboard.mjs` (the interpreter and
+Opens a pseudo-terminal pair (node has no openpty), starts `node tools/sim/mpboard/mpboard.mjs` (the interpreter and
 its REPL) with pipes, and relays bytes between the pty master and the node process. Prints the slave's path and
-points `DIR/../tty` at it, like tools/vboard.py:
+points `DIR/../tty` at it, like tools/sim/vboard/board.py:
 
-    $ python -m tools.mpboard --flash run/mpboard/flash
+    $ python -m tools.sim.mpboard --flash run/mpboard/flash
     mpboard: MicroPython 1.27 (webassembly) on /dev/pts/5 (link run/mpboard/tty), flash run/mpboard/flash
     $ mpremote connect run/mpboard/tty ls
 
@@ -44,7 +44,7 @@ def build_parser():
     g = p.add_argument_group("board")
     g.add_argument("--path", action="append", default=[], metavar="DIR",
                    help="host folder of modules put on the board's sys.path after /lib, not written back "
-                        "(e.g. tests/mpy_machine for a simulated machine); repeatable")
+                        "(e.g. tools/sim/micropython/board for a simulated machine); repeatable")
     g.add_argument("--package", action="append", default=[], metavar="NAME=DIR", type=_package,
                    help="host folder put on the board's sys.path as the package NAME, not written back "
                         "(e.g. chips=tools/sim/chips, the simulated chips the simulated machine uses); repeatable")

@@ -1,6 +1,6 @@
 """A virtual board: the firmware's portable core on CPython, on simulated chips, behind a real pseudo-terminal.
 
-    python -m tools.vboard --board b1 --state run/boards/b1
+    python -m tools.sim.vboard --board b1 --state run/boards/b1
     vboard: b1 boot 3 on /dev/pts/7 (link run/boards/b1/tty)
 
 The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board resets) exactly as it would
@@ -28,8 +28,8 @@ import sys
 import time
 
 from soil import board
-from firmware.sim.hal import SimHAL
-from tools.simhw.sdcard import PowerCut
+from tools.sim.vboard.hal import SimHAL
+from tools.sim.host.sdcard import PowerCut
 
 
 def build_parser():
@@ -106,9 +106,9 @@ class VirtualBoard:
         """The heartbeat wire, a socket at `path` shared by the pair: the standby is an I2C target on it (and
         hosts the socket), the master the controller."""
         from soil.heartbeat import MEM_SIZE
-        from tools.simhw.i2c import I2CBus
-        from tools.simhw.i2cnet import BusServer, RemoteI2C
-        from tools.simhw.i2ctarget import MemTarget
+        from tools.sim.host.i2c import I2CBus
+        from tools.sim.host.i2cnet import BusServer, RemoteI2C
+        from tools.sim.host.i2ctarget import MemTarget
         if not path:
             raise ValueError("--role %s needs --hb-wire PATH (the heartbeat wire shared by the pair)" % role)
         if role == "standby":
@@ -169,7 +169,7 @@ class VirtualBoard:
                 self.hal.rtc_chip.poke(0, sec | 0x80 if words[1] == "halt" else sec & 0x7F)
                 reply = "ok"
             elif cmd == "wire" and len(words) == 2 and words[1] in ("cut", "mend") and self.args.hb_wire:
-                from tools.simhw.i2cnet import set_cut
+                from tools.sim.host.i2cnet import set_cut
                 set_cut(self.args.hb_wire, words[1] == "cut")
                 reply = "ok"
             elif cmd == "quit":

@@ -1,17 +1,19 @@
 #!/usr/bin/env node
 // Heap after start-up, measured honestly on the MicroPython WebAssembly port.
 //
-//   node tests/mpy_machine/phases.mjs --lib DIR [--lib DIR...] [--package NAME=DIR...] --app DIR [--heap BYTES]
+//   node tools/sim/micropython/phases.mjs --lib DIR [--lib DIR...] [--package NAME=DIR...] --app DIR [--heap BYTES]
 //
 // This port never collects inside a running script: gc.collect() only marks a collection as pending, and the
 // collection runs at the next top-level call from JavaScript, where no root can hide in WebAssembly locals
 // (ports/webassembly/main.c, MICROPY_GC_SPLIT_HEAP_AUTO). So gc.mem_alloc() inside one script counts every byte
 // ever allocated, garbage included. This driver runs simboard's phases as separate top-level calls, with
 // collecting calls in between, and prints `HEAP <phase> <bytes>` (live bytes) after each:
-//   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps);
+//   empty (interpreter only), prepared (simulation set up), start (main.start()), loop (after STEPS steps),
+//   and with --chunks N: chunk0 .. chunkN-1 (after each call of simboard.chunk(i), the peak run of board/simpeak.py),
+//   then the run's `EVENT <what>` lines (simboard.events(): what the run went through);
 // after prepared and after start, `QSTRS <phase>` and micropython.qstr_info()'s line (n_qstr: the names interned so
 // far; after prepared they are the simulation's own).
-// Libraries are copied like tools/micropython/run.mjs does (.py and .mpy files, keeping package folders), and
+// Libraries are copied like tools/sim/micropython/run.mjs does (.py and .mpy files, keeping package folders), and
 // --package NAME=DIR copies DIR to /lib/NAME (the simulated chips: --package chips=tools/sim/chips);
 // the --app folder's top-level .py files go to /app (simboard reads _simstate.py there).
 import fs from "node:fs";
@@ -19,7 +21,7 @@ import path from "node:path";
 import { createRequire } from "node:module";
 
 const here = path.dirname(new URL(import.meta.url).pathname);
-const pkg = path.join(here, "..", "..", "tools", "micropython", "node_modules", "@micropython",
+const pkg = path.join(here, "node_modules", "@micropython",
   "micropython-webassembly-pyscript", "micropython.mjs");
 const { loadMicroPython } = await import(pkg);
 
@@ -27,6 +29,7 @@ const libs = [];
 const packages = [];
 let app = null;
 let heap = 256 * 1024;
+let chunks = 0;
 const argv = process.argv.slice(2);
 for (let i = 0; i < argv.length; i++) {
   if (argv[i] === "--lib") libs.push(argv[++i]);
@@ -36,6 +39,7 @@ for (let i = 0; i < argv.length; i++) {
     packages.push({ name: m[1], dir: m[2] });
   } else if (argv[i] === "--app") app = argv[++i];
   else if (argv[i] === "--heap") heap = parseInt(argv[++i], 10);
+  else if (argv[i] === "--chunks") chunks = parseInt(argv[++i], 10);
   else { process.stderr.write(`phases: unknown argument ${argv[i]}\n`); process.exit(2); }
 }
 const out = [];
@@ -93,6 +97,11 @@ try {
   names("start", true);
   mp.runPython("simboard.run()");
   measure("loop");
+  for (let i = 0; i < chunks; i++) {
+    mp.runPython(`simboard.chunk(${i})`);
+    measure(`chunk${i}`);
+  }
+  if (chunks) mp.runPython("simboard.events()");
 } catch (e) {
   process.stderr.write(`phases: ${e && e.message ? e.message : e}\n`);
   process.exit(1);

@@ -1,10 +1,10 @@
 """The heartbeat wire between two simulated boards: an `I2CBus` in one process, its controller in another.
 
-Why: in the simulation every board is its own OS process (tools/vboard.py), but the master and the standby share a
+Why: in the simulation every board is its own OS process (tools/sim/vboard/board.py), but the master and the standby share a
 dedicated I2C wire for the heartbeat (Listing 8-6: the master writes to the standby at address 8 every 3 s). The
 standby process owns the wire (`BusServer` over its `I2CBus`, where its `MemTarget` sits); the master's process
 drives it through `RemoteI2C`, a `machine.I2C` look-alike. The only thing that crosses the process boundary is
-`I2CBus.transfer(segments, stop)`, which tools/simhw/i2c.py made the single way into a bus for exactly this.
+`I2CBus.transfer(segments, stop)`, which tools/sim/host/i2c.py made the single way into a bus for exactly this.
 
 What the master sees is what it would see on copper:
 
@@ -43,7 +43,7 @@ import threading
 import time
 import traceback
 
-from tools.simhw.i2c import MachineI2C, ProbingBus
+from tools.sim.host.i2c import MachineI2C, ProbingBus
 
 __all__ = ["BusServer", "RemoteBus", "RemoteI2C", "cut_path", "set_cut", "is_cut", "ENODEV", "ETIMEDOUT"]
 

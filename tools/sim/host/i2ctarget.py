@@ -3,7 +3,7 @@
 Why: the standby board is an I2C *target* on the heartbeat wire (address 8 in the book's Listing 8-6). Its firmware
 sees the master only through what MicroPython 1.25+'s `machine.I2CTarget` gives it in memory mode: a bytearray the
 controller writes into and reads from, and an IRQ handler called at the end of each write or read. This model sits
-on `tools.simhw.i2c.I2CBus` (locally, or behind `tools.simhw.i2cnet.BusServer` in another process) and follows the
+on `tools.sim.host.i2c.I2CBus` (locally, or behind `tools.sim.host.i2cnet.BusServer` in another process) and follows the
 state machine of MicroPython's `extmod/machine_i2c_target.c`, so firmware written against it behaves the same on a
 board:
 
@@ -158,7 +158,7 @@ class MemTarget:
             self.handler_max_s = 0.0
             self.handler_last_s = 0.0
 
-    # -- the byte-level protocol of tools.simhw.i2c ------------------------------------------------------------
+    # -- the byte-level protocol of tools.sim.host.i2c ------------------------------------------------------------
 
     def on_start(self, is_read):
         if self._state == _INACTIVE:

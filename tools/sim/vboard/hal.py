@@ -11,11 +11,11 @@ Ticks reproduce MicroPython's: `ticks_ms()` wraps at 2**30 and `ticks_diff()` is
 import os
 import time
 
-from tools.simhw.adc import MoistureSensor, constant, drying
-from tools.simhw.ds1307 import DS1307Sim
-from tools.simhw.i2c import I2CBus, MachineI2C
-from tools.simhw.ptylink import PtyLink
-from tools.simhw.sdcard import SimCard
+from tools.sim.host.adc import MoistureSensor, constant, drying
+from tools.sim.host.ds1307 import DS1307Sim
+from tools.sim.host.i2c import I2CBus, MachineI2C
+from tools.sim.host.ptylink import PtyLink
+from tools.sim.host.sdcard import SimCard
 
 TICKS_PERIOD = 1 << 30
 _TICKS_HALF = TICKS_PERIOD // 2
@@ -58,7 +58,7 @@ class SimHAL:
         self.card = SimCard(os.path.join(state_dir, "sd"), card_capacity, seed=seed)
         self.link = PtyLink(baudrate, clock=clock)
         self.led = Led()
-        # The pair's wire (soil.board): tools/vboard.py builds it for a master or a standby.
+        # The pair's wire (soil.board): tools/sim/vboard/board.py builds it for a master or a standby.
         self.hb_target = self.hb_mem = self.hb_end_write = self.hb_i2c = None
 
     def ticks_ms(self):

@@ -1,7 +1,7 @@
 """Which Python features work under this MicroPython: a report, not a test (it always exits 0).
 
-    node tools/micropython/run.mjs tools/micropython/features.py     # MicroPython
-    .venv/bin/python tools/micropython/features.py                    # CPython, for comparison
+    node tools/sim/micropython/run.mjs tools/sim/micropython/features.py     # MicroPython
+    .venv/bin/python tools/sim/micropython/features.py                    # CPython, for comparison
 
 Each entry is compiled and run on its own; the ones that raise are listed as MISSING with the error. The
 list in docs/MICROPYTHON.md ("What fails under MicroPython") comes from this script's output.

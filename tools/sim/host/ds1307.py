@@ -11,7 +11,7 @@ subclass adds:
 - a lock: the bus serialises transactions, but a board's control thread may poke the chip meanwhile.
 - `cold_time="zero"` (the default) or `"garbage"`: the time a first power-up shows (the model says "zeros").
 
-Attach it with `bus.attach(0x68, chip)` (tools/simhw/i2c.py).
+Attach it with `bus.attach(0x68, chip)` (tools/sim/host/i2c.py).
 """
 
 import json

@@ -1,0 +1,5 @@
+import sys
+
+from tools.sim.vboard.board import main
+
+sys.exit(main())
