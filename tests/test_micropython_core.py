@@ -109,6 +109,35 @@ def test_core_heap_budget(record_property):
     assert worst_peak <= heap.PEAK_BUDGET, "over the peak budget: " + text
 
 
+SAME_BYTES = """
+from chips.ds1307 import DS1307
+from chips.moisture import MoistureProbe, drying
+t = [0]
+clock = lambda: t[0]
+probe = MoistureProbe(clock, drying(half_life=600.0, water_every=1800.0), noise=150.0, seed=7)
+reads = []
+for i in range(40):
+    t[0] = i * 97000
+    reads.append(probe.read_u16())
+print("probe", reads)
+chip = DS1307(clock, seed=5)
+print("nvram", list(chip.regs[8:64]))
+"""
+
+
+@pytest.mark.micropython
+def test_chip_models_give_the_same_numbers_on_both_interpreters():
+    """A virtual board on CPython and the simulated board under MicroPython run the same models: the same seed
+    must give the same probe readings (Gaussian noise included) and the same cold-start NVRAM on both."""
+    require_micropython()
+    mp = run_micropython(SAME_BYTES, packages=CHIPS)
+    cp = run_cpython(SAME_BYTES, packages=CHIPS)
+    assert mp.returncode == 0 and cp.returncode == 0, mp.stderr + cp.stderr
+    assert mp.stdout == cp.stdout
+    reads = eval(mp.stdout.splitlines()[0][len("probe "):])
+    assert len(set(reads)) > 30 and all(20000 < r < 60000 for r in reads)   # it dries, it is watered, it is noisy
+
+
 # --- the runner itself ---------------------------------------------------------------------------------------------
 
 @pytest.mark.micropython

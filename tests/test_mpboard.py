@@ -271,18 +271,10 @@ def test_build_deployment(tmp_path):
     assert all(o3 <= o0 for o3, o0 in sizes) and sum(o3 for o3, _ in sizes) < sum(o0 for _, o0 in sizes), sizes
 
 
-SIM_BOOT = """# The simulated board's hardware (tools/sim/micropython/board and the package chips on sys.path): a DS1307 on I2C 0,
-# an SD card in the slot.
-import os
+SIM_BOOT = """# The simulated board's parts (tools/sim/micropython/board/simboard.py): a DS1307, an SD card, a soil probe.
 import time
-import machine
-import sdcard
-from chips.ds1307 import DS1307
-from chips.sdcard import Card
-if not hasattr(os, "VfsFat"):
-    os.VfsFat = sdcard.VfsFat
-machine.SIM.card = Card("/simcard", 8 << 20)
-machine.SIM.bus(0)[DS1307.ADDRESS] = DS1307(time.ticks_ms)
+import simboard
+simboard.fit(time.ticks_ms)
 """
 
 

@@ -47,6 +47,7 @@ class _Sim:
         self.pins = {}
         self.wdt = None
         self.card = None
+        self.probe = None
 
     def ticks_ms(self):
         return self.now_ms & _TICKS_MASK
@@ -141,7 +142,8 @@ class Pin(_StaticById):
 
 
 class ADC:
-    """A capacitive soil probe: wetter soil, lower voltage. A drying curve over virtual time, watered every hour."""
+    """An ADC input with a soil probe on it: `SIM.probe`, the portable model of tools/sim/chips/moisture.py that
+    simboard.prepare() connects (a drying curve over virtual time, watered every hour)."""
     ATTN_0DB = 0
     ATTN_2_5DB = 1
     ATTN_6DB = 2
@@ -152,8 +154,7 @@ class ADC:
         self.atten = atten
 
     def read_u16(self):
-        s = SIM.now_ms // 1000 % 3600
-        return 21000 + s * 6 + (SIM.now_ms // 1000 * 7919) % 13     # 21000 wet .. ~42600 dry, small steps
+        return SIM.probe.read_u16()
 
 
 class I2C(_StaticById):

@@ -35,6 +35,7 @@ import time
 import machine
 import sdcard
 from chips.ds1307 import DS1307
+from chips.moisture import MoistureProbe, drying
 from chips.sdcard import Card
 
 CARD_ROOT = "/simcard"
@@ -74,6 +75,20 @@ class Pipe(io.IOBase):
 _B = {}
 
 
+def fit(clock_ms, rtc_bus=0):
+    """Fit the board's parts, the portable chip models: a DS1307 on I2C `rtc_bus`, an 8 MB SD card in the slot (its
+    files in CARD_ROOT, os.VfsFat as its filesystem), a soil probe on the ADC (a drying curve watered every hour).
+    Returns the DS1307. (The virtual MicroPython board's boot.py calls this too.)"""
+    sim = machine.SIM
+    if not hasattr(os, "VfsFat"):
+        os.VfsFat = sdcard.VfsFat
+    sim.card = Card(CARD_ROOT, 8 << 20)
+    sim.probe = MoistureProbe(clock_ms, drying(water_every=3600.0), noise=40.0)
+    chip = DS1307(clock_ms)
+    sim.bus(rtc_bus)[DS1307.ADDRESS] = chip
+    return chip
+
+
 def prepare():
     """Everything before the firmware: the simulated chips, the card folder, the patched clock, config.json."""
     import _simstate
@@ -86,16 +101,12 @@ def prepare():
     sim = machine.SIM
     time.ticks_ms = sim.ticks_ms
     time.sleep_ms = sim.sleep_ms
-    if not hasattr(os, "VfsFat"):
-        os.VfsFat = sdcard.VfsFat
-    sim.card = Card(CARD_ROOT, 8 << 20)     # an 8 MB card, 512-byte blocks
-    chip = DS1307(sim.clock_ms)
+    chip = fit(sim.clock_ms, _B["cfg"].get("pins", {}).get("rtc_i2c", 0))
     if state:
         for name, blob in state["card"].items():
             with open(CARD_ROOT + "/" + name, "wb") as f:
                 f.write(bytes.fromhex(blob))
         chip.resume(bytes.fromhex(state["rtc"]), sim.clock_ms() - 1000 * st.get("off", 0))   # on its battery
-    sim.bus(_B["cfg"].get("pins", {}).get("rtc_i2c", 0))[DS1307.ADDRESS] = chip
     _B["chip"] = chip
     with open("config.json", "w") as f:
         json.dump(_B["cfg"], f)
