@@ -21,18 +21,11 @@ is accepted and not modelled: the firmware does not use it). The SD card slot is
 model (`chips.sdcard.Card`) that sdcard.SDCard finds there, whatever SPI bus and chip select it is given.
 """
 
+from chips.i2ctarget import MemTarget
 from micropython import const
 
 _EIO = const(5)
 _ENODEV = const(19)
-# An I2CTarget's phase of a transaction: addressed for a write (a bare probe so far), memory address selected,
-# data stored; addressed for a read, a byte read.
-_IDLE = const(0)
-_PROBED = const(1)
-_SELECTED = const(2)
-_WRITTEN = const(3)
-_READING = const(4)
-_READ = const(5)
 _TICKS_MASK = const((1 << 30) - 1)
 
 
@@ -226,70 +219,25 @@ class I2C(_StaticById):
         return bytes(buf)
 
 
-class I2CTarget(_StaticById):
-    """Memory mode only (`mem=`): the first byte of a controller's write sets the memory address, later bytes are
-    stored from there, wrapping at the end of `mem`; a read returns bytes from the address. As in
-    extmod/machine_i2c_target.c, IRQ_END_WRITE fires at the STOP or repeated START that ends a write phase that
-    stored data or was a bare probe (a write that only selects the address, the first half of readfrom_mem, ends
-    with none), IRQ_END_READ at the end of a read phase that read a byte. Handlers run synchronously there. The
-    hard-IRQ triggers (ADDR_MATCH_*, *_REQ) are not modelled, so they are not here either."""
-    IRQ_END_READ = 16
-    IRQ_END_WRITE = 32
+class I2CTarget(_StaticById, MemTarget):
+    """Memory mode only (`mem=`): the target model of tools/sim/chips/i2ctarget.py (the state machine of
+    extmod/machine_i2c_target.c, which the CPython virtual board runs too) behind MicroPython's constructor, on the
+    simulated bus `id`. Handlers run synchronously at the end of a phase, as the model calls them."""
 
     def __init__(self, id, addr, *, addrsize=7, mem=None, mem_addrsize=8, scl=None, sda=None):
         if mem is None:
             raise ValueError("the simulation has memory mode only")
+        MemTarget.__init__(self, mem, mem_addrsize)
         self.id = id
         self.addr = addr
-        self.mem = mem
-        self._ptr = 0
-        self._phase = _IDLE
-        self._handler = None
-        self._trigger = 0
         bus = SIM.bus(id)
         if addr in bus:
             raise OSError(16, "address in use")
         bus[addr] = self
 
-    def irq(self, handler=None, trigger=IRQ_END_READ | IRQ_END_WRITE, hard=False):
-        self._handler = handler
-        self._trigger = trigger
-
     def deinit(self):
+        MemTarget.deinit(self)
         SIM.bus(self.id).pop(self.addr, None)
-
-    def _fire(self, what):
-        if self._handler is not None and self._trigger & what:
-            self._handler(self)
-
-    def on_start(self, read):
-        self.on_stop()                       # a repeated START ends the phase before it, as a STOP does
-        self._phase = _READING if read else _PROBED
-        return True
-
-    def on_write(self, byte):
-        if self._phase == _PROBED:
-            self._ptr = byte % len(self.mem)
-            self._phase = _SELECTED
-        else:
-            self.mem[self._ptr] = byte
-            self._ptr = (self._ptr + 1) % len(self.mem)
-            self._phase = _WRITTEN
-        return True
-
-    def on_read(self):
-        b = self.mem[self._ptr]
-        self._ptr = (self._ptr + 1) % len(self.mem)
-        self._phase = _READ
-        return b
-
-    def on_stop(self):
-        phase = self._phase
-        self._phase = _IDLE
-        if phase == _PROBED or phase == _WRITTEN:
-            self._fire(self.IRQ_END_WRITE)
-        elif phase == _READ:
-            self._fire(self.IRQ_END_READ)
 
 
 class SPI(_StaticById):
