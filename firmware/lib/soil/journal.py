@@ -3,16 +3,15 @@
 Why this shape: the book's sketch kept one cache file, deleted it after a replay whether or not the inserts
 worked (flaw F1), deleted it again at every boot (F2), never asked what happens on a full card (F6) and copied
 lines into a fixed buffer without a bound (F8). This journal is append-only, never wiped, frees space only behind
-an acknowledgement that the gateway sends after COMMIT, and parses with one fixed buffer.
+an acknowledgement that the gateway sends after COMMIT, and reads through one fixed buffer (soil.records).
 
 On-card format (all in the card's one folder; see docs/JOURNAL.md for the long version):
 
     j0000001.log, j0000002.log, ...   segments, numbered upwards, each capped at `segment_bytes`
     jstate.bin                        A/B SlotFile (soil.slots): ack pointer and dropped counter
 
-- A segment is text: one record per line, `<payload>*<crc>\n`, where the payload is 1..100 bytes of printable
-  ASCII without `*`, and `<crc>` is the CRC-32 of the payload as 8 lower-case hex digits. `cat j0000001.log`
-  on a PC shows the readings. A record is at most MAX_RECORD (110) bytes including the newline.
+- A segment is text: one record per line, `<payload>*<crc>\n` (soil.records has the format and its bounded
+  reader). `cat j0000001.log` on a PC shows the readings.
 - `jstate.bin` holds 12 bytes: ack segment (u32 LE), ack offset (u32 LE), dropped (u32 LE). Everything before the
   ack pointer is acknowledged. Segment numbers never go back and are never reused.
 - A record counts as cached once `append()` returned: it was written in one write and flushed.
@@ -43,59 +42,26 @@ Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at constr
 Positions are opaque, comparable tuples `(segment, offset, ordinal)`: the place just after a record, and the
 record's ordinal in this boot's numbering. They are valid until the next `open()`.
 
-RAM: the journal keeps one small int per segment (1024 segments for the default 4 MiB), two buffers (366 bytes)
-and its counters; it never holds records, only the one being parsed.
+RAM: the journal keeps one small int per segment (1024 segments for the default 4 MiB), a record's write buffer and
+the reader's (366 bytes) and its counters; it never holds records, only the one being parsed.
 """
 
-from soil import const
+from soil import const, records
 from soil.card import ENOENT, ENOSPC, errno_of
-from soil.crc import crc32_hex
+from soil.records import BAD, EOF, MAX_RECORD, VALID, segment_name, segment_number
 from soil.slots import SlotFile
 
-_MAX_PAYLOAD = const(100)
-MAX_RECORD = const(110)  # payload + '*' + 8 hex digits + '\n'
 STATE_FILE = "jstate.bin"
 DEFAULT_MAX_BYTES = const(4 << 20)   # about a day of one reading per second
 DROP_OLDEST = const("drop_oldest")
 DROP_NEWEST = const("drop_newest")
 POLICIES = (DROP_OLDEST, DROP_NEWEST)
-_BUF = const(256)  # the one read buffer: two longest records
-_STAR = const(0x2A)
 _NL = const(0x0A)
-
-# what _parse found at a position
-_VALID = const(0)
-_BAD = const(1)
-_TORN = const(2)
-_EOF = const(3)
 
 
 class JournalFull(Exception):
     """The new record was refused (policy 'drop_newest', or 'drop_oldest' could not make room); it is counted in
     `dropped`. Not an OSError: the card itself works."""
-
-
-def _seg_name(seg):
-    s = str(seg)
-    return "j" + "0" * (7 - len(s)) + s + ".log"
-
-
-def _seg_number(name):
-    """The number in a segment's file name (`j0000042.log` -> 42), None for any other file."""
-    if len(name) != 12 or name[0] != "j" or name[8:] != ".log":
-        return None
-    digits = name[1:8]
-    for ch in digits:
-        if ch < "0" or ch > "9":
-            return None
-    return int(digits)
-
-
-def _find_nl(buf, start, end):
-    for k in range(start, end):
-        if buf[k] == _NL:
-            return k
-    return -1
 
 
 class Journal:
@@ -111,7 +77,7 @@ class Journal:
         self.segment_bytes = segment_bytes
         self.policy = policy
         self._slot = SlotFile(card, STATE_FILE, 12)
-        self._rbuf = bytearray(_BUF)
+        self._reader = records.RecordReader(card)
         self._wbuf = bytearray(MAX_RECORD)
         self._opened = False
         self.state = "ok"
@@ -134,11 +100,7 @@ class Journal:
         self._ridx = 0
         self.pending = 0
         self._mark = (0, 0)  # skipped lines before this place are already counted
-        self._bseg = None  # read buffer holds bytes [_boff, _boff + _blen) of segment _bseg
-        self._boff = 0
-        self._blen = 0
-        self._pstart = 0
-        self._plen = 0
+        self._reader.forget()
 
     # --- what the collector reads ------------------------------------------------------------------------------
     # Plain attributes, not properties, on purpose: on a board every property is a function and an object in RAM.
@@ -190,7 +152,7 @@ class Journal:
             self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
         segs = []
         for name in card.listdir():
-            n = _seg_number(name)
+            n = segment_number(name)
             if n is not None:
                 segs.append(n)
         segs.sort()
@@ -199,7 +161,7 @@ class Journal:
         total = 0
         size = 0
         for s in segs:
-            size = card.size(_seg_name(s))
+            size = card.size(segment_name(s))
             total += size
         self._segs = segs
         self._total = total
@@ -213,13 +175,13 @@ class Journal:
         count = 0
         while True:
             kind, seg, off = self._step(seg, off)
-            if kind != _VALID:
+            if kind != VALID:
                 break
             count += 1
         self.pending = count
 
     def _last_byte(self, seg, size):
-        f = self._card.open(_seg_name(seg), "rb")
+        f = self._card.open(segment_name(seg), "rb")
         try:
             f.seek(size - 1)
             b = f.read(1)
@@ -229,64 +191,11 @@ class Journal:
 
     def _remove(self, seg):
         try:
-            self._card.remove(_seg_name(seg))
+            self._card.remove(segment_name(seg))
         except OSError as e:
             if errno_of(e) != ENOENT:
                 raise
-        if self._bseg == seg:
-            self._bseg = None
-
-    # --- parsing (one fixed buffer, bounded) ---------------------------------------------------------------------
-    def _fill(self, seg, off):
-        self._bseg = None
-        f = self._card.open(_seg_name(seg), "rb")
-        try:
-            f.seek(off)
-            n = f.readinto(self._rbuf)
-        finally:
-            f.close()
-        self._bseg = seg
-        self._boff = off
-        self._blen = n or 0
-
-    def _check_line(self, i, j, off):
-        """Line buf[i:j] (newline at j) starting at file offset `off`."""
-        buf = self._rbuf
-        end = off + (j - i) + 1
-        if j - i < 10 or buf[j - 9] != _STAR:
-            return _BAD, end
-        if crc32_hex(memoryview(buf)[i:j - 9]) != bytes(buf[j - 8:j]):
-            return _BAD, end
-        self._pstart = i
-        self._plen = j - 9 - i
-        return _VALID, end
-
-    def _parse(self, seg, off):
-        """What is at (seg, off), and the offset just after it. Reads at most _BUF bytes at a time (flaw F8)."""
-        buf = self._rbuf
-        if self._bseg == seg:
-            i = off - self._boff
-            if 0 <= i < self._blen:
-                j = _find_nl(buf, i, self._blen)
-                if j >= 0:
-                    if j - i + 1 > MAX_RECORD:
-                        return _BAD, off + (j - i) + 1
-                    return self._check_line(i, j, off)
-        skipping = False
-        while True:
-            self._fill(seg, off)
-            n = self._blen
-            if n == 0:
-                return (_TORN if skipping else _EOF), off
-            j = _find_nl(buf, 0, n)
-            if j >= 0:
-                if skipping or j + 1 > MAX_RECORD:
-                    return _BAD, off + j + 1
-                return self._check_line(0, j, off)
-            if n < _BUF:
-                return _TORN, off + n  # no newline before the end of the segment
-            skipping = True  # longer than the buffer: skip it without copying it anywhere
-            off += n
+        self._reader.forget(seg)
 
     def _next_seg(self, seg):
         for s in self._segs:
@@ -295,26 +204,26 @@ class Journal:
         return None
 
     def _step(self, seg, off):
-        """The next valid record from (seg, off): (_VALID, seg, end) with the payload in the read buffer, or
+        """The next valid record from (seg, off): (VALID, seg, end) with the payload in the read buffer, or
         (_END, seg, off) at the end of the journal. Skipped lines are counted once."""
         while True:
             if seg not in self._segs:
                 nxt = self._next_seg(seg)
                 if nxt is None:
-                    return _EOF, seg, off
+                    return EOF, seg, off
                 seg, off = nxt, 0
-            kind, end = self._parse(seg, off)
-            if kind == _VALID:
-                return _VALID, seg, end
-            if kind == _EOF:
+            kind, end = self._reader.parse(seg, off)
+            if kind == VALID:
+                return VALID, seg, end
+            if kind == EOF:
                 nxt = self._next_seg(seg)
                 if nxt is None:
-                    return _EOF, seg, off
+                    return EOF, seg, off
                 seg, off = nxt, 0
                 continue
             if (seg, end) > self._mark:
                 self._mark = (seg, end)
-                if kind == _BAD:
+                if kind == BAD:
                     self.corrupt += 1
                 else:
                     self.torn += 1
@@ -327,20 +236,9 @@ class Journal:
         the full-card policy refuses it, OSError for card failures (ENODEV removed, EIO)."""
         if not self._opened:
             self.open()
-        n = len(payload)
-        if n < 1 or n > _MAX_PAYLOAD:
-            raise ValueError("payload must be 1..100 bytes")
-        wbuf = self._wbuf
-        for k in range(n):
-            c = payload[k]
-            if c < 0x20 or c > 0x7E or c == _STAR:
-                raise ValueError("payload must be printable ASCII without '*'")
-            wbuf[k] = c
-        wbuf[n] = _STAR
-        wbuf[n + 1:n + 9] = crc32_hex(memoryview(wbuf)[:n])
-        wbuf[n + 9] = _NL
+        size = records.encode(payload, self._wbuf)
         try:
-            return self._append(n + 10)
+            return self._append(size)
         except OSError:
             self.state = "error"
             raise
@@ -355,7 +253,7 @@ class Journal:
                 raise
         return self._after_enospc(size)
 
-    def _new_seg_number(self):
+    def _newsegment_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
         if self._segs and self._segs[-1] + 1 > n:
             n = self._segs[-1] + 1
@@ -367,8 +265,8 @@ class Journal:
         segs = self._segs
         fresh = (not segs or self._wsealed or segs[-1] != self._wseg
                  or (self._wsize > 0 and self._wsize + size > self.segment_bytes))
-        seg = self._new_seg_number() if fresh else self._wseg
-        name = _seg_name(seg)
+        seg = self._newsegment_number() if fresh else self._wseg
+        name = segment_name(seg)
         f = self._card.open(name, "ab")
         if fresh:
             segs.append(seg)
@@ -408,8 +306,7 @@ class Journal:
             self._wsealed = True  # part of the record landed
         self._total += size - self._wsize
         self._wsize = size
-        if self._bseg == seg:
-            self._bseg = None
+        self._reader.forget(seg)
 
     # --- the full-card policy (flaw F6) -------------------------------------------------------------------------
     def _make_room(self, size):
@@ -454,12 +351,12 @@ class Journal:
         off = self._ack_off if seg == self._ack_seg else 0
         count = 0
         while True:
-            kind, off = self._parse(seg, off)
-            if kind == _EOF:
+            kind, off = self._reader.parse(seg, off)
+            if kind == EOF:
                 break
-            if kind == _VALID:
+            if kind == VALID:
                 count += 1
-        size = self._card.size(_seg_name(seg))
+        size = self._card.size(segment_name(seg))
         self._persist(seg + 1, 0, self.dropped + count)
         self.dropped += count
         self.pending -= count
@@ -479,11 +376,10 @@ class Journal:
             self.open()
         kind, seg, off = self._step(self._rseg, self._roff)
         self._rseg, self._roff = seg, off
-        if kind != _VALID:
+        if kind != VALID:
             return None
         self._ridx += 1
-        payload = bytes(self._rbuf[self._pstart:self._pstart + self._plen])
-        return payload, (seg, off, self._ridx)
+        return self._reader.payload(), (seg, off, self._ridx)
 
     def ack(self, position):
         """Everything up to `position` (from read_next or append) is committed by the gateway: persist the
@@ -495,7 +391,7 @@ class Journal:
             return
         if self._segs and (seg != self._segs[-1] or self._wsealed):
             try:
-                if off >= self._card.size(_seg_name(seg)):
+                if off >= self._card.size(segment_name(seg)):
                     seg, off = seg + 1, 0  # a closed segment fully acknowledged: it can go now
             except OSError as e:
                 if errno_of(e) != ENOENT:
@@ -517,7 +413,7 @@ class Journal:
         try:
             while self._segs and self._segs[0] < seg:
                 s = self._segs[0]
-                size = self._card.size(_seg_name(s))
+                size = self._card.size(segment_name(s))
                 self._remove(s)
                 self._segs.pop(0)
                 self._total -= size
