@@ -184,16 +184,19 @@ STALE = "raise ImportError('a stale %s shadows the deployed .mpy')\n"
 
 def test_flash_removes_stale_twins_both_ways(tmp_path):
     """A board left with .py files (an older flash): flashing .mpy removes them, or MicroPython's import, which
-    tries X.py before X.mpy in each folder, would keep running them. --source goes back: .py, the .mpy removed."""
+    tries X.py before X.mpy in each folder, would keep running them; a module an older firmware had and this one
+    has not goes too. --source goes back: .py, the .mpy removed."""
     require_micropython()
     flash_dir = tmp_path / "flash"
     os.makedirs(str(flash_dir / "lib" / "soil"))
     (flash_dir / "lib" / "soil" / "crc.py").write_text(STALE % "lib/soil/crc.py")
     (flash_dir / "hal.py").write_text(STALE % "hal.py")
+    (flash_dir / "lib" / "soil" / "wire.mpy").write_bytes(b"M\x06")        # 0.1.0 had a module soil.wire
     b = Board(str(tmp_path))
     try:
         log, _ = _flash(b)
-        assert "removing 2 stale file(s): lib/soil/crc.py hal.py" in log, log
+        assert "removing 3 stale file(s): lib/soil/crc.py hal.py lib/soil/wire.mpy" in log, log
+        assert not os.path.exists(str(flash_dir / "lib" / "soil" / "wire.mpy"))
         assert not os.path.exists(str(flash_dir / "lib" / "soil" / "crc.py"))
         assert not os.path.exists(str(flash_dir / "hal.py"))
         out = mpremote(b, "exec", "import soil.crc, hal; print(soil.crc.__file__, hal.__file__)").stdout

@@ -71,6 +71,8 @@ def test_manifest_freezes_the_core_and_the_adapter_but_main():
     assert {"soil/" + n for n in core_files()} <= names
     adapter = {n for n in os.listdir(MPY_PORT) if n.endswith(".py") and n not in ("main.py", "manifest.py")}
     assert adapter <= names and "main.py" not in names
+    deployed = {b for _, b in flash.firmware_files()}
+    assert "manifest.py" not in deployed and {"lib/soil/" + n for n in core_files()} | adapter | {"main.py"} == deployed
     assert all(opt == flash.MPY_OPT for _, opt in frozen)          # the same -O level make flash compiles with
     assert required == ["sdcard"] and included == ["$(PORT_DIR)/boards/manifest.py"]
 

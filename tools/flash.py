@@ -63,6 +63,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 CORE = os.path.join(REPO, "firmware", "lib", "soil")
 MPY_PORT = os.path.join(REPO, "firmware", "micropython")
 CPY_PORT = os.path.join(REPO, "firmware", "circuitpython")
+BUILD_ONLY = "manifest.py"      # firmware/micropython's manifest for a frozen image (docs/MICROPYTHON.md)
 MP_BOARDS = {"pico": "pico", "picow": "picow", "esp32": "esp32", "sim": "pico"}   # BOARD -> config board_type
 CPY_BOARDS = ("circuitpython",)
 ROLES = ("single", "master", "standby")
@@ -110,13 +111,14 @@ def build_parser():
 # --- what goes on a MicroPython board ---------------------------------------------------------------------------
 def firmware_files():
     """[(host path, board path)] of the sources in a stable order: the core under lib/soil, the port at the top.
-    The folders are listed at every call, so a module added to either is deployed without a change here."""
+    The folders are listed at every call, so a module added to either is deployed without a change here; the
+    port's manifest.py is a build file for a firmware image, not a module a board runs."""
     files = []
     for name in sorted(os.listdir(CORE)):
         if name.endswith(".py"):
             files.append((os.path.join(CORE, name), "lib/soil/" + name))
     for name in sorted(os.listdir(MPY_PORT)):
-        if name.endswith(".py"):
+        if name.endswith(".py") and name != BUILD_ONLY:
             files.append((os.path.join(MPY_PORT, name), name))
     return files
 
@@ -297,6 +299,11 @@ for _d in ('lib', 'lib/soil'):
         print('D', _d)
     except OSError:
         pass
+try:
+    for _n in os.listdir('lib/soil'):
+        print('L', 'lib/soil/' + _n)
+except OSError:
+    pass
 for _p in ('lib/sdcard.mpy', 'lib/sdcard.py', 'sdcard.py', 'sdcard.mpy'):
     try:
         os.stat(_p)
@@ -356,7 +363,8 @@ class Mpremote:
 
 def probe(mp, board_paths):
     text = mp.run("exec", PROBE % {"paths": board_paths})
-    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None, "frozen": None}
+    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None, "frozen": None,
+            "core_files": []}
     for line in text.splitlines():
         parts = line.strip().split(" ", 2)
         if parts[0] == "H" and len(parts) == 3:
@@ -373,6 +381,8 @@ def probe(mp, board_paths):
             info["mpy"] = int(parts[1])
         elif parts[0] == "F" and len(parts) >= 2:
             info["frozen"] = parts[1]
+        elif parts[0] == "L" and len(parts) >= 2:
+            info["core_files"].append(parts[1])
     return info
 
 
@@ -471,6 +481,9 @@ def flash_micropython(args):
         # The other form of each deployed module: a stale X.py would shadow X.mpy (import tries .py first).
         # With the core frozen, every file of the core and the adapter goes: '' comes before .frozen in sys.path.
         stale = [b for b in stale_files([b for _, b in files], sources) if info["hash"].get(b, "-") != "-"]
+        # Modules of the core an older firmware had and this one has not (0.1.0's soil/wire.mpy, ...).
+        stale += [b for b in info["core_files"] if b.endswith((".py", ".mpy")) and b not in stale
+                  and b[:b.rindex(".")] + ".py" not in sources]
         chain = []
         for d in ("lib", "lib/soil"):
             if d not in info["dirs"] and any(b.startswith(d + "/") for _, b in todo):
