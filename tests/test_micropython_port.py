@@ -110,3 +110,31 @@ def test_pair_roles_start_on_the_simulated_wire(role):
         assert any(k == frames.WITNESS_QUERY for k, _ in sent)   # no beat for 10 s: ask the gateway first
         assert "takeover" in events                   # no answer within 3 s: take over
         assert any("S" in f[5] for k, f in sent if k == frames.READING)
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("config, line", [
+    (dict(CFG, window=0), "soil: cannot start: config.json: 'window' must be above 0, got 0; reset in 5000 ms"),
+    (dict(CFG, role="boss"), "soil: cannot start: config.json: 'role' must be one of single, master, standby, got "
+                             "'boss'; reset in 5000 ms"),
+    (dict(CFG, intervall_ms=500), "soil: config.json: unknown setting 'intervall_ms' ignored"),
+])
+def test_a_wrong_setting_is_one_line_without_a_traceback(config, line):
+    """main.main() on the simulated board: a user's mistake in config.json is said in one line naming the key, and
+    the board resets to try again (machine.reset() ends the run here); no traceback for a mistake."""
+    require_micropython()
+    d = tempfile.mkdtemp(prefix="mpyport-")
+    try:
+        with open(os.path.join(d, "script.py"), "w") as f:
+            # A start that fails resets (machine.Reset ends the run); one that works is not looped for good.
+            run = "main.start(None, line)" if "intervall_ms" in config else "main.main(line)"
+            f.write("import machine, simboard\nsimboard.prepare()\nimport main\n"
+                    "line = (simboard._B['rx'], simboard._B['tx'])\n"
+                    "try:\n    %s\nexcept machine.Reset:\n    print('RESET')\n" % run)
+        with open(os.path.join(d, "_simstate.py"), "w") as f:
+            f.write(simstate(config, 0, gateway=False))
+        proc = run_micropython(os.path.join(d, "script.py"), libs=LIBS, timeout=120, packages=PACKAGES)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    assert line in proc.stderr.splitlines(), proc.stderr
+    assert "Traceback" not in proc.stderr

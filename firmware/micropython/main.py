@@ -57,23 +57,36 @@ def loop(hal, c, steps=None):
         n += 1
 
 
-def main():
+def main(serial=None):
+    """Start and run the board for good; `serial`: (rx, tx) streams instead of USB (the simulated board's)."""
     try:
-        hal, c = start()         # start-up reads config.json and keeps none of it beyond what it built
+        hal, c = start(None, serial)   # start-up reads config.json and keeps none of it beyond what it built
+    except KeyboardInterrupt:
+        raise
+    except (ValueError, OSError, RuntimeError) as e:
+        # A wrong setting, a missing DS1307 or card reader, a wire without pull-ups: the user's to fix, said in one
+        # line (the message names the setting or the bus address), then tried again, as after any reset.
+        _reset("cannot start: %s" % (e,))
+    try:
         loop(hal, c)
     except KeyboardInterrupt:
         raise                    # Ctrl-C from mpremote / a serial monitor: back to the REPL, no reset
     except Exception as e:       # noqa: BLE001 - anything else ends in a clean restart
         # Why reset: after an unexpected error the RAM state (window, journal indices) cannot be trusted, while the
         # card can: the journal's recovery at boot is built for exactly this, and nothing unacknowledged is lost
-        # (every reading is on the card before it is sent). Why wait first: the traceback gets out over USB; a
-        # fault that recurs at every boot does not spin the boot counter and rewrite the card's slot file many
-        # times a second; and mpremote gets a window to interrupt. The wait stays below the watchdog's period
-        # on every board (the watchdog would reset it anyway, without the message).
-        _log("fatal: %r; reset in %d ms" % (e, _RESET_DELAY_MS))
+        # (every reading is on the card before it is sent). This one is a bug: its traceback goes out too.
         sys.print_exception(e)
-        time.sleep_ms(_RESET_DELAY_MS)
-        machine.reset()
+        _reset("fatal: %r" % (e,))
+
+
+def _reset(why):
+    """Log `why`, wait, reset. Why wait first: the message gets out over USB; a fault that recurs at every boot
+    does not spin the boot counter and rewrite the card's slot file many times a second; and mpremote gets a window
+    to interrupt. The wait stays below the watchdog's period on every board (the watchdog would reset it anyway,
+    without the message)."""
+    _log("%s; reset in %d ms" % (why, _RESET_DELAY_MS))
+    time.sleep_ms(_RESET_DELAY_MS)
+    machine.reset()
 
 
 if __name__ == "__main__":
