@@ -1,9 +1,8 @@
 """soil.collector (with soil.uplink, soil.journal and soil.ds1307) under CPython and the real MicroPython interpreter.
 
 Everything the collector is handed is built here in the common subset, at the level the real parts work at:
-- an I2C controller with machine.I2C's readfrom_mem/writeto_mem/writeto over a memory-map target: a DS1307 of 64
-  byte registers (BCD time, clock-halt bit, register pointer that auto-increments and wraps at 0x3F), whose
-  oscillator the script advances by whole seconds;
+- an I2C controller with machine.I2C's readfrom_mem/writeto_mem/writeto, byte by byte, over the DS1307 chip model
+  (tools/sim/chips/ds1307.py, the `chips` package: the same model the virtual boards run), on the script's clock;
 - an ADC returning fixed values; the in-script SD card of test_journal_portable.py; a link that records the bytes
   the board writes and hands it the bytes the script queues; ticks that wrap at 2**30 like MicroPython's.
 The script samples, reads the R frames off the link, feeds A, T, W, N, Q frames back and checks the behaviour
@@ -13,6 +12,7 @@ docs/PROTOCOL.md gives each, across the tick wrap. Prints `OK collector_portable
 from portable import Checks
 from test_journal_portable import MemCard
 
+from chips.ds1307 import DS1307 as Chip
 from soil import bootcount, codec, utc
 from soil.collector import Collector
 from soil.ds1307 import DS1307
@@ -25,83 +25,62 @@ _HALF = TICKS_PERIOD // 2
 
 
 class Ticks:
+    """The board's tick counter (wrapping at 2**30 like MicroPython's) and the simulated time the chips run on."""
+
     def __init__(self, start):
         self.now = start
+        self.ms = 0
 
     def ticks_ms(self):
         return self.now & (TICKS_PERIOD - 1)
 
+    def clock_ms(self):
+        return self.ms
+
     def advance(self, ms):
         self.now = (self.now + ms) & (TICKS_PERIOD - 1)
+        self.ms += ms
 
 
 def ticks_diff(a, b):
     return ((a - b + _HALF) & (TICKS_PERIOD - 1)) - _HALF
 
 
-def bcd(v):
-    return (v // 10) << 4 | v % 10
-
-
-def unbcd(b):
-    return (b >> 4) * 10 + (b & 0x0F)
-
-
-class DS1307Regs:
-    """A DS1307 as its registers: 0x00..0x06 BCD time (CH = bit 7 of 0x00), 0x07 control, 0x08..0x3F RAM."""
-
-    def __init__(self):
-        self.regs = bytearray(64)
-        self.regs[0] = 0x80          # a new chip comes up halted at 2000-01-01 00:00:00
-        self.regs[3] = 1
-        self.regs[4] = 1
-        self.regs[5] = 1
-        self.regs[7] = 0x03
-        self.time_writes = 0
-
-    def tick(self, seconds):
-        """The oscillator runs for `seconds` (nothing happens while CH is set)."""
-        r = self.regs
-        if r[0] & 0x80:
-            return
-        tm = (2000 + unbcd(r[6]), unbcd(r[5]), unbcd(r[4]), unbcd(r[2] & 0x3F), unbcd(r[1]), unbcd(r[0] & 0x7F))
-        y, mo, d, h, mi, s = utc.from_epoch(utc.to_epoch(tm) + seconds)
-        r[0], r[1], r[2], r[4], r[5], r[6] = bcd(s), bcd(mi), bcd(h), bcd(d), bcd(mo), bcd(y - 2000)
-
-    def read(self, reg, n):
-        out = bytearray(n)
-        for i in range(n):
-            out[i] = self.regs[(reg + i) & 0x3F]
-        return bytes(out)
-
-    def write(self, reg, data):
-        for i in range(len(data)):
-            if (reg + i) & 0x3F < 7:
-                self.time_writes += 1
-            self.regs[(reg + i) & 0x3F] = data[i]
-
-
-class MemI2C:
-    """machine.I2C over memory-map targets by 7-bit address; OSError(19) when nothing answers."""
+class ChipI2C:
+    """machine.I2C's readfrom_mem/writeto_mem/writeto over byte-level targets (the chip models) by 7-bit address:
+    START, the bytes, STOP, as the simulated buses drive them; OSError(19) when nothing answers."""
 
     def __init__(self):
         self.targets = {}
 
-    def _target(self, addr):
-        if addr not in self.targets:
+    def _start(self, addr, read):
+        dev = self.targets.get(addr)
+        if dev is None or dev.on_start(read) is False:
             raise OSError(19, "no ACK from 0x%02x" % addr)
-        return self.targets[addr]
+        return dev
 
     def readfrom_mem(self, addr, memaddr, nbytes):
-        return self._target(addr).read(memaddr, nbytes)
+        dev = self._start(addr, False)
+        dev.on_write(memaddr)
+        dev.on_start(True)                   # repeated START
+        out = bytearray(nbytes)
+        for i in range(nbytes):
+            out[i] = dev.on_read()
+        dev.on_stop()
+        return bytes(out)
 
     def writeto_mem(self, addr, memaddr, buf):
-        self._target(addr).write(memaddr, buf)
+        dev = self._start(addr, False)
+        dev.on_write(memaddr)
+        for b in buf:
+            dev.on_write(b)
+        dev.on_stop()
 
     def writeto(self, addr, buf):
-        t = self._target(addr)
-        if len(buf) > 1:
-            t.write(buf[0], buf[1:])
+        dev = self._start(addr, False)
+        for b in buf:
+            dev.on_write(b)
+        dev.on_stop()
         return len(buf)
 
 
@@ -151,16 +130,16 @@ def of_kind(decoded, kind):
     return [f for k, f in decoded if k == kind]
 
 
-chip = DS1307Regs()
-i2c = MemI2C()
+ticks = Ticks(TICKS_PERIOD - 2500)          # 2.5 s before the tick counter wraps
+chip = Chip(ticks.clock_ms)                 # a new DS1307: it comes up halted at 2000-01-01 00:00:00
+i2c = ChipI2C()
 i2c.targets[0x68] = chip
 card = MemCard()
 adc = FixedADC((512, 40000, 65535, 0))
 link = RecordingLink()
-ticks = Ticks(TICKS_PERIOD - 2500)          # 2.5 s before the tick counter wraps
 rtc = DS1307(i2c)
 try:
-    DS1307(MemI2C())
+    DS1307(ChipI2C())
     raise AssertionError("found a DS1307 on an empty bus")
 except OSError as e:
     checks.check("0x68" in str(e), "a missing chip is reported with its address")
@@ -177,10 +156,7 @@ def run(ms, step_ms=100):
     left = ms
     while left > 0:
         d = step_ms if left > step_ms else left
-        before = ticks.now
         ticks.advance(d)
-        if (before // 1000) != ((before + d) // 1000):
-            chip.tick(1)
         c.step()
         left -= d
 
@@ -192,7 +168,7 @@ hello = of_kind(out, "H")
 checks.equal(len(hello), 1, "one hello at start")
 checks.equal(hello[0][1:4], ("bench-1", 1, 1), "hello: board, boot, n_next=1")
 checks.equal(hello[0][5], "halted", "a new chip's clock is reported halted")
-checks.equal(chip.time_writes, 0, "start-up never writes the clock (F3)")
+checks.equal(chip.time_register_writes, 0, "start-up never writes the clock (F3)")
 
 # --- sample: journal first, then an R frame, flagged Q while the clock is not ok --------------------------------
 link.inbox = gateway_frame(codec.ACK, 7)
@@ -215,8 +191,8 @@ link.inbox = gateway_frame(codec.ACK, 0) + gateway_frame(codec.SETTIME, "2026-03
 c.step()
 checks.check(c.uplink.synced, "A,n_next-1 confirms the hello")
 out = link.take()
-checks.equal(chip.regs[0] & 0x80, 0, "CH cleared: the oscillator runs")
-checks.equal(chip.read(0, 7), bytes((0x00, 0x00, 0x12, utc.weekday(2026, 3, 1), 0x01, 0x03, 0x26)),
+checks.equal(chip.peek(0) & 0x80, 0, "CH cleared: the oscillator runs")
+checks.equal(bytes(chip.peek(i) for i in range(7)), bytes((0x00, 0x00, 0x12, utc.weekday(2026, 3, 1), 0x01, 0x03, 0x26)),
              "registers hold the gateway's time in BCD, 24-hour mode")
 checks.equal(rtc.read(), ((2026, 3, 1, 12, 0, 0), "ok"), "the driver now says ok")
 st = of_kind(out, "S")
@@ -347,6 +323,6 @@ checks.check(r[-1][1] == 2 and r[-1][2] == 1 and r[-1][5] == "L", "then the new 
 link.inbox = gateway_frame(codec.ACK, r[-1][0])
 c.step()
 checks.equal((journal.pending, c.pending()), (0, 0), "all acknowledged after the reset")
-checks.equal(chip.time_writes, 7, "the clock was written once, by the T frame (F3)")
+checks.equal(chip.time_register_writes, 7, "the clock was written once, by the T frame (F3)")
 
 checks.done()
