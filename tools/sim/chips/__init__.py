@@ -14,6 +14,14 @@ interpreters: `random.Random` does not exist on MicroPython and its `random` mod
 """
 
 
+try:
+    from micropython import const  # noqa: F401 - re-exported: `from . import const` in the models
+except ImportError:  # CPython
+    def const(x):
+        """MicroPython's `const()`: folded by its compiler, the value itself elsewhere."""
+        return x
+
+
 class Prng:
     """Marsaglia's xorshift32: a small deterministic generator, the same sequence on every interpreter.
     `rng()` is the next pseudo-random byte, 0..255."""

@@ -47,15 +47,10 @@ impossible.
 
 Names are few on purpose (private constants, which mpy-cross compiles away, and no attribute or helper beyond what
 the rules need): under MicroPython every name a module uses is interned for good, and the simulation's names come
-before the firmware's in the heap measurement (docs/MICROPYTHON.md, "Heap after start-up").
+before the firmware's in the heap measurement (docs/MICROPYTHON.md, "Heap").
 """
 
-try:
-    from micropython import const
-except ImportError:  # CPython
-    const = lambda x: x  # noqa: E731
-
-from . import Prng
+from . import Prng, const
 
 _NREGS = const(64)
 _NVRAM_START = const(0x08)

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Heap after start-up, measured honestly on the MicroPython WebAssembly port.
+// The firmware's live heap, phase by phase, measured honestly on the MicroPython WebAssembly port.
 //
 //   node tools/sim/micropython/phases.mjs --lib DIR [--lib DIR...] [--package NAME=DIR...] --app DIR [--heap BYTES]
 //
