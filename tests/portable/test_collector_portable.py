@@ -3,14 +3,15 @@
 Everything the collector is handed is built here in the common subset, at the level the real parts work at:
 - an I2C controller with machine.I2C's readfrom_mem/writeto_mem/writeto, byte by byte, over the DS1307 chip model
   (tools/sim/chips/ds1307.py, the `chips` package: the same model the virtual boards run), on the script's clock;
-- an ADC returning fixed values; the in-script SD card of test_journal_portable.py; a link that records the bytes
-  the board writes and hands it the bytes the script queues; ticks that wrap at 2**30 like MicroPython's.
+- an ADC returning fixed values; the SD card chip model (tools/sim/chips/sdcard.py) on a fresh folder of
+  test_journal_portable.py's `CardFolders`, removed at the end; a link that records the bytes the board writes and
+  hands it the bytes the script queues; ticks that wrap at 2**30 like MicroPython's.
 The script samples, reads the R frames off the link, feeds A, T, W, N, Q frames back and checks the behaviour
 docs/PROTOCOL.md gives each, across the tick wrap. Prints `OK collector_portable <n> checks` at the end.
 """
 
 from portable import Checks
-from test_journal_portable import MemCard
+from test_journal_portable import CardFolders, reboot
 
 from chips.ds1307 import DS1307 as Chip
 from soil import bootcount, codec, utc
@@ -134,7 +135,8 @@ ticks = Ticks(TICKS_PERIOD - 2500)          # 2.5 s before the tick counter wrap
 chip = Chip(ticks.clock_ms)                 # a new DS1307: it comes up halted at 2000-01-01 00:00:00
 i2c = ChipI2C()
 i2c.targets[0x68] = chip
-card = MemCard()
+folders = CardFolders("ccard")
+card = folders.card()
 adc = FixedADC((512, 40000, 65535, 0))
 link = RecordingLink()
 rtc = DS1307(i2c)
@@ -299,6 +301,7 @@ run(2000)
 link.take()
 unacked = journal.pending
 checks.check(unacked >= 2, "some readings unacknowledged at the reset (%d)" % unacked)
+card = reboot(card)                         # the board restarts: the card keeps what reached it
 boot2, _ = bootcount.next_boot(rtc, card)
 checks.equal(boot2, 2, "the next boot")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
@@ -325,4 +328,5 @@ c.step()
 checks.equal((journal.pending, c.pending()), (0, 0), "all acknowledged after the reset")
 checks.equal(chip.time_register_writes, 7, "the clock was written once, by the T frame (F3)")
 
+folders.remove()
 checks.done()

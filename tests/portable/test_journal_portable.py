@@ -1,145 +1,103 @@
-"""soil.journal, soil.slots and soil.bootcount over an in-script SD card, under CPython and real MicroPython.
+"""soil.journal, soil.slots and soil.bootcount over the SD card chip model, under CPython and real MicroPython.
 
-The card (`MemCard`) is the `card` interface of docs/ARCHITECTURE.md written at byte level in the common subset: a
-dict of bytearrays, files with read/readinto/write/seek/tell/flush/close, OSError with the Linux errno numbers
-(ENOENT 2, ENOSPC 28) that a board's card gives, a capacity, and a one-shot power cut that keeps only a prefix of
-the write in progress (a torn record). test_collector_portable.py imports MemCard from here; the checks run only
-when this file is the main script. Prints `OK journal_portable <n> checks` at the end.
+The card is tools/sim/chips/sdcard.py (`chips.sdcard.Card`, the one SD card model, which test_chips.py tests): the
+`card` interface of docs/ARCHITECTURE.md over a folder of whichever interpreter runs this script, with FAT-like
+block accounting (one directory block per file, `free_bytes()` in whole free blocks), ENOSPC after writing what fits,
+Linux errno numbers, and one-shot power cuts that keep a prefix of the write in progress, optionally followed by
+zeros or garbage to the end of its block (`PowerCut`; the card is dead after it, and a new `Card` on the same
+folder is the reboot). The test reads and corrupts the card's bytes only through that interface.
+
+`CardFolders` gives each card a fresh folder under one folder per run, relative to the working directory (the
+repository under CPython, /app in the in-memory filesystem under MicroPython): no tempfile, which MicroPython lacks.
+test_collector_portable.py imports it from here; the checks run only when this file is the main script.
+Prints `OK journal_portable <n> checks` at the end.
 """
 
+import os
+
+from chips.sdcard import Card, PowerCut
+
 _ENOENT = 2
-_EBADF = 9
 _ENOSPC = 28
+BS = 512
 
 
-class PowerCut(BaseException):
-    """The board lost power in the middle of a write. Not an Exception: the firmware must not swallow it."""
-
-
-class MemCard:
-    """A flat folder of files held as bytearrays. `capacity` bounds the bytes of all files together."""
-
-    def __init__(self, capacity=1 << 20):
-        self.files = {}
-        self.capacity = capacity
-        self.cut_after = None   # a power cut after this many more written bytes
-        self.writes = 0
-
-    def _used(self):
-        n = 0
-        for name in self.files:
-            n += len(self.files[name])
-        return n
-
-    def open(self, name, mode="rb"):
-        if mode not in ("rb", "wb", "ab", "r+b"):
-            raise ValueError("mode")
-        if mode in ("rb", "r+b") and name not in self.files:
-            raise OSError(_ENOENT, "no such file: " + name)
-        if mode == "wb" or name not in self.files:
-            self.files[name] = bytearray()
-        return MemFile(self, name, mode)
-
-    def remove(self, name):
-        if name not in self.files:
-            raise OSError(_ENOENT, "no such file: " + name)
-        del self.files[name]
-
-    def listdir(self):
-        return sorted(self.files)
-
-    def size(self, name):
-        if name not in self.files:
-            raise OSError(_ENOENT, "no such file: " + name)
-        return len(self.files[name])
-
-    def free_bytes(self):
-        return max(0, self.capacity - self._used())
-
-
-class MemFile:
-    def __init__(self, card, name, mode):
-        self.card = card
-        self.name = name
-        self.mode = mode
-        self.pos = len(card.files[name]) if mode == "ab" else 0
-        self.closed = False
-
-    def _data(self):
-        if self.closed:
-            raise ValueError("I/O operation on closed file")
-        return self.card.files[self.name]
-
-    def read(self, n=-1):
-        data = self._data()
-        end = len(data) if n is None or n < 0 else min(len(data), self.pos + n)
-        out = bytes(data[self.pos:end])
-        self.pos = max(self.pos, end)
-        return out
-
-    def readinto(self, buf):
-        data = self._data()
-        n = min(len(buf), max(0, len(data) - self.pos))
-        buf[0:n] = data[self.pos:self.pos + n]
-        self.pos += n
-        return n
-
-    def write(self, buf):
-        data = self._data()
-        if self.mode == "rb":
-            raise OSError(_EBADF, "file opened for reading")
-        if self.mode == "ab":
-            self.pos = len(data)
-        buf = bytes(buf)
-        n = len(buf)
-        grow = max(0, self.pos + n - len(data))
-        allowed = n
-        if grow > self.card.free_bytes():
-            allowed = n - (grow - self.card.free_bytes())
-        cut = self.card.cut_after
-        if cut is not None and cut < allowed:
-            self.card.cut_after = None
-            self._put(buf[:cut])
-            raise PowerCut("power cut after %d bytes" % cut)
-        if cut is not None:
-            self.card.cut_after = cut - allowed
-        self._put(buf[:allowed])
-        self.card.writes += 1
-        if allowed < n:
-            raise OSError(_ENOSPC, "card full")
-        return n
-
-    def _put(self, chunk):
-        data = self.card.files[self.name]
-        end = self.pos + len(chunk)
-        if end > len(data):
-            data.extend(bytes(end - len(data)))
-        data[self.pos:end] = chunk
-        self.pos = end
-
-    def seek(self, offset, whence=0):
-        base = 0 if whence == 0 else (self.pos if whence == 1 else len(self._data()))
-        self.pos = base + offset
-        return self.pos
-
-    def tell(self):
-        return self.pos
-
-    def flush(self):
-        self._data()
-
-    def close(self):
-        self.closed = True
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
+def _exists(path):
+    try:
+        os.stat(path)
+        return True
+    except OSError:
         return False
 
 
+class CardFolders:
+    """Fresh folders for chip-model cards: `.<prefix>-<n>` in the working directory, the first n not taken (os.mkdir
+    is the test, so two runs at once never share one), a subfolder per card; `remove()` deletes it all."""
+
+    def __init__(self, prefix):
+        n = 0
+        while True:
+            n += 1
+            base = ".%s-%d" % (prefix, n)
+            try:
+                os.mkdir(base)
+                break
+            except OSError:
+                if n >= 1000 or not _exists(base):
+                    raise
+        self.base = base
+        self.cards = 0
+
+    def card(self, size=1 << 20, block_size=BS):
+        """A new, empty card of `size` bytes on a folder of its own."""
+        self.cards += 1
+        return Card("%s/card%d" % (self.base, self.cards), size, block_size=block_size)
+
+    def remove(self):
+        for sub in os.listdir(self.base):
+            path = self.base + "/" + sub
+            for name in os.listdir(path):
+                os.remove(path + "/" + name)
+            os.rmdir(path)
+        os.rmdir(self.base)
+
+
+def reboot(card):
+    """The same card after a reboot (or a power cut): a new Card on the same folder."""
+    return Card(card.root, card.blocks * card.block_size, block_size=card.block_size)
+
+
+def read_all(card, name):
+    with card.open(name, "rb") as f:
+        return f.read()
+
+
+def xor_byte(card, name, offset, mask):
+    """Flip bits of one byte in place, as a bad block would."""
+    with card.open(name, "r+b") as f:
+        f.seek(offset)
+        b = f.read(1)[0]
+        f.seek(offset)
+        f.write(bytes((b ^ mask,)))
+
+
+def blocks_used(card):
+    """The card's blocks in use, counted here from the files: a directory block each plus their data blocks."""
+    n = 0
+    for name in card.listdir():
+        n += 1 + (card.size(name) + card.block_size - 1) // card.block_size
+    return n
+
+
 def main():
+    folders = CardFolders("jcard")
+    try:
+        run(folders)
+    finally:
+        folders.remove()
+
+
+def run(folders):
     from portable import Checks
     from soil import bootcount
     from soil.journal import Journal, JournalFull
@@ -161,8 +119,17 @@ def main():
     def segments(card):
         return [n for n in card.listdir() if n.endswith(".log")]
 
-    # --- the card itself (the fake must behave like the interface it stands for) ------------------------------------
-    card = MemCard(capacity=100)
+    def cut(card, nbytes, action, tail="prefix"):
+        """Arm a power cut, run `action`, expect the cut; returns the card after the reboot."""
+        card.power_cut_after(nbytes, tail)
+        try:
+            action()
+        except PowerCut:
+            return reboot(card)
+        raise AssertionError("the power cut did not happen")
+
+    # --- the card itself (the interface the journal is written against, as this script uses it) -------------------
+    card = folders.card(4 * BS)
     try:
         card.open("missing", "rb")
         raise AssertionError("opened a missing file")
@@ -179,17 +146,24 @@ def main():
         buf = bytearray(3)
         checks.equal(f.readinto(memoryview(buf)[0:2]), 2, "readinto a memoryview slice")
         checks.equal(bytes(buf), b"wo\x00", "readinto data")
-    checks.equal(bytes(card.files["f"]), b"Hello world", "in-place rewrite")
-    checks.equal(card.free_bytes(), 89, "free bytes")
+    checks.equal(read_all(card, "f"), b"Hello world", "in-place rewrite")
+    checks.equal(card.free_bytes(), 2 * BS,
+                 "free bytes: whole free blocks (11 bytes take a directory block and a data block)")
+    with card.open("g", "wb") as f:
+        try:
+            f.write(b"x" * (2 * BS))
+            raise AssertionError("overfilled the card")
+        except OSError as e:
+            checks.equal(e.args[0], _ENOSPC, "ENOSPC")
+    checks.equal(card.size("g"), BS, "a full card keeps the prefix that fit (the one block it could allocate)")
     try:
-        card.open("g", "wb").write(b"x" * 95)
-        raise AssertionError("overfilled the card")
+        card.open("h", "wb")
+        raise AssertionError("created a file on a full card")
     except OSError as e:
-        checks.equal(e.args[0], _ENOSPC, "ENOSPC")
-    checks.equal(card.size("g"), 89, "a full card keeps the prefix that fit")
+        checks.equal((e.args[0], card.listdir()), (_ENOSPC, ["f", "g"]), "a new file needs a directory block")
 
     # --- append, read, ack, reopen ------------------------------------------------------------------------------
-    card = MemCard()
+    card = folders.card()
     j = Journal(card, max_bytes=8192, segment_bytes=256)
     j.open()
     checks.equal((j.pending, j.read_next()), (0, None), "fresh journal is empty")
@@ -203,13 +177,14 @@ def main():
     checks.equal([p for p, _ in items], [rec(i) for i in range(1, 11)], "read back in order")
     checks.equal([pos for _, pos in items], positions, "read positions equal append positions")
     for name in segments(card):
-        for line in bytes(card.files[name]).split(b"\n")[:-1]:
+        for line in read_all(card, name).split(b"\n")[:-1]:
             checks.check(line[-9:-8] == b"*" and len(line) <= 109, "record is payload*crc on one line")
     j.ack(positions[3])
     checks.equal(j.pending, 6, "ack of the 4th leaves 6")
     j.ack(positions[1])
     checks.equal(j.pending, 6, "a stale ack changes nothing")
 
+    card = reboot(card)
     j2 = Journal(card, max_bytes=8192, segment_bytes=256)
     j2.open()
     checks.equal(j2.pending, 6, "reopened: 6 pending (F2: nothing wiped at boot)")
@@ -220,6 +195,7 @@ def main():
     j2.ack(again[-1][1])
     checks.equal(j2.pending, 0, "all acked")
     checks.check(len(segments(card)) <= 1, "acked segments are deleted: %r" % card.listdir())
+    card = reboot(card)
     j3 = Journal(card, max_bytes=8192, segment_bytes=256)
     j3.open()
     checks.equal((j3.pending, j3.read_next()), (0, None), "after a full ack a reboot finds nothing pending")
@@ -227,18 +203,14 @@ def main():
     checks.equal(j3.read_next(), (rec(11), p), "new records after the acked ones")
 
     # --- a torn tail: a power cut in the middle of an append -----------------------------------------------------
-    card = MemCard()
+    card = folders.card()
     j = Journal(card, max_bytes=8192, segment_bytes=4096)
     j.open()
     for i in range(1, 4):
         j.append(rec(i))
-    card.cut_after = 7
-    try:
-        j.append(rec(4))
-        raise AssertionError("the power cut did not happen")
-    except PowerCut:
-        checks.check(True, "power cut during the 4th append")
-    tail = bytes(card.files[segments(card)[-1]])
+    card = cut(card, 7, lambda: j.append(rec(4)))
+    checks.check(True, "power cut during the 4th append")
+    tail = read_all(card, segments(card)[-1])
     checks.check(not tail.endswith(b"\n") and tail.endswith(rec(4)[:7]), "the card holds a torn prefix")
     j = Journal(card, max_bytes=8192, segment_bytes=4096)
     j.open()
@@ -251,15 +223,33 @@ def main():
     j.ack(p5)
     checks.equal(j.pending, 0, "acked through the new record")
 
+    # the same cut, where the card leaves zeros or garbage after the prefix to the end of the block (as FAT can)
+    for tail in ("zeros", "garbage"):
+        card = folders.card()
+        j = Journal(card, max_bytes=8192, segment_bytes=4096)
+        j.open()
+        for i in range(1, 4):
+            j.append(rec(i))
+        card = cut(card, 7, lambda: j.append(rec(4)), tail)
+        checks.equal(card.size(segments(card)[-1]) % BS, 0, "%s: the cut block is filled to its end" % tail)
+        j = Journal(card, max_bytes=8192, segment_bytes=4096)
+        j.open()
+        checks.equal(j.pending, 3, "%s: the three complete records are pending" % tail)
+        j.append(rec(5))
+        checks.equal([x for x, _ in drain(j)], [rec(1), rec(2), rec(3), rec(5)],
+                     "%s: the torn block skipped, the rest intact, the new record after it" % tail)
+
     # garbage glued to the tail at byte level (zeros left by FAT after a cut), and a corrupt complete line
-    card = MemCard()
+    card = folders.card()
     j = Journal(card, max_bytes=8192, segment_bytes=4096)
     j.open()
     for i in range(1, 4):
         j.append(rec(i))
-    seg = card.files[segments(card)[0]]
-    seg[3] = seg[3] ^ 0x04   # flip a bit in the first record's payload: its CRC no longer matches
-    seg.extend(b"1,99,2026\x00\x00\x00\x00")
+    seg = segments(card)[0]
+    xor_byte(card, seg, 3, 0x04)   # flip a bit in the first record's payload: its CRC no longer matches
+    with card.open(seg, "ab") as f:
+        f.write(b"1,99,2026\x00\x00\x00\x00")
+    card = reboot(card)
     j = Journal(card, max_bytes=8192, segment_bytes=4096)
     j.open()
     checks.equal(j.pending, 2, "corrupt line and garbage tail are not pending readings")
@@ -269,7 +259,7 @@ def main():
     checks.equal(j.read_next(), (rec(4), p), "appending after a garbage tail works")
 
     # --- full card ------------------------------------------------------------------------------------------------
-    card = MemCard()
+    card = folders.card()
     j = Journal(card, max_bytes=256, segment_bytes=128, policy="drop_newest")
     j.open()
     stored = 0
@@ -283,11 +273,12 @@ def main():
     checks.check(stored > 0 and refused > 0, "drop_newest: some stored, the rest refused (%d/%d)" % (stored, refused))
     checks.equal(j.dropped, refused, "refused records are counted (F6)")
     checks.equal(j.state, "full", "state full")
+    card = reboot(card)
     j = Journal(card, max_bytes=256, segment_bytes=128, policy="drop_newest")
     j.open()
     checks.equal((j.dropped, j.pending), (refused, stored), "the dropped count survives a reboot")
 
-    card = MemCard()
+    card = folders.card()
     j = Journal(card, max_bytes=512, segment_bytes=128, policy="drop_oldest")
     j.open()
     for i in range(1, 21):
@@ -296,18 +287,22 @@ def main():
     checks.check(got and got[-1] == rec(20) and len(got) + j.dropped == 20,
                  "drop_oldest keeps the newest and counts the rest (%d kept, %d dropped)" % (len(got), j.dropped))
 
-    card = MemCard(capacity=2000)
-    j = Journal(card, max_bytes=65536, segment_bytes=256, policy="drop_oldest")
+    # The card, not the budget, runs out: 8 blocks hold jstate.bin (a directory block and two slot sectors) and one
+    # 1024-byte segment (three blocks), and a second segment's record that crosses into a block the card no longer
+    # has is written up to the block's end, then ENOSPC: a torn record, as a full board leaves.
+    card = folders.card(8 * BS)
+    j = Journal(card, max_bytes=65536, segment_bytes=1024, policy="drop_oldest")
     j.open()
-    kept = []
     for i in range(1, 60):
         j.append(rec(i))
     got = [x for x, _ in drain(j)]
     checks.check(got[-1] == rec(59) and len(got) + j.dropped == 59, "ENOSPC from the card: oldest dropped")
-    checks.check(card._used() <= card.capacity, "never more than the card holds")
+    checks.check(j.dropped > 0, "the card, not the budget, was full (%d dropped)" % j.dropped)
+    checks.check(j.torn > 0, "the record ENOSPC tore at a block's end is skipped (it was written again, whole)")
+    checks.check(blocks_used(card) <= card.blocks, "never more than the card holds")
 
     # --- slots ------------------------------------------------------------------------------------------------------
-    card = MemCard()
+    card = folders.card()
     s = SlotFile(card, "x.slt", 12)
     checks.equal(s.load(), None, "no file: nothing stored")
     s.store(b"first")
@@ -315,20 +310,20 @@ def main():
     checks.equal(SlotFile(card, "x.slt", 12).load(), b"second", "newest value loads")
     checks.equal(card.size("x.slt"), 2 * s.span, "two sector-aligned slots")
     checks.equal(s.span % 512, 0, "slot span is a multiple of 512")
-    card.cut_after = 5
-    try:
-        s.store(b"third")
-        raise AssertionError("no power cut")
-    except PowerCut:
-        pass
+    card = cut(card, 5, lambda: s.store(b"third"))
     checks.equal(SlotFile(card, "x.slt", 12).load(), b"second", "a torn slot write leaves the previous value")
+    s = SlotFile(card, "x.slt", 12)
+    s.load()
+    card = cut(card, 5, lambda: s.store(b"third"), "garbage")
+    checks.equal(SlotFile(card, "x.slt", 12).load(), b"second",
+                 "a torn slot write that scrambles the rest of its sector leaves the previous value")
     s = SlotFile(card, "x.slt", 12)
     s.load()
     s.store(b"fourth")
     checks.equal(SlotFile(card, "x.slt", 12).load(), b"fourth", "stores after a torn write")
-    data = card.files["x.slt"]
-    newest = 0 if data[0] > data[s.span] else s.span
-    data[newest + 7] ^= 0xFF
+    gens = [read_all(card, "x.slt")[off] for off in (0, s.span)]
+    newest = 0 if gens[0] > gens[1] else s.span
+    xor_byte(card, "x.slt", newest + 7, 0xFF)
     checks.equal(SlotFile(card, "x.slt", 12).load(), b"second", "a corrupt newest slot falls back to the other")
     try:
         s.store(b"x" * 13)
@@ -347,14 +342,14 @@ def main():
         def nvram_write(self, offset, data):
             self.ram[offset:offset + len(data)] = data
 
-    card = MemCard()
+    card = folders.card()
     rtc = Nvram()
     checks.equal(bootcount.next_boot(rtc, card), (1, 2), "first boot: 1, kept in two places")
-    checks.equal(bootcount.next_boot(rtc, card), (2, 2), "second boot")
+    checks.equal(bootcount.next_boot(rtc, reboot(card)), (2, 2), "second boot")
     rtc2 = Nvram()
-    checks.equal(bootcount.next_boot(rtc2, card), (3, 2), "a new RTC battery: the card still knows")
-    checks.equal(bootcount.next_boot(rtc2, MemCard()), (4, 2), "a new card: the NVRAM still knows")
-    checks.equal(bootcount.next_boot(None, card)[0], 4, "card alone")
+    checks.equal(bootcount.next_boot(rtc2, reboot(card)), (3, 2), "a new RTC battery: the card still knows")
+    checks.equal(bootcount.next_boot(rtc2, folders.card()), (4, 2), "a new card: the NVRAM still knows")
+    checks.equal(bootcount.next_boot(None, reboot(card))[0], 4, "card alone")
     checks.equal(bootcount.next_boot(), (1, 0), "nowhere to keep it: stores 0")
 
     checks.done()
