@@ -303,6 +303,24 @@ def test_f8_overlong_record_is_skipped_with_bounded_buffer(board):
     assert board.card.largest_read <= 256
 
 
+@pytest.mark.timeout(30)
+def test_f6_a_card_with_one_block_left_refuses_the_record_instead_of_looping(tmp_path):
+    """A card another file has filled to its last block (a segment needs two: its directory entry and a data
+    block). The new record's empty segment was the only one to drop; dropping it freed that block again, so the
+    full-card policy created, failed and dropped segments for ever, rewriting jstate.bin each time. It must refuse
+    the record (counted) after trying each segment there was once."""
+    b = Board(tmp_path, capacity=8 * BS, segment_bytes=256, max_bytes=64 * 1024)
+    left = b.card.free_bytes() // BS                       # what jstate.bin (its entry and two slots) left
+    with b.card.open("other.bin", "wb") as f:              # someone else's file (its entry + data): all but one
+        f.write(b"x" * ((left - 2) * BS))
+    assert b.card.free_bytes() == BS
+    with pytest.raises(JournalFull):
+        b.j.append(rec(1))
+    assert b.j.dropped == 1 and b.j.state == "full"
+    assert len(b.segments()) <= 1
+    assert b.reboot().dropped == 1                          # the loss is counted, and kept
+
+
 # --- torn writes and power cuts ------------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("tail", ["prefix", "zeros", "garbage"])

@@ -32,9 +32,9 @@ Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at constr
 - 'drop_oldest' (default; a logger would rather keep the newest readings): delete the oldest unacknowledged
   segment, add its unacknowledged records to `dropped`, persist that with the ack pointer moved past it, then
   write the new record. For the budget, segments are dropped until the record fits; after ENOSPC a segment is
-  dropped and the write retried, again while the card answers ENOSPC, but never after a drop that left the card
-  with no free space (a card that stays full whatever is deleted would otherwise eat the whole cache). If no room
-  can be made the new record is refused as below.
+  dropped and the write retried, again while the card answers ENOSPC, at most once per segment there was, and
+  never after a drop that left the card with no free space (a card that stays full whatever is deleted would
+  otherwise eat the whole cache). If no room can be made the new record is refused as below.
 - 'drop_newest': keep what is cached and refuse the new record: `dropped` += 1 (persisted), `JournalFull` raised.
 `dropped` is never reset (it lives in jstate.bin), so the board can report it (F6). Card errors other than ENOSPC
 (ENODEV removed, EIO) propagate as OSError and set `state` to 'error'.
@@ -320,12 +320,14 @@ class Journal:
 
     def _after_enospc(self, size):
         """The card answered ENOSPC to a write of `size` bytes. 'drop_oldest': free the oldest segment and retry,
-        again while the card keeps answering ENOSPC; stop when a drop gave no space back (a card that reports
-        itself full whatever is deleted must not eat the cache). Returns the record's position, or raises
-        JournalFull."""
+        again while the card keeps answering ENOSPC, at most once per segment there was (the record's own, empty
+        new segment is among them: dropping it frees the block the retry takes again, so without the bound a card
+        with one block left would make and drop segments for ever); stop when a drop gave no space back (a card
+        that reports itself full whatever is deleted must not eat the cache). Returns the record's position, or
+        raises JournalFull."""
         if self.policy == DROP_OLDEST:
-            while self._drop_oldest():
-                if self._card.free_bytes() <= 0:
+            for _ in range(len(self._segs)):
+                if not self._drop_oldest() or self._card.free_bytes() <= 0:
                     break
                 try:
                     return self._write(size)
