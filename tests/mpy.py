@@ -163,7 +163,8 @@ def run_micropython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, heap=DEF
 
 
 def run_cpython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, args=(), packages=None):
-    """Run the same script under this CPython (the virtualenv's), with PYTHONPATH set to `libs` only, and the
+    """Run the same script under this CPython (the virtualenv's), in a fresh working folder (as MicroPython's /app),
+    with PYTHONPATH set to `libs` only, and the
     `packages` ({name: folder}) importable under their names, as in run_micropython (a temporary folder of
     symbolic links, name -> folder, comes first on PYTHONPATH)."""
     env = dict(os.environ)
@@ -177,9 +178,13 @@ def run_cpython(script_text_or_path, libs=DEFAULT_LIBS, timeout=60, args=(), pac
                 os.symlink(folder, os.path.join(links, name))
             paths.insert(0, links)
         env["PYTHONPATH"] = os.pathsep.join(paths)
-        with _Script(script_text_or_path) as path:
-            cmd = [sys.executable, path] + [str(a) for a in args]
-            return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+        work = tempfile.mkdtemp(prefix="cpy-")   # what a script writes in its working folder goes nowhere else
+        try:
+            with _Script(script_text_or_path) as path:
+                cmd = [sys.executable, path] + [str(a) for a in args]
+                return subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     finally:
         if links is not None:
             shutil.rmtree(links, ignore_errors=True)
