@@ -7,8 +7,8 @@ Linux errno numbers, and one-shot power cuts that keep a prefix of the write in 
 zeros or garbage to the end of its block (`PowerCut`; the card is dead after it, and a new `Card` on the same
 folder is the reboot). The test reads and corrupts the card's bytes only through that interface.
 
-`CardFolders` gives each card a fresh folder under one folder per run, relative to the working directory (the
-repository under CPython, /app in the in-memory filesystem under MicroPython): no tempfile, which MicroPython lacks.
+`CardFolders` gives each card a fresh folder under one folder per run, relative to the working directory (a
+fresh folder tests/mpy.py makes under CPython, /app in the in-memory filesystem under MicroPython): no tempfile, which MicroPython lacks.
 test_collector_portable.py imports it from here; the checks run only when this file is the main script.
 Prints `OK journal_portable <n> checks` at the end.
 """
