@@ -11,8 +11,13 @@ import binascii
 _SET_TIME = "2026-05-04T03:02:01Z"
 
 
+def seal(body):
+    """`body*crc32hex\n`: the envelope the board's frames and the pair's heartbeat records share."""
+    return body + b"*" + b"%08x" % (binascii.crc32(body) & 0xFFFFFFFF) + b"\n"
+
+
 def _frame(body):
-    return b"$" + body + b"*" + b"%08x" % (binascii.crc32(body) & 0xFFFFFFFF) + b"\n"
+    return b"$" + seal(body)
 
 
 def _fields(line):

@@ -16,18 +16,12 @@ What the run went through is recorded as it happens (`seen`), and `report()` pri
 can tell a peak measured over these moments from one measured over a quiet run.
 """
 
-import binascii
-
 import machine
-from simgateway import Gateway
+from simgateway import Gateway, seal
 
 CHUNK_MS = 10000
 BEAT_MS = 3000
 _STANDBY_STATUS = b"S1,watching,0,0"     # a standby's status record that says it only watches (soil.heartbeat)
-
-
-def _sealed(body):
-    return body + b"*" + b"%08x" % (binascii.crc32(body) & 0xFFFFFFFF) + b"\n"
 
 
 class PeakRun:
@@ -52,7 +46,7 @@ class PeakRun:
         """A standby at 0x08 on the pair's wire that reports it only watches (for a master)."""
         if present:
             mem = bytearray(144)
-            rec = _sealed(_STANDBY_STATUS)
+            rec = seal(_STANDBY_STATUS)
             mem[96:96 + len(rec)] = rec
             self.stand_in = machine.I2CTarget(self.hb_bus, 8, mem=mem)
         elif self.stand_in is not None:
@@ -62,7 +56,7 @@ class PeakRun:
     def _beat(self, now_ms):
         """The master's beat, written to the standby's target as the master's controller writes it."""
         body = b"B1,pair-a,1,%d,0,1,active" % ((now_ms - self.t0) // 1000)
-        machine.I2C(self.hb_bus).writeto_mem(8, 0, _sealed(body))
+        machine.I2C(self.hb_bus).writeto_mem(8, 0, seal(body))
 
     def _note(self, what, t):
         if what not in [w for w, _ in self.seen]:
