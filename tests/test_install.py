@@ -139,6 +139,17 @@ def _provisioned(stock, tmp_path, database, extra=""):
     return cfg, password
 
 
+def test_provision_for_the_host_the_operator_chooses(stock, tmp_path):
+    sql(stock, "DROP DATABASE IF EXISTS remote_garden", "DROP USER IF EXISTS remote_gw@'192.0.2.%'")
+    cfg = config(tmp_path, stock.port, "remote_garden", user="remote_gw")
+    proc = run_cli("migrate", "-c", cfg, "--admin-socket", stock.socket, "--provision", "--gateway-host",
+                   "192.0.2.%", env_extra={"SOIL_DB_PASSWORD": secrets.token_hex(8)})
+    assert proc.returncode == 0, proc.stderr
+    assert sql(stock, "SELECT host FROM mysql.user WHERE user = 'remote_gw'") == (("192.0.2.%",),)
+    grants = {r[0] for r in sql(stock, "SHOW GRANTS FOR remote_gw@'192.0.2.%'")}
+    assert "GRANT SELECT, INSERT ON `remote_garden`.`plants` TO `remote_gw`@`192.0.2.%`" in grants, grants
+
+
 def test_check_tries_the_writes_the_gateway_makes(stock, tmp_path):
     cfg, password = _provisioned(stock, tmp_path, "plant_moisture")
     # An account that can read but not write passed `check` before; the gateway then failed at the first reading.
@@ -310,10 +321,17 @@ def test_pi_install_as_documented(stock, tmp_path):
     env = dict(os.environ, PIP_DISABLE_PIP_VERSION_CHECK="1")
     for var in ("PYTHONPATH", "SOIL_DB_PASSWORD", "VIRTUAL_ENV"):
         env.pop(var, None)
+    # A checkout of its own: pip builds in the source tree (build/), which must not be this repository's.
+    checkout = tmp_path / "checkout"
+    for name in subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True,
+                               text=True).stdout.split("\0"):
+        if name and os.path.isfile(os.path.join(ROOT, name)):
+            os.makedirs(os.path.dirname(checkout / name), exist_ok=True)
+            shutil.copy2(os.path.join(ROOT, name), checkout / name)
     outputs = []
     for step in steps:
         step = step.replace("python3 -m venv", "%s -m venv" % sys.executable, 1)
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=ROOT, env=env, capture_output=True,
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", step], cwd=checkout, env=env, capture_output=True,
                               text=True, timeout=240)
         assert proc.returncode == 0, "%s\n%s%s" % (step, proc.stdout, proc.stderr)
         outputs.append(proc.stdout)
