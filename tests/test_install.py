@@ -265,6 +265,36 @@ def test_legacy_insert_time_is_the_session_time_zone(stock):
     assert live.strftime("%H:%M:%S") == "15:09:08"
 
 
+def test_legacy_insert_time_in_a_server_in_europe_berlin(monkeypatch):
+    """The case seen: the server's zone is SYSTEM, the machine's Europe/Berlin (winter and summer time)."""
+    require_server()
+    monkeypatch.setenv("TZ", "Europe/Berlin")   # the server process inherits it
+    times = ("2015-11-27 15:09:08", "2015-07-01 12:00:00")
+    with private_dir("berlin") as path:
+        srv = PrivateServer(path)
+        srv.start()
+        try:
+            conn = admin(srv)
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@system_time_zone, @@session.time_zone")
+                assert cur.fetchone() == ("CET", "SYSTEM")
+                cur.execute("CREATE DATABASE plant_moisture")
+                cur.execute(BOOK_CREATE.format(db="plant_moisture"))
+                for t in times:
+                    cur.execute("INSERT INTO plant_moisture.plants VALUES (NULL, 456, %s)", (t,))
+                conn.commit()
+                schema.migrate(conn)
+                for t in times:
+                    cur.execute("INSERT INTO plant_moisture.plants VALUES (NULL, 456, %s)", (t,))
+                conn.commit()
+                cur.execute("SELECT date_saved FROM plant_moisture.plants ORDER BY id")
+                got = [r[0].strftime("%Y-%m-%d %H:%M:%S") for r in cur.fetchall()]
+            conn.close()
+        finally:
+            srv.stop()
+    assert got == ["2015-11-27 14:09:08", "2015-07-01 10:00:00"] * 2
+
+
 # -- section 4: the Raspberry Pi install, as written -----------------------------------------------------------------
 README = os.path.join(ROOT, "README.md")
 UNIT = os.path.join(ROOT, "gateway", "soil-gateway.service")
