@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast bench venv deps dbserver micropython clean help
+.PHONY: all demo demo-ha test test-fast bench venv deps dbserver micropython systemd-analyze clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
@@ -37,7 +37,11 @@ $(NODE_DIR)/node_modules/.installed: $(NODE_DIR)/package.json
 
 micropython: $(NODE_DIR)/node_modules/.installed
 
-deps: venv dbserver micropython
+# systemd-analyze, which checks the service's unit file in the tests (Debian's systemd package).
+systemd-analyze:
+	@bash tools/ensure-systemd-analyze.sh
+
+deps: venv dbserver micropython systemd-analyze
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps

@@ -1,9 +1,10 @@
 """`soil-gateway`: the gateway's one command-line entry.
 
     soil-gateway run -c gateway.toml            serve the configured boards (the service's ExecStart)
-    soil-gateway check -c gateway.toml          can the gateway reach and write its database?
-    soil-gateway migrate -c gateway.toml --admin-user root
+    soil-gateway check -c gateway.toml          can the gateway write its database and open its ports?
+    soil-gateway migrate -c gateway.toml --admin-socket /run/mysqld/mysqld.sock --provision
                                                 create or upgrade the schema (adopts the book's table in place)
+                                                and the gateway's least-privilege account
     soil-gateway monitor /dev/ttyACM0           a serial monitor that shows frames decoded (for the bench)
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
@@ -61,40 +62,88 @@ def cmd_run(args):
 
 
 def cmd_check(args):
+    """The database as the gateway uses it (a write probe that is rolled back), then each configured port."""
     from gateway.db import ReadingStore
     from gateway.dbconn import DatabaseError
+    from gateway.transport import SerialTransport
     cfg = _load_config(args)
+    failed = 0
     store = ReadingStore(cfg.database)
     try:
-        info = store.check()
+        print("database ok: %s" % store.check())
     except DatabaseError as e:
-        raise CliError(str(e))
+        print("%s: %s" % (PROG, e), file=sys.stderr)
+        failed += 1
     finally:
         store.close()
-    print("database ok: %s" % (info or "reachable"))
-    return 0
+    for board in cfg.boards:
+        try:
+            SerialTransport(board, None).check_open()
+        except Exception as e:  # any failure to open is this port's one line, and check goes on to the next
+            print("%s: port %s: cannot open: %s" % (PROG, board.name, e), file=sys.stderr)
+            failed += 1
+        else:
+            print("port %s ok: opens at %d baud" % (board.name, board.baudrate))
+    return 1 if failed else 0
+
+
+# What `migrate` needs of its account, for the message when the account lacks it.
+_ADMIN_DENIED = (1044, 1045, 1142, 1143, 1227, 1410, 1698)
+
+
+def _admin_config(args, db):
+    """The admin account's DbConfig: --admin-socket if given, else where the gateway connects (with `servers`:
+    the primary among them). No default database (it may not exist yet); no read timeout (adopting a big table
+    is one long ALTER)."""
+    import dataclasses
+    from gateway.primary import find_primary
+    admin = dataclasses.replace(db, user=args.admin_user, password=os.environ.get(args.admin_password_env, ""),
+                                database=None, read_timeout=None, write_timeout=None)
+    if args.admin_socket:
+        return dataclasses.replace(admin, unix_socket=args.admin_socket, servers=(), ssl_ca=None, ssl_cert=None,
+                                   ssl_key=None)
+    if admin.servers:
+        return find_primary(admin)
+    return admin
 
 
 def cmd_migrate(args):
     import pymysql
     from gateway import schema
-    from gateway.dbconn import DbConfig, classify
+    from gateway.dbconn import DatabaseError, classify, connect
     cfg = _load_config(args)
-    admin = DbConfig(host=cfg.database.host, port=cfg.database.port, unix_socket=args.admin_socket or
-                     cfg.database.unix_socket, user=args.admin_user,
-                     password=os.environ.get(args.admin_password_env, ""), database=None)
+    db = cfg.database
+    if args.provision and not db.password:
+        # Before any migration: a half-done install (schema but no account) is what the user would get otherwise.
+        raise CliError("--provision needs the gateway account's password: set $SOIL_DB_PASSWORD (or the variable "
+                       "[database] password_env names) as the service will; nothing was changed")
     try:
-        conn = pymysql.connect(**admin.connect_kwargs())
-    except pymysql.MySQLError as e:
-        raise CliError(str(classify(e, admin)))
+        admin = _admin_config(args, db)
+        conn = connect(admin)
+    except DatabaseError as e:
+        hint = ""
+        if e.errno in (1045, 1130, 1698) and not args.admin_socket:
+            hint = ("; on a stock MariaDB root logs in only over the socket, as the system's root: "
+                    "sudo soil-gateway migrate ... --admin-socket /run/mysqld/mysqld.sock")
+        raise CliError("migrate: %s%s" % (e, hint))
     try:
-        applied = schema.migrate(conn)
-        print("schema up to date; applied: %s" % (", ".join(map(str, applied)) or "nothing"))
+        applied = schema.migrate(conn, db.database)
+        print("schema up to date: database %s on %s; applied: %s"
+              % (db.database, admin.where(), ", ".join(map(str, applied)) or "nothing"))
         if args.provision:
-            if not cfg.database.password:
-                raise CliError("--provision needs the gateway's password in the config or $SOIL_DB_PASSWORD")
-            schema.provision_gateway_account(conn, cfg.database.user, cfg.database.password)
-            print("account %s provisioned (least privilege)" % cfg.database.user)
+            hosts = tuple(args.gateway_host or schema.GATEWAY_HOSTS)
+            schema.provision_gateway_account(conn, db.user, db.password, hosts, database=db.database)
+            print("account %s provisioned for host(s) %s (least privilege)" % (db.user, ", ".join(hosts)))
+    except schema.MigrationError as e:
+        raise CliError(str(e))
+    except pymysql.MySQLError as e:
+        err = classify(e, admin)
+        if err.errno in _ADMIN_DENIED:
+            raise CliError("migrate: the account %s may not change %s (error %s: %s): run migrate as an "
+                           "administrative account (CREATE, ALTER, INDEX, TRIGGER, CREATE USER, GRANT OPTION), "
+                           "e.g. root over the server's socket (sudo, --admin-socket /run/mysqld/mysqld.sock)"
+                           % (admin.where(), db.database, err.errno, e.args[1] if len(e.args) > 1 else e))
+        raise CliError("migrate: %s" % err)
     finally:
         conn.close()
     return 0
@@ -157,8 +206,15 @@ def build_parser():
     g.add_argument("--admin-user", default="root")
     g.add_argument("--admin-password-env", default="SOIL_DB_ADMIN_PASSWORD", metavar="VAR",
                    help="environment variable holding the admin password (default: %(default)s)")
-    g.add_argument("--admin-socket", help="connect over this Unix socket instead of TCP")
-    mig.add_argument("--provision", action="store_true", help="also create the gateway's least-privilege account")
+    g.add_argument("--admin-socket", metavar="PATH",
+                   help="connect over this Unix socket instead of TCP (Debian's root: /run/mysqld/mysqld.sock)")
+    g = mig.add_argument_group("gateway account")
+    g.add_argument("--provision", action="store_true",
+                   help="also create the gateway's least-privilege account ([database] user, password from "
+                        "$SOIL_DB_PASSWORD)")
+    g.add_argument("--gateway-host", action="append", metavar="HOST",
+                   help="the client host the account is for, repeatable (default: localhost and 127.0.0.1; "
+                        "the gateway's address, or %%, when it runs on another machine)")
 
     mon = sub.add_parser("monitor", help="serial monitor that decodes frames")
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")

@@ -89,6 +89,14 @@ def load(path, environ=None):
             data = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError("%s: no such configuration file" % path)
+    except IsADirectoryError:
+        raise ConfigError("%s: is a folder, not a configuration file (give the .toml file inside it)" % path)
+    except UnicodeDecodeError as e:
+        # TOML is UTF-8 by definition; an editor that saved latin-1 (or a binary file) lands here.
+        raise ConfigError("%s: not UTF-8 text (byte 0x%02x at offset %d): save it as UTF-8"
+                          % (path, e.object[e.start], e.start))
+    except OSError as e:
+        raise ConfigError("%s: cannot read the configuration file: %s" % (path, e.strerror or e))
     except tomllib.TOMLDecodeError as e:
         raise ConfigError("%s: %s" % (path, e))
     return from_dict(data, path, environ)

@@ -132,6 +132,20 @@ def _execute_rows(conn, cur, rows):
         cur.execute(_INSERT_PREFIX + ",".join(parts))
 
 
+def _board_status_statement(board, fields):
+    """(sql, params) recording a board's status: INSERT, or UPDATE of the board's row when it exists."""
+    _printable_ascii(board, 32, "board id")
+    unknown = sorted(set(fields) - set(_BOARD_FIELDS))
+    if unknown:
+        raise ValueError("unknown board status field(s): %s" % ", ".join(unknown))
+    names = [n for n in _BOARD_FIELDS if n in fields]  # whitelisted, so safe to put into SQL
+    cols = ", ".join(["board"] + names + ["last_seen"])
+    marks = ", ".join(["%s"] * (1 + len(names)) + ["UTC_TIMESTAMP(3)"])
+    updates = ", ".join("%s = VALUES(%s)" % (n, n) for n in names + ["last_seen"])
+    sql = "INSERT INTO boards (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s" % (cols, marks, updates)
+    return sql, [board] + [fields[n] for n in names]
+
+
 class ReadingStore:
     """Writes readings and board status for the gateway. One connection, opened on demand, replaced after errors.
 
@@ -194,13 +208,17 @@ class ReadingStore:
                 self.close()
         return err
 
-    def _run(self, work):
-        """Run work(conn, cursor) in one transaction and COMMIT; classify and clean up on failure."""
+    def _run(self, work, commit=True):
+        """Run work(conn, cursor) in one transaction and COMMIT (or roll it back: the write probe of check());
+        classify and clean up on failure."""
         conn = self._connection()
         try:
             with conn.cursor() as cur:
                 result = work(conn, cur)
-            conn.commit()
+            if commit:
+                conn.commit()
+            else:
+                conn.rollback()
             return result
         except pymysql.MySQLError as exc:
             raise self._fail(exc) from exc
@@ -209,8 +227,12 @@ class ReadingStore:
             raise
 
     # -- public API ------------------------------------------------------------------------------------------
+    CHECK_BOARD = "soil-gateway-check"   # the write probe's board id; its rows are rolled back, never stored
+
     def check(self):
-        """Connect, verify the schema and that the server accepts writes; return a one-line description."""
+        """Connect, verify the schema, and write the way the gateway does in a transaction that is rolled back:
+        a reading into plants, a board status twice (its INSERT and its UPDATE), a board and a collector event.
+        A missing privilege, table or column fails here as it would at the first reading. Return one line."""
         def work(conn, cur):
             cur.execute("SELECT VERSION(), @@read_only")
             version, read_only = cur.fetchone()
@@ -219,9 +241,19 @@ class ReadingStore:
             if read_only:
                 raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
                                           % self.where())
-            return "%s at %s, database %s" % (version, self.where(), self.cfg.database)
+            now = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+            _execute_rows(conn, cur, [(self.CHECK_BOARD, None, 0, 0, now, 0, "live", now, "rtc")])
+            for _ in range(2):  # the first inserts the status row, the second updates it
+                cur.execute(*_board_status_statement(self.CHECK_BOARD, {"boot": 0}))
+            cur.execute("INSERT INTO board_events (board, event, detail, board_time, received_at) "
+                        "VALUES (%s, 'check', NULL, NULL, UTC_TIMESTAMP(3))", (self.CHECK_BOARD,))
+            cur.execute("INSERT INTO collector_events (board, event, detail, board_time, received_at) "
+                        "VALUES (%s, 'takeover', 'soil-gateway check', NULL, UTC_TIMESTAMP(3))",
+                        (self.CHECK_BOARD,))
+            return ("%s at %s, database %s; writes ok (INSERT, UPDATE; rolled back)"
+                    % (version, self.where(), self.cfg.database))
         try:
-            info = self._run(work)
+            info = self._run(work, commit=False)
             self._durability().check_probe(self)
             return info
         except DatabaseUnavailable:
@@ -323,16 +355,7 @@ class ReadingStore:
 
     def upsert_board_status(self, board, **fields):
         """Record a board's latest status (fields from _BOARD_FIELDS); last_seen is the server's UTC now."""
-        _printable_ascii(board, 32, "board id")
-        unknown = sorted(set(fields) - set(_BOARD_FIELDS))
-        if unknown:
-            raise ValueError("unknown board status field(s): %s" % ", ".join(unknown))
-        names = [n for n in _BOARD_FIELDS if n in fields]  # whitelisted, so safe to put into SQL
-        cols = ", ".join(["board"] + names + ["last_seen"])
-        marks = ", ".join(["%s"] * (1 + len(names)) + ["UTC_TIMESTAMP(3)"])
-        updates = ", ".join("%s = VALUES(%s)" % (n, n) for n in names + ["last_seen"])
-        sql = "INSERT INTO boards (%s) VALUES (%s) ON DUPLICATE KEY UPDATE %s" % (cols, marks, updates)
-        params = [board] + [fields[n] for n in names]
+        sql, params = _board_status_statement(board, fields)
         self._run(lambda conn, cur: cur.execute(sql, params))
 
     def add_board_event(self, board, event, detail=None, board_time=None):

@@ -11,6 +11,9 @@ Why it looks like this:
   2038 limit, no session-time-zone conversion. Existing TIMESTAMP values are converted with the session time zone
   at '+00:00', so they become UTC wall-clock times. A book client that sends NULL still gets the current UTC time,
   from a BEFORE INSERT trigger (DATETIME has no implicit NULL-means-now), and the row says so: time_quality='server'.
+  A book client that sends a time sends its session's local time (what TIMESTAMP meant): the same trigger converts
+  it to UTC, so old and new rows of one client agree. `SELECT *` then shows UTC in every session (DATETIME is not
+  converted on the way out); `CONVERT_TZ(date_saved, '+00:00', @@session.time_zone)` gives the local time back.
 * **A reading has an identity (F9):** UNIQUE (board, boot, seq). Legacy rows have NULLs there, which never collide.
 * **Migrations are idempotent step by step.** DDL is not transactional, so a migrator that died half way must be
   able to run again: every step inspects information_schema and does only what is missing; versions are recorded
@@ -39,7 +42,8 @@ PLANT_INDEXES = (
     ("reading_identity", "UNIQUE KEY `reading_identity` (`board`, `boot`, `seq`)"),
     ("date_saved", "KEY `date_saved` (`date_saved`)"),
 )
-PLANTS_TRIGGER = "plants_sample_time_default"
+PLANTS_TRIGGER = "plants_sample_time_default"   # version 2's trigger, replaced by version 4's
+LEGACY_TIME_TRIGGER = "plants_legacy_sample_time"
 
 GATEWAY_GRANTS = (
     ("SELECT, INSERT", "plants"),
@@ -47,6 +51,9 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT", "board_events"),
     ("SELECT, INSERT", "collector_events"),
 )
+
+# The client hosts the gateway's account is created for by default: the same machine, by socket or TCP.
+GATEWAY_HOSTS = ("localhost", "127.0.0.1")
 
 _IDENT = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 
@@ -197,11 +204,43 @@ def _m3_board_tables(cur, db):
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % (d, board))
 
 
+def _trigger_body_v4():
+    return ("BEGIN\n"
+            "  IF NEW.`date_saved` IS NULL THEN\n"
+            "    SET NEW.`date_saved` = UTC_TIMESTAMP(), NEW.`time_quality` = 'server';\n"
+            "  ELSEIF NEW.`source` = 'legacy' THEN\n"
+            "    SET NEW.`date_saved` = COALESCE(CONVERT_TZ(NEW.`date_saved`, @@session.time_zone, '+00:00'),\n"
+            "                                    NEW.`date_saved`);\n"
+            "  END IF;\n"
+            "END")
+
+
+def _m4_legacy_sample_time(cur, db):
+    """A book client's time is its session's local time: store it as UTC, like the adopted rows.
+
+    The book's column was a TIMESTAMP, so `INSERT ... VALUES (NULL, 456, '2015-11-27 15:09:08')` meant 15:09:08 in
+    the session's time zone (the server's, unless the client set one). Version 1 converted the old rows to UTC;
+    without this step the same statement after the migration would store the literal as UTC, an offset away from
+    the old rows. Only rows without an identity (source 'legacy') are converted: the gateway writes UTC with
+    source 'live'/'replay' in a '+00:00' session. NULL still means the server's UTC now.
+
+    The new trigger is created to run before version 2's and that one is dropped afterwards, so no insert ever
+    finds neither (MySQL has no CREATE OR REPLACE TRIGGER).
+    """
+    if not _trigger_exists(cur, db, LEGACY_TIME_TRIGGER):
+        order = " PRECEDES %s" % _q(PLANTS_TRIGGER) if _trigger_exists(cur, db, PLANTS_TRIGGER) else ""
+        cur.execute("CREATE TRIGGER %s.%s BEFORE INSERT ON %s.`plants` FOR EACH ROW%s\n%s"
+                    % (_q(db), _q(LEGACY_TIME_TRIGGER), _q(db), order, _trigger_body_v4()))
+    if _trigger_exists(cur, db, PLANTS_TRIGGER):
+        cur.execute("DROP TRIGGER %s.%s" % (_q(db), _q(PLANTS_TRIGGER)))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
     (2, "plants: NULL sample time means the server's UTC now, flagged time_quality=server", _m2_sample_time_trigger),
     (3, "boards, board_events, collector_events", _m3_board_tables),
+    (4, "plants: a legacy insert's sample time is in the session time zone, stored as UTC", _m4_legacy_sample_time),
 )
 
 
@@ -263,7 +302,7 @@ def current_version(conn, database=DATABASE):
         cur.close()
 
 
-def provision_gateway_account(admin_conn, user, password, hosts=("localhost", "127.0.0.1"), *,
+def provision_gateway_account(admin_conn, user, password, hosts=GATEWAY_HOSTS, *,
                               database=DATABASE, require_tls=False):
     """Create (or reset) the gateway's account with the least privilege it needs (F13).
 

@@ -45,6 +45,13 @@ class SerialTransport:
             except Exception:
                 pass
 
+    def check_open(self):
+        """Open the port as the service does, then close it again (`soil-gateway check`). Raises what the open
+        raises (serial.SerialException, OSError, ValueError for a bad URL or baud rate)."""
+        self._open()
+        port, self.port = self.port, None
+        port.close()
+
     def write(self, data):
         """Send bytes now, or drop them while the port is closed (the protocol recovers from lost frames)."""
         port = self.port
