@@ -49,7 +49,11 @@ _BUSY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EBUSY)   # flock held (EWOULDBLO
 
 
 class PortBusy(serial.SerialException):
-    """Another program holds the port (its lock or its exclusive open)."""
+    """Another program holds the port (its lock or its exclusive open); the message names it."""
+
+    def __init__(self, err, message):
+        super().__init__(message)
+        self.errno = err
 
 
 def check_url(url):
