@@ -308,7 +308,10 @@ class Gateway:
         for name in self._LIMITED_LOGGERS:
             logging.getLogger(name).addFilter(self.warnings)
         if self.tap is not None:
-            self.tap.start()
+            try:
+                self.tap.start()
+            except OSError as e:          # the tap is for people watching; the boards are served without it
+                log.warning("tap: cannot serve %s (%s); monitor --listen is unavailable", self.tap.path, e)
         self.writer.start()
         for t in self.transports:
             t.start()

@@ -78,6 +78,7 @@ class LineTap:
         self._lock = threading.Lock()
         self._sock = None
         self._thread = None
+        self._bound = False            # the socket file is ours to remove
 
     def add_port(self, name, url):
         self._ports.append((name, url))
@@ -93,7 +94,12 @@ class LineTap:
     def start(self):
         self.check()
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.bind(self.path)
+        try:
+            sock.bind(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self._bound = True
         os.chmod(self.path, 0o660)
         sock.listen(8)
         self._sock = sock
@@ -115,10 +121,12 @@ class LineTap:
             clients, self._clients = self._clients, []
         for c in clients:
             c.close()
-        try:
-            os.remove(self.path)
-        except OSError:
-            pass
+        if self._bound:
+            self._bound = False
+            try:
+                os.remove(self.path)
+            except OSError:
+                pass
 
     def publish(self, port_name, direction, data):
         with self._lock:
