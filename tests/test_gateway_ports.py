@@ -392,3 +392,28 @@ def test_repeat_limiter_says_how_many_it_left_out():
     finally:
         log.removeFilter(lim)
         log.removeHandler(h)
+
+
+def test_the_board_thread_survives_an_unexpected_error(caplog):
+    """A bug behind the port (here the protocol raising) costs one error line and a reopen, never the thread."""
+    class Fragile(Recorder):
+        def data_received(self, data):
+            if b"!" in data:
+                raise RuntimeError("a bug behind the port")
+            super().data_received(data)
+    board = PtyBoard()
+    rec = Fragile()
+    t = SerialTransport(Cfg(board.path), rec)
+    caplog.set_level(logging.ERROR, logger="gateway.transport")
+    t.start()
+    try:
+        assert rec.wait_for(lambda: len(rec.made) == 1)
+        board.send(b"!")
+        assert rec.wait_for(lambda: len(rec.made) == 2)          # reopened by the same, living thread
+        board.send(b"after\n")
+        assert rec.wait_for(lambda: b"after\n" in rec.data)
+        assert [r.getMessage() for r in caplog.records] == [
+            "port-t: unexpected RuntimeError: a bug behind the port; retrying"]
+    finally:
+        t.stop()
+        board.close()
