@@ -6,6 +6,7 @@
                                                 create or upgrade the schema (adopts the book's table in place)
                                                 and the gateway's least-privilege account
     soil-gateway monitor /dev/ttyACM0           a serial monitor that shows frames decoded (for the bench)
+    soil-gateway monitor --listen /dev/ttyACM0  the same for a port the running gateway serves (its tap)
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
 """
@@ -19,6 +20,7 @@ import threading
 import time
 
 PROG = "soil-gateway"
+DEFAULT_TAP = "/run/soil-gateway/tap.sock"     # beside the systemd unit's --status /run/soil-gateway/status.json
 
 
 class CliError(Exception):
@@ -32,8 +34,11 @@ def _load_config(args):
     except ConfigError as e:
         raise CliError(str(e))
     for url in getattr(args, "board", None) or []:
-        from gateway.config import BoardConfig
-        cfg.boards.append(BoardConfig(url, args.baudrate))
+        from gateway.config import board_config
+        try:
+            cfg.boards.append(board_config(url, args.baudrate, where="--board %s" % url))
+        except ConfigError as e:
+            raise CliError(str(e))
     return cfg
 
 
@@ -43,9 +48,18 @@ def cmd_run(args):
     cfg = _load_config(args)
     if args.status:
         cfg.status_path = args.status
+    if args.tap:
+        cfg.tap_path = args.tap
+    elif cfg.tap_path is None and cfg.status_path:
+        cfg.tap_path = os.path.join(os.path.dirname(os.path.abspath(cfg.status_path)), "tap.sock")
     if not cfg.boards:
         raise CliError("no boards: add [[board]] url = ... to %s or pass --board URL" % args.config)
     gw = Gateway(cfg)
+    if gw.tap is not None:
+        try:
+            gw.tap.check()
+        except OSError as e:
+            raise CliError("tap: %s" % e)
     try:
         gw.check_database()
     except DatabaseConfigError as e:
@@ -150,34 +164,118 @@ def cmd_migrate(args):
 
 
 def cmd_monitor(args):
-    """Show a board's frames decoded, with bad lines marked, like a serial monitor that knows the protocol."""
-    import serial
+    """Show a board's frames decoded, with bad lines marked, like a serial monitor that knows the protocol.
+
+    The port is opened exclusively: a port the gateway serves is refused with the program that holds it, and
+    `--listen` shows what the gateway sees through its tap (gateway/tap.py) without touching the port. When the
+    board resets or is unplugged the monitor says so in one line and waits for the port to come back."""
     from gateway import frames
-    port = serial.serial_for_url(args.url, do_not_open=True)
-    port.baudrate = args.baudrate
-    port.timeout = 0.2
+    from gateway.transport import check_baudrate, check_url
     try:
-        port.open()
+        check_url(args.url)
+        check_baudrate(args.baudrate)
+    except ValueError as e:
+        raise CliError(str(e))
+    deadline = time.monotonic() + args.seconds if args.seconds else None
+    if args.listen:
+        if args.query:
+            raise CliError("--listen only listens: it cannot send --query (the gateway asks the board itself)")
+        return _monitor_tap(args, deadline)
+    import serial
+    from gateway.transport import PortBusy, close_port, open_port
+    try:
+        port = open_port(args.url, args.baudrate, timeout=0.2)
+    except PortBusy as e:
+        raise CliError("%s; to see what the gateway sees: %s monitor --listen %s" % (e, PROG, args.url))
     except serial.SerialException as e:
         raise CliError("cannot open %s: %s" % (args.url, e))
-    splitter = frames.LineSplitter()
+    show = _Printer(frames)
     if args.query:
         port.write(frames.query())
-    deadline = time.monotonic() + args.seconds if args.seconds else None
     try:
         while deadline is None or time.monotonic() < deadline:
-            for line in splitter.feed(port.read(max(1, port.in_waiting))):
-                stamp = time.strftime("%H:%M:%S")
-                try:
-                    kind, f = frames.decode(line)
-                    print("%s %s %s" % (stamp, kind, " ".join(str(x) for x in f)), flush=True)
-                except frames.FrameError as e:
-                    print("%s ! %s: %r" % (stamp, e, bytes(line[:80])), flush=True)
+            try:
+                data = port.read(max(1, port.in_waiting))
+            except (serial.SerialException, OSError) as e:
+                close_port(port)
+                print("%s: %s: port lost (%s); waiting for it to come back" % (PROG, args.url, e), file=sys.stderr,
+                      flush=True)
+                port = _wait_for_port(args, deadline)
+                if port is None:
+                    return 0
+                print("%s: %s: port back" % (PROG, args.url), file=sys.stderr, flush=True)
+                show.splitter = frames.LineSplitter()
+                continue
+            show.feed(data)
     except KeyboardInterrupt:
         pass
     finally:
-        port.close()
+        if port is not None:
+            close_port(port)
     return 0
+
+
+def _wait_for_port(args, deadline):
+    """Open the port again once it is back; None when the deadline passed first."""
+    import serial
+    from gateway.transport import PortBusy, REOPEN_S, open_port
+    said = None
+    while deadline is None or time.monotonic() < deadline:
+        try:
+            return open_port(args.url, args.baudrate, timeout=0.2)
+        except PortBusy as e:
+            if str(e) != said:
+                print("%s: %s; still waiting" % (PROG, e), file=sys.stderr, flush=True)
+                said = str(e)
+        except serial.SerialException:
+            pass
+        time.sleep(REOPEN_S * 5)
+    return None
+
+
+def _monitor_tap(args, deadline):
+    from gateway import frames, tap
+    try:
+        sock, name = tap.listen(args.tap, args.url)
+    except OSError as e:
+        raise CliError(str(e))
+    print("%s: listening to %s through the gateway's tap %s" % (PROG, name, args.tap), file=sys.stderr, flush=True)
+    from_board, to_board = _Printer(frames), _Printer(frames, mark="> ")
+    try:
+        for direction, data in tap.records(sock):
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+            if direction == b"<":
+                from_board.feed(data)
+            elif direction == b">":
+                to_board.feed(data)
+        else:
+            print("%s: the gateway closed its tap" % PROG, file=sys.stderr, flush=True)
+    except KeyboardInterrupt:
+        pass
+    except OSError as e:
+        raise CliError("gateway tap %s: %s" % (args.tap, e))
+    finally:
+        sock.close()
+    return 0
+
+
+class _Printer:
+    """Lines of one direction, decoded and printed: `HH:MM:SS KIND fields`, `HH:MM:SS ! error: line` when bad."""
+
+    def __init__(self, frames, mark=""):
+        self.frames = frames
+        self.mark = mark
+        self.splitter = frames.LineSplitter()
+
+    def feed(self, data):
+        for line in self.splitter.feed(data):
+            stamp = time.strftime("%H:%M:%S")
+            try:
+                kind, f = self.frames.decode(line)
+                print("%s %s%s %s" % (stamp, self.mark, kind, " ".join(str(x) for x in f)), flush=True)
+            except self.frames.FrameError as e:
+                print("%s %s! %s: %r" % (stamp, self.mark, e, bytes(line[:80])), flush=True)
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor}
@@ -196,6 +294,8 @@ def build_parser():
     g = run.add_argument_group("status")
     g.add_argument("--status", metavar="FILE", help="write a JSON status snapshot here")
     g.add_argument("--status-every", type=float, default=5.0, metavar="S")
+    g.add_argument("--tap", metavar="SOCKET", help="serve the read-only tap for `monitor --listen` here (default: "
+                                                   "[gateway] tap_path, else tap.sock beside the --status file)")
 
     chk = sub.add_parser("check", help="check the database connection and schema")
     chk.add_argument("-c", "--config", default="gateway.toml")
@@ -220,6 +320,12 @@ def build_parser():
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")
     mon.add_argument("--baudrate", type=int, default=115200)
     mon.add_argument("--query", action="store_true", help="ask the board for a hello first")
+    g = mon.add_argument_group("beside a running gateway")
+    g.add_argument("--listen", action="store_true",
+                   help="only listen: show what the gateway reads from and writes to this port, through its tap "
+                        "(the port itself stays the gateway's)")
+    g.add_argument("--tap", default=DEFAULT_TAP, metavar="SOCKET",
+                   help="the gateway's tap (default: %(default)s, the systemd unit's)")
     mon.add_argument("--seconds", type=float, default=0, help="stop after this long (default: run until ^C)")
     return p
 

@@ -15,9 +15,14 @@ Example (see gateway.example.toml):
     [gateway]
     clock_tolerance_s = 2
 
+    # tap_path = "/run/soil-gateway/tap.sock"   # for `monitor --listen` (default: beside the --status file)
+
     [[board]]
     url = "/dev/ttyACM0"                # any pyserial URL: /dev/ttyACM0, socket://host:port, spy://..., hwgrep://...
     baudrate = 115200
+
+A board's url and baudrate are checked here, when the file is read (an unknown URL scheme such as serial://, a
+baudrate that is not a positive whole number): one line naming the file and the board, before any thread starts.
 
 The password never leaves this machine: boards only ever see frames (flaw F13).
 """
@@ -31,6 +36,7 @@ except ImportError:  # Python < 3.11
 
 from gateway.dbconn import DbConfig
 from gateway.primary import parse_server
+from gateway.transport import check_baudrate, check_url
 
 PASSWORD_ENV = "SOIL_DB_PASSWORD"
 
@@ -49,11 +55,21 @@ class BoardConfig:
         return "BoardConfig(%r, %r)" % (self.url, self.baudrate)
 
 
+def board_config(url, baudrate=115200, name=None, where="board"):
+    """A BoardConfig whose url and baudrate can open a port; ConfigError starting with `where` otherwise."""
+    try:
+        check_url(url)
+        check_baudrate(baudrate)
+    except ValueError as e:
+        raise ConfigError("%s: %s" % (where, e))
+    return BoardConfig(url, baudrate, name)
+
+
 class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
-                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10):
+                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -63,13 +79,14 @@ class GatewayConfig:
         self.retry_max_s = retry_max_s
         self.status_path = status_path
         self.linger_ms = linger_ms
+        self.tap_path = tap_path       # the Unix socket of gateway/tap.py (None: no tap)
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
             "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
             "connect_timeout": (int, float), "servers": list, "semisync": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
-            "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float)}
+            "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str}
 
 
 def _check(table, allowed, where, path):
@@ -133,5 +150,5 @@ def from_dict(data, path="<config>", environ=None):
         if "url" not in b:
             raise ConfigError("%s: [[board]] number %d has no url" % (path, i + 1))
         _check(b, {"url": str, "baudrate": int, "name": str}, "board", path)
-        boards.append(BoardConfig(**b))
+        boards.append(board_config(where="%s: [[board]] number %d" % (path, i + 1), **b))
     return GatewayConfig(database, boards, **gw)

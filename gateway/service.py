@@ -18,6 +18,8 @@ from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
+from gateway.ratelimit import RepeatLimiter
+from gateway.tap import LineTap
 from gateway.transport import SerialTransport
 
 log = logging.getLogger("gateway")
@@ -246,6 +248,8 @@ class Gateway:
         self._witness_store = None
         self.sessions = []             # one BoardProtocol per board, in the order of config.boards
         self.transports = []           # the SerialTransport that reads each session's port
+        self.tap = LineTap(config.tap_path) if config.tap_path else None
+        self.warnings = RepeatLimiter()    # per-port warnings, rate limited (gateway/ratelimit.py)
         for board in config.boards:
             self.add_board(board)
 
@@ -254,8 +258,11 @@ class Gateway:
         s = BoardProtocol(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
                           clock=ClockKeeper(self.config.clock_tolerance_s), wait_ms=self.config.wait_ms,
                           witness=self.witness)
+        transport = SerialTransport(board_cfg, s, tap=self.tap)
+        if self.tap is not None:
+            self.tap.add_port(board_cfg.name, board_cfg.url)
         self.sessions.append(s)
-        self.transports.append(SerialTransport(board_cfg, s))
+        self.transports.append(transport)
         return s
 
     def witness(self, asking, master_id, probe_timeout=1.0):
@@ -295,7 +302,16 @@ class Gateway:
         """Fail fast with a clear message on a configuration error (wrong password, unknown database)."""
         self.store.check()
 
+    _LIMITED_LOGGERS = ("gateway.protocol", "gateway.transport")
+
     def start(self):
+        for name in self._LIMITED_LOGGERS:
+            logging.getLogger(name).addFilter(self.warnings)
+        if self.tap is not None:
+            try:
+                self.tap.start()
+            except OSError as e:          # the tap is for people watching; the boards are served without it
+                log.warning("tap: cannot serve %s (%s); monitor --listen is unavailable", self.tap.path, e)
         self.writer.start()
         for t in self.transports:
             t.start()
@@ -304,6 +320,11 @@ class Gateway:
         for t in self.transports:
             t.stop()
         self.writer.stop()
+        if self.tap is not None:
+            self.tap.stop()
+        self.warnings.flush()
+        for name in self._LIMITED_LOGGERS:
+            logging.getLogger(name).removeFilter(self.warnings)
 
     def snapshot(self):
         return {
@@ -311,7 +332,8 @@ class Gateway:
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,
             "boards": [{"port": s.cfg.name, "board": s.board_id, "synced": s.synced, "committed_n": s.committed,
-                        **vars(s.stats)} for s in self.sessions],
+                        **vars(s.stats), **t.status(), "warnings_suppressed": self.warnings.suppressed(s.cfg.name)}
+                       for s, t in zip(self.sessions, self.transports)],
         }
 
     def run_forever(self, stop_event=None, status_every_s=10.0):
@@ -319,6 +341,7 @@ class Gateway:
         self.start()
         try:
             while not stop_event.wait(status_every_s):
+                self.warnings.flush()
                 if self.config.status_path:
                     tmp = self.config.status_path + ".tmp"
                     text = json.dumps(self.snapshot())   # dumps uses the C encoder; dump(f) does not

@@ -20,6 +20,7 @@ import pymysql
 
 from gateway import schema
 from tools.dbserver import PrivateServer
+from tools.sim.host.ptylink import withdraw_link
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 GATEWAY_USER = "soil_gateway"
@@ -115,10 +116,17 @@ class BoardProc:
         return self.control("status")
 
     def kill(self):
-        """Pull the power: SIGKILL, no clean-up."""
+        """Pull the power: SIGKILL, no clean-up by the board; its USB device (the tty link) vanishes with it."""
         if self.alive:
             self.proc.send_signal(signal.SIGKILL)
         self.wait()
+        withdraw_link(self.tty, self.pty)
+
+    @property
+    def pty(self):
+        """The board's /dev/pts/N, from its banner (`vboard: b1 boot 3 on /dev/pts/7 (link ...)`)."""
+        banner = getattr(self, "banner", "")
+        return banner.split(" on ", 1)[1].split(" ", 1)[0] if " on " in banner else None
 
     def wait(self, timeout=10):
         if self.proc is not None:
@@ -162,10 +170,10 @@ class BoardProc:
 class GatewayProc:
     """The gateway service as its own process (`python -m gateway run`)."""
 
-    def __init__(self, stack, boards, extra=None):
+    def __init__(self, stack, boards, extra=None, name="gateway"):
         self.stack = stack
         self.boards = boards
-        self.dir = os.path.join(stack.run_dir, "gateway")
+        self.dir = os.path.join(stack.run_dir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.config_path = os.path.join(self.dir, "gateway.toml")
         self.status_path = os.path.join(self.dir, "status.json")

@@ -94,3 +94,40 @@ class PtyLink:
                 os.close(fd)
             except OSError:
                 pass
+
+
+# The board's `tty` symlink is its /dev/ttyACM0: it must exist exactly while the board is up. The kernel hands a
+# freed /dev/pts/N to the next pty anyone opens, so a link left behind by a stopped board leads a gateway that retries
+# the path to a stranger's board. Both simulated boards (tools/sim/vboard, tools/sim/mpboard) publish and withdraw
+# their link through these three, on every exit path they can see (SIGKILL is the one they cannot: the next start on
+# the same folder replaces the link, and tools/demo/stack.py's kill() withdraws it).
+
+def publish_link(link, target):
+    """Point `link` at `target` atomically (a reader sees the old link or the new one, never none)."""
+    tmp = link + ".tmp"
+    if os.path.lexists(tmp):
+        os.remove(tmp)
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def withdraw_link(link, target):
+    """Remove `link` if it still points at `target` (our pty); a link another board published since is left alone.
+    Returns whether it removed it."""
+    try:
+        if os.readlink(link) != target:
+            return False
+        os.remove(link)
+        return True
+    except OSError:
+        return False
+
+
+def remove_stale_link(link):
+    """At start, before this board has a pty: any link at `link` is a previous board's, stale; remove it so nothing
+    opens the pty it points at (freed, or by now another program's) while this board starts."""
+    try:
+        if os.path.islink(link):
+            os.remove(link)
+    except OSError:
+        pass

@@ -8,7 +8,9 @@ points `DIR/../tty` at it, like tools/sim/vboard/board.py:
     mpboard: MicroPython 1.27 (webassembly) on /dev/pts/5 (link run/mpboard/tty), flash run/mpboard/flash
     $ mpremote connect run/mpboard/tty ls
 
-Killing this process (SIGTERM, Ctrl-C) writes the flash back and stops the board.
+Killing this process (SIGTERM, SIGHUP, Ctrl-C) writes the flash back and stops the board. The link exists only while
+the board runs, like a USB device node: a stale one is removed at start, and it is withdrawn on every way out (a
+signal, the board stopping, an error); after a SIGKILL the next start replaces it.
 """
 
 import argparse
@@ -19,7 +21,10 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import tty
+
+from tools.sim.host.ptylink import publish_link, remove_stale_link, withdraw_link
 
 PROG = "mpboard"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -59,14 +64,6 @@ def open_pty():
     master, slave = os.openpty()
     tty.setraw(slave)            # no echo, no newline translation: bytes are bytes
     return master, slave, os.ttyname(slave)
-
-
-def publish(link, target):
-    tmp = link + ".tmp"
-    if os.path.lexists(tmp):
-        os.remove(tmp)
-    os.symlink(target, tmp)
-    os.replace(tmp, link)
 
 
 def relay(master, node, stop):
@@ -109,6 +106,14 @@ def main(argv=None):
     flash = os.path.abspath(args.flash)
     os.makedirs(flash, exist_ok=True)
     link = args.link or os.path.join(os.path.dirname(flash), "tty")
+    remove_stale_link(link)
+    stop = threading.Event()
+
+    def on_signal(*_):
+        stop.set()
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, on_signal)
     master, slave, pty_path = open_pty()
     cmd = [node, MJS, "--flash", flash, "--heap", str(args.heap), "--main", args.main]
     for p in args.path:
@@ -128,22 +133,19 @@ def main(argv=None):
         ready.set()
 
     threading.Thread(target=log_pump, daemon=True).start()
-    stop = threading.Event()
-
-    def on_signal(*_):
-        stop.set()
-
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    ready.wait(60)
-    if proc.poll() is not None:
-        raise BoardError("the board did not start (exit %s)" % proc.returncode)
-    publish(link, pty_path)
-    print("%s: MicroPython 1.27 (webassembly) on %s (link %s), flash %s" % (PROG, pty_path, link, flash),
-          flush=True)
     try:
-        relay(master, proc, stop)
+        deadline = time.monotonic() + 60
+        while not ready.wait(0.2) and not stop.is_set() and time.monotonic() < deadline:
+            pass
+        if proc.poll() is not None:
+            raise BoardError("the board did not start (exit %s)" % proc.returncode)
+        if not stop.is_set():
+            publish_link(link, pty_path)
+            print("%s: MicroPython 1.27 (webassembly) on %s (link %s), flash %s" % (PROG, pty_path, link, flash),
+                  flush=True)
+            relay(master, proc, stop)
     finally:
+        withdraw_link(link, pty_path)
         try:
             proc.stdin.close()           # EOF: the board writes its flash back and exits
         except OSError:

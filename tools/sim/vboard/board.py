@@ -4,7 +4,9 @@
     vboard: b1 boot 3 on /dev/pts/7 (link run/boards/b1/tty)
 
 The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board resets) exactly as it would
-open /dev/ttyACM0. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
+open /dev/ttyACM0. Like a USB device node the link exists only while the board runs: a stale link from a previous
+board is removed at start, and the link is withdrawn on every way out (quit, SIGTERM, SIGINT, SIGHUP, an error, a
+simulated power cut); after a SIGKILL the next start on the folder replaces it. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
 registers. Killing the process is pulling the power; starting it again on the same folder is the next boot.
 
 This file is the simulation's entry point, the counterpart of a port's `main.py`: it reads the board's settings
@@ -24,12 +26,14 @@ import argparse
 import json
 import os
 import select
+import signal
 import socket
 import sys
 import time
 
 from soil import board
 from tools.sim.vboard.hal import SimHAL
+from tools.sim.host.ptylink import publish_link, remove_stale_link, withdraw_link
 from tools.sim.host.sdcard import PowerCut
 
 
@@ -88,6 +92,7 @@ class VirtualBoard:
             self._log_samples(args.sample_log)
         self.tty_link = os.path.join(args.state, "tty")
         self.control_path = os.path.join(args.state, "control.sock")
+        self.control = None
         self.running = True
 
     def _log_samples(self, path):
@@ -124,17 +129,24 @@ class VirtualBoard:
             self.hal.hb_i2c = RemoteI2C(path)
 
     def publish(self):
-        tmp = self.tty_link + ".tmp"
-        if os.path.lexists(tmp):
-            os.remove(tmp)
-        os.symlink(self.hal.link.path, tmp)
-        os.replace(tmp, self.tty_link)
+        publish_link(self.tty_link, self.hal.link.path)
         if os.path.exists(self.control_path):
             os.remove(self.control_path)
         self.control = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self.control.bind(self.control_path)
         self.control.listen(4)
         self.control.setblocking(False)
+
+    def withdraw(self):
+        """The board is going away: its tty link (if still ours) and its control socket go with it."""
+        withdraw_link(self.tty_link, self.hal.link.path)
+        if self.control is not None:
+            self.control.close()
+            self.control = None
+            try:
+                os.remove(self.control_path)
+            except OSError:
+                pass
 
     def status(self):
         c = self.collector
@@ -227,19 +239,36 @@ def control(state_dir, command, timeout=5.0):
     return json.loads(text) if command == "status" else text
 
 
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
+    remove_stale_link(os.path.join(args.state, "tty"))
+    holder = {}
+
+    def on_signal(signum, frame):
+        vb = holder.get("board")
+        if vb is None:
+            raise SystemExit(128 + signum)       # still starting: nothing published yet
+        vb.running = False                       # the loop ends within one pass; main() withdraws the link
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, on_signal)
     try:
         board = VirtualBoard(args)
     except (OSError, ValueError, RuntimeError) as e:
         print("vboard: %s" % e, file=sys.stderr)
         return 1
+    holder["board"] = board
     try:
         board.run()
     except PowerCut:
-        os._exit(3)          # power lost mid-write: no clean-up, no flush, exactly like pulling the plug
+        board.withdraw()     # the USB device vanishes with the power ...
+        os._exit(3)          # ... and nothing else is cleaned up or flushed, exactly like pulling the plug
     except KeyboardInterrupt:
         pass
+    finally:
+        board.withdraw()
     return 0
 
 
