@@ -28,6 +28,8 @@ def test_show_exits_1_when_every_replica_io_thread_is_stopped(capsys):
         captured = capsys.readouterr()
         assert captured.out.count("io=NO sql=Yes") == 2, captured.out
         assert "replica threads stopped" in captured.err and captured.err.startswith("rpl: ")
+        assert cli.main(["show", "--dir", topo.dir, "--json"]) == 1
+        assert [h["io_running"] for h in json.loads(capsys.readouterr().out)] == [None, False, False]
         for s in topo.replicas():
             run(s, [topo.flavour.start_io_thread()])
         wait_until(lambda: cli.main(["show", "--dir", topo.dir]) == 0, 20, "show to be clean again", 0.2)

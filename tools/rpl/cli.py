@@ -49,10 +49,10 @@ def cmd_add_replica(args):
 def cmd_show(args):
     topo = Topology.load(args.dir)
     health = topo.health()
+    primary = topo.primary()
     if args.json:
         print(json.dumps(health, indent=2))
-        return 0
-    primary = topo.primary()
+        return _report_problems(show_problems(health, primary))
     print("# %s topology in %s" % (topo.flavour.name, topo.dir))
     by_id = {h["server_id"]: h for h in health}
     p = by_id[primary.server_id]
@@ -76,7 +76,10 @@ def cmd_show(args):
         if h["error"]:
             line += " error=%r" % h["error"]
         print(line)
-    problems = show_problems(health, primary)
+    return _report_problems(show_problems(health, primary))
+
+
+def _report_problems(problems):
     if problems:
         _status("rpl: %d problem(s): %s" % (len(problems), "; ".join(problems)))
         return 1
