@@ -65,16 +65,19 @@ clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis
 
 # --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/sim/mpboard/README.md) -----------------
-# make flash BOARD=pico|picow|esp32|sim|circuitpython ROLE=single|master|standby PORT=/dev/ttyACM0 [ID=bed1]
-#            [CIRCUITPY=/media/$$USER/CIRCUITPY] [FLASH_ARGS=--force]
+# make flash BOARD=pico|picow|esp32|sim|circuitpython PORT=/dev/ttyACM0 [ROLE=single|master|standby] [ID=bed1]
+#            [INTERVAL_MS=5000] [SET='window=32 full_policy=drop_newest pin.sd_cs=17'] [CIRCUITPY=/media/$$USER/CIRCUITPY]
+#            [FLASH_ARGS=--force]
+#   Every board setting not named keeps the value on the board (config.json / settings.toml); a new board gets the
+#   example's. ROLE, ID, INTERVAL_MS and SET change only what they name.
 # make monitor PORT=/dev/ttyACM0            frames decoded (soil-gateway monitor)
-# BOARD=sim is the virtual MicroPython board: python -m tools.sim.mpboard --flash run/mpboard/flash; PORT=run/mpboard/tty
+# BOARD=sim is the virtual MicroPython board (tools/sim/mpboard/README.md); PORT=run/mpboard/tty
 BOARD      ?= pico
-ROLE       ?= single
 .PHONY: flash monitor
 
 flash: venv
-	$(PY) tools/flash.py --board $(BOARD) --role $(ROLE) $(if $(PORT),--port $(PORT)) $(if $(ID),--id $(ID)) \
+	$(PY) tools/flash.py --board $(BOARD) $(if $(ROLE),--role $(ROLE)) $(if $(PORT),--port $(PORT)) \
+		$(if $(ID),--id $(ID)) $(if $(INTERVAL_MS),--set interval_ms=$(INTERVAL_MS)) $(if $(SET),--set "$(SET)") \
 		$(if $(CIRCUITPY),--circuitpy $(CIRCUITPY)) $(FLASH_ARGS)
 
 monitor: venv

@@ -20,7 +20,8 @@ never silent. The policy then decides:
 * `require`: the batch is treated as not acknowledged (DatabaseUnavailable): the rows stay in the database, the
   boards keep them cached and resend; the resent identities are duplicates that count as committed once
   semi-sync is ON again. The gateway keeps committing meanwhile: a primary switches semi-sync back ON only when
-  a replica acknowledges a new commit (a freshly promoted MariaDB primary starts OFF).
+  a replica acknowledges a new commit (a freshly promoted MariaDB primary reports ON with no client; its first
+  commit then waits out the timeout and turns it OFF).
 * `prefer`: acknowledge, but record a `durability_reduced` board event for each board in the batch (once per
   fall-back) besides the log line.
 * `off`: no check (async replication: an acknowledged reading can be lost in a failover).
@@ -207,7 +208,7 @@ class Durability:
     def check_probe(self, store):
         """While probing after an outage: report the semi-sync state, but do not refuse the database when it is
         OFF. A primary switches semi-sync back ON only when a replica acknowledges a new commit (MariaDB 10.11:
-        a freshly promoted primary stays OFF until then), so the gateway must keep committing (without
+        a freshly promoted primary says ON with no client until its first commit times out), so the gateway must keep committing (without
         acknowledging, under `require`) for durability to come back."""
         if self.policy == "off":
             return

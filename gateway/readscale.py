@@ -23,6 +23,11 @@ Library::
 Command line (prints one `host:port` per call on stdout)::
 
     python -m gateway.readscale --primary db1:3306 --user reader --password-env READER_PW [--count 4] [--setup]
+                                [--database read_scaling]
+
+The state is the book's table (Listing 8-4's `read_scaling.current_slave(server_id, host, port)`), adopted in
+place when it exists: `--setup` adds our columns as INVISIBLE ones, so the book's own selector keeps working on it
+beside this one.
 
 Privileges: on the primary SELECT, UPDATE on read_scaling.current_slave (and REPLICATION MASTER ADMIN for SHOW
 SLAVE HOSTS on MariaDB >= 10.5.2, unless --replica lists the candidates); on each replica SLAVE MONITOR (MariaDB)
@@ -57,14 +62,41 @@ def _q(name):
     return "`%s`" % name
 
 
+# The book's table (Listing 8-4) has the visible columns; ours adds the turn and the record of the choice as
+# INVISIBLE columns, so the book's `INSERT ... VALUES (0,NULL,0)`, `SELECT server_id` and SELECT * keep working on
+# it, the way the migration adopts `plants` (gateway/schema.py).
+_BOOK_COLUMNS = ("server_id", "host", "port")
+_OUR_COLUMNS = (("id", "TINYINT UNSIGNED NOT NULL DEFAULT 1 INVISIBLE"),
+                ("n", "BIGINT UNSIGNED NOT NULL DEFAULT 0 INVISIBLE"),
+                ("chosen_at", "DATETIME(3) NULL INVISIBLE"))
+
+
 def ensure_state(conn, database=DATABASE):
-    """Create the shared state (database, one-row table) if missing; idempotent, keeps an existing turn."""
+    """Create the shared state (database, one-row table) if missing, or adopt the book's table in place (Listing
+    8-4's `current_slave(server_id, host, port)`: our columns are added, invisible). Idempotent, keeps an existing
+    turn; a table that is neither the book's nor ours is left untouched (ReadScaleError: choose another database)."""
     d, t = _q(database), _q(TABLE)
     with conn.cursor() as cur:
         cur.execute("CREATE DATABASE IF NOT EXISTS %s" % d)
-        cur.execute("CREATE TABLE IF NOT EXISTS %s.%s (id TINYINT UNSIGNED NOT NULL PRIMARY KEY, "
-                    "n BIGINT UNSIGNED NOT NULL DEFAULT 0, server_id INT UNSIGNED NULL, host VARCHAR(255) NULL, "
-                    "port INT UNSIGNED NULL, chosen_at DATETIME(3) NULL) ENGINE=InnoDB" % (d, t))
+        cur.execute("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                    (database, TABLE))
+        have = {row[0].lower() for row in cur.fetchall()}
+        if not have:
+            cols = ["`server_id` INT UNSIGNED NULL", "`host` VARCHAR(255) NULL", "`port` INT UNSIGNED NULL"]
+            cols += ["%s %s" % (_q(name), ddl) for name, ddl in _OUR_COLUMNS] + ["PRIMARY KEY (`id`)"]
+            cur.execute("CREATE TABLE IF NOT EXISTS %s.%s (%s) ENGINE=InnoDB" % (d, t, ", ".join(cols)))
+        elif not set(_BOOK_COLUMNS) <= have:
+            raise ReadScaleError("%s.%s exists but is neither the book's table nor ours (columns: %s): left "
+                                 "untouched; choose another --database" % (database, TABLE, ", ".join(sorted(have))))
+        elif "id" not in have:
+            cur.execute("SELECT COUNT(*) FROM %s.%s" % (d, t))
+            rows = cur.fetchone()[0]
+            if rows > 1:
+                raise ReadScaleError("%s.%s (the book's table) has %d rows; it holds one: delete the others, or "
+                                     "choose another --database" % (database, TABLE, rows))
+            clauses = ["ADD COLUMN %s %s" % (_q(name), ddl) for name, ddl in _OUR_COLUMNS if name not in have]
+            clauses += ["MODIFY `host` VARCHAR(255) NULL", "ADD PRIMARY KEY (`id`)"]
+            cur.execute("ALTER TABLE %s.%s %s" % (d, t, ", ".join(clauses)))
         cur.execute("INSERT IGNORE INTO %s.%s (id, n) VALUES (1, 0)" % (d, t))
     conn.commit()
 
@@ -162,6 +194,12 @@ def _hostport(text):
         raise argparse.ArgumentTypeError(str(e))
 
 
+def _identifier(text):
+    if not _IDENT.match(text):
+        raise argparse.ArgumentTypeError("not a plain database name (letters, digits, _): %r" % (text,))
+    return text
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="readscale", description="Print the next healthy replica (round robin shared "
                                 "through the primary).")
@@ -170,7 +208,10 @@ def main(argv=None):
     g.add_argument("--user", required=True)
     g.add_argument("--password-env", default="READSCALE_PASSWORD", metavar="VAR",
                    help="environment variable holding the password (default: %(default)s)")
-    g.add_argument("--setup", action="store_true", help="create the shared state first (needs CREATE)")
+    g.add_argument("--setup", action="store_true", help="create the shared state first, or adopt the book's "
+                   "read_scaling.current_slave (needs CREATE, ALTER)")
+    g.add_argument("--database", type=_identifier, default=DATABASE,
+                   help="database of the shared state (default: %(default)s)")
     g = p.add_argument_group("replicas")
     g.add_argument("--replica", type=_hostport, action="append", metavar="HOST:PORT",
                    help="candidate replica (repeatable; default: SHOW SLAVE HOSTS on the primary)")
@@ -183,10 +224,10 @@ def main(argv=None):
         if args.setup:
             conn = pymysql.connect(**primary)
             try:
-                ensure_state(conn)
+                ensure_state(conn, args.database)
             finally:
                 conn.close()
-        sel = ReadScaler(primary, replicas=args.replica, max_lag=args.max_lag)
+        sel = ReadScaler(primary, replicas=args.replica, max_lag=args.max_lag, database=args.database)
         for _ in range(args.count):
             r = sel.next_replica()
             for skipped, why in sel.skipped:

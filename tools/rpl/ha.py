@@ -12,7 +12,8 @@ Decision rules (docs/REPLICATION.md explains them at length):
   errant transactions (GTIDs of its own that no other server has) is refused unless force=True. A named candidate
   that is behind another replica first catches up from that replica (every server keeps log_slave_updates).
   Promote: stop and forget replication, read_only=OFF. Point the others at it. Fence the old primary if it still
-  answers (read_only=ON); it is not re-attached automatically, since it may hold transactions nobody received.
+  answers (read_only=ON); it is not re-attached automatically, since it may hold transactions nobody received:
+  `rejoin()` re-attaches it once repaired, and refuses while it holds transactions the primary lacks.
 * **Errant transactions**: GTIDs a replica executed that the primary never had. MariaDB numbers GTIDs
   domain-server_id-seq_no, so those are entries of the replica's @@gtid_binlog_state whose (domain, server_id) the
   primary's state lacks or has at a lower seq_no (the primary's own server_id excepted). MySQL: GTID_SUBTRACT.
@@ -24,9 +25,11 @@ import time
 
 import pymysql
 
+from tools.dbserver import ServerError
 from tools.rpl.topology import RplError, run
 
 DEFAULT_TIMEOUT = 30.0
+CONNECT_TIMEOUT_REJOIN = 5
 
 
 def _alive(server, timeout=1):
@@ -98,13 +101,20 @@ def skip_errant(topo, gtid, timeout=DEFAULT_TIMEOUT, log=None):
                            "(gtid_strict_mode). The errant replica has stopped on it; rebuild that replica "
                            "(server error: %s)" % (gtid, exc.args[1])) from None
         raise
-    position = topo.gtid_state(primary)["position"]
-    for s in topo.replicas():
-        if not topo.wait_applied(s, position, timeout):
-            _emit(log, "server %d has not applied %s within %.0f s" % (s.server_id, position, timeout))
+    # Recorded as soon as it is done: what follows only waits, and a replica that is down must not undo the record.
     topo.log_event("skipped errant %s with an empty transaction on server %d" % (gtid, primary.server_id))
     topo.save()
     _emit(log, "injected %s on server %d" % (gtid, primary.server_id))
+    position = topo.gtid_state(primary)["position"]
+    for s in topo.replicas():
+        try:
+            applied = topo.wait_applied(s, position, timeout)
+        except pymysql.err.MySQLError as exc:
+            _emit(log, "server %d does not answer (%s); it gets %s from the binary log when it replicates again"
+                  % (s.server_id, exc.args[-1] if exc.args else exc, gtid))
+            continue
+        if not applied:
+            _emit(log, "server %d has not applied %s within %.0f s" % (s.server_id, position, timeout))
 
 
 # -- promotion helpers ------------------------------------------------------------------------------------------
@@ -263,6 +273,65 @@ def failover(topo, candidate=None, force=False, timeout=DEFAULT_TIMEOUT, log=Non
     return new
 
 
+# -- start / rejoin ---------------------------------------------------------------------------------------------
+def start(topo, timeout=DEFAULT_TIMEOUT, log=None):
+    """Start a stopped topology again (Topology.start) and switch semi-sync back on where it was enabled."""
+    started = topo.start(timeout=timeout)
+    semisync = topo.state.get("semisync")
+    if semisync:
+        _semisync_role(topo, topo.primary(), "source", semisync.get("timeout_ms"))
+        for s in topo.replicas():
+            if s.running and topo.replica_status(s) is not None:
+                _semisync_role(topo, s, "replica")
+    for s in started:
+        _emit(log, "started server %d (port %s)%s" % (s.server_id, s.port,
+                                                       " (primary)" if s is topo.primary() else ""))
+    return started
+
+
+def rejoin(topo, server_id, timeout=DEFAULT_TIMEOUT, log=None):
+    """Make a server that is not the primary (a repaired old primary, a replica that was detached or restarted)
+    replicate from the current primary again. Starts its process if it is down. Refused while it holds
+    transactions the primary does not have (committed on it and never replicated: they would be lost, and under
+    gtid_strict_mode its replication would stop on the next primary GTID): compare, save what matters, rebuild."""
+    primary = topo.primary()
+    server = topo.server(server_id)
+    if server.server_id == primary.server_id:
+        raise RplError("server %d is the primary; rejoin a replica or a former primary" % server.server_id)
+    if not _alive(primary):
+        raise RplError("the primary (server %d) does not answer: fail over first" % primary.server_id)
+    if not server.running:
+        try:
+            server.process.start()
+        except ServerError as exc:
+            raise RplError("server %d did not start: %s" % (server.server_id, exc)) from None
+        server.refresh()
+        _emit(log, "rejoin: started server %d (port %s)" % (server.server_id, server.port))
+    if not _alive(server, timeout=CONNECT_TIMEOUT_REJOIN):
+        raise RplError("server %d does not answer" % server.server_id)
+    f = topo.flavour
+    run(server, f.fence())  # nothing may commit on it while it is compared and re-attached
+    mine = topo.gtid_state(server)["executed"]
+    ref = topo.gtid_state(primary)["executed"]
+    lost = mine.missing_from(ref)
+    if lost:
+        raise RplError("server %d holds transactions the primary (server %d) does not have: %s (never replicated, "
+                       "e.g. committed just before a failover). Rejoining would drop them and stop on the next "
+                       "primary transaction; save what matters from it and rebuild it"
+                       % (server.server_id, primary.server_id, ", ".join(lost)))
+    status = topo.replica_status(server)
+    demoted = status is None or status["source_port"] != primary.port
+    _follow(topo, server, primary, demoted=demoted)
+    position = topo.gtid_state(primary)["position"]
+    if position and not topo.wait_applied(server, position, timeout):
+        raise RplError("server %d did not catch up with %s within %.0f s: %s"
+                       % (server.server_id, position, timeout, topo.replica_status(server)))
+    topo.log_event("server %d rejoined as a replica of server %d" % (server.server_id, primary.server_id))
+    topo.save()
+    _emit(log, "rejoin: server %d replicates from server %d (at %s)" % (server.server_id, primary.server_id, position))
+    return server
+
+
 # -- semi-synchronous replication --------------------------------------------------------------------------------
 def _semisync_role(topo, server, role, timeout_ms=None):
     f = topo.flavour
@@ -317,7 +386,9 @@ def semisync_status(topo):
 
 
 def semisync_check(topo):
-    """(ok, message). Not ok when semi-sync is off, or on but fallen back to asynchronous (F15)."""
+    """(ok, message). Not ok when semi-sync is off, on but fallen back to asynchronous (F15), or on with no replica
+    acknowledging (a just-promoted primary, every IO thread stopped): the primary still says ON then, and only its
+    next commit, after the timeout, would show the fallback."""
     st = semisync_status(topo)
     if not st["enabled"]:
         return False, "ALERT: semi-synchronous replication is not enabled on the primary (server %d)" % (
@@ -327,5 +398,9 @@ def semisync_check(topo):
                        "replica(s) acknowledging, %s transaction(s) committed without an acknowledgement, "
                        "timeout %s ms. A commit no longer means a replica has it."
                        % (st["server_id"], st["clients"], st["no_tx"], st["timeout_ms"]))
+    if not st["clients"]:
+        return False, ("ALERT: semi-sync is ON on the primary (server %d) but no replica acknowledges: its next "
+                       "commit waits %s ms and falls back to ASYNCHRONOUS replication. Check the replicas' IO "
+                       "threads and rpl_semi_sync_slave_enabled." % (st["server_id"], st["timeout_ms"]))
     return True, ("semi-sync OK on server %d: %s replica(s) acknowledging, %s acknowledged / %s not"
                   % (st["server_id"], st["clients"], st["yes_tx"], st["no_tx"]))

@@ -49,8 +49,10 @@ class _ReplServer(PrivateServer):
         self._rpl_flavour = flavour
 
     def _command(self):
-        # The port is chosen inside start(), so the options that name it are added at launch time.
-        return super()._command() + self._rpl_flavour.server_options(self.port)
+        # The port is chosen inside start(), so the options that name it are added at launch time. Every server
+        # starts fenced (read-only): a restarted old primary must not take writes before it rejoins; the primary is
+        # unfenced explicitly (create, start, switchover, failover).
+        return super()._command() + self._rpl_flavour.server_options(self.port) + [self._rpl_flavour.fence_option()]
 
 
 class Server:
@@ -216,6 +218,7 @@ class Topology:
             topo.start_server(1)
             topo.detect_flavour()
             primary = topo.primary()
+            run(primary, topo.flavour.unfence())
             user, password = topo.repl_credentials
             # Parameterised: the driver escapes the name and password (F5). Binlogged on purpose: every server
             # gets the account, so whichever is promoted later can serve the others.
@@ -385,6 +388,41 @@ class Topology:
         return self.state.get("uuids", {}).get(str(server_id))
 
     # -- lifecycle -------------------------------------------------------------------------------------------------
+    def start(self, timeout=60):
+        """Start every stopped server again (after `stop`, a reboot or a crash): same ports, same data. The primary
+        first, then the replicas, which resume replication from where they were (their replication settings live
+        in their data directories); read_only is set again (it is not kept across a restart; ha.start() sets
+        semi-sync again too). Returns the servers this call started."""
+        started = []
+        primary = self.primary()
+        for s in [primary] + self.replicas():
+            if s.running:
+                continue
+            try:
+                s.process.start()
+            except ServerError as exc:
+                raise RplError("server %d did not start: %s" % (s.server_id, exc)) from None
+            s.refresh()
+            started.append(s)
+        run(primary, self.flavour.unfence())
+        position = run(primary, [self.flavour.gtid_state_sql()])[0]["position"]
+        for s in self.replicas():
+            if s not in started:
+                continue
+            run(s, self.flavour.fence())
+            status = self.replica_status(s)
+            if status is None:
+                continue  # not replicating before the stop either (e.g. a failed-over old primary): see rejoin
+            if status["io_state"] == "No" or not status["sql_running"]:
+                run(s, [self.flavour.start_replica()])
+            if position and not self.wait_applied(s, position, timeout):
+                raise RplError("server %d did not catch up with %s within %.0f s after the start: %s"
+                               % (s.server_id, position, timeout, self.replica_status(s)))
+        if started:
+            self.log_event("started servers %s" % ", ".join(str(s.server_id) for s in started))
+        self.save()
+        return started
+
     def stop(self, kill=False):
         errors = []
         for s in self.servers:

@@ -19,6 +19,7 @@ inside and inject faults:
     noise <hex>             send these bytes ahead of the next frame (line noise, garbage, forged frames)
     rtc halt | rtc run      set or clear the DS1307's clock-halt bit (a failing battery)
     wire cut | wire mend    cut or mend the pair's heartbeat wire (both boards stay alive)
+    sampling off | on       stop (or resume) sampling; the link is still served, so what is cached drains
     quit                    stop the board
 """
 
@@ -184,6 +185,9 @@ class VirtualBoard:
             elif cmd == "wire" and len(words) == 2 and words[1] in ("cut", "mend") and self.args.hb_wire:
                 from tools.sim.host.i2cnet import set_cut
                 set_cut(self.args.hb_wire, words[1] == "cut")
+                reply = "ok"
+            elif cmd == "sampling" and len(words) == 2 and words[1] in ("off", "on"):
+                self.collector.sampling = words[1] == "on"    # off: no more samples; the link is still served
                 reply = "ok"
             elif cmd == "quit":
                 self.running = False
