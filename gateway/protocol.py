@@ -25,6 +25,9 @@ log = logging.getLogger("gateway.protocol")
 
 _CONTROL_INTERVAL_S = 1.0     # at most one Q, W or N per second per board: a flood of bad frames gets few answers
 _RECENT_FRAME_S = 0.5         # a board heard this recently is alive without asking it
+# A frame number this far ahead of the one expected is not a gap in the board's window (24 frames) but another
+# numbering: the hello we hold is not the board's current one (a stray or forged hello). Ask it for a fresh one.
+_FAR_AHEAD = 1024
 
 
 class SessionStats:
@@ -155,7 +158,7 @@ class BoardProtocol:
             self._last_control.pop("N", None)
         # Confirm the hello: until the board sees A,n_next-1 it ignores acks, which could otherwise come from our
         # numbering of its previous boot (a hello lost after a reset) and delete readings never committed.
-        self._send(frames.ack(n_next - 1))
+        self._send(frames.ack(n_next - 1, boot))
         log.info("%s: hello from %s boot %d (%s, clock %s, fw %s)", self.cfg.name, board, boot, role, clock, fw)
         self._check_clock(rtc_time, clock)
         if self._status_sink:
@@ -174,13 +177,20 @@ class BoardProtocol:
                                                "board_time": rtc_time})
 
     def _on_event(self, f):
-        name, detail, board_time = f
+        boot, k, name, detail, board_time = f
         if self.board_id is None:
             self._send_rate_limited("Q", frames.query())
             return
-        log.info("%s: %s event: %s", self.cfg.name, self.board_id, detail)
+        log.info("%s: %s event %d/%d %s: %s", self.cfg.name, self.board_id, boot, k, name, detail)
         if self._status_sink:
-            self._status_sink(self, "event", {"event": name, "detail": detail, "board_time": board_time})
+            self._status_sink(self, "event", {"event": name, "detail": detail, "board_time": board_time,
+                                              "boot": boot, "event_no": k})
+
+    def event_stored(self, board, boot, k):
+        """The writer committed (or had already stored) event k of `board`'s boot `boot`: the board may forget it.
+        Not for a board that is no longer this port's (its hello changed the id in between)."""
+        if board == self.board_id:
+            self._send(frames.event_ack(boot, k))
 
     def _on_witness_query(self, master_id):
         """A standby stopped hearing its master and asks whether we still do (split-brain guard)."""
@@ -208,18 +218,24 @@ class BoardProtocol:
                 return
             if not self._writer_ok():
                 # Nothing is kept while the database is down: the board holds everything on its card.
-                self.expected = self.committed + 1
+                self.expected = frames.n_after(self.committed)
                 self._send_rate_limited("W", frames.wait(self.wait_ms))
                 return
-            if n != self.expected:
-                if n > self.expected:
+            ahead = frames.n_diff(n, self.expected)     # frame numbers wrap at 2**31: compare on the circle
+            if ahead != 0:
+                if ahead > _FAR_AHEAD:
+                    # Not this board's numbering (we hold a stray hello): nothing is acked or expected from it
+                    # until the board says where it stands.
+                    self.stats.gaps += 1
+                    self._send_rate_limited("Q", frames.query())
+                elif ahead > 0:
                     self.stats.gaps += 1
                     self._send_rate_limited("N", frames.resend(self.expected))
-                elif n <= self.committed:
+                elif frames.n_diff(n, self.committed) <= 0:
                     self.stats.duplicates += 1
-                    self._send_rate_limited("A", frames.ack(self.committed))
+                    self._send_rate_limited("A", frames.ack(self.committed, self.boot))
                 return
-            self.expected = n + 1
+            self.expected = frames.n_after(n)
             self._last_control.pop("N", None)
             epoch = self.epoch
             board = self.board_id
@@ -252,16 +268,17 @@ class BoardProtocol:
         with self._lock:
             if epoch != self.epoch:
                 return
-            if n > self.committed:
+            if frames.n_diff(n, self.committed) > 0:
                 self.committed = n
-        self._send(frames.ack(n))
+            frame = frames.ack(n, self.boot)
+        self._send(frame)
 
     def resume(self):
         """The database is back: ask the board to resend from the first uncommitted frame right away."""
         with self._lock:
             if not self.synced:
                 return
-            self.expected = self.committed + 1
+            self.expected = frames.n_after(self.committed)
             frame = frames.resend(self.expected)
         self._send(frame)
 
@@ -270,5 +287,5 @@ class BoardProtocol:
         with self._lock:
             if epoch != self.epoch:
                 return
-            self.expected = self.committed + 1
+            self.expected = frames.n_after(self.committed)
         self._send_rate_limited("W", frames.wait(self.wait_ms))

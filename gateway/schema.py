@@ -197,11 +197,23 @@ def _m3_board_tables(cur, db):
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % (d, board))
 
 
+def _m4_event_identity(cur, db):
+    """A board's event is sent until the gateway acknowledges its COMMIT, so it can arrive twice: its identity
+    (board, boot, event_no) is unique. Rows from before (and the gateway's own witness_refused) have NULLs, which
+    a unique key lets repeat."""
+    cur.execute(
+        "ALTER TABLE %s.`collector_events`\n"
+        "  ADD COLUMN `boot` INT UNSIGNED NULL AFTER `board`,\n"
+        "  ADD COLUMN `event_no` INT UNSIGNED NULL AFTER `boot`,\n"
+        "  ADD UNIQUE KEY `event_identity` (`board`, `boot`, `event_no`)" % _q(db))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
     (2, "plants: NULL sample time means the server's UTC now, flagged time_quality=server", _m2_sample_time_trigger),
     (3, "boards, board_events, collector_events", _m3_board_tables),
+    (4, "collector_events: unique event identity (board, boot, event_no)", _m4_event_identity),
 )
 
 
