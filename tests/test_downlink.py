@@ -45,7 +45,8 @@ def board(boot, first_n=1, window=8, rto=60000):
     journal = Journal(card, max_bytes=16384, segment_bytes=512)
     c = Collector("bench-1", boot, rtc, FixedADC((512, 600, 700)), journal, link, ticks.ticks_ms, ticks_diff,
                   interval_ms=1000, window=window, status_interval_ms=600000)
-    c.uplink.number_from(first_n)
+    if first_n != 1:
+        c.uplink.number_from(first_n)
     c.uplink.rto = c.uplink.rto_base = rto
     c.start()
     c.sampling = False
