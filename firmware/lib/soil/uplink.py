@@ -6,6 +6,10 @@ back take longer. Stop-and-wait per row (the book's way) would leave the line id
 
 The uplink never decides what a reading is or where it is stored: the collector hands it journal records with
 their positions, and gets back the position up to which the gateway has committed.
+
+What it believes: an ack only of its own boot (`A,n,boot`) and only for frames it has sent; frame numbers compared
+on their circle (`codec.n_diff`), so the wrap from 2**31-1 to 1 loses and doubles nothing. It also keeps the
+collector's events until the gateway acknowledges each one's COMMIT (`K,boot,k`), sending them again meanwhile.
 """
 
 from soil import codec
