@@ -41,6 +41,7 @@ class SessionStats:
         self.gaps = 0
         self.duplicates = 0
         self.clock_sets = 0
+        self.stray_hellos = 0         # hellos refused: they claimed frames acknowledged that this gateway never acked
 
 
 class BoardProtocol:
@@ -72,6 +73,10 @@ class BoardProtocol:
         self.epoch = 0
         self.expected = 1
         self.committed = 0
+        # The highest frame this gateway has acknowledged to this board's boot on this connection (hello
+        # confirmations and acks after COMMIT); a hello of the same boot can never honestly claim more.
+        self._numbering_known = False
+        self._acked_high = 0
         self._lock = threading.Lock()
         self._last_control = {}
         self.transport = None
@@ -86,6 +91,8 @@ class BoardProtocol:
         """The port is open: frames go out through `transport.write`. A gateway that (re)starts asks the board
         where it stands."""
         self.transport = transport
+        with self._lock:
+            self._numbering_known = False
         self.connected.set()
         self._send(frames.query())
 
@@ -94,6 +101,7 @@ class BoardProtocol:
         self.connected.clear()
         with self._lock:
             self.synced = False
+            self._numbering_known = False   # the board may come back from another port, its frames acked there
         self.transport = None
 
     def data_received(self, data):
@@ -148,14 +156,22 @@ class BoardProtocol:
     def _on_hello(self, f):
         _, board, boot, n_next, rtc_time, clock, role, fw = f
         with self._lock:
-            if self.board_id is not None and board != self.board_id:
-                log.warning("%s: board id changed from %s to %s", self.cfg.name, self.board_id, board)
-            self.board_id, self.boot, self.role = board, boot, role
-            self.expected = n_next
-            self.committed = n_next - 1
-            self.synced = True
-            self.epoch += 1
-            self._last_control.pop("N", None)
+            same = self._numbering_known and board == self.board_id and boot == self.boot
+            stray = same and frames.n_diff(n_next - 1, self._acked_high) > 0
+            if not stray:
+                self._accept_hello(board, boot, n_next, role)
+                if not same:
+                    self._acked_high = n_next - 1
+        if stray:
+            # The board's n_next is the oldest frame it has not had acknowledged, and in this boot, on this
+            # connection, only we acknowledge: a hello claiming more than we committed is not the board's (a stray
+            # or forged line). Confirming it would be an ack of readings never stored; ask the board instead.
+            self.stats.stray_hellos += 1
+            log.warning("%s: a hello for %s boot %d says frames up to %d are acknowledged, but this gateway acked "
+                        "only up to %d: not confirmed, asking the board", self.cfg.name, board, boot, n_next - 1,
+                        self._acked_high)
+            self._send_rate_limited("Q", frames.query())
+            return
         # Confirm the hello: until the board sees A,n_next-1 it ignores acks, which could otherwise come from our
         # numbering of its previous boot (a hello lost after a reset) and delete readings never committed.
         self._send(frames.ack(n_next - 1, boot))
@@ -164,6 +180,18 @@ class BoardProtocol:
         if self._status_sink:
             self._status_sink(self, "hello", {"role": role, "fw": fw, "boot": boot, "clock": clock,
                                               "board_time": rtc_time})
+
+    def _accept_hello(self, board, boot, n_next, role):
+        """Take the hello's numbering (under the lock): a new epoch expecting frame n_next."""
+        if self.board_id is not None and board != self.board_id:
+            log.warning("%s: board id changed from %s to %s", self.cfg.name, self.board_id, board)
+        self.board_id, self.boot, self.role = board, boot, role
+        self.expected = n_next
+        self.committed = n_next - 1
+        self.synced = True
+        self._numbering_known = True
+        self.epoch += 1
+        self._last_control.pop("N", None)
 
     def _on_status(self, f):
         rtc_time, clock, pending, dropped, card, journal_bytes = f
@@ -270,6 +298,8 @@ class BoardProtocol:
                 return
             if frames.n_diff(n, self.committed) > 0:
                 self.committed = n
+            if frames.n_diff(n, self._acked_high) > 0:
+                self._acked_high = n
             frame = frames.ack(n, self.boot)
         self._send(frame)
 

@@ -309,6 +309,21 @@ def test_stray_hellos_lose_no_reading_whatever_n_next_says(stack):
         wait_for(lambda: len(stack.readings("bed-1")) >= before + 25, 60, "readings after a stray hello")
     wait_for(lambda: b.status()["acks_beyond_sent"] + b.status()["ignored_acks"] >= 1, 10,
              "the board to have refused the gateway's acks in a stray numbering")
+    # The database is down and frames wait in flight; a stray hello says they are all acknowledged. Confirming it
+    # would be an ack of readings never stored.
+    before = len(stack.readings("bed-1"))
+    stack.db.stop()
+    wait_for(lambda: b.status()["inflight"] >= 3, 30, "frames in flight while the database is down")
+    def stray_hellos():
+        snap = stack.gateway.status()
+        return snap["boards"][0]["stray_hellos"] if snap else 0
+    refused = stray_hellos()
+    st = b.status()
+    hello = frames.hello("bed-1", st["boot"], st["next_n"], "2026-11-21T09:55:04Z", "ok", "single", "forged")
+    assert b.control("noise " + hello.hex()) == "ok"
+    wait_for(lambda: stray_hellos() > refused, 30, "the gateway to refuse the hello")
+    stack.db.start()
+    wait_for(lambda: len(stack.readings("bed-1")) >= before + 25, 60, "readings after the outage")
     b.control("quit")
     wait_for(lambda: not b.alive, 10, "the board to stop")
     assert_complete(stack, "bed-1")

@@ -331,3 +331,35 @@ def test_after_a_lost_connection_nothing_is_sent_until_the_port_is_back():
     rig.line = line
     assert rig.feed(reading(2)) == [(frames.QUERY, ())]   # not synced until the next hello: ask for it
     assert rig.p.stats.readings == 1 and len(rig.submitted) == 1
+
+
+def test_a_hello_claiming_frames_this_gateway_never_acked_is_not_confirmed():
+    """Seen: while the database was down, a stray hello made the gateway confirm frames it never stored, and the
+    board deleted them. In one boot, on one connection, only this gateway acks: a hello of the same board and boot
+    whose n_next is past what was committed is not the board's. It is refused; the board is asked again."""
+    rig = Rig()
+    rig.hello(n_next=1)
+    rig.feed(*[reading(n) for n in range(1, 21)])
+    rig.p.committed_through(1, 10)
+    rig.line.take()
+    assert rig.hello(n_next=21) == [(frames.QUERY, ())]          # no A,20: frames 11..20 are not committed
+    assert rig.p.stats.stray_hellos == 1 and rig.p.committed == 10 and rig.p.epoch == 1
+    assert rig.hello(n_next=11) == [(frames.ACK, (10, 3))]       # the board's own hello is confirmed
+    assert rig.hello(n_next=30, boot=4) == [(frames.ACK, (29, 4))]   # a new boot numbers afresh
+    rig.p.connection_lost(None)
+    rig.p.connection_made(rig.line)
+    rig.line.take()
+    # After the port was away the board may have been served elsewhere: its claim is taken again.
+    assert rig.hello(n_next=90, boot=4) == [(frames.ACK, (89, 4))]
+
+
+def test_a_stray_hello_behind_the_board_does_not_lock_out_the_boards_own():
+    """A hello claiming less than was acked (n_next near 2**31 while the board is at 6) is harmless to accept (its
+    ack acknowledges nothing the board has) but must not lower what this gateway knows it acked."""
+    rig = Rig()
+    rig.hello(n_next=1)
+    rig.feed(*[reading(n) for n in range(1, 6)])
+    rig.p.committed_through(1, 5)
+    rig.hello(n_next=frames.MAX_N - 5)
+    assert rig.hello(n_next=6) == [(frames.ACK, (5, 3))]
+    assert rig.p.stats.stray_hellos == 0 and rig.p.expected == 6
