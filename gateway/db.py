@@ -377,10 +377,23 @@ class ReadingStore:
             return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S")
         return self._run(work)
 
-    def add_collector_event(self, board, event, detail=None, board_time=None):
-        """Append to collector_events (takeover, handback, standby_missing, witness_refused, standby_back)."""
+    def add_collector_event(self, board, event, detail=None, board_time=None, boot=None, event_no=None):
+        """Append to collector_events (takeover, handback, standby_missing, witness_refused, standby_back).
+
+        A board's event comes with its identity (boot, event_no) and is sent until acknowledged, so it may arrive
+        more than once: the table's unique key keeps one row, and a duplicate is success (already stored). Returns
+        True when this call stored it. The gateway's own events (witness_refused) have no identity."""
         _printable_ascii(board, 32, "board id")
-        self._run(lambda conn, cur: cur.execute(
-            "INSERT INTO collector_events (board, event, detail, board_time, received_at) "
-            "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
-            (board, event, None if detail is None else str(detail)[:255], board_time)))
+
+        def work(conn, cur):
+            try:
+                cur.execute(
+                    "INSERT INTO collector_events (board, boot, event_no, event, detail, board_time, received_at) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(3))",
+                    (board, boot, event_no, event, None if detail is None else str(detail)[:255], board_time))
+            except pymysql.err.IntegrityError as exc:
+                if exc.args[0] != ER.DUP_ENTRY:
+                    raise
+                return False
+            return True
+        return self._run(work)

@@ -2,15 +2,15 @@
 
 soil.codec is the wire format and the board's half (envelope, field checks, the vocabulary, the frames a board
 sends); this module adds what only the host runs: `decode` for every frame type (the gateway reads H R S E V from
-boards; the serial monitor shows both directions) and the encoders of A N W T Q M. The gateway, the tools and the
+boards; the serial monitor shows both directions) and the encoders of A K N W T Q M. The gateway, the tools and the
 tests import the codec through here, so there is one place to read it from off the board.
 """
 
 from soil.codec import (  # noqa: F401 - re-exported: the codec's one face off the board
-    ACK, ALIVE, CARD_STATES, DEAD, EVENT, EVENTS, FIELDS, HELLO, MAX_DETAIL, MAX_FRAME, MAX_N, PROTO, QUERY,
-    READING, RESEND, ROLES, SETTIME, STATUS, UNKNOWN, VERDICTS, WAIT, WITNESS_ANSWER, WITNESS_QUERY, FrameError,
-    LineSplitter, check_int, check_time, check_word, downlink_fields, encode, encode_body, envelope, event, hello,
-    reading_frame, reading_record, status, valid_board_id, witness_query)
+    ACK, ALIVE, CARD_STATES, DEAD, EVENT, EVENT_ACK, EVENTS, FIELDS, HELLO, MAX_DETAIL, MAX_FRAME, MAX_N, PROTO,
+    QUERY, READING, RESEND, ROLES, SETTIME, STATUS, UNKNOWN, VERDICTS, WAIT, WITNESS_ANSWER, WITNESS_QUERY,
+    FrameError, LineSplitter, check_int, check_time, check_word, downlink_fields, encode, encode_body, envelope,
+    event, hello, n_after, n_diff, reading_frame, reading_record, status, valid_board_id, witness_query)
 from soil.ds1307 import CLOCK_STATES  # noqa: F401 - the clock field's words are the driver's states
 
 READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampled by a standby
@@ -18,8 +18,14 @@ READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampl
 
 # --- the gateway's frames ------------------------------------------------------------------------------------------
 
-def ack(n):
-    return encode(ACK, (n,))
+def ack(n, boot):
+    """Every R frame up to `n` of boot `boot` is committed (a board ignores an ack of another boot)."""
+    return encode(ACK, (n, boot))
+
+
+def event_ack(boot, k):
+    """Event `k` of boot `boot` is committed (stored once: its identity is the board, boot and k)."""
+    return encode(EVENT_ACK, (boot, k))
 
 
 def resend(n):
@@ -76,7 +82,8 @@ def decode(line):
                       check_time(f[4]), check_word(f[5], CLOCK_STATES, "clock"), check_word(f[6], ROLES, "role"),
                       f[7][:16])
     if kind == EVENT:
-        return kind, (check_word(f[0], EVENTS, "event"), f[1], check_time(f[2]))
+        return kind, (check_int(f[0], 1, MAX_N, "boot"), check_int(f[1], 1, MAX_N, "event number"),
+                      check_word(f[2], EVENTS, "event"), f[3], check_time(f[4]))
     if kind == WITNESS_QUERY:
         if f[0] != "-" and not valid_board_id(f[0]):
             raise FrameError("bad board id")

@@ -25,6 +25,9 @@ log = logging.getLogger("gateway.protocol")
 
 _CONTROL_INTERVAL_S = 1.0     # at most one Q, W or N per second per board: a flood of bad frames gets few answers
 _RECENT_FRAME_S = 0.5         # a board heard this recently is alive without asking it
+# A frame number this far ahead of the one expected is not a gap in the board's window (24 frames) but another
+# numbering: the hello we hold is not the board's current one (a stray or forged hello). Ask it for a fresh one.
+_FAR_AHEAD = 1024
 
 
 class SessionStats:
@@ -38,6 +41,7 @@ class SessionStats:
         self.gaps = 0
         self.duplicates = 0
         self.clock_sets = 0
+        self.stray_hellos = 0         # hellos refused: they claimed frames acknowledged that this gateway never acked
 
 
 class BoardProtocol:
@@ -69,6 +73,10 @@ class BoardProtocol:
         self.epoch = 0
         self.expected = 1
         self.committed = 0
+        # The highest frame this gateway has acknowledged to this board's boot on this connection (hello
+        # confirmations and acks after COMMIT); a hello of the same boot can never honestly claim more.
+        self._numbering_known = False
+        self._acked_high = 0
         self._lock = threading.Lock()
         self._last_control = {}
         self.transport = None
@@ -83,6 +91,8 @@ class BoardProtocol:
         """The port is open: frames go out through `transport.write`. A gateway that (re)starts asks the board
         where it stands."""
         self.transport = transport
+        with self._lock:
+            self._numbering_known = False
         self.connected.set()
         self._send(frames.query())
 
@@ -91,6 +101,7 @@ class BoardProtocol:
         self.connected.clear()
         with self._lock:
             self.synced = False
+            self._numbering_known = False   # the board may come back from another port, its frames acked there
         self.transport = None
 
     def data_received(self, data):
@@ -145,22 +156,42 @@ class BoardProtocol:
     def _on_hello(self, f):
         _, board, boot, n_next, rtc_time, clock, role, fw = f
         with self._lock:
-            if self.board_id is not None and board != self.board_id:
-                log.warning("%s: board id changed from %s to %s", self.cfg.name, self.board_id, board)
-            self.board_id, self.boot, self.role = board, boot, role
-            self.expected = n_next
-            self.committed = n_next - 1
-            self.synced = True
-            self.epoch += 1
-            self._last_control.pop("N", None)
+            same = self._numbering_known and board == self.board_id and boot == self.boot
+            stray = same and frames.n_diff(n_next - 1, self._acked_high) > 0
+            if not stray:
+                self._accept_hello(board, boot, n_next, role)
+                if not same:
+                    self._acked_high = n_next - 1
+        if stray:
+            # The board's n_next is the oldest frame it has not had acknowledged, and in this boot, on this
+            # connection, only we acknowledge: a hello claiming more than we committed is not the board's (a stray
+            # or forged line). Confirming it would be an ack of readings never stored; ask the board instead.
+            self.stats.stray_hellos += 1
+            log.warning("%s: a hello for %s boot %d says frames up to %d are acknowledged, but this gateway acked "
+                        "only up to %d: not confirmed, asking the board", self.cfg.name, board, boot, n_next - 1,
+                        self._acked_high)
+            self._send_rate_limited("Q", frames.query())
+            return
         # Confirm the hello: until the board sees A,n_next-1 it ignores acks, which could otherwise come from our
         # numbering of its previous boot (a hello lost after a reset) and delete readings never committed.
-        self._send(frames.ack(n_next - 1))
+        self._send(frames.ack(n_next - 1, boot))
         log.info("%s: hello from %s boot %d (%s, clock %s, fw %s)", self.cfg.name, board, boot, role, clock, fw)
         self._check_clock(rtc_time, clock)
         if self._status_sink:
             self._status_sink(self, "hello", {"role": role, "fw": fw, "boot": boot, "clock": clock,
                                               "board_time": rtc_time})
+
+    def _accept_hello(self, board, boot, n_next, role):
+        """Take the hello's numbering (under the lock): a new epoch expecting frame n_next."""
+        if self.board_id is not None and board != self.board_id:
+            log.warning("%s: board id changed from %s to %s", self.cfg.name, self.board_id, board)
+        self.board_id, self.boot, self.role = board, boot, role
+        self.expected = n_next
+        self.committed = n_next - 1
+        self.synced = True
+        self._numbering_known = True
+        self.epoch += 1
+        self._last_control.pop("N", None)
 
     def _on_status(self, f):
         rtc_time, clock, pending, dropped, card, journal_bytes = f
@@ -174,13 +205,20 @@ class BoardProtocol:
                                                "board_time": rtc_time})
 
     def _on_event(self, f):
-        name, detail, board_time = f
+        boot, k, name, detail, board_time = f
         if self.board_id is None:
             self._send_rate_limited("Q", frames.query())
             return
-        log.info("%s: %s event: %s", self.cfg.name, self.board_id, detail)
+        log.info("%s: %s event %d/%d %s: %s", self.cfg.name, self.board_id, boot, k, name, detail)
         if self._status_sink:
-            self._status_sink(self, "event", {"event": name, "detail": detail, "board_time": board_time})
+            self._status_sink(self, "event", {"event": name, "detail": detail, "board_time": board_time,
+                                              "boot": boot, "event_no": k})
+
+    def event_stored(self, board, boot, k):
+        """The writer committed (or had already stored) event k of `board`'s boot `boot`: the board may forget it.
+        Not for a board that is no longer this port's (its hello changed the id in between)."""
+        if board == self.board_id:
+            self._send(frames.event_ack(boot, k))
 
     def _on_witness_query(self, master_id):
         """A standby stopped hearing its master and asks whether we still do (split-brain guard)."""
@@ -208,18 +246,24 @@ class BoardProtocol:
                 return
             if not self._writer_ok():
                 # Nothing is kept while the database is down: the board holds everything on its card.
-                self.expected = self.committed + 1
+                self.expected = frames.n_after(self.committed)
                 self._send_rate_limited("W", frames.wait(self.wait_ms))
                 return
-            if n != self.expected:
-                if n > self.expected:
+            ahead = frames.n_diff(n, self.expected)     # frame numbers wrap at 2**31: compare on the circle
+            if ahead != 0:
+                if ahead > _FAR_AHEAD:
+                    # Not this board's numbering (we hold a stray hello): nothing is acked or expected from it
+                    # until the board says where it stands.
+                    self.stats.gaps += 1
+                    self._send_rate_limited("Q", frames.query())
+                elif ahead > 0:
                     self.stats.gaps += 1
                     self._send_rate_limited("N", frames.resend(self.expected))
-                elif n <= self.committed:
+                elif frames.n_diff(n, self.committed) <= 0:
                     self.stats.duplicates += 1
-                    self._send_rate_limited("A", frames.ack(self.committed))
+                    self._send_rate_limited("A", frames.ack(self.committed, self.boot))
                 return
-            self.expected = n + 1
+            self.expected = frames.n_after(n)
             self._last_control.pop("N", None)
             epoch = self.epoch
             board = self.board_id
@@ -252,16 +296,19 @@ class BoardProtocol:
         with self._lock:
             if epoch != self.epoch:
                 return
-            if n > self.committed:
+            if frames.n_diff(n, self.committed) > 0:
                 self.committed = n
-        self._send(frames.ack(n))
+            if frames.n_diff(n, self._acked_high) > 0:
+                self._acked_high = n
+            frame = frames.ack(n, self.boot)
+        self._send(frame)
 
     def resume(self):
         """The database is back: ask the board to resend from the first uncommitted frame right away."""
         with self._lock:
             if not self.synced:
                 return
-            self.expected = self.committed + 1
+            self.expected = frames.n_after(self.committed)
             frame = frames.resend(self.expected)
         self._send(frame)
 
@@ -270,5 +317,5 @@ class BoardProtocol:
         with self._lock:
             if epoch != self.epoch:
                 return
-            self.expected = self.committed + 1
+            self.expected = frames.n_after(self.committed)
         self._send_rate_limited("W", frames.wait(self.wait_ms))

@@ -235,12 +235,28 @@ def _m4_legacy_sample_time(cur, db):
         cur.execute("DROP TRIGGER %s.%s" % (_q(db), _q(PLANTS_TRIGGER)))
 
 
+def _m5_event_identity(cur, db):
+    """A board's event is sent until the gateway acknowledges its COMMIT, so it can arrive twice: its identity
+    (board, boot, event_no) is unique. Rows from before (and the gateway's own witness_refused) have NULLs, which
+    a unique key lets repeat. Each part is added only when missing, so a migrator that died half way can rerun."""
+    columns = _columns(cur, db, "collector_events")
+    if "boot" not in columns:
+        cur.execute("ALTER TABLE %s.`collector_events` ADD COLUMN `boot` INT UNSIGNED NULL AFTER `board`" % _q(db))
+    if "event_no" not in columns:
+        cur.execute("ALTER TABLE %s.`collector_events` ADD COLUMN `event_no` INT UNSIGNED NULL AFTER `boot`"
+                    % _q(db))
+    if "event_identity" not in _indexes(cur, db, "collector_events"):
+        cur.execute("ALTER TABLE %s.`collector_events` ADD UNIQUE KEY `event_identity` (`board`, `boot`, `event_no`)"
+                    % _q(db))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
     (2, "plants: NULL sample time means the server's UTC now, flagged time_quality=server", _m2_sample_time_trigger),
     (3, "boards, board_events, collector_events", _m3_board_tables),
     (4, "plants: a legacy insert's sample time is in the session time zone, stored as UTC", _m4_legacy_sample_time),
+    (5, "collector_events: unique event identity (board, boot, event_no)", _m5_event_identity),
 )
 
 

@@ -29,7 +29,7 @@ class Writer:
     """Batches readings from every session into one transaction and acknowledges after COMMIT.
 
     A session is a board's gateway.protocol.BoardProtocol: the writer reads its cfg, board_id, role and boot, and
-    calls its committed_through(epoch, n) and rollback(epoch)."""
+    calls its committed_through(epoch, n), rollback(epoch) and event_stored(board, boot, event_no)."""
 
     def __init__(self, store, batch_max=5000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
@@ -142,9 +142,8 @@ class Writer:
                 self.last_sample[r.board] = r.sample_time
         highest = {}
         for _, session, epoch, n, _ in items:
-            key = (session, epoch)
-            if n > highest.get(key, 0):
-                highest[key] = n
+            highest[(session, epoch)] = n      # a session submits in frame order: its last is its highest (the
+                                               # numbers wrap at 2**31, so the largest need not be the last)
         for (session, epoch), n in highest.items():
             session.committed_through(epoch, n)
         if self.on_commit is not None:
@@ -169,8 +168,12 @@ class Writer:
         for _, session, kind, fields in items:
             try:
                 if kind == "event":
-                    self.store.add_collector_event(session.board_id, fields["event"], fields["detail"],
-                                                   _sql_time(fields.get("board_time")))
+                    board = session.board_id
+                    self.store.add_collector_event(board, fields["event"], fields["detail"],
+                                                   _sql_time(fields.get("board_time")), fields.get("boot"),
+                                                   fields.get("event_no"))
+                    if fields.get("event_no") is not None:
+                        session.event_stored(board, fields["boot"], fields["event_no"])
                     continue
                 self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
                 if kind == "status" and fields.get("dropped"):

@@ -264,6 +264,7 @@ class Gateway:
     def __init__(self, serial):
         self.serial = serial
         self.frames = []
+        self.boot = None
         self._buf = b""
 
     def pump(self):
@@ -274,9 +275,10 @@ class Gateway:
             kind, f = frames.decode(line)        # raises FrameError on anything malformed
             self.frames.append((kind, f))
             if kind == frames.HELLO:
-                self.serial.rx += frames.ack(f[3] - 1)
+                self.boot = f[2]
+                self.serial.rx += frames.ack(f[3] - 1, self.boot)
             elif kind == frames.READING:
-                self.serial.rx += frames.ack(f[0])
+                self.serial.rx += frames.ack(f[0], self.boot)
 
     def send(self, frame):
         self.serial.rx += frame

@@ -150,6 +150,20 @@ def test_board_status_upsert_and_events(store, clean_db):
     assert admin_query(clean_db, "SELECT event FROM collector_events") == (("takeover",),)
 
 
+def test_an_event_that_arrives_twice_is_stored_once(store, clean_db):
+    """A board repeats an event until the gateway acknowledges its COMMIT: the identity (board, boot, event_no)
+    keeps one row, and the repeat is success (the gateway acknowledges it again), not an error."""
+    assert store.add_collector_event("b1", "standby_missing", "no ACK", "2026-03-01 12:00:00", 7, 1) is True
+    assert store.add_collector_event("b1", "standby_missing", "no ACK", "2026-03-01 12:00:00", 7, 1) is False
+    assert store.add_collector_event("b1", "standby_back", "again", "2026-03-01 12:00:05", 7, 2) is True
+    assert store.add_collector_event("b1", "standby_missing", "no ACK", "2026-03-01 12:00:00", 8, 1) is True
+    assert store.add_collector_event("b1", "witness_refused", "gateway's own", None) is True
+    assert store.add_collector_event("b1", "witness_refused", "gateway's own", None) is True
+    assert admin_query(clean_db, "SELECT boot, event_no, event FROM collector_events ORDER BY id") == (
+        (7, 1, "standby_missing"), (7, 2, "standby_back"), (8, 1, "standby_missing"),
+        (None, None, "witness_refused"), (None, None, "witness_refused"))
+
+
 # -- privileges -----------------------------------------------------------------------------------------------
 def test_f13_gateway_account_is_least_privilege(clean_db):
     cfg = clean_db.gateway_cfg

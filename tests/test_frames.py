@@ -31,11 +31,14 @@ def test_reading_round_trip(n, boot, seq, t, raw, fl, source):
 @given(board_ids, numbers, numbers, times, st.sampled_from(frames.CLOCK_STATES), st.sampled_from(frames.ROLES))
 def test_hello_round_trip(board, boot, n_next, t, clock, role):
     kind, f = frames.decode(frames.hello(board, boot, n_next, t, clock, role, "0.1.0"))
-    assert (kind, f) == ("H", (1, board, boot, n_next, t, clock, role, "0.1.0"))
+    assert (kind, f) == ("H", (frames.PROTO, board, boot, n_next, t, clock, role, "0.1.0"))
 
 
 def test_control_frames_round_trip():
-    assert frames.decode(frames.ack(42)) == ("A", (42,))
+    assert frames.decode(frames.ack(42, 3)) == ("A", (42, 3))
+    assert frames.decode(frames.event_ack(3, 9)) == ("K", (3, 9))
+    assert frames.decode(frames.event(3, 9, "takeover", "x", "2026-11-21T09:55:04Z")) == \
+        ("E", (3, 9, "takeover", "x", "2026-11-21T09:55:04Z"))
     assert frames.decode(frames.resend(7)) == ("N", (7,))
     assert frames.decode(frames.wait(2000)) == ("W", (2000,))
     assert frames.decode(frames.settime("2026-11-21T09:55:04Z")) == ("T", ("2026-11-21T09:55:04Z",))
@@ -45,7 +48,7 @@ def test_control_frames_round_trip():
 
 
 def test_checksum_is_zlib_crc32_of_the_body():
-    line = frames.ack(5)
+    line = frames.ack(5, 1)
     body = line[1:line.index(b"*")]
     assert line[line.index(b"*") + 1:-1] == b"%08x" % zlib.crc32(body)
 
@@ -81,8 +84,8 @@ def test_garbage_never_decodes_to_a_reading(noise):
 
 
 def test_noise_before_a_frame_is_skipped():
-    line = b"\x00\xffboot banner $garbage" + frames.ack(3)
-    assert frames.decode(line) == ("A", (3,))
+    line = b"\x00\xffboot banner $garbage" + frames.ack(3, 1)
+    assert frames.decode(line) == ("A", (3, 1))
 
 
 @pytest.mark.parametrize("bad", [
@@ -93,16 +96,19 @@ def test_noise_before_a_frame_is_skipped():
     frames.encode("R", (1, 1, 1, "2026-11-21T9:5:4Z", 5, "L")),         # F4: unpadded time is refused
     frames.encode("R", (1, 1, 1, "2026-11-21T09:55:04Z", 5, "LC")),     # live and cached at once
     frames.encode("R", (0, 1, 1, "2026-11-21T09:55:04Z", 5, "L")),      # n starts at 1
-    frames.encode("H", (2, "b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # unknown version
-    frames.encode("H", (1, "b 1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # bad board id
-    frames.encode("A", (1, 2)),                                         # wrong field count
+    frames.encode("H", (1, "b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # an older version
+    frames.encode("H", (frames.PROTO, "b 1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x")),  # bad board id
+    frames.encode("A", (1,)),                                           # wrong field count (A has n, boot)
+    frames.encode("A", (1, 0)),                                         # boot starts at 1
+    frames.encode("K", (1, 0)),                                         # event numbers start at 1
+    frames.encode("E", (1, 0, "takeover", "x", "2026-11-21T09:55:04Z")),  # event numbers start at 1
 ] + [b"$" + body + b"*" + b"%08x" % zlib.crc32(body) + b"\n" for body in (  # valid checksums, bad content
     b"R,1,0,1,2026-11-21T09:55:04Z,5,L", b"R,1,1,0,2026-11-21T09:55:04Z,5,L", b"R,1,1,1,2026-11-21T09:55:04Z,5,",
     b"R,1,1,1,2026-11-21T09:55:04Z,5,Q", b"R,1,1,1,2026-11-21T09:55:04Z,5,LL", b"R,1,1,1,2026-11-21T09:55:04Z,5,LX",
-    b"R,1,1,1,2026-11-21T09:55:04Z,5,QSLCQ", b"R,1,1,1,2026-11-21T09:55:04Z,5", b"H,1,,1,1,2026-11-21T09:55:04Z,ok,single,fw",
-    b"H,1," + b"b" * 33 + b",1,1,2026-11-21T09:55:04Z,ok,single,fw", b"H,1,b1,1,1,2026-11-21T09:55:04Z,fine,single,fw",
-    b"H,1,b1,1,1,2026-11-21T09:55:04Z,ok,boss,fw", b"S,2026-11-21T09:55:04Z,ok,1,0,wet,0",
-    b"E,exploded,x,2026-11-21T09:55:04Z", b"V,b 1")])
+    b"R,1,1,1,2026-11-21T09:55:04Z,5,QSLCQ", b"R,1,1,1,2026-11-21T09:55:04Z,5", b"H,2,,1,1,2026-11-21T09:55:04Z,ok,single,fw",
+    b"H,2," + b"b" * 33 + b",1,1,2026-11-21T09:55:04Z,ok,single,fw", b"H,2,b1,1,1,2026-11-21T09:55:04Z,fine,single,fw",
+    b"H,2,b1,1,1,2026-11-21T09:55:04Z,ok,boss,fw", b"S,2026-11-21T09:55:04Z,ok,1,0,wet,0",
+    b"E,1,1,exploded,x,2026-11-21T09:55:04Z", b"E,1,1,takeover,x,2026-11-21", b"V,b 1")])
 def test_invalid_frames_are_rejected(bad):
     with pytest.raises(frames.FrameError):
         frames.decode(bad)
@@ -112,11 +118,11 @@ def test_invalid_frames_are_rejected(bad):
     frames.hello("b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x"),
     frames.status("2026-11-21T09:55:04Z", "ok", 3, 0, "full", 512),
     frames.reading_frame(1, frames.reading_record(1, 1, "2026-11-21T09:55:04Z", 5), b"L"),
-    frames.event("takeover", "x", "2026-11-21T09:55:04Z"),
+    frames.event(1, 1, "takeover", "x", "2026-11-21T09:55:04Z"),
     frames.witness_query("b1"),
 ])
 def test_a_board_refuses_its_own_frame_types_as_orders(frame):
-    """An echo on the line is not an order: the board's decoder takes only A N W T Q M."""
+    """An echo on the line is not an order: the board's decoder takes only A K N W T Q M."""
     assert frames.decode(frame)[0] in "HSREV"
     with pytest.raises(codec.FrameError):
         codec.decode(frame)
@@ -129,7 +135,7 @@ def test_f4_wire_times_are_zero_padded():
 
 def test_f8_overlong_lines_are_dropped_with_a_bounded_buffer():
     sp = frames.LineSplitter()
-    good = frames.ack(1)
+    good = frames.ack(1, 1)
     lines = sp.feed(b"x" * 5000)                  # a stuck line: no newline for thousands of bytes
     assert lines == [] and len(sp._buf) <= frames.MAX_FRAME and sp.overruns == 1
     lines = sp.feed(b"yyy\n" + good + good[:10])

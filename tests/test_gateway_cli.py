@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from gateway import frames
 from gateway.config import ConfigError, from_dict, load
 from tools.dbserver import free_port
 from tools.demo.stack import ROOT, Stack, _env
@@ -121,5 +122,5 @@ def test_monitor_shows_a_boards_frames_decoded(tmp_path):
         proc = run_cli("monitor", board.tty, "--query", "--seconds", "3")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(" H 1 bench-1 " in line for line in lines), proc.stdout
+    assert any(" H %d bench-1 " % frames.PROTO in line for line in lines), proc.stdout
     assert any(" R " in line for line in lines), proc.stdout

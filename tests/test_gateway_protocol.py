@@ -84,7 +84,7 @@ def test_connection_made_asks_the_board_where_it_stands():
 def test_hello_is_confirmed_with_the_ack_below_n_next_and_starts_an_epoch():
     rig = Rig()
     rig.line.take()
-    assert rig.hello(n_next=17) == [(frames.ACK, (16,))]
+    assert rig.hello(n_next=17) == [(frames.ACK, (16, 3))]
     p = rig.p
     assert (p.board_id, p.boot, p.role, p.synced, p.epoch, p.expected, p.committed) == ("bed-1", 3, "single", True,
                                                                                         1, 17, 16)
@@ -107,7 +107,7 @@ def test_readings_in_order_are_submitted_and_acked_only_after_the_commit():
         (1, 3, Reading("bed-1", "standby", 3, 3, utc.sql(utc.from_epoch(int(T0))), 512, "live", "rtc")),
     ]
     rig.p.committed_through(1, 3)
-    assert rig.line.take() == [(frames.ACK, (3,))]
+    assert rig.line.take() == [(frames.ACK, (3, 3))]
     assert rig.p.committed == 3 and rig.p.stats.readings == 3
 
 
@@ -145,7 +145,7 @@ def test_a_gap_asks_for_a_resend_once_per_second():
 def test_a_resent_committed_frame_is_acked_again():
     rig = Rig()
     rig.hello(n_next=10)
-    assert rig.feed(reading(8)) == [(frames.ACK, (9,))]
+    assert rig.feed(reading(8)) == [(frames.ACK, (9, 3))]
     assert rig.feed(reading(9)) == []                 # rate limited: one A per second for duplicates
     assert rig.p.stats.duplicates == 2 and rig.submitted == []
 
@@ -153,7 +153,7 @@ def test_a_resent_committed_frame_is_acked_again():
 def test_frames_before_a_hello_get_a_query_not_a_row():
     rig = Rig()
     rig.line.take()
-    assert rig.feed(reading(1), status(), frames.event("takeover", "x", ISO0)) == [(frames.QUERY, ())]
+    assert rig.feed(reading(1), status(), frames.event(3, 1, "takeover", "x", ISO0)) == [(frames.QUERY, ())]
     rig.clock.t += 1.0
     assert rig.feed(reading(2)) == [(frames.QUERY, ())]
     assert rig.submitted == [] and rig.statuses == []
@@ -195,7 +195,7 @@ def test_garbage_is_counted_never_answered():
     bad = good[:-4] + (b"0000" if good[-4:] != b"0000" else b"1111")   # the CRC no longer matches
     assert rig.feed(bad, b"noise without a dollar", b"\r", b"") == []
     assert rig.p.stats.bad_frames == 2 and rig.submitted == []
-    rig.feed(frames.ack(3))                           # a gateway frame coming back: not something a board sends
+    rig.feed(frames.ack(3, 3))                         # a gateway frame coming back: not something a board sends
     assert rig.p.stats.bad_frames == 3
 
 
@@ -213,12 +213,38 @@ def test_status_and_events_go_to_the_status_sink():
     rig = Rig()
     rig.hello()
     rig.statuses.clear()
-    rig.feed(status(dropped=7), frames.event("takeover", "master silent", ISO0))
+    rig.feed(status(dropped=7), frames.event(3, 2, "takeover", "master silent", ISO0))
     assert rig.statuses == [
         ("status", {"clock": "ok", "pending": 4, "dropped": 7, "card": "ok", "journal_bytes": 2048,
                     "board_time": ISO0}),
-        ("event", {"event": "takeover", "detail": "master silent", "board_time": ISO0}),
+        ("event", {"event": "takeover", "detail": "master silent", "board_time": ISO0, "boot": 3, "event_no": 2}),
     ]
+    rig.p.event_stored("bed-1", 3, 2)                 # the writer committed it: the board may forget it
+    assert rig.line.take()[-1] == (frames.EVENT_ACK, (3, 2))
+    rig.p.event_stored("bed-9", 3, 2)                 # a board this port no longer serves: not acknowledged here
+    assert rig.line.take() == []
+
+
+def test_gateway_numbering_wraps_at_2_31():
+    rig = Rig()
+    rig.hello(n_next=frames.MAX_N - 1)
+    assert rig.feed(reading(frames.MAX_N - 1), reading(frames.MAX_N), reading(1), reading(2)) == []
+    assert [n for _, n, _ in rig.submitted] == [frames.MAX_N - 1, frames.MAX_N, 1, 2]
+    rig.p.committed_through(1, 1)
+    assert rig.line.take() == [(frames.ACK, (1, 3))] and rig.p.committed == 1
+    assert rig.feed(reading(frames.MAX_N)) == [(frames.ACK, (1, 3))]    # a resend from before the wrap: a duplicate
+    assert rig.p.stats.duplicates == 1 and len(rig.submitted) == 4
+    rig.p.rollback(1)
+    assert rig.p.expected == 2
+
+
+def test_a_reading_far_from_the_hellos_numbering_asks_for_a_fresh_hello():
+    """A stray hello (n_next near 2**31 while the board numbers from 6): nothing is acked or kept from it."""
+    rig = Rig()
+    rig.hello(n_next=frames.MAX_N - 5000)
+    rig.line.take()
+    assert rig.feed(reading(6)) == [(frames.QUERY, ())]
+    assert rig.submitted == [] and rig.p.stats.gaps == 1
 
 
 @pytest.mark.parametrize("verdict", ["alive", "dead"])
@@ -305,3 +331,35 @@ def test_after_a_lost_connection_nothing_is_sent_until_the_port_is_back():
     rig.line = line
     assert rig.feed(reading(2)) == [(frames.QUERY, ())]   # not synced until the next hello: ask for it
     assert rig.p.stats.readings == 1 and len(rig.submitted) == 1
+
+
+def test_a_hello_claiming_frames_this_gateway_never_acked_is_not_confirmed():
+    """Seen: while the database was down, a stray hello made the gateway confirm frames it never stored, and the
+    board deleted them. In one boot, on one connection, only this gateway acks: a hello of the same board and boot
+    whose n_next is past what was committed is not the board's. It is refused; the board is asked again."""
+    rig = Rig()
+    rig.hello(n_next=1)
+    rig.feed(*[reading(n) for n in range(1, 21)])
+    rig.p.committed_through(1, 10)
+    rig.line.take()
+    assert rig.hello(n_next=21) == [(frames.QUERY, ())]          # no A,20: frames 11..20 are not committed
+    assert rig.p.stats.stray_hellos == 1 and rig.p.committed == 10 and rig.p.epoch == 1
+    assert rig.hello(n_next=11) == [(frames.ACK, (10, 3))]       # the board's own hello is confirmed
+    assert rig.hello(n_next=30, boot=4) == [(frames.ACK, (29, 4))]   # a new boot numbers afresh
+    rig.p.connection_lost(None)
+    rig.p.connection_made(rig.line)
+    rig.line.take()
+    # After the port was away the board may have been served elsewhere: its claim is taken again.
+    assert rig.hello(n_next=90, boot=4) == [(frames.ACK, (89, 4))]
+
+
+def test_a_stray_hello_behind_the_board_does_not_lock_out_the_boards_own():
+    """A hello claiming less than was acked (n_next near 2**31 while the board is at 6) is harmless to accept (its
+    ack acknowledges nothing the board has) but must not lower what this gateway knows it acked."""
+    rig = Rig()
+    rig.hello(n_next=1)
+    rig.feed(*[reading(n) for n in range(1, 6)])
+    rig.p.committed_through(1, 5)
+    rig.hello(n_next=frames.MAX_N - 5)
+    assert rig.hello(n_next=6) == [(frames.ACK, (5, 3))]
+    assert rig.p.stats.stray_hellos == 0 and rig.p.expected == 6

@@ -144,14 +144,14 @@ def test_the_protocol_on_a_real_pty_with_the_test_as_the_board():
         assert board.frame() == (frames.QUERY, ())       # the port is open: the gateway asks for a hello
         assert p.connected.is_set()
         board.send(frames.hello("pty-1", 2, 5, now, "ok", "single", "1.0"))
-        assert board.frame() == (frames.ACK, (4,))
+        assert board.frame() == (frames.ACK, (4, 2))
         board.send(frames.encode(frames.READING, (5, 2, 9, now, 700, "L")))
         with got:
             assert got.wait_for(lambda: submitted, WAIT_S)
         (protocol, epoch, n, reading), = submitted
         assert (protocol, epoch, n, reading.board, reading.seq, reading.raw) == (p, 1, 5, "pty-1", 9, 700)
         p.committed_through(epoch, n)                   # as the writer does after COMMIT
-        assert board.frame() == (frames.ACK, (5,))
+        assert board.frame() == (frames.ACK, (5, 2))
     finally:
         t.stop()
         board.close()

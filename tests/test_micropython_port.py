@@ -103,7 +103,7 @@ def test_pair_roles_start_on_the_simulated_wire(role):
     sent, _, board, _ = boot(cfg, 2500, gateway=False)
     hellos = [f for k, f in sent if k == frames.HELLO]
     assert hellos and hellos[0][6] == role           # (a master's standby_missing may come before its hello)
-    events = [f[0] for k, f in sent if k == frames.EVENT]
+    events = [f[2] for k, f in sent if k == frames.EVENT]
     if role == "master":
         assert "standby_missing" in events            # F12: nobody ACKs at 0x08 on the pair's wire
     else:

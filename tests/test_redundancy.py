@@ -84,6 +84,11 @@ def make_board(tmp_path, name, clock, pair, boot=1):
     return Board(c, wire, card)
 
 
+def sent_events(board):
+    """The events a board sent, by number: no gateway acknowledges them here, so each goes more than once."""
+    return [name for _, name in sorted({(f[1], f[2]) for f in board.wire.frames(frames.EVENT)})]
+
+
 def published(c):
     """(seq, epoch, flags) of every reading the collector handed to its journal."""
     c.journal.rewind()
@@ -145,7 +150,7 @@ def test_master_death_standby_fills_the_gap_from_the_witness_answer(pair):
     assert [s for s, who in seen.items() if len(who) > 1] == [], "no slot published twice"
     assert all("S" in f for _, _, f in published(standby))
     events = standby.wire.frames(frames.EVENT)
-    assert events and events[0][0] == "takeover"
+    assert events and events[0][2] == "takeover"
 
 
 def test_master_returns_and_takes_back_at_the_agreed_time(pair, tmp_path):
@@ -166,7 +171,7 @@ def test_master_returns_and_takes_back_at_the_agreed_time(pair, tmp_path):
     span = range(START + 1, int(clock.t) - 1)
     assert [s for s in span if s not in seen] == []
     assert [s for s, who in seen.items() if len(who) > 1] == []
-    assert [e[0] for e in standby.wire.frames(frames.EVENT)] == ["takeover", "handback"]
+    assert sent_events(standby) == ["takeover", "handback"]
     assert old_master.board_id == master.board_id
 
 
@@ -221,10 +226,10 @@ def test_f12_master_notices_a_missing_standby(pair):
     wire_bus.detach(hb.ADDRESS)                            # the standby is gone: its address NACKs
     run(clock, [master], 4)
     assert master.pair.beats_failed >= 1 and master.pair.standby_present is False
-    assert [e[0] for e in master.wire.frames(frames.EVENT)] == ["standby_missing"]
+    assert sent_events(master) == ["standby_missing"]
     wire_bus.attach(hb.ADDRESS, target)
     run(clock, [master, standby], 4)
-    assert [e[0] for e in master.wire.frames(frames.EVENT)] == ["standby_missing", "standby_back"]
+    assert sent_events(master) == ["standby_missing", "standby_back"]
 
 
 def test_beat_and_status_records_reject_damage():

@@ -19,6 +19,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 BOOK_CREATE = ("CREATE TABLE `plant_moisture`.`plants` (`id` int(11) NOT NULL AUTO_INCREMENT, `moisture_raw` int(11) "
                "DEFAULT NULL, `date_saved` timestamp NOT NULL DEFAULT CURRENT_TIMESTAMP ON UPDATE CURRENT_TIMESTAMP, "
                "PRIMARY KEY (`id`)) ENGINE=InnoDB AUTO_INCREMENT=257 DEFAULT CHARSET=latin1")
+ALL_VERSIONS = [version for version, _, _ in schema.MIGRATIONS]
 BOOK_INSERT_NOW = "INSERT INTO plant_moisture.plants VALUES (NULL,456,NULL)"
 BOOK_INSERT_TIME = "INSERT INTO plant_moisture.plants VALUES (NULL,456,'2015-11-27 15:9:8')"
 ALL_VERSIONS = [version for version, _, _ in schema.MIGRATIONS]

@@ -10,6 +10,7 @@ The script samples, reads the R frames off the link, feeds A, T, W, N, Q frames 
 docs/PROTOCOL.md gives each, across the tick wrap. Prints `OK collector_portable <n> checks` at the end.
 """
 
+from boardkit import TICKS_PERIOD, ChipI2C, FixedADC, RecordingLink, Ticks, gateway_frame, of_kind, ticks_diff
 from portable import Checks
 from test_journal_portable import CardFolders, reboot
 
@@ -20,116 +21,6 @@ from soil.ds1307 import DS1307
 from soil.journal import Journal
 
 checks = Checks("collector_portable")
-
-TICKS_PERIOD = 1 << 30
-_HALF = TICKS_PERIOD // 2
-
-
-class Ticks:
-    """The board's tick counter (wrapping at 2**30 like MicroPython's) and the simulated time the chips run on."""
-
-    def __init__(self, start):
-        self.now = start
-        self.ms = 0
-
-    def ticks_ms(self):
-        return self.now & (TICKS_PERIOD - 1)
-
-    def clock_ms(self):
-        return self.ms
-
-    def advance(self, ms):
-        self.now = (self.now + ms) & (TICKS_PERIOD - 1)
-        self.ms += ms
-
-
-def ticks_diff(a, b):
-    return ((a - b + _HALF) & (TICKS_PERIOD - 1)) - _HALF
-
-
-class ChipI2C:
-    """machine.I2C's readfrom_mem/writeto_mem/writeto over byte-level targets (the chip models) by 7-bit address:
-    START, the bytes, STOP, as the simulated buses drive them; OSError(19) when nothing answers."""
-
-    def __init__(self):
-        self.targets = {}
-
-    def _start(self, addr, read):
-        dev = self.targets.get(addr)
-        if dev is None or dev.on_start(read) is False:
-            raise OSError(19, "no ACK from 0x%02x" % addr)
-        return dev
-
-    def readfrom_mem(self, addr, memaddr, nbytes):
-        dev = self._start(addr, False)
-        dev.on_write(memaddr)
-        dev.on_start(True)                   # repeated START
-        out = bytearray(nbytes)
-        for i in range(nbytes):
-            out[i] = dev.on_read()
-        dev.on_stop()
-        return bytes(out)
-
-    def writeto_mem(self, addr, memaddr, buf):
-        dev = self._start(addr, False)
-        dev.on_write(memaddr)
-        for b in buf:
-            dev.on_write(b)
-        dev.on_stop()
-
-    def writeto(self, addr, buf):
-        dev = self._start(addr, False)
-        for b in buf:
-            dev.on_write(b)
-        dev.on_stop()
-        return len(buf)
-
-
-class FixedADC:
-    def __init__(self, values):
-        self.values = values
-        self.reads = 0
-
-    def read_u16(self):
-        v = self.values[self.reads % len(self.values)]
-        self.reads += 1
-        return v
-
-
-class RecordingLink:
-    """Accepts everything the board writes (kept in `sent`); `read()` hands over what the script queued."""
-
-    def __init__(self):
-        self.sent = b""
-        self.inbox = b""
-
-    def write(self, data):
-        self.sent += bytes(data)
-        return len(data)
-
-    def read(self):
-        data = self.inbox
-        self.inbox = b""
-        return data
-
-    def take(self):
-        """The frames the board wrote since the last call, checked by the codec's envelope, numbers as ints."""
-        out = []
-        for line in self.sent.split(b"\n")[:-1]:
-            kind, f = codec.envelope(line)
-            out.append((kind, tuple(int(x) if x.isdigit() else x for x in f)))
-        self.sent = b""
-        return out
-
-
-def gateway_frame(kind, *fields):
-    """What the gateway would send (gateway/frames.py encodes the same bytes)."""
-    return codec.encode(kind, fields)
-
-
-def of_kind(decoded, kind):
-    return [f for k, f in decoded if k == kind]
-
 
 ticks = Ticks(TICKS_PERIOD - 2500)          # 2.5 s before the tick counter wraps
 chip = Chip(ticks.clock_ms)                 # a new DS1307: it comes up halted at 2000-01-01 00:00:00
@@ -173,9 +64,9 @@ checks.equal(hello[0][5], "halted", "a new chip's clock is reported halted")
 checks.equal(chip.time_register_writes, 0, "start-up never writes the clock (F3)")
 
 # --- sample: journal first, then an R frame, flagged Q while the clock is not ok --------------------------------
-link.inbox = gateway_frame(codec.ACK, 7)
+link.inbox = gateway_frame(codec.ACK, 7, c.boot)
 c.step()
-checks.equal(c.uplink.ignored_acks, 1, "before the gateway confirms the hello, acks are ignored (may be another boot's)")
+checks.equal(c.uplink.acks_beyond_sent, 1, "an ack of a frame the board never sent is ignored and counted")
 out = link.take()
 r = of_kind(out, "R")
 checks.equal(len(r), 1, "first step samples and sends")
@@ -189,7 +80,7 @@ status = of_kind(out, "S")
 checks.equal(len(status), 1, "a status frame at start")
 
 # --- T: the gateway sets the clock; the board answers with S ------------------------------------------------------
-link.inbox = gateway_frame(codec.ACK, 0) + gateway_frame(codec.SETTIME, "2026-03-01T12:00:00Z")
+link.inbox = gateway_frame(codec.ACK, 0, c.boot) + gateway_frame(codec.SETTIME, "2026-03-01T12:00:00Z")
 c.step()
 checks.check(c.uplink.synced, "A,n_next-1 confirms the hello")
 out = link.take()
@@ -224,12 +115,12 @@ checks.equal(of_kind(link.take(), "R"), [], "window full: nothing sent")
 checks.equal(journal.pending, 5, "but the reading is cached")
 
 # --- A: acknowledged readings leave the card, and the window moves ------------------------------------------------
-link.inbox = gateway_frame(codec.ACK, 2)
+link.inbox = gateway_frame(codec.ACK, 2, c.boot)
 c.step()
 checks.equal(journal.pending, 3, "A,2 acknowledges two readings on the card")
 r = of_kind(link.take(), "R")
 checks.equal([(f[0], f[2], f[5]) for f in r], [(5, 5, "C")], "the cached 5th goes out from the card")
-link.inbox = gateway_frame(codec.ACK, 1)
+link.inbox = gateway_frame(codec.ACK, 1, c.boot)
 c.step()
 checks.equal(journal.pending, 3, "a stale A changes nothing")
 link.inbox = b"$A,4*00000000\n" + b"\x00garbage\n"
@@ -247,7 +138,7 @@ checks.equal([f[5] for f in r], ["C", "C"], "resends are flagged C")
 
 # --- retransmit timeout: no A for 3 s resends everything in flight -----------------------------------------------
 c.uplink.rto = c.uplink.rto_base = 3000
-link.inbox = gateway_frame(codec.ACK, 5)
+link.inbox = gateway_frame(codec.ACK, 5, c.boot)
 c.step()
 checks.equal(journal.pending, 0, "A,5: everything acknowledged")
 link.take()
@@ -263,7 +154,7 @@ while waited < 5000 and not [f for f in r if f[2] == 6]:
 checks.check(2000 < waited <= 3100, "frame 6 is resent after the 3 s timeout (%d ms later)" % waited)
 checks.equal([f[5] for f in r if f[2] == 6], ["C"], "resent once, flagged C")
 checks.equal(c.uplink.rto, 6000, "the retransmit timeout doubles")
-link.inbox = gateway_frame(codec.ACK, r[-1][0])
+link.inbox = gateway_frame(codec.ACK, r[-1][0], c.boot)
 c.step()
 checks.equal(journal.pending, 0, "acknowledged")
 link.take()
@@ -279,7 +170,7 @@ run(1000)
 r = of_kind(link.take(), "R")
 checks.check(len(r) >= held, "after the wait the cached readings go out (%d frames)" % len(r))
 checks.equal(sorted(set(f[2] for f in r))[-1], c.seq, "up to the newest reading")
-link.inbox = gateway_frame(codec.ACK, max(f[0] for f in r))
+link.inbox = gateway_frame(codec.ACK, max(f[0] for f in r), c.boot)
 c.step()
 checks.equal(journal.pending, 0, "and are acknowledged")
 link.take()
@@ -313,17 +204,17 @@ out = link.take()
 checks.equal(of_kind(out, "H")[0][2:4], (2, 1), "hello: boot 2, n_next 1")
 c.step()
 r = of_kind(link.take(), "R")
-link.inbox = gateway_frame(codec.ACK, len(r))
+link.inbox = gateway_frame(codec.ACK, len(r), c.boot)
 c.step()
 checks.equal(journal.pending, unacked + 1, "an A before the hello is confirmed deletes nothing")
-link.inbox = gateway_frame(codec.ACK, 0)
+link.inbox = gateway_frame(codec.ACK, 0, c.boot)
 c.step()
 checks.equal([f[0] for f in r], list(range(1, len(r) + 1)), "frames numbered from 1 again")
 old = [f for f in r if f[1] == 1]
 checks.equal(len(old), unacked, "every reading cached before the reset is sent again")
 checks.check(all(f[5] == "C" for f in old), "from the cache")
 checks.check(r[-1][1] == 2 and r[-1][2] == 1 and r[-1][5] == "L", "then the new boot's first live reading")
-link.inbox = gateway_frame(codec.ACK, r[-1][0])
+link.inbox = gateway_frame(codec.ACK, r[-1][0], c.boot)
 c.step()
 checks.equal((journal.pending, c.pending()), (0, 0), "all acknowledged after the reset")
 checks.equal(chip.time_register_writes, 7, "the clock was written once, by the T frame (F3)")

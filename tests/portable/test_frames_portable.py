@@ -31,8 +31,8 @@ def framed(body):
     return b"$" + body + b"*" + crc32_hex(body) + b"\n"
 
 
-def ack(n):
-    return codec.encode(codec.ACK, (n,))
+def ack(n, boot=1):
+    return codec.encode(codec.ACK, (n, boot))
 
 
 def query():
@@ -45,10 +45,11 @@ def settime(t):
 
 # --- what a board sends: encode -> envelope (kind and field texts) -------------------------------------------------
 sent = (
-    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0"), ("H", ["1", "b-1_X", "3", "1", T0, "ok", "master",
+    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0"), ("H", [str(codec.PROTO), "b-1_X", "3", "1", T0, "ok", "master",
                                                                     "0.1.0"])),
     (codec.status(T0, "unset", 5, 0, "full", 1234), ("S", [T0, "unset", "5", "0", "full", "1234"])),
-    (codec.event("takeover", "a, b*c$d\x01" + "x" * 80, T0), ("E", ["takeover", "a  b c d " + "x" * 51, T0])),
+    (codec.event(3, 7, "takeover", "a, b*c$d\x01" + "x" * 30, T0),
+     ("E", ["3", "7", "takeover", "a  b c d " + "x" * 30, T0])),
     (codec.witness_query("-"), ("V", ["-"])),
 )
 for raw, want in sent:
@@ -60,8 +61,9 @@ for raw, want in sent:
 
 # --- what a board receives: encode -> decode with typed fields ------------------------------------------------------
 cases = (
-    (ack(0), ("A", (0,))),
-    (ack(0x7FFFFFFF), ("A", (0x7FFFFFFF,))),
+    (ack(0), ("A", (0, 1))),
+    (ack(0x7FFFFFFF, 0x7FFFFFFF), ("A", (0x7FFFFFFF, 0x7FFFFFFF))),
+    (codec.encode(codec.EVENT_ACK, (4, 9)), ("K", (4, 9))),
     (codec.encode(codec.RESEND, (17,)), ("N", (17,))),
     (codec.encode(codec.WAIT, (2000,)), ("W", (2000,))),
     (settime(T0), ("T", (T0,))),
@@ -86,7 +88,13 @@ for flags in ("", "Q", "S", "QS"):
                      "reading frame flags %r source %r" % (flags, source))
 longest = codec.reading_frame(0x7FFFFFFF, codec.reading_record(0x7FFFFFFF, 0x7FFFFFFF, T0, 65535, "QS"), b"C")
 checks.check(len(longest) <= codec.MAX_FRAME, "the largest reading fits in a frame")
-checks.equal(codec.encode_body(b"A,5"), ack(5), "encode_body == encode")
+checks.equal(codec.encode_body(b"A,5,1"), ack(5), "encode_body == encode")
+# The longest event: the detail gives way so the frame stays within MAX_FRAME.
+longest = codec.event(0x7FFFFFFF, 0x7FFFFFFF, "standby_missing", "y" * 80, T0)
+checks.equal(len(longest), codec.MAX_FRAME, "the largest event fills a frame exactly")
+checks.equal(codec.envelope(longest)[1][3], "y" * 48, "its detail is cut to what fits")
+checks.equal(codec.envelope(codec.event(2, 1, "takeover", "z, *" + "z" * 80, T0))[1][3], "z   " + "z" * 56,
+             "with ordinary numbers the detail keeps MAX_DETAIL characters")
 
 # --- rejection: bad checksum -----------------------------------------------------------------------------------
 good = codec.reading_frame(3, codec.reading_record(2, 9, T0, 1000, ""), b"L")
@@ -122,8 +130,9 @@ checks.equal(codec.envelope(ok_long)[0], "R", "exactly MAX_FRAME bytes is accept
 for line in (b"", b"\n", b"hello world", b"$", b"*", b"$*", b"$R*", b"*$A,1", b"\xff\xfe$\x00*",
              b"MicroPython v1.27.0 on 2026-01-01; REPL", bytes(range(256))[:100]):
     refused(line, "garbage %r" % line[:20])
-for body in (b"X,1", b"r,1", b"", b"AA,1", b"A", b"A,1,2", b"Q,1", b"A,-1", b"A,+1", b"A, 1", b"A,1x",
-             b"A,12345678901", b"A,2147483648", b"W,3600001", b"N,", b"T,2026-11-21 09:55:04Z", b"T,2026-11-21T09:55:04",
+for body in (b"X,1", b"r,1", b"", b"AA,1", b"A", b"A,1", b"A,1,2,3", b"Q,1", b"A,-1,1", b"A,+1,1", b"A, 1,1",
+             b"A,1x,1", b"A,1,0", b"A,1,", b"K,0,1", b"K,1,0", b"K,1", b"A,12345678901,1", b"A,2147483648,1",
+             b"W,3600001", b"N,", b"T,2026-11-21 09:55:04Z", b"T,2026-11-21T09:55:04",
              b"T,2026-1-21T09:55:04Z", b"T,2026-11-21T9:55:04ZZ", b"M,b 1,dead,-", b"M,b1,gone,-",
              b"M,b1,dead,yesterday", b"M,b1,dead", b"\xc3\xa9,1"):
     refused(framed(body), "content check on %r" % body)

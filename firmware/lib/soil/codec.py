@@ -3,16 +3,18 @@
 A frame is one printable line, `$T,field,...*crc32hex\\n`, so a person can read the link on a serial monitor and a
 machine can reject anything damaged. This module holds the envelope (checksum, bounded lines, field checks), the
 protocol's vocabulary, the encoders of every frame a board sends (H R S E V) and the decoder of the frames it
-receives (A N W T Q M). The gateway's half (decoding what boards send, encoding its own frames) is
-gateway/frames.py, on top of this module: a board never runs it.
+receives (A K N W T Q M), and the arithmetic of link numbers, which wrap from 2**31-1 to 1 (`n_diff`). The
+gateway's half (decoding what boards send, encoding its own frames) is gateway/frames.py, on top of this module:
+a board never runs it.
 """
 
 from soil import const
 from soil.crc import crc32_hex
 
-PROTO = const(1)
+PROTO = const(2)          # 2: A carries the boot, E is numbered and acknowledged by K (docs/PROTOCOL.md)
 MAX_FRAME = const(120)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded)
 MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers stay below 2**31
+_HALF_N = const(0x3FFFFFFF)  # MAX_N // 2: link numbers closer than this compare by their distance on the circle
 MAX_DETAIL = const(60)      # characters of an event's free text
 
 # Frame types. Board to gateway:
@@ -23,6 +25,7 @@ EVENT = const("E")
 WITNESS_QUERY = const("V")
 # Gateway to board:
 ACK = const("A")
+EVENT_ACK = const("K")
 RESEND = const("N")
 WAIT = const("W")
 SETTIME = const("T")
@@ -30,8 +33,8 @@ QUERY = const("Q")
 WITNESS_ANSWER = const("M")
 
 # Number of fields after the type letter, per frame type.
-FIELDS = {HELLO: 8, READING: 6, STATUS: 6, EVENT: 3, WITNESS_QUERY: 1,
-          ACK: 1, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, WITNESS_ANSWER: 3}
+FIELDS = {HELLO: 8, READING: 6, STATUS: 6, EVENT: 5, WITNESS_QUERY: 1,
+          ACK: 2, EVENT_ACK: 2, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, WITNESS_ANSWER: 3}
 
 # The protocol's words. Roles (a hello's role field, and a board's `role` setting):
 SINGLE = const("single")
@@ -56,6 +59,19 @@ DEAD = const("dead")
 UNKNOWN = const("unknown")
 VERDICTS = (ALIVE, DEAD, UNKNOWN)
 # (The clock states are the DS1307 driver's: soil.ds1307.OK, UNSET, HALTED, INVALID.)
+
+
+def n_diff(a, b):
+    """How far link number `a` is after `b` (negative: before), on the circle the numbers run round: frame numbers
+    go 1, 2, ... MAX_N, then 1 again, and 0 (the ack of "nothing yet", `n_next - 1` for n_next 1) is the same
+    point as MAX_N. Numbers in flight are never half the circle apart, so the shorter way round is the answer."""
+    d = (a - b) % MAX_N
+    return d - MAX_N if d > _HALF_N else d
+
+
+def n_after(n):
+    """The link number that follows `n` (MAX_N is followed by 1)."""
+    return n % MAX_N + 1
 
 
 class FrameError(ValueError):
@@ -101,13 +117,16 @@ def reading_frame(n, record, source):
     return encode_body(b"R," + str(n).encode() + b"," + record + source)
 
 
-def event(name, detail, board_time):
-    """A collector event. `detail` is free text, made safe for a frame: separators and control characters become
-    spaces, and it is cut to MAX_DETAIL characters."""
+def event(boot, k, name, detail, board_time):
+    """Event number `k` of boot `boot` (its identity with the board's id: stored once however often it is sent).
+    `detail` is free text, made safe for a frame: separators and control characters become spaces, and it is cut
+    to MAX_DETAIL characters, or fewer when the numbers are so long that the frame would exceed MAX_FRAME."""
+    head = "%s,%d,%d,%s," % (EVENT, boot, k, name)
+    room = MAX_FRAME - 12 - len(head) - len(board_time)     # '$' ',' '*' 8 hex digits '\n'
     clean = ""
-    for ch in detail[:MAX_DETAIL]:
+    for ch in detail[:MAX_DETAIL if room > MAX_DETAIL else room]:
         clean += " " if (ch in ",*$" or ch < " " or ch > "~") else ch
-    return encode(EVENT, (name, clean, board_time))
+    return encode_body((head + clean + "," + board_time).encode())
 
 
 def witness_query(master_id):
@@ -196,7 +215,7 @@ def envelope(line):
 
 
 def decode(line):
-    """Parse a frame the gateway sends (A N W T Q M) into `(kind, fields)`, fields typed (ints where the
+    """Parse a frame the gateway sends (A K N W T Q M) into `(kind, fields)`, fields typed (ints where the
     protocol has numbers). Raises FrameError for anything else, including a valid frame of a type a board sends
     (an echo on the line is not an order)."""
     kind, f = envelope(line)
@@ -205,7 +224,11 @@ def decode(line):
 
 def downlink_fields(kind, f):
     """The typed fields of a gateway frame whose envelope is checked (`f`: the field texts)."""
-    if kind == ACK or kind == RESEND:
+    if kind == ACK:
+        return (check_int(f[0], 0, MAX_N, "n"), check_int(f[1], 1, MAX_N, "boot"))
+    if kind == EVENT_ACK:
+        return (check_int(f[0], 1, MAX_N, "boot"), check_int(f[1], 1, MAX_N, "event number"))
+    if kind == RESEND:
         return (check_int(f[0], 0, MAX_N, "n"),)
     if kind == WAIT:
         return (check_int(f[0], 0, 3600000, "ms"),)

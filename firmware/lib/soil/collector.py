@@ -43,8 +43,9 @@ class Collector:
         self.led = led
         self.fw = fw
         self._log = log
-        self.uplink = Uplink(link, ticks_ms, ticks_diff, self._hello_frame, window=window)
+        self.uplink = Uplink(link, ticks_ms, ticks_diff, self._hello_frame, boot, window=window)
         self.seq = 0
+        self.event_no = 0             # events of this boot, numbered from 1: (board, boot, event_no) is their identity
         self.sampling = True          # False: no more samples (a bench run that stops after N); the link is served
         self.ram = []                 # records waiting in RAM while the card cannot take them
         self.ram_limit = ram_queue
@@ -307,9 +308,11 @@ class Collector:
         return n
 
     def send_event(self, name, detail):
-        """Send event `name` (codec.EVENTS) stamped with the board's clock, and log it."""
+        """Send event `name` (codec.EVENTS) stamped with the board's clock, and log it. The uplink repeats it until
+        the gateway acknowledges its COMMIT; its number makes it one row however often it arrives."""
         tm, _ = self.read_clock()
-        self.uplink.send_control(codec.event(name, detail, utc.iso(tm)))
+        self.event_no += 1
+        self.uplink.send_event(self.event_no, codec.event(self.boot, self.event_no, name, detail, utc.iso(tm)))
         self.log("event %s: %s" % (name, detail))
 
     def ask_witness(self, master_id):

@@ -6,6 +6,10 @@ back take longer. Stop-and-wait per row (the book's way) would leave the line id
 
 The uplink never decides what a reading is or where it is stored: the collector hands it journal records with
 their positions, and gets back the position up to which the gateway has committed.
+
+What it believes: an ack only of its own boot (`A,n,boot`) and only for frames it has sent; frame numbers compared
+on their circle (`codec.n_diff`), so the wrap from 2**31-1 to 1 loses and doubles nothing. It also keeps the
+collector's events until the gateway acknowledges each one's COMMIT (`K,boot,k`), sending them again meanwhile.
 """
 
 from soil import codec
@@ -17,8 +21,10 @@ class Uplink:
     """The board's end of the link. `make_hello()` returns a fresh H frame: the uplink sends one again when the
     gateway has not confirmed the last (see `synced`) and when the gateway waits for a frame it already acked."""
 
-    def __init__(self, link, ticks_ms, ticks_diff, make_hello, window=24, rto_ms=3000, rto_max_ms=30000):
+    def __init__(self, link, ticks_ms, ticks_diff, make_hello, boot, window=24, rto_ms=3000, rto_max_ms=30000,
+                 event_slots=8):
         self.link = link
+        self.boot = boot              # an A or K for another boot is not ours (a stale ack of the previous boot)
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
         self.window = window
@@ -42,7 +48,15 @@ class Uplink:
         self.synced = False
         self._hello_ack = 0
         self._make_hello = make_hello
-        self.ignored_acks = 0
+        self.ignored_acks = 0         # acks of another boot, or before the hello is confirmed
+        self.acks_beyond_sent = 0     # acks of a frame number this board never sent (forged, or another numbering)
+        self._resync = False          # the gateway's numbering is not ours: say hello at the next retransmit timeout
+        # Events are kept until the gateway acknowledges their COMMIT with K,boot,k, and sent again at every
+        # retransmit timeout of theirs and when the gateway confirms a hello (it has just opened the port).
+        self.events = []              # [k, frame], oldest first; at most event_slots
+        self.event_slots = event_slots
+        self.events_dropped = 0
+        self._event_sent = 0
 
     # --- sending -----------------------------------------------------------------------------------------------
     def holding(self):
@@ -58,9 +72,13 @@ class Uplink:
         """True when one more reading may be sent now."""
         return len(self.inflight) < self.window and len(self._out) < _OUT_LIMIT and not self.holding()
 
+    def number_from(self, n):
+        """Number the next reading frame `n` (before any is sent; the frame numbers' wrap tests start near it)."""
+        self.next_n = n
+
     def send_reading(self, record, position, live):
         n = self.next_n
-        self.next_n = n + 1 if n < codec.MAX_N else 1
+        self.next_n = codec.n_after(n)
         if not self.inflight:
             self._last_progress = self._ticks_ms()
         self.inflight.append([n, record, position])
@@ -69,6 +87,21 @@ class Uplink:
     def send_control(self, frame):
         """Hello and status frames: not numbered, not acknowledged."""
         self._queue(frame)
+
+    def send_event(self, k, frame):
+        """Event frame number `k`: sent now and kept until the gateway acknowledges it (K,boot,k). When all the
+        slots are taken the oldest is dropped and counted: RAM is bounded."""
+        if len(self.events) >= self.event_slots:
+            self.events.pop(0)
+            self.events_dropped += 1
+        self.events.append([k, frame])
+        self._event_sent = self._ticks_ms()
+        self._queue(frame)
+
+    def _resend_events(self):
+        for entry in self.events:
+            self._out += entry[1]
+        self._event_sent = self._ticks_ms()
 
     def hello_sent(self, n_next):
         """A hello announcing `n_next` went out; the gateway confirms it with `A,n_next-1`."""
@@ -103,7 +136,7 @@ class Uplink:
     def resend_from(self, n):
         """Send again every frame in flight numbered `n` or later (0: all of them), as cached readings."""
         for entry in self.inflight:
-            if entry[0] >= n:
+            if n == 0 or codec.n_diff(entry[0], n) >= 0:
                 self._out += codec.reading_frame(entry[0], entry[1], b"C")
                 self.resends += 1
         self._last_progress = self._ticks_ms()
@@ -126,12 +159,16 @@ class Uplink:
                     continue
                 self.last_rx = self._ticks_ms()
                 if kind == codec.ACK:
-                    self._on_ack(f[0], events)
+                    self._on_ack(f[0], f[1], events)
+                elif kind == codec.EVENT_ACK:
+                    self._on_event_ack(f[0], f[1])
                 elif kind == codec.RESEND:
                     self._hold_start = None      # the gateway asks now: a pending wait is over
-                    if self.inflight and f[0] < self.inflight[0][0]:
+                    if codec.n_diff(f[0], self.next_n) > 0 or \
+                            (self.inflight and codec.n_diff(f[0], self.inflight[0][0]) < 0):
                         # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
-                        # the line): that frame never comes again, so tell the gateway where we stand.
+                        # the line), or for one we never sent (its numbering is not ours: a stray hello): that
+                        # frame never comes, so tell the gateway where we stand.
                         self._out += self._make_hello()
                     self.resend_from(f[0])
                 elif kind == codec.WAIT:
@@ -146,22 +183,38 @@ class Uplink:
         self.flush()
         if self.inflight and not self.holding() and \
                 self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:
-            if not self.synced:
+            if not self.synced or self._resync:
+                self._resync = False
                 self._out += self._make_hello()
             self.resend_from(0)
             self.rto = min(self.rto * 2, self.rto_max)
+        if self.events and self._ticks_diff(self._ticks_ms(), self._event_sent) >= self.rto_base:
+            self._resend_events()
+            self.flush()
         return events
 
-    def _on_ack(self, n, events):
+    def _on_ack(self, n, boot, events):
+        if boot != self.boot:
+            # Another boot's numbering (a stale A of the previous boot, or a gateway that took a stray hello):
+            # never ours to act on. If we wait for acks, the next retransmit timeout says hello again.
+            self.ignored_acks += 1
+            self._resync = True
+            return
+        if codec.n_diff(n, self.next_n - 1) > 0:
+            # An ack of a frame this board never sent: whatever the gateway committed, it is not these readings.
+            self.acks_beyond_sent += 1
+            self._resync = True
+            return
         if not self.synced:
-            if n != self._hello_ack:
+            if codec.n_diff(n, self._hello_ack) != 0:
                 self.ignored_acks += 1
                 return
             self.synced = True
+            self._resend_events()      # the gateway has just heard us: events it may have missed go again
         acked = 0
         position = None
         inflight = self.inflight
-        while acked < len(inflight) and inflight[acked][0] <= n:
+        while acked < len(inflight) and codec.n_diff(inflight[acked][0], n) <= 0:
             if inflight[acked][2] is not None:
                 position = inflight[acked][2]
             acked += 1
@@ -170,3 +223,14 @@ class Uplink:
             self.rto = self.rto_base
             self._last_progress = self._ticks_ms()
             events.append(("acked", position, acked))
+
+    def _on_event_ack(self, boot, k):
+        """K,boot,k: the gateway committed event k of this boot; forget it."""
+        if boot != self.boot:
+            self.ignored_acks += 1
+            return
+        events = self.events
+        for i in range(len(events)):
+            if events[i][0] == k:
+                del events[i]
+                return

@@ -33,6 +33,7 @@ import sys
 import time
 
 from soil import board
+from soil.codec import MAX_N
 from tools.sim.vboard.hal import SimHAL
 from tools.sim.host.ptylink import publish_link, remove_stale_link, withdraw_link
 from tools.sim.host.sdcard import PowerCut
@@ -62,6 +63,8 @@ def build_parser():
     g.add_argument("--rtc-set", action="store_true",
                    help="a new RTC leaves the factory set to the host's UTC time (default: halted, as shipped)")
     g.add_argument("--ticks-offset-ms", type=int, default=0, help="start the tick counter here (wrap tests)")
+    g.add_argument("--first-n", type=int, default=1,
+                   help="number the first reading frame of this boot n (frame-number wrap tests: 2147483640)")
     g.add_argument("--max-samples", type=int, default=0, help="stop sampling after this many (0: no limit)")
     p.add_argument("--sample-log", metavar="PATH",
                    help="append 'boot seq host_time' (time.time() just before each sample) to PATH, for the "
@@ -89,6 +92,9 @@ class VirtualBoard:
             self._build_pair_wire(role, args.hb_wire)
         self.collector = board.build(self.settings, self.hal,
                                      log=lambda msg: print("vboard: " + msg, file=sys.stderr, flush=True))
+        if not 1 <= args.first_n <= MAX_N:
+            raise ValueError("--first-n must be 1..%d" % MAX_N)
+        self.collector.uplink.number_from(args.first_n)
         if args.sample_log:
             self._log_samples(args.sample_log)
         self.tty_link = os.path.join(args.state, "tty")
@@ -156,6 +162,8 @@ class VirtualBoard:
         return {"board": c.board_id, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
+                "ignored_acks": c.uplink.ignored_acks, "acks_beyond_sent": c.uplink.acks_beyond_sent,
+                "events_pending": len(c.uplink.events), "events_dropped": c.uplink.events_dropped,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
                 "journal_corrupt": c.journal.corrupt, "publishing": c.publishing, "ring": len(c.ring),
                 "role_state": pair.state if pair is not None else None,

@@ -1,5 +1,5 @@
-"""Just enough of the gateway to exercise a board's link: confirm hellos, ack reading frames in order, set a clock
-that is not ok. (The real gateway, with its database, is tested in tests/test_pair.py and friends.)
+"""Just enough of the gateway to exercise a board's link: confirm hellos, ack reading frames in order and events,
+set a clock that is not ok. (The real gateway, with its database, is tested in tests/test_pair.py and friends.)
 
 Written on its own, with binascii's CRC and nothing of the firmware's: it checks the board's framing independently,
 and it imports none of the firmware's modules, so a heap run that sets it up before the firmware (simpeak.py) is
@@ -38,6 +38,7 @@ class Gateway:
         self.tx = tx                         # board -> gateway
         self.buf = b""
         self.expected = None
+        self.boot = None
         self.clock_set = False
 
     def step(self):
@@ -49,10 +50,11 @@ class Gateway:
             f = _fields(line)
             if f is None:
                 continue
-            if f[0] == b"H" and len(f) == 9:
+            if f[0] == b"H" and len(f) >= 9:
                 n_next = int(f[4])
+                self.boot = int(f[3])
                 self.expected = n_next
-                self.rx.write(_frame(b"A,%d" % (n_next - 1)))
+                self.rx.write(_frame(b"A,%d,%d" % (n_next - 1, self.boot)))
                 if f[6] != b"ok" and not self.clock_set:
                     self.clock_set = True
                     self.rx.write(_frame(b"T," + _SET_TIME.encode()))
@@ -60,6 +62,8 @@ class Gateway:
                 n = int(f[1])
                 if n == self.expected:
                     self.expected += 1
-                    self.rx.write(_frame(b"A,%d" % n))
+                    self.rx.write(_frame(b"A,%d,%d" % (n, self.boot)))
                 elif n < self.expected:
-                    self.rx.write(_frame(b"A,%d" % (self.expected - 1)))
+                    self.rx.write(_frame(b"A,%d,%d" % (self.expected - 1, self.boot)))
+            elif f[0] == b"E" and len(f) == 6:
+                self.rx.write(_frame(b"K,%s,%s" % (f[1], f[2])))     # events: stored at once, acknowledged
