@@ -207,9 +207,9 @@ class Durability:
 
     def check_probe(self, store):
         """While probing after an outage: report the semi-sync state, but do not refuse the database when it is
-        OFF. A primary switches semi-sync back ON only when a replica acknowledges a new commit (MariaDB 10.11:
-        a freshly promoted primary says ON with no client until its first commit times out), so the gateway must keep committing (without
-        acknowledging, under `require`) for durability to come back."""
+        OFF. A primary switches semi-sync back ON only when a replica acknowledges a new commit (MariaDB 10.11: a
+        freshly promoted primary says ON with no client until its first commit times out), so the gateway must keep
+        committing (without acknowledging, under `require`) for durability to come back."""
         if self.policy == "off":
             return
         self.observe(store.run_statement(semisync_status), store.where())
