@@ -16,6 +16,7 @@ import time
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.identity import IdentityRegistry
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
 from gateway.transport import SerialTransport
@@ -166,6 +167,9 @@ class Writer:
     def _write_statuses(self, items):
         for _, session, kind, fields in items:
             try:
+                if kind == "alert":
+                    self.store.add_board_event(fields["board"], fields["event"], fields["detail"])
+                    continue
                 if kind == "event":
                     self.store.add_collector_event(session.board_id, fields["event"], fields["detail"],
                                                    _sql_time(fields.get("board_time")))
@@ -219,7 +223,7 @@ def _sql_time(iso):
 
 
 def _status_columns(session, fields):
-    cols = {"role": session.role, "boot": session.boot}
+    cols = {"role": session.role, "boot": session.boot, "port": session.cfg.name}
     for key in ("fw", "clock", "pending", "dropped", "card", "journal_bytes"):
         if key in fields:
             cols[key] = fields[key]
@@ -244,6 +248,8 @@ class Gateway:
                              config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
+        # Which board owns each board id (gateway/identity.py), with its own connection like the witness's.
+        self.identity = IdentityRegistry(ReadingStore(config.database))
         self.sessions = []             # one BoardProtocol per board, in the order of config.boards
         self.transports = []           # the SerialTransport that reads each session's port
         for board in config.boards:
@@ -253,7 +259,7 @@ class Gateway:
         """One board: its protocol with its own clock keeper, and the transport that reads its port into it."""
         s = BoardProtocol(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
                           clock=ClockKeeper(self.config.clock_tolerance_s), wait_ms=self.config.wait_ms,
-                          witness=self.witness)
+                          witness=self.witness, identity=self.identity.claim)
         self.sessions.append(s)
         self.transports.append(SerialTransport(board_cfg, s))
         return s
@@ -310,8 +316,9 @@ class Gateway:
             "database_ok": self.writer.ok(),
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,
-            "boards": [{"port": s.cfg.name, "board": s.board_id, "synced": s.synced, "committed_n": s.committed,
-                        **vars(s.stats)} for s in self.sessions],
+            "alerts": list(self.identity.alerts),
+            "boards": [{"port": s.cfg.name, "board": s.board_id, "uid": s.uid, "synced": s.synced,
+                        "committed_n": s.committed, "refused": s.refused, **vars(s.stats)} for s in self.sessions],
         }
 
     def run_forever(self, stop_event=None, status_every_s=10.0):

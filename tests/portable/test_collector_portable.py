@@ -150,7 +150,7 @@ boot, stores = bootcount.next_boot(rtc, card)
 checks.equal((boot, stores), (1, 2), "first boot, kept in NVRAM and on the card")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 c = Collector("bench-1", boot, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=4,
-              status_interval_ms=10000)
+              status_interval_ms=10000, uid="e660383b13572a2f")
 
 
 def run(ms, step_ms=100):
@@ -307,7 +307,7 @@ checks.equal(boot2, 2, "the next boot")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 link = RecordingLink()
 c = Collector("bench-1", boot2, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=8,
-              status_interval_ms=10000)
+              status_interval_ms=10000, uid="e660383b13572a2f")
 c.start()
 out = link.take()
 checks.equal(of_kind(out, "H")[0][2:4], (2, 1), "hello: boot 2, n_next 1")

@@ -45,8 +45,8 @@ def settime(t):
 
 # --- what a board sends: encode -> envelope (kind and field texts) -------------------------------------------------
 sent = (
-    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0"), ("H", ["1", "b-1_X", "3", "1", T0, "ok", "master",
-                                                                    "0.1.0"])),
+    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0", "e660383b"), ("H", ["2", "b-1_X", "3", "1", T0, "ok",
+                                                                                "master", "0.1.0", "e660383b"])),
     (codec.status(T0, "unset", 5, 0, "full", 1234), ("S", [T0, "unset", "5", "0", "full", "1234"])),
     (codec.event("takeover", "a, b*c$d\x01" + "x" * 80, T0), ("E", ["takeover", "a  b c d " + "x" * 51, T0])),
     (codec.witness_query("-"), ("V", ["-"])),
@@ -103,7 +103,7 @@ refused(good.replace(b"*", b""), "no checksum", codec.envelope)
 
 # --- rejection: overlong ------------------------------------------------------------------------------------------
 try:
-    codec.hello("b1", 1, 1, T0, "ok", "single", "x" * 120)
+    codec.hello("b1", 1, 1, T0, "ok", "single", "x" * 160, "e660383b")
     raise AssertionError("encode built a frame longer than MAX_FRAME")
 except codec.FrameError:
     checks.check(True, "encode refuses an overlong frame")

@@ -13,8 +13,8 @@ Every setting is settable the same way on every port, under the same name:
 | CircuitPython | `settings.toml` | `SOIL_INTERVAL_MS = 1000` |
 | virtual board | `python -m tools.sim.vboard` | `--interval-ms 1000` |
 
-The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `i2c` (the DS1307's
-bus), `adc`, `card`, `link`, `led` (or None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and
+The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `uid` (the hardware's
+unique id as lower-case hex, soil.codec.uid_hex), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and
 `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
 takes for the end of a write), a master's `hb_i2c` (the controller on the pair's wire).
 """
@@ -27,7 +27,8 @@ from soil.journal import DEFAULT_MAX_BYTES, POLICIES, Journal
 
 # (name, default, what it is). A default of None means required.
 SETTINGS = (
-    ("board", None, "the board id: 1-32 characters from A-Z a-z 0-9 _ -, unique per board"),
+    ("board", None, "the board id: 1-32 characters from A-Z a-z 0-9 _ -, unique per board (default: b- and the "
+                    "last 8 hex digits of the board's hardware uid)"),
     ("role", codec.SINGLE, "single, or master / standby for a redundant pair"),
     ("interval_ms", 1000, "milliseconds between samples"),
     ("window", 24, "reading frames in flight before the gateway must acknowledge"),
@@ -46,15 +47,18 @@ NAMES = tuple(entry[0] for entry in SETTINGS)
 CHOICES = {"role": codec.ROLES, "full_policy": POLICIES}   # the settings that take one of a few words
 
 
-def settings(get, spell=None):
+def settings(get, spell=None, uid=None):
     """Every setting, checked: a dict name -> value. `get(name, default)` looks a setting up the port's way (None
-    when it is not set); `spell(name)` is how a user writes its name there, for the error messages. Raises
+    when it is not set); `spell(name)` is how a user writes its name there, for the error messages; `uid` the
+    board's hardware uid (hex), whose codec.default_board_id is the board id when none is set. Raises
     ValueError naming the setting for a missing board id or a value that is not allowed."""
     if spell is None:
         spell = _as_is
     out = {}
     for name, default, meaning in SETTINGS:
         what = spell(name)
+        if name == "board" and uid is not None:
+            default = codec.default_board_id(uid)
         value = get(name, default)
         if value is None:
             raise ValueError("%s is not set: %s" % (what, meaning))
@@ -117,4 +121,4 @@ def build(s, hal, log=None):
         pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
-                     led=hal.led, log=log)
+                     led=hal.led, log=log, uid=hal.uid)

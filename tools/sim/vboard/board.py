@@ -41,7 +41,9 @@ def build_parser():
                              "board)")
     for name, default, meaning in board.SETTINGS:
         flag = "--" + name.replace("_", "-")
-        if default is None:
+        if name == "board":
+            g.add_argument(flag, help=meaning)
+        elif default is None:
             g.add_argument(flag, required=True, help=meaning)
         elif isinstance(default, int):
             g.add_argument(flag, type=lambda v: int(v, 0), default=default, help=meaning + " (default: %(default)s)")
@@ -49,6 +51,7 @@ def build_parser():
             g.add_argument(flag, default=default, choices=board.CHOICES.get(name),
                            help=meaning + " (default: %(default)s)")
     g = p.add_argument_group("simulated hardware")
+    g.add_argument("--uid", type=_uid, help="the chip's unique id, hex (default: made once, kept in <state>/uid)")
     g.add_argument("--card-capacity", type=int, default=8 << 20, help="SD card bytes")
     g.add_argument("--moisture", type=int, help="constant raw ADC value (default: a drying curve)")
     g.add_argument("--noise", type=float, default=40.0, help="ADC noise, raw counts")
@@ -67,14 +70,25 @@ def build_parser():
     return p
 
 
+def _uid(text):
+    from soil.codec import valid_uid
+    if not valid_uid(text):
+        raise argparse.ArgumentTypeError("a uid is 4-32 lower-case hex digits, got %r" % text)
+    return text
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
 class VirtualBoard:
     def __init__(self, args):
         self.args = args
-        self.settings = board.settings(lambda name, default: getattr(args, name, default),
-                                       lambda name: "--" + name.replace("_", "-"))
         self.hal = SimHAL(args.state, baudrate=args.baudrate, card_capacity=args.card_capacity,
                           moisture=args.moisture, noise=args.noise, seed=args.seed,
-                          rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms)
+                          rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms, uid=args.uid)
+        self.settings = board.settings(lambda name, default: _given(getattr(args, name, None), default),
+                                       lambda name: "--" + name.replace("_", "-"), self.hal.uid)
         if args.rtc_set and self.hal.rtc_chip.halted:
             self.hal.rtc_chip.set_time(time.gmtime()[:6])
         self.hb_server = None
@@ -140,7 +154,7 @@ class VirtualBoard:
         c = self.collector
         pair = c.pair
         tm, clock = c.read_clock()
-        return {"board": c.board_id, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
+        return {"board": c.board_id, "uid": c.uid, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,

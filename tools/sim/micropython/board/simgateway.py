@@ -49,7 +49,7 @@ class Gateway:
             f = _fields(line)
             if f is None:
                 continue
-            if f[0] == b"H" and len(f) == 9:
+            if f[0] == b"H" and len(f) == 10:
                 n_next = int(f[4])
                 self.expected = n_next
                 self.rx.write(_frame(b"A,%d" % (n_next - 1)))
