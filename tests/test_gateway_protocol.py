@@ -111,14 +111,6 @@ def test_readings_in_order_are_submitted_and_acked_only_after_the_commit():
     assert rig.p.committed == 3 and rig.p.stats.readings == 3
 
 
-def test_an_impossible_sample_time_is_stored_as_suspect():
-    rig = Rig()
-    rig.hello()
-    rig.feed(reading(1, time="2026-02-30T00:00:00Z"))
-    (_, _, r), = rig.submitted
-    assert r.time_quality == "suspect" and len(r.sample_time) == 19
-
-
 def test_an_ack_computed_for_an_earlier_epoch_never_reaches_the_board():
     rig = Rig()
     rig.hello()

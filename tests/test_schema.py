@@ -22,6 +22,8 @@ BOOK_CREATE = ("CREATE TABLE `plant_moisture`.`plants` (`id` int(11) NOT NULL AU
 BOOK_INSERT_NOW = "INSERT INTO plant_moisture.plants VALUES (NULL,456,NULL)"
 BOOK_INSERT_TIME = "INSERT INTO plant_moisture.plants VALUES (NULL,456,'2015-11-27 15:9:8')"
 
+ALL_VERSIONS = [v for v, _, _ in schema.MIGRATIONS]
+
 
 @pytest.fixture(scope="module")
 def server():
@@ -88,11 +90,11 @@ def assert_final_shape(conn):
 
 
 def test_fresh_database_is_created_in_the_final_shape(admin):
-    assert schema.migrate(admin) == [1, 2, 3]
+    assert schema.migrate(admin) == ALL_VERSIONS
     assert_final_shape(admin)
-    assert schema.current_version(admin) == 3
+    assert schema.current_version(admin) == ALL_VERSIONS[-1]
     assert [r[0] for r in q(admin, "SELECT version FROM plant_moisture.schema_migrations ORDER BY version")] \
-        == [1, 2, 3]
+        == ALL_VERSIONS
 
 
 def test_book_table_is_adopted_in_place_with_every_row(admin):
@@ -106,7 +108,7 @@ def test_book_table_is_adopted_in_place_with_every_row(admin):
     before = q(admin, "SELECT id, moisture_raw, UNIX_TIMESTAMP(date_saved) FROM plant_moisture.plants ORDER BY id")
     assert len(before) == 10 and before[0][0] == 257
 
-    assert schema.migrate(admin) == [1, 2, 3]
+    assert schema.migrate(admin) == ALL_VERSIONS
     assert_final_shape(admin)
 
     q(admin, "SET SESSION time_zone = '+00:00'")
@@ -138,7 +140,7 @@ def test_migrate_twice_is_a_noop(admin):
     q(admin, "CREATE DATABASE plant_moisture")
     q(admin, BOOK_CREATE)
     q(admin, BOOK_INSERT_TIME)
-    assert schema.migrate(admin) == [1, 2, 3]
+    assert schema.migrate(admin) == ALL_VERSIONS
     shape = q(admin, "SHOW CREATE TABLE plant_moisture.plants")
     rows = q(admin, "SELECT * FROM plant_moisture.plants")
     assert schema.migrate(admin) == []
@@ -166,7 +168,7 @@ def test_concurrent_migrations_apply_each_version_once(admin, server):
     for c in conns:
         c.close()
     assert not errors
-    assert sorted(v for r in results for v in r) == [1, 2, 3]
+    assert sorted(v for r in results for v in r) == ALL_VERSIONS
     assert_final_shape(admin)
 
 
@@ -177,7 +179,7 @@ def test_a_half_done_migration_is_finished_on_the_next_run(admin):
     q(admin, BOOK_INSERT_TIME)
     q(admin, "ALTER TABLE plant_moisture.plants ADD COLUMN board VARCHAR(32) CHARACTER SET ascii "
              "COLLATE ascii_bin NULL INVISIBLE")  # as if v1 had been interrupted half way
-    assert schema.migrate(admin) == [1, 2, 3]
+    assert schema.migrate(admin) == ALL_VERSIONS
     assert_final_shape(admin)
     assert q(admin, "SELECT COUNT(*) FROM plant_moisture.plants") == ((1,),)
 

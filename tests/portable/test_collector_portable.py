@@ -203,6 +203,7 @@ checks.equal(st[0][:3], ("2026-03-01T12:00:00Z", "ok", 1), "S: new time, clock o
 link.inbox = gateway_frame(codec.SETTIME, "2026-02-30T12:00:00Z")
 c.step()
 checks.equal(rtc.read()[0], (2026, 3, 1, 12, 0, 0), "an impossible T time is ignored")
+checks.equal(c.uplink.rx_errors, 1, "an impossible T time fails the frame's field checks")
 link.take()
 
 # --- sample across the tick wrap ------------------------------------------------------------------------------------
@@ -235,7 +236,7 @@ checks.equal(journal.pending, 3, "a stale A changes nothing")
 link.inbox = b"$A,4*00000000\n" + b"\x00garbage\n"
 c.step()
 checks.equal(journal.pending, 3, "a damaged A acknowledges nothing")
-checks.equal(c.uplink.rx_errors, 2, "and is counted")
+checks.equal(c.uplink.rx_errors, 3, "and is counted")
 link.take()
 
 # --- N: resend from n ----------------------------------------------------------------------------------------------

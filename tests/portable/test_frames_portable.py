@@ -102,13 +102,15 @@ refused(good[:-2] + b"\n", "short crc", codec.envelope)
 refused(good.replace(b"*", b""), "no checksum", codec.envelope)
 
 # --- rejection: overlong ------------------------------------------------------------------------------------------
+longest_hello = codec.hello("b" * 32, codec.MAX_N, codec.MAX_N, T0, "invalid", "standby", "0.2.0", "f" * codec.UID_MAX)
+checks.check(len(longest_hello) <= codec.MAX_FRAME, "the longest hello (32-character id and uid) fits in a frame")
 try:
     codec.hello("b1", 1, 1, T0, "ok", "single", "x" * 160, "e660383b")
     raise AssertionError("encode built a frame longer than MAX_FRAME")
 except codec.FrameError:
     checks.check(True, "encode refuses an overlong frame")
 try:
-    codec.encode_body(b"A," + b"1" * 120)
+    codec.encode_body(b"A," + b"1" * codec.MAX_FRAME)
     raise AssertionError("encode_body built an overlong frame")
 except codec.FrameError:
     checks.check(True, "encode_body refuses an overlong frame")
