@@ -121,5 +121,5 @@ def test_monitor_shows_a_boards_frames_decoded(tmp_path):
         proc = run_cli("monitor", board.tty, "--query", "--seconds", "3")
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
-    assert any(" H 1 bench-1 " in line for line in lines), proc.stdout
+    assert any(" H 2 bench-1 " in line for line in lines), proc.stdout
     assert any(" R " in line for line in lines), proc.stdout

@@ -419,7 +419,9 @@ def flash_micropython(args):
     sources = [b for _, b in firmware_files()]
     info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"])
 
-    board_id = args.board_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
+    # Without --id or an id on the board: the firmware's own default, b- and the uid's last 8 hex digits
+    # (soil.codec.default_board_id; the last digits are the ones that differ between boards of one batch).
+    board_id = args.board_id or info["config_id"] or ("b-" + info["uid"][-8:] if info["uid"] else None)
     if not board_id:
         raise FlashError("no board id: pass --id (ID=...)")
     if not BOARD_ID.match(board_id):
@@ -515,22 +517,23 @@ def flash_micropython(args):
 def cpy_settings(role, board_id):
     with open(os.path.join(CPY_PORT, "settings.toml.example")) as f:
         text = f.read()
-    text = re.sub(r'^SOIL_BOARD = "[^"]*"', 'SOIL_BOARD = "%s"' % board_id, text, flags=re.M)
+    if board_id is not None:
+        text = re.sub(r'^(# )?SOIL_BOARD = "[^"]*"', 'SOIL_BOARD = "%s"' % board_id, text, flags=re.M)
     text = re.sub(r'^SOIL_ROLE = "[^"]*"', 'SOIL_ROLE = "%s"' % role, text, flags=re.M)
     return text.encode()
 
 
 def flash_circuitpython(args):
-    board_id = args.board_id or "bed-1-a"
-    if not BOARD_ID.match(board_id):
+    board_id = args.board_id      # None: SOIL_BOARD stays unset and the board derives its id from its uid
+    if board_id is not None and not BOARD_ID.match(board_id):
         raise FlashError("board id %r: 1-32 characters from A-Z a-z 0-9 _ -" % board_id)
     files = [(os.path.join(CORE, n), "lib/soil/" + n) for n in sorted(os.listdir(CORE)) if n.endswith(".py")]
     files += [(os.path.join(CPY_PORT, n), n) for n in ("boot.py", "code.py", "hal.py")]
     if not args.circuitpy:
         print("CircuitPython (firmware/circuitpython/README.md): with the board plugged in and CIRCUITPY mounted,")
         print("  pip install circup && circup install -r firmware/circuitpython/requirements.txt")
-        print("  make flash BOARD=circuitpython ROLE=%s ID=%s CIRCUITPY=/media/$USER/CIRCUITPY" % (args.role,
-                                                                                                   board_id))
+        print("  make flash BOARD=circuitpython ROLE=%s%s CIRCUITPY=/media/$USER/CIRCUITPY"
+              % (args.role, " ID=" + board_id if board_id else ""))
         print("or by hand:")
         print("  mkdir -p CIRCUITPY/lib/soil CIRCUITPY/sd")
         print("  cp firmware/lib/soil/*.py CIRCUITPY/lib/soil/")

@@ -61,6 +61,8 @@ def settings(get, spell=None, uid=None):
             default = codec.default_board_id(uid)
         value = get(name, default)
         if value is None:
+            value = default           # config.json's `"board": null`: the default (the uid's)
+        if value is None:
             raise ValueError("%s is not set: %s" % (what, meaning))
         if isinstance(default, int):
             try:
