@@ -230,3 +230,24 @@ def test_two_boards_same_id_keep_their_readings(stack):
     wait_for(lambda: len(stack.readings("dup-b")) >= 8, 60, "the renamed board's kept readings")
     assert {r[4] for r in stack.readings("dup-b")} == {2222} and len(stack.readings("dup")) == 8
     wait_for(lambda: b.status()["pending"] == 0, 30, "the renamed board to drain")
+
+
+@pytest.mark.micropython
+def test_virtual_boards_have_stable_distinct_uids(tmp_path):
+    """A uid is the chip's: the same for a board across restarts, different between two boards (the virtual
+    board's `<state>/uid`, the virtual MicroPython board's flash folder)."""
+    from tests.test_mpboard import Board, mpremote
+    from tests.mpy import require_micropython
+    from tools.sim.vboard.hal import board_uid
+    one = board_uid(str(tmp_path / "v1"))
+    assert frames.valid_uid(one) and board_uid(str(tmp_path / "v1")) == one != board_uid(str(tmp_path / "v2"))
+    require_micropython()
+    ids = []
+    for name in ("m1", "m2", "m1"):
+        b = Board(str(tmp_path / name))
+        try:
+            ids.append(mpremote(b, "exec", "import machine, binascii; "
+                                           "print(binascii.hexlify(machine.unique_id()).decode())").stdout.strip())
+        finally:
+            b.stop()
+    assert ids[0] == ids[2] != ids[1] and all(frames.valid_uid(u) for u in ids), ids

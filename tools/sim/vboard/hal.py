@@ -44,6 +44,7 @@ def board_uid(state_dir, uid=None):
     """The virtual board's hardware uid (hex), stable for its state folder as a chip's unique id is for the chip:
     made once (8 random bytes, like an rp2 flash id) and kept in `<state>/uid`. `uid` gives a board a chosen one
     (tests), written there too."""
+    os.makedirs(state_dir, exist_ok=True)
     path = os.path.join(state_dir, "uid")
     if uid is None and os.path.exists(path):
         with open(path) as f:
