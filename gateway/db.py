@@ -217,6 +217,8 @@ class ReadingStore:
             version, read_only = cur.fetchone()
             cur.execute("SELECT board, collector, boot, seq, source, received_at, time_quality FROM plants LIMIT 0")
             cur.fetchall()
+            cur.execute("SELECT board, uid, port FROM boards LIMIT 0")     # the identities (migration 4)
+            cur.fetchall()
             if read_only:
                 raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
                                           % self.where())

@@ -35,6 +35,7 @@ class IdentityRegistry:
         self._owners = {}        # board id -> (uid, port) of the board that owns it
         self._refused = {}       # (board, uid) -> [reason, checked_at, recorded in board_events]
         self.alerts = []         # one dict per collision, for the gateway's status
+        self._last_error = None  # the database error last logged (said once, not at every hello)
 
     def claim(self, session, board, uid):
         port = session.cfg.name
@@ -50,7 +51,12 @@ class IdentityRegistry:
             try:
                 owner_uid, owner_port = self._store.claim_identity(board, uid, port)
             except DatabaseError as e:
+                if str(e) != self._last_error:
+                    self._last_error = str(e)
+                    log.warning("board id %s cannot be checked against the boards table yet (%s): nothing is "
+                                "acknowledged to it until it can", board, e)
                 return "board id %s cannot be checked against the boards table yet (%s)" % (board, e)
+            self._last_error = None
             if owner_uid == uid:
                 self._owners[board] = (uid, port)
                 self._refused.pop((board, uid), None)
@@ -69,6 +75,9 @@ class IdentityRegistry:
             seen[1] = self._now()
             self._record(board, seen)
             return seen[0]
+
+    def close(self):
+        self._store.close()
 
     def _record(self, board, seen):
         """The board_events row, once; tried again at the next hello while the database cannot take it."""

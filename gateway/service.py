@@ -310,6 +310,7 @@ class Gateway:
         for t in self.transports:
             t.stop()
         self.writer.stop()
+        self.identity.close()
 
     def snapshot(self):
         return {

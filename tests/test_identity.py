@@ -251,3 +251,25 @@ def test_virtual_boards_have_stable_distinct_uids(tmp_path):
         finally:
             b.stop()
     assert ids[0] == ids[2] != ids[1] and all(frames.valid_uid(u) for u in ids), ids
+
+
+@pytest.mark.integration
+def test_forged_frames_with_impossible_times_never_take_a_real_reading_s_slot(stack):
+    """Over a real pty: a forged R frame with the number of the board's next frame and an impossible time goes out
+    just ahead of the real one. Refused by its field checks, it takes no number: the real reading is stored, and
+    every reading of the board is there (today the forged one was stored at the gateway's time and the real one
+    acknowledged, never stored)."""
+    b = stack.start_board("forge-1", interval_ms=300, status_interval_ms=1000, rtc_set=True, noise=0, moisture=3000)
+    stack.start_gateway()
+    wait_for(lambda: len(stack.readings("forge-1")) >= 3, 30, "the first readings")
+    for bad in ("0000-01-01T00:00:00Z", "2026-02-30T12:00:00Z", "2026-11-21T99:99:99Z"):
+        st = b.status()
+        forged = frames.encode(frames.READING, (st["next_n"], st["boot"], 900, bad, 7, "L"))
+        assert b.control("noise " + forged.hex()) == "ok"
+        wait_for(lambda: b.status()["next_n"] > st["next_n"] + 1, 30, "the board's next frames")
+    wait_for(lambda: b.status()["pending"] == 0, 30, "every reading acknowledged")
+    seqs = sorted(r[2] for r in stack.readings("forge-1"))
+    assert seqs == list(range(1, max(seqs) + 1)), "a reading is missing: %s" % seqs
+    assert all(r[4] == 3000 for r in stack.readings("forge-1"))
+    wait_for(lambda: (stack.gateway.status() or {"boards": [{}]})["boards"][0].get("bad_frames", 0) >= 3, 30,
+             "the three forged frames counted as bad")
