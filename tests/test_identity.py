@@ -7,6 +7,7 @@ collision test runs real processes: two virtual boards on real pseudo-terminals,
 
 import logging
 import os
+import time
 
 import pytest
 
@@ -273,3 +274,24 @@ def test_forged_frames_with_impossible_times_never_take_a_real_reading_s_slot(st
     assert all(r[4] == 3000 for r in stack.readings("forge-1"))
     wait_for(lambda: (stack.gateway.status() or {"boards": [{}]})["boards"][0].get("bad_frames", 0) >= 3, 30,
              "the three forged frames counted as bad")
+
+
+@pytest.mark.integration
+def test_a_forged_hello_with_another_id_on_a_served_port_relabels_nothing(stack):
+    """Over a real pty: a hello naming another board, with the served board's own numbers (no fresh boot), goes out
+    ahead of the board's frames. It is refused: no reading is stored under the other id, none is missing, and one
+    identity_refused row names both."""
+    b = stack.start_board("real-1", interval_ms=300, status_interval_ms=1000, rtc_set=True)
+    stack.start_gateway()
+    wait_for(lambda: len(stack.readings("real-1")) >= 3, 30, "the first readings")
+    st = b.status()
+    fields = [frames.PROTO, "intruder", st["boot"], st["next_n"], utc.iso(utc.from_epoch(int(time.time()))),
+              "ok", "single", "9.9"] + ([UID_B] if frames.PROTO >= 2 else [])   # the hello of the running release
+    assert b.control("noise " + frames.encode(frames.HELLO, fields).hex()) == "ok"
+    wait_for(lambda: b.status()["next_n"] > st["next_n"] + 5, 30, "the board's next frames")
+    wait_for(lambda: b.status()["pending"] == 0, 30, "every reading acknowledged")
+    assert stack.readings("intruder") == ()
+    seqs = sorted(r[2] for r in stack.readings("real-1"))
+    assert seqs == list(range(1, max(seqs) + 1)), "a reading is missing: %s" % seqs
+    rows = stack.query("SELECT board, detail FROM board_events WHERE event = 'identity_refused'")
+    assert len(rows) == 1 and rows[0][0] == "real-1" and "intruder" in rows[0][1] and b.status()["uid"] in rows[0][1]
