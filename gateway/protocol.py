@@ -8,15 +8,15 @@ lines and read what it sends.
 What it does with the lines: it validates every one (garbage is counted and logged, never stored: a frame that
 fails a field check, an impossible time say, takes no frame number), tracks the board's hello and epoch, accepts
 reading frames strictly in order and hands them to the writer, and sends the cumulative acknowledgement only when
-the writer reports the COMMIT (`committed_through`).
+the writer reports the COMMIT (`committed_through`). Resend (N), wait (W) and query (Q) answers are rate limited
+per board. Status and event frames go to the status sink, witness queries to the witness. When a board's clock
+needs setting is the clock keeper's decision (gateway/clock.py).
 
 Identity (docs/PROTOCOL.md, "Identities"): a port serves one board, `(board id, uid)`. A hello naming another one
 is taken only as a fresh boot (`n_next` = 1) and is otherwise refused, also after the port was reopened (a stale
 tty link reaching a stranger's board), so nothing is acknowledged to a board the port did not serve. Before a
 hello is confirmed, `identity(protocol, board, uid)` (the gateway's registry, gateway/identity.py) may refuse it:
-a board id that belongs to another board's uid. A refused board is never acknowledged: it keeps its readings. Resend (N), wait (W) and
-query (Q) answers are rate limited per board. Status and event frames go to the status sink, witness queries to
-the witness. When a board's clock needs setting is the clock keeper's decision (gateway/clock.py).
+a board id that belongs to another board's uid. A refused board is never acknowledged: it keeps its readings.
 """
 
 import logging

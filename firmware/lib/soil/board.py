@@ -14,8 +14,8 @@ Every setting is settable the same way on every port, under the same name:
 | virtual board | `python -m tools.sim.vboard` | `--interval-ms 1000` |
 
 The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `uid` (the hardware's
-unique id as lower-case hex, soil.codec.uid_hex), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and
-`hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
+unique id as lower-case hex, soil.codec.uid_hex), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or
+None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
 takes for the end of a write), a master's `hb_i2c` (the controller on the pair's wire).
 """
 

@@ -154,7 +154,8 @@ class VirtualBoard:
         c = self.collector
         pair = c.pair
         tm, clock = c.read_clock()
-        return {"board": c.board_id, "uid": c.uid, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
+        return {"board": c.board_id, "uid": c.uid,
+                "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
