@@ -9,9 +9,8 @@ tests import the codec through here, so there is one place to read it from off t
 from soil.codec import (  # noqa: F401 - re-exported: the codec's one face off the board
     ACK, ALIVE, CARD_STATES, DEAD, EVENT, EVENTS, FIELDS, HELLO, MAX_DETAIL, MAX_FRAME, MAX_FW, MAX_N, PROTO,
     QUERY, READING, RESEND, ROLES, SETTIME, STATUS, UNKNOWN, VERDICTS, WAIT, WITNESS_ANSWER, WITNESS_QUERY,
-    FrameError, LineSplitter, check_int, check_text, check_time, check_word, default_board_id, downlink_fields,
-    encode, encode_body, envelope, event, hello, reading_frame, reading_record, status, uid_hex, valid_board_id,
-    valid_uid, witness_query)
+    FrameError, LineSplitter, check_int, check_text, check_time, check_word, downlink_fields, encode, encode_body,
+    envelope, event, hello, reading_frame, reading_record, status, valid_board_id, valid_uid, witness_query)
 from soil.ds1307 import CLOCK_STATES  # noqa: F401 - the clock field's words are the driver's states
 
 READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampled by a standby

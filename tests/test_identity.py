@@ -102,9 +102,13 @@ def test_the_hello_carries_the_uid_and_a_protocol_1_hello_gets_one_clear_line(ca
 
 
 def test_default_board_id_derives_from_the_uid():
-    assert frames.default_board_id(UID_A) == "b-13572a2f"
-    assert frames.uid_hex(b"\xe6\x60\x38\x3b\x13\x57\x2a\x2f") == UID_A
-    assert frames.valid_board_id(frames.default_board_id(frames.uid_hex(bytes(range(16)))))
+    from soil import board
+    assert board.default_board_id(UID_A) == "b-13572a2f"
+    assert board.uid_hex(b"\xe6\x60\x38\x3b\x13\x57\x2a\x2f") == UID_A
+    assert frames.valid_board_id(board.default_board_id(board.uid_hex(bytes(range(16)))))
+    assert frames.valid_uid(board.uid_hex(bytes(range(16))))
+    assert board.settings(lambda name, default: default, uid=UID_A)["board"] == "b-13572a2f"
+    assert board.settings({"board": None}.get, uid=UID_A)["board"] == "b-13572a2f"     # config.json's null
 
 
 # --- item 2: identity change on a served port ----------------------------------------------------------------------

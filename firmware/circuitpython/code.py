@@ -13,7 +13,7 @@ import os
 import time
 
 import hal
-from soil import __version__, board, codec
+from soil import __version__, board
 
 _PREFIX = "SOIL_"
 
@@ -40,12 +40,12 @@ def spell(name):
 def cpu_uid():
     """This chip's unique id (microcontroller.cpu.uid) as hex: the board's identity beside its id."""
     import microcontroller
-    return codec.uid_hex(microcontroller.cpu.uid)
+    return board.uid_hex(microcontroller.cpu.uid)
 
 
 def load_settings(getenv=os.getenv, uid=None):
     """soil.board's settings from settings.toml; ValueError naming the key for anything wrong. Without
-    SOIL_BOARD the id derives from `uid` (soil.codec.default_board_id)."""
+    SOIL_BOARD the id derives from `uid` (soil.board.default_board_id)."""
     return board.settings(lambda name, default: getenv(spell(name), default), spell, uid)
 
 

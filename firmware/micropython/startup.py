@@ -9,7 +9,7 @@ import time
 import machine
 from micropython import const
 
-from soil import board, codec, heartbeat
+from soil import board, heartbeat
 
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
 BOOT_ONLY = ("startup", "boards", "soil.board", "soil.bootcount")
@@ -27,12 +27,12 @@ def load_config(path=_CONFIG):
 
 def uid():
     """This chip's unique id (machine.unique_id(): the flash chip's id on rp2, the MAC on esp32) as hex."""
-    return codec.uid_hex(machine.unique_id())
+    return board.uid_hex(machine.unique_id())
 
 
 def check_config(cfg, log=None, uid_hex=None):
     """The board's settings from the config dict (soil.board checks them and says which key is wrong); unknown keys
-    are logged, not fatal. Without a "board" key the id derives from `uid_hex` (soil.codec.default_board_id)."""
+    are logged, not fatal. Without a "board" key the id derives from `uid_hex` (soil.board.default_board_id)."""
     if log is not None:
         for name in board.unknown(k for k in cfg if k not in _PORT_KEYS):
             log("%s: unknown setting %r ignored" % (_CONFIG, name))

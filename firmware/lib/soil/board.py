@@ -14,7 +14,7 @@ Every setting is settable the same way on every port, under the same name:
 | virtual board | `python -m tools.sim.vboard` | `--interval-ms 1000` |
 
 The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `uid` (the hardware's
-unique id as lower-case hex, soil.codec.uid_hex), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or
+unique id as lower-case hex, uid_hex below), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or
 None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
 takes for the end of a write), a master's `hb_i2c` (the controller on the pair's wire).
 """
@@ -47,10 +47,25 @@ NAMES = tuple(entry[0] for entry in SETTINGS)
 CHOICES = {"role": codec.ROLES, "full_policy": POLICIES}   # the settings that take one of a few words
 
 
+def uid_hex(raw):
+    """A hardware unique id (bytes: machine.unique_id(), microcontroller.cpu.uid) as the hello's lower-case hex
+    (soil.codec.valid_uid), its last codec.UID_MAX digits when it is longer. Start-up only, so it lives here."""
+    text = ""
+    for b in raw:
+        text += "0123456789abcdef"[b >> 4] + "0123456789abcdef"[b & 15]
+    return text[-codec.UID_MAX:]
+
+
+def default_board_id(uid):
+    """The board id of a board whose settings name none: `b-` and the last 8 hex digits of its uid (the digits
+    that differ between boards of one batch: the serial part of a MAC, of a flash chip's id)."""
+    return "b-" + uid[-8:]
+
+
 def settings(get, spell=None, uid=None):
     """Every setting, checked: a dict name -> value. `get(name, default)` looks a setting up the port's way (None
     when it is not set); `spell(name)` is how a user writes its name there, for the error messages; `uid` the
-    board's hardware uid (hex), whose codec.default_board_id is the board id when none is set. Raises
+    board's hardware uid (hex), whose default_board_id is the board id when none is set. Raises
     ValueError naming the setting for a missing board id or a value that is not allowed."""
     if spell is None:
         spell = _as_is
@@ -58,7 +73,7 @@ def settings(get, spell=None, uid=None):
     for name, default, meaning in SETTINGS:
         what = spell(name)
         if name == "board" and uid is not None:
-            default = codec.default_board_id(uid)
+            default = default_board_id(uid)
         value = get(name, default)
         if value is None:
             value = default           # config.json's `"board": null`: the default (the uid's)

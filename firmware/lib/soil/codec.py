@@ -137,15 +137,6 @@ def check_int(text, lo, hi, what):
     return v
 
 
-def uid_hex(raw):
-    """A hardware unique id (bytes: machine.unique_id(), microcontroller.cpu.uid) as the hello's lower-case hex,
-    its last UID_MAX digits when it is longer."""
-    text = ""
-    for b in raw:
-        text += "0123456789abcdef"[b >> 4] + "0123456789abcdef"[b & 15]
-    return text[-UID_MAX:]
-
-
 def valid_uid(text):
     """UID_MIN..UID_MAX characters of lower-case hex."""
     if not UID_MIN <= len(text) <= UID_MAX:
@@ -154,12 +145,6 @@ def valid_uid(text):
         if not ("0" <= ch <= "9" or "a" <= ch <= "f"):
             return False
     return True
-
-
-def default_board_id(uid):
-    """The board id of a board whose settings name none: `b-` and the last 8 hex digits of its uid (the digits
-    that differ between boards of one batch: the serial part of a MAC, of a flash chip's id)."""
-    return "b-" + uid[-8:]
 
 
 def valid_board_id(text):
