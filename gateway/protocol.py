@@ -291,8 +291,8 @@ class BoardProtocol:
 
     def _far_from_clock(self, tm, board, boot, seq, time_str):
         """A sample time the board's clock cannot have read if it ran right: more than SAMPLE_FUTURE_S ahead of
-        the gateway's clock, or more than SAMPLE_PAST_S behind it (year 9999, 2000-01-01). Counted; the first
-        of a session is logged."""
+        the gateway's clock, or more than SAMPLE_PAST_S behind it (year 9999, 2000-01-01). Counted in the status;
+        the first of the port is logged."""
         t = utc.to_epoch(tm)
         now = self._now()
         if now - SAMPLE_PAST_S <= t <= now + SAMPLE_FUTURE_S:
