@@ -5,7 +5,7 @@
 
 The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board resets) exactly as it would
 open /dev/ttyACM0. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
-registers. Killing the process is pulling the power; starting it again on the same folder is the next boot.
+registers, the chip's uid (`<state>/uid`, made once; without `--board` the id is `b-` and its last 8 hex digits). Killing the process is pulling the power; starting it again on the same folder is the next boot.
 
 This file is the simulation's entry point, the counterpart of a port's `main.py`: it reads the board's settings
 from its flags (soil.board's settings, spelled `--interval-ms` ...), builds the hardware (hal.py, and the pair's
