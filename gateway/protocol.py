@@ -149,7 +149,12 @@ class BoardProtocol:
             return
         self.stats.frames += 1
         self.last_frame_at = self._now()
-        self.frame_seen.set()
+        try:
+            self._dispatch(kind, f)
+        finally:
+            self.frame_seen.set()         # after the frame was handled: a probe then sees a hello's verdict
+
+    def _dispatch(self, kind, f):
         if kind == frames.READING:
             self._on_reading(f)
         elif kind == frames.HELLO:
@@ -306,14 +311,23 @@ class BoardProtocol:
 
     # --- asked by the gateway ---------------------------------------------------------------------------------
     def probe(self, timeout):
-        """Is the board on this port alive right now? Ask it for a hello and wait for any frame."""
-        if self._now() - self.last_frame_at < _RECENT_FRAME_S:
+        """Is the board this port serves alive right now? Ask it for a hello and wait for a frame. Frames count
+        only while the port is synced (a hello of its board confirmed since the port opened): a stranger's board
+        behind a reused tty path is no sign that the master lives."""
+        if self.synced and self._now() - self.last_frame_at < _RECENT_FRAME_S:
             return True
         if not self.connected.is_set():
             return False                  # its port is gone (unplugged, powered off): no need to wait
+        deadline = time.monotonic() + timeout
         self.frame_seen.clear()
         self._send(frames.query())
-        return self.frame_seen.wait(timeout)
+        while self.frame_seen.wait(max(0.0, deadline - time.monotonic())):
+            if self.synced:
+                return True
+            self.frame_seen.clear()
+            if time.monotonic() >= deadline:
+                break
+        return False
 
     # --- called by the writer --------------------------------------------------------------------------------
     def committed_through(self, epoch, n):

@@ -153,6 +153,29 @@ def test_after_a_reopen_the_hello_must_be_the_board_served_before_anything_is_ac
     assert [(n, r.board) for _, n, r in rig.submitted] == [(1, "bed-1"), (2, "bed-1")]
 
 
+def test_a_stranger_behind_a_reopened_port_is_no_sign_the_served_board_lives():
+    """The witness asks whether a master's port still answers: after the port was reopened, frames from another
+    board (a stale tty link) do not count, so a standby is not kept from taking over by a stranger."""
+    import threading
+    rig = Rig()
+    rig.hello(n_next=1, board="bed-1-a", uid=UID_A)
+    rig.p.connection_lost(None)
+    rig.p.connection_made(rig.line)
+    rig.clock.t += 5
+    answer = []
+    asker = threading.Thread(target=lambda: answer.append(rig.p.probe(timeout=1.0)))
+    asker.start()
+    while asker.is_alive():
+        rig.feed(reading(7, boot=9), frames.hello("other", 9, 7, ISO0, "ok", "single", "1.0", UID_B))
+        asker.join(0.05)
+    assert answer == [False]
+    asker = threading.Thread(target=lambda: answer.append(rig.p.probe(timeout=30)))
+    asker.start()
+    rig.hello(n_next=2, board="bed-1-a", uid=UID_A)             # its own board answers
+    asker.join(10)
+    assert answer == [False, True]
+
+
 def test_a_new_board_at_a_fresh_boot_is_served():
     """A board swapped onto the port (or renamed and reset) says hello with n_next = 1: that is accepted."""
     rig = Rig()
