@@ -52,7 +52,8 @@ _INT_MIN, _INT_MAX = -2 ** 31, 2 ** 31 - 1
 
 _INSERT_PLANTS = ("INSERT INTO plants (board, collector, boot, seq, date_saved, moisture_raw, source, received_at, "
                   "time_quality) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)")
-_BOARD_FIELDS = ("role", "fw", "boot", "clock", "pending", "dropped", "card", "journal_bytes", "last_board_time")
+_BOARD_FIELDS = ("role", "fw", "boot", "clock", "pending", "dropped", "card", "journal_bytes", "last_board_time",
+                 "port")
 
 
 _PRINTABLE = re.compile(r"^[ -~]+$")
@@ -238,6 +239,8 @@ class ReadingStore:
             version, read_only = cur.fetchone()
             cur.execute("SELECT board, collector, boot, seq, source, received_at, time_quality FROM plants LIMIT 0")
             cur.fetchall()
+            cur.execute("SELECT board, uid, port FROM boards LIMIT 0")     # the identities (migration 4)
+            cur.fetchall()
             if read_only:
                 raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
                                           % self.where())
@@ -352,6 +355,23 @@ class ReadingStore:
                       % (boot, seq, stored[0], stored[1], offered[0], offered[1]))[:255]
             cur.execute("INSERT INTO board_events (board, event, detail, board_time, received_at) "
                         "VALUES (%s, 'identity_conflict', %s, %s, UTC_TIMESTAMP(3))", (board, detail, offered[1]))
+
+    def claim_identity(self, board, uid, port):
+        """Give board id `board` to hardware uid `uid` unless another uid has it; return the owner's (uid, port).
+
+        One statement decides, so two gateways (or two ports) racing for an id agree: the first uid recorded in
+        `boards` keeps it for good (its readings are stored under it: another board's would collide with them).
+        A row from before uids were recorded (uid NULL) goes to the first uid that claims it."""
+        _printable_ascii(board, 32, "board id")
+        _printable_ascii(uid, 32, "uid")
+
+        def work(conn, cur):
+            cur.execute("INSERT INTO boards (board, uid, port, last_seen) VALUES (%s, %s, %s, UTC_TIMESTAMP(3)) "
+                        "ON DUPLICATE KEY UPDATE port = IF(uid IS NULL OR uid = VALUES(uid), VALUES(port), port), "
+                        "uid = COALESCE(uid, VALUES(uid))", (board, uid, str(port)[:255]))
+            cur.execute("SELECT uid, port FROM boards WHERE board = %s", (board,))
+            return tuple(cur.fetchone())
+        return self._run(work)
 
     def upsert_board_status(self, board, **fields):
         """Record a board's latest status (fields from _BOARD_FIELDS); last_seen is the server's UTC now."""

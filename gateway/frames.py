@@ -7,13 +7,18 @@ tests import the codec through here, so there is one place to read it from off t
 """
 
 from soil.codec import (  # noqa: F401 - re-exported: the codec's one face off the board
-    ACK, ALIVE, CARD_STATES, DEAD, EVENT, EVENT_ACK, EVENTS, FIELDS, HELLO, MAX_DETAIL, MAX_FRAME, MAX_N, PROTO,
-    QUERY, READING, RESEND, ROLES, SETTIME, STATUS, UNKNOWN, VERDICTS, WAIT, WITNESS_ANSWER, WITNESS_QUERY,
-    FrameError, LineSplitter, check_int, check_time, check_word, downlink_fields, encode, encode_body, envelope,
-    event, hello, n_after, n_diff, reading_frame, reading_record, status, valid_board_id, witness_query)
+    ACK, ALIVE, CARD_STATES, DEAD, EVENT, EVENT_ACK, EVENTS, FIELDS, HELLO, MAX_DETAIL, MAX_FRAME, MAX_FW, MAX_N,
+    PROTO, QUERY, READING, RESEND, ROLES, SETTIME, STATUS, UNKNOWN, VERDICTS, WAIT, WITNESS_ANSWER, WITNESS_QUERY,
+    FrameError, LineSplitter, check_int, check_text, check_time, check_word, downlink_fields, encode, encode_body,
+    envelope, event, hello, n_after, n_diff, reading_frame, reading_record, status, valid_board_id, valid_uid,
+    witness_query)
 from soil.ds1307 import CLOCK_STATES  # noqa: F401 - the clock field's words are the driver's states
 
 READING_FLAGS = "LCQS"      # L live, C from cache, Q questionable time, S sampled by a standby
+
+
+class OldProtocol(FrameError):
+    """A hello of an older protocol version: a board that needs the current firmware (the gateway says so once)."""
 
 
 # --- the gateway's frames ------------------------------------------------------------------------------------------
@@ -68,7 +73,11 @@ def decode(line):
     `fields` is a tuple of typed values: ints where the protocol has numbers, str elsewhere. Raises FrameError
     with a short reason for anything that is not a valid frame.
     """
-    kind, f = envelope(line)
+    try:
+        kind, f = envelope(line)
+    except FrameError as e:
+        _older_hello(line, e)
+        raise
     if kind == READING:
         return kind, (check_int(f[0], 1, MAX_N, "n"), check_int(f[1], 1, MAX_N, "boot"),
                       check_int(f[2], 1, MAX_N, "seq"), check_time(f[3]), check_int(f[4], 0, 65535, "raw"),
@@ -78,12 +87,15 @@ def decode(line):
             raise FrameError("unsupported protocol version " + f[0])
         if not valid_board_id(f[1]):
             raise FrameError("bad board id")
+        if not valid_uid(f[8]):
+            raise FrameError("bad uid")
         return kind, (PROTO, f[1], check_int(f[2], 1, MAX_N, "boot"), check_int(f[3], 1, MAX_N, "n_next"),
                       check_time(f[4]), check_word(f[5], CLOCK_STATES, "clock"), check_word(f[6], ROLES, "role"),
-                      f[7][:16])
+                      check_text(f[7], MAX_FW, "fw"), f[8])
     if kind == EVENT:
         return kind, (check_int(f[0], 1, MAX_N, "boot"), check_int(f[1], 1, MAX_N, "event number"),
-                      check_word(f[2], EVENTS, "event"), f[3], check_time(f[4]))
+                      check_word(f[2], EVENTS, "event"), check_text(f[3], MAX_DETAIL, "event detail"),
+                      check_time(f[4]))
     if kind == WITNESS_QUERY:
         if f[0] != "-" and not valid_board_id(f[0]):
             raise FrameError("bad board id")
@@ -93,3 +105,14 @@ def decode(line):
                       check_int(f[2], 0, MAX_N, "pending"), check_int(f[3], 0, MAX_N, "dropped"),
                       check_word(f[4], CARD_STATES, "card"), check_int(f[5], 0, MAX_N, "journal_bytes"))
     return kind, downlink_fields(kind, f)
+
+
+def _older_hello(line, error):
+    """Raise OldProtocol for a well-formed hello of an older protocol version (its field count differs, so the
+    envelope refused it); otherwise return and let `error` stand."""
+    if str(error) != "wrong field count" or line.rfind(b"$H,") < 0:
+        return
+    proto = line[line.rfind(b"$H,") + 3:].split(b",")[0]
+    if proto.isdigit() and int(proto) < PROTO:
+        raise OldProtocol("protocol version %s: re-flash the board with this release's firmware (protocol %d)"
+                          % (proto.decode(), PROTO))

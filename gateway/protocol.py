@@ -5,11 +5,18 @@
 the protocol answers through `transport.write(frame)`. It opens no port and starts no thread, so a test can feed it
 lines and read what it sends.
 
-What it does with the lines: it validates every one (garbage is counted and logged, never stored), tracks the
-board's hello and epoch, accepts reading frames strictly in order and hands them to the writer, and sends the
-cumulative acknowledgement only when the writer reports the COMMIT (`committed_through`). Resend (N), wait (W) and
-query (Q) answers are rate limited per board. Status and event frames go to the status sink, witness queries to
-the witness. When a board's clock needs setting is the clock keeper's decision (gateway/clock.py).
+What it does with the lines: it validates every one (garbage is counted and logged, never stored: a frame that
+fails a field check, an impossible time say, takes no frame number), tracks the board's hello and epoch, accepts
+reading frames strictly in order and hands them to the writer, and sends the cumulative acknowledgement only when
+the writer reports the COMMIT (`committed_through`). Resend (N), wait (W) and query (Q) answers are rate limited
+per board. Status and event frames go to the status sink, witness queries to the witness. When a board's clock
+needs setting is the clock keeper's decision (gateway/clock.py).
+
+Identity (docs/PROTOCOL.md, "Identities"): a port serves one board, `(board id, uid)`. A hello naming another one
+is taken only as a fresh boot (`n_next` = 1) and is otherwise refused, also after the port was reopened (a stale
+tty link reaching a stranger's board), so nothing is acknowledged to a board the port did not serve. Before a
+hello is confirmed, `identity(protocol, board, uid)` (the gateway's registry, gateway/identity.py) may refuse it:
+a board id that belongs to another board's uid. A refused board is never acknowledged: it keeps its readings.
 """
 
 import logging
@@ -28,6 +35,8 @@ _RECENT_FRAME_S = 0.5         # a board heard this recently is alive without ask
 # A frame number this far ahead of the one expected is not a gap in the board's window (24 frames) but another
 # numbering: the hello we hold is not the board's current one (a stray or forged hello). Ask it for a fresh one.
 _FAR_AHEAD = 1024
+SAMPLE_FUTURE_S = 600         # a sample time further ahead of the gateway's clock is stored time_quality='suspect'
+SAMPLE_PAST_S = 366 * 86400   # and one further behind it (a card can hold months of readings, not years)
 
 
 class SessionStats:
@@ -41,7 +50,9 @@ class SessionStats:
         self.gaps = 0
         self.duplicates = 0
         self.clock_sets = 0
-        self.stray_hellos = 0         # hellos refused: they claimed frames acknowledged that this gateway never acked
+        self.stray_hellos = 0      # hellos refused: they claimed frames acknowledged that this gateway never acked
+        self.far_times = 0         # readings whose time was far from the gateway's clock (stored as suspect)
+        self.refused_hellos = 0    # hellos refused: an identity change without a fresh boot, a board id collision
 
 
 class BoardProtocol:
@@ -57,7 +68,7 @@ class BoardProtocol:
     resume, another board's thread may call probe; the numbering is kept under one lock."""
 
     def __init__(self, board_cfg, submit, writer_ok, status_sink=None, clock=None, wait_ms=2000, now=time.time,
-                 witness=None):
+                 witness=None, identity=None):
         self.cfg = board_cfg
         self._submit = submit
         self._writer_ok = writer_ok
@@ -66,7 +77,12 @@ class BoardProtocol:
         self.wait_ms = wait_ms
         self._now = now
         self._witness = witness
+        self._identity = identity
         self.board_id = None
+        self.uid = None
+        self.refused = None           # why the last hello was refused (shown in the status), None when served
+        self._refusals = set()        # (served, offered) identities already alerted, so an alert is said once
+        self._old_protocol_said = False
         self.role = "single"
         self.boot = None
         self.synced = False
@@ -132,13 +148,24 @@ class BoardProtocol:
             return
         try:
             kind, f = frames.decode(line)
+        except frames.OldProtocol as e:
+            self.stats.bad_frames += 1
+            if not self._old_protocol_said:
+                self._old_protocol_said = True
+                log.error("%s: the board speaks %s", self.cfg.name, e)
+            return
         except frames.FrameError as e:
             self.stats.bad_frames += 1
             log.warning("%s: dropped a bad line (%s): %r", self.cfg.name, e, bytes(line[:60]))
             return
         self.stats.frames += 1
         self.last_frame_at = self._now()
-        self.frame_seen.set()
+        try:
+            self._dispatch(kind, f)
+        finally:
+            self.frame_seen.set()         # after the frame was handled: a probe then sees a hello's verdict
+
+    def _dispatch(self, kind, f):
         if kind == frames.READING:
             self._on_reading(f)
         elif kind == frames.HELLO:
@@ -154,12 +181,24 @@ class BoardProtocol:
             log.warning("%s: unexpected %s frame from a board", self.cfg.name, kind)
 
     def _on_hello(self, f):
-        _, board, boot, n_next, rtc_time, clock, role, fw = f
+        _, board, boot, n_next, rtc_time, clock, role, fw, uid = f
+        if self.board_id is not None and (board, uid) != (self.board_id, self.uid) and n_next != 1:
+            self._refuse_change(board, uid, boot, n_next)
+            return
+        if self._identity is not None:
+            refusal = self._identity(self, board, uid)
+            if refusal is not None:
+                # Another board owns this id: confirm nothing, acknowledge nothing; the board keeps its readings.
+                self.stats.refused_hellos += 1
+                with self._lock:
+                    self.synced = False
+                    self.refused = refusal
+                return
         with self._lock:
-            same = self._numbering_known and board == self.board_id and boot == self.boot
+            same = self._numbering_known and (board, uid, boot) == (self.board_id, self.uid, self.boot)
             stray = same and frames.n_diff(n_next - 1, self._acked_high) > 0
             if not stray:
-                self._accept_hello(board, boot, n_next, role)
+                self._accept_hello(board, uid, boot, n_next, role)
                 if not same:
                     self._acked_high = n_next - 1
         if stray:
@@ -179,13 +218,32 @@ class BoardProtocol:
         self._check_clock(rtc_time, clock)
         if self._status_sink:
             self._status_sink(self, "hello", {"role": role, "fw": fw, "boot": boot, "clock": clock,
-                                              "board_time": rtc_time})
+                                              "board_time": rtc_time, "uid": uid})
 
-    def _accept_hello(self, board, boot, n_next, role):
-        """Take the hello's numbering (under the lock): a new epoch expecting frame n_next."""
-        if self.board_id is not None and board != self.board_id:
-            log.warning("%s: board id changed from %s to %s", self.cfg.name, self.board_id, board)
-        self.board_id, self.boot, self.role = board, boot, role
+    def _refuse_change(self, board, uid, boot, n_next):
+        """A hello naming another board than the one this port serves, without a fresh boot (a forged or stray
+        frame, or a stranger's board behind a reused tty path): refused, said once, nothing confirmed."""
+        self.stats.refused_hellos += 1
+        detail = ("port %s serves board %s (uid %s); a hello from board %s (uid %s, boot %d, n_next %d) without a "
+                  "fresh boot was refused: nothing of it is acknowledged"
+                  % (self.cfg.name, self.board_id, self.uid, board, uid, boot, n_next))
+        self.refused = detail
+        key = ((self.board_id, self.uid), (board, uid))
+        if key in self._refusals:
+            return
+        self._refusals.add(key)
+        log.error("%s: %s", self.cfg.name, detail)
+        if self._status_sink:
+            self._status_sink(self, "alert", {"board": self.board_id, "event": "identity_refused",
+                                              "detail": detail[:255]})
+
+    def _accept_hello(self, board, uid, boot, n_next, role):
+        """Take the hello's identity and numbering (under the lock): a new epoch expecting frame n_next."""
+        if self.board_id is not None and (board, uid) != (self.board_id, self.uid):
+            log.warning("%s: a new board at a fresh boot: %s (uid %s), was %s (uid %s)", self.cfg.name, board,
+                        uid, self.board_id, self.uid)
+        self.board_id, self.uid, self.boot, self.role = board, uid, boot, role
+        self.refused = None
         self.expected = n_next
         self.committed = n_next - 1
         self.synced = True
@@ -195,7 +253,7 @@ class BoardProtocol:
 
     def _on_status(self, f):
         rtc_time, clock, pending, dropped, card, journal_bytes = f
-        if self.board_id is None:
+        if not self.synced:           # no confirmed hello on this open port: whose status is it?
             self._send_rate_limited("Q", frames.query())
             return
         self._check_clock(rtc_time, clock)
@@ -206,7 +264,7 @@ class BoardProtocol:
 
     def _on_event(self, f):
         boot, k, name, detail, board_time = f
-        if self.board_id is None:
+        if not self.synced:
             self._send_rate_limited("Q", frames.query())
             return
         log.info("%s: %s event %d/%d %s: %s", self.cfg.name, self.board_id, boot, k, name, detail)
@@ -223,6 +281,9 @@ class BoardProtocol:
     def _on_witness_query(self, master_id):
         """A standby stopped hearing its master and asks whether we still do (split-brain guard)."""
         verdict, last_time = "unknown", None
+        if not self.synced:
+            self._send_rate_limited("Q", frames.query())
+            return
         if self._witness is not None and master_id != "-":
             verdict, last_time = self._witness(self, master_id)
         log.info("%s: witness for %s asks about %s: %s (last stored sample %s)", self.cfg.name, self.board_id,
@@ -269,26 +330,48 @@ class BoardProtocol:
             board = self.board_id
             role = "standby" if "S" in flags else self.role
         self.stats.readings += 1
-        try:
-            tm = utc.parse_iso(time_str)
-            sample_time = utc.sql(tm)
-            quality = "suspect" if "Q" in flags else "rtc"
-        except ValueError:
-            sample_time = utc.sql(time.gmtime()[:6])
+        tm = utc.parse_iso(time_str)          # a real instant: frames.decode checked the calendar
+        sample_time = utc.sql(tm)
+        quality = "suspect" if "Q" in flags else "rtc"
+        if quality == "rtc" and self._far_from_clock(tm, board, boot, seq, time_str):
             quality = "suspect"
         reading = Reading(board, role, boot, seq, sample_time, raw, "live" if "L" in flags else "replay", quality)
         self._submit(self, epoch, n, reading)
 
+    def _far_from_clock(self, tm, board, boot, seq, time_str):
+        """A sample time the board's clock cannot have read if it ran right: more than SAMPLE_FUTURE_S ahead of
+        the gateway's clock, or more than SAMPLE_PAST_S behind it (year 9999, 2000-01-01). Counted in the status;
+        the first of the port is logged."""
+        t = utc.to_epoch(tm)
+        now = self._now()
+        if now - SAMPLE_PAST_S <= t <= now + SAMPLE_FUTURE_S:
+            return False
+        self.stats.far_times += 1
+        if self.stats.far_times == 1:
+            log.warning("%s: %s reading %d/%d has the time %s, far from the gateway's clock: stored with "
+                        "time_quality 'suspect' (further ones are counted in the status)", self.cfg.name, board,
+                        boot, seq, time_str)
+        return True
+
     # --- asked by the gateway ---------------------------------------------------------------------------------
     def probe(self, timeout):
-        """Is the board on this port alive right now? Ask it for a hello and wait for any frame."""
-        if self._now() - self.last_frame_at < _RECENT_FRAME_S:
+        """Is the board this port serves alive right now? Ask it for a hello and wait for a frame. Frames count
+        only while the port is synced (a hello of its board confirmed since the port opened): a stranger's board
+        behind a reused tty path is no sign that the master lives."""
+        if self.synced and self._now() - self.last_frame_at < _RECENT_FRAME_S:
             return True
         if not self.connected.is_set():
             return False                  # its port is gone (unplugged, powered off): no need to wait
+        deadline = time.monotonic() + timeout
         self.frame_seen.clear()
         self._send(frames.query())
-        return self.frame_seen.wait(timeout)
+        while self.frame_seen.wait(max(0.0, deadline - time.monotonic())):
+            if self.synced:
+                return True
+            self.frame_seen.clear()
+            if time.monotonic() >= deadline:
+                break
+        return False
 
     # --- called by the writer --------------------------------------------------------------------------------
     def committed_through(self, epoch, n):

@@ -250,6 +250,19 @@ def _m5_event_identity(cur, db):
                     % _q(db))
 
 
+def _m6_board_identity(cur, db):
+    """boards.uid: the hardware unique id that owns a board id (the first board to say hello with it), and
+    boards.port: where it was last served. Two boards given one id are told apart by it (gateway/identity.py)."""
+    have = _columns(cur, db, "boards")
+    clauses = []
+    if "uid" not in have:
+        clauses.append("ADD COLUMN `uid` VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL AFTER `board`")
+    if "port" not in have:
+        clauses.append("ADD COLUMN `port` VARCHAR(255) NULL AFTER `uid`")
+    if clauses:
+        cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -257,6 +270,7 @@ MIGRATIONS = (
     (3, "boards, board_events, collector_events", _m3_board_tables),
     (4, "plants: a legacy insert's sample time is in the session time zone, stored as UTC", _m4_legacy_sample_time),
     (5, "collector_events: unique event identity (board, boot, event_no)", _m5_event_identity),
+    (6, "boards: uid (the hardware id that owns a board id) and port", _m6_board_identity),
 )
 
 

@@ -16,6 +16,7 @@ import time
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.identity import IdentityRegistry
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
@@ -167,6 +168,9 @@ class Writer:
     def _write_statuses(self, items):
         for _, session, kind, fields in items:
             try:
+                if kind == "alert":
+                    self.store.add_board_event(fields["board"], fields["event"], fields["detail"])
+                    continue
                 if kind == "event":
                     board = session.board_id
                     self.store.add_collector_event(board, fields["event"], fields["detail"],
@@ -224,7 +228,7 @@ def _sql_time(iso):
 
 
 def _status_columns(session, fields):
-    cols = {"role": session.role, "boot": session.boot}
+    cols = {"role": session.role, "boot": session.boot, "port": session.cfg.name}
     for key in ("fw", "clock", "pending", "dropped", "card", "journal_bytes"):
         if key in fields:
             cols[key] = fields[key]
@@ -249,6 +253,8 @@ class Gateway:
                              config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
+        # Which board owns each board id (gateway/identity.py), with its own connection like the witness's.
+        self.identity = IdentityRegistry(ReadingStore(config.database))
         self.sessions = []             # one BoardProtocol per board, in the order of config.boards
         self.transports = []           # the SerialTransport that reads each session's port
         self.tap = LineTap(config.tap_path) if config.tap_path else None
@@ -260,7 +266,7 @@ class Gateway:
         """One board: its protocol with its own clock keeper, and the transport that reads its port into it."""
         s = BoardProtocol(board_cfg, self.writer.submit, self.writer.ok, self.writer.submit_status,
                           clock=ClockKeeper(self.config.clock_tolerance_s), wait_ms=self.config.wait_ms,
-                          witness=self.witness)
+                          witness=self.witness, identity=self.identity.claim)
         transport = SerialTransport(board_cfg, s, tap=self.tap)
         if self.tap is not None:
             self.tap.add_port(board_cfg.name, board_cfg.url)
@@ -328,14 +334,17 @@ class Gateway:
         self.warnings.flush()
         for name in self._LIMITED_LOGGERS:
             logging.getLogger(name).removeFilter(self.warnings)
+        self.identity.close()
 
     def snapshot(self):
         return {
             "database_ok": self.writer.ok(),
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,
-            "boards": [{"port": s.cfg.name, "board": s.board_id, "synced": s.synced, "committed_n": s.committed,
-                        **vars(s.stats), **t.status(), "warnings_suppressed": self.warnings.suppressed(s.cfg.name)}
+            "alerts": list(self.identity.alerts),
+            "boards": [{"port": s.cfg.name, "board": s.board_id, "uid": s.uid, "synced": s.synced,
+                        "committed_n": s.committed, "refused": s.refused, **vars(s.stats), **t.status(),
+                        "warnings_suppressed": self.warnings.suppressed(s.cfg.name)}
                        for s, t in zip(self.sessions, self.transports)],
         }
 

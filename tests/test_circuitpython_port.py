@@ -237,6 +237,7 @@ def make_node(tmp_path, clock, bus, role="single", serial=None, card_dir="sd", *
     card_root.mkdir(exist_ok=True)
     analog, led, _ = make_io()
     serial = serial or FakeSerial()
+    hal_kw.setdefault("uid", "e660383b13572a2f")
     h = hal.CircuitPythonHAL(BusioI2C(bus), analog, hal.Card(str(card_root)), serial, led, clock.ticks_ms,
                              **hal_kw)
     toml = {"SOIL_BOARD": "cp-1", "SOIL_ROLE": role, "SOIL_INTERVAL_MS": "1000", "SOIL_STATUS_INTERVAL_MS": 5000}
@@ -432,6 +433,14 @@ def test_polled_target_without_a_master_lets_the_standby_ask_the_gateway(tmp_pat
     assert gw.of(frames.WITNESS_QUERY)
 
 
+def test_default_board_id_derives_from_the_cpu_uid():
+    """No SOIL_BOARD (settings.toml.example leaves it unset): the id is b- and the uid's last 8 hex digits, so two
+    freshly flashed Feathers never share the old fixed default `bed-1-a`."""
+    s = cp_code.load_settings(lambda k, d=None: d, uid="e660383b13572a2f")
+    assert s["board"] == "b-13572a2f"
+    assert "\nSOIL_BOARD" not in open(os.path.join(CP_DIR, "settings.toml.example")).read()
+
+
 def test_load_settings_names_the_bad_key():
     with pytest.raises(ValueError, match="SOIL_BOARD"):
         cp_code.load_settings(lambda k, d=None: d)
@@ -451,6 +460,8 @@ def test_settings_example_names_every_setting_with_its_default():
     values = {}
     for line in text.splitlines():
         code = line.split("#")[0].strip()
+        if line.startswith("# SOIL_BOARD = "):
+            code = line[2:].split("#")[0].strip()     # listed, commented out: unset, the id derives from the uid
         if "=" in code:
             key, value = (p.strip() for p in code.split("=", 1))
             values[key] = value.strip('"')

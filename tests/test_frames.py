@@ -30,8 +30,8 @@ def test_reading_round_trip(n, boot, seq, t, raw, fl, source):
 
 @given(board_ids, numbers, numbers, times, st.sampled_from(frames.CLOCK_STATES), st.sampled_from(frames.ROLES))
 def test_hello_round_trip(board, boot, n_next, t, clock, role):
-    kind, f = frames.decode(frames.hello(board, boot, n_next, t, clock, role, "0.1.0"))
-    assert (kind, f) == ("H", (frames.PROTO, board, boot, n_next, t, clock, role, "0.1.0"))
+    kind, f = frames.decode(frames.hello(board, boot, n_next, t, clock, role, "0.1.0", "e660383b13572a2f"))
+    assert (kind, f) == ("H", (2, board, boot, n_next, t, clock, role, "0.1.0", "e660383b13572a2f"))
 
 
 def test_control_frames_round_trip():
@@ -115,7 +115,7 @@ def test_invalid_frames_are_rejected(bad):
 
 
 @pytest.mark.parametrize("frame", [
-    frames.hello("b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x"),
+    frames.hello("b1", 1, 1, "2026-11-21T09:55:04Z", "ok", "single", "x", "0badc0de"),
     frames.status("2026-11-21T09:55:04Z", "ok", 3, 0, "full", 512),
     frames.reading_frame(1, frames.reading_record(1, 1, "2026-11-21T09:55:04Z", 5), b"L"),
     frames.event(1, 1, "takeover", "x", "2026-11-21T09:55:04Z"),
@@ -157,4 +157,4 @@ def test_splitter_matches_split_for_short_lines(chunks):
 
 def test_too_long_frame_cannot_be_encoded():
     with pytest.raises(frames.FrameError):
-        frames.encode("S", ("x" * 130,))
+        frames.encode("S", ("x" * (frames.MAX_FRAME + 1),))

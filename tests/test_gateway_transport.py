@@ -143,7 +143,7 @@ def test_the_protocol_on_a_real_pty_with_the_test_as_the_board():
     try:
         assert board.frame() == (frames.QUERY, ())       # the port is open: the gateway asks for a hello
         assert p.connected.is_set()
-        board.send(frames.hello("pty-1", 2, 5, now, "ok", "single", "1.0"))
+        board.send(frames.hello("pty-1", 2, 5, now, "ok", "single", "1.0", "0badc0de"))
         assert board.frame() == (frames.ACK, (4, 2))
         board.send(frames.encode(frames.READING, (5, 2, 9, now, 700, "L")))
         with got:

@@ -235,7 +235,8 @@ class World:
         self.boots.append(boot)
         self.journal = CheckedJournal(self, card)
         self.collector = Collector(BOARD, boot, rtc, self.adc, self.journal, BoardLink(self.up, self.down),
-                                   self.ticks_ms, ticks_diff, interval_ms=1000, window=8)
+                                   self.ticks_ms, ticks_diff, interval_ms=1000, window=8,
+                                   uid="0badc0de")
         self.collector.start()
 
     def sampled_record(self, payload):

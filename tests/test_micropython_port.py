@@ -96,6 +96,22 @@ def test_boot_sends_hello_and_readings_and_journals_then_survives_a_reset():
 
 
 @pytest.mark.micropython
+@pytest.mark.parametrize("board_key", ["absent", "null"])
+def test_default_board_id_derives_from_machine_unique_id(board_key):
+    """config.json without a board id (config.example.json has `"board": null`): the hello names the board `b-` and
+    the last 8 hex digits of machine.unique_id(), and carries the whole uid, under the real interpreter."""
+    require_micropython()
+    cfg = dict(CFG)
+    if board_key == "absent":
+        del cfg["board"]
+    else:
+        cfg["board"] = None
+    sent, _, _, _ = boot(cfg, 1000, gateway=False)
+    hello = [f for k, f in sent if k == frames.HELLO][0]
+    assert (hello[1], hello[8]) == ("b-13572a2f", "e660383b13572a2f")     # the simulated machine's unique_id()
+
+
+@pytest.mark.micropython
 @pytest.mark.parametrize("role", ["master", "standby"])
 def test_pair_roles_start_on_the_simulated_wire(role):
     require_micropython()

@@ -80,7 +80,7 @@ def make_board(tmp_path, name, clock, pair, boot=1):
     card = SimCard(str(tmp_path / name), 1 << 20)
     wire = Wire()
     c = Collector(name, boot, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
-                  clock.ticks_ms, ticks_diff, pair=pair, interval_ms=1000)
+                  clock.ticks_ms, ticks_diff, pair=pair, interval_ms=1000, uid=name.encode().hex()[-32:].ljust(4, "0"))
     return Board(c, wire, card)
 
 

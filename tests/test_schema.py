@@ -24,6 +24,8 @@ BOOK_INSERT_NOW = "INSERT INTO plant_moisture.plants VALUES (NULL,456,NULL)"
 BOOK_INSERT_TIME = "INSERT INTO plant_moisture.plants VALUES (NULL,456,'2015-11-27 15:9:8')"
 ALL_VERSIONS = [version for version, _, _ in schema.MIGRATIONS]
 
+ALL_VERSIONS = [v for v, _, _ in schema.MIGRATIONS]
+
 
 @pytest.fixture(scope="module")
 def server():

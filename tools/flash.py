@@ -540,7 +540,9 @@ def flash_micropython(args):
     info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"] + extra)
 
     set_id = dict(changes).get("board")
-    board_id = args.board_id or set_id or info["config_id"] or ("mp-" + info["uid"][:8] if info["uid"] else None)
+    # Without --id, SET='board=...' or an id on the board: the firmware's own default, b- and the uid's last 8 hex
+    # digits (soil.board.default_board_id; the last digits are the ones that differ between boards of one batch).
+    board_id = args.board_id or set_id or info["config_id"] or ("b-" + info["uid"][-8:] if info["uid"] else None)
     if not board_id:
         raise FlashError("no board id: pass --id (ID=...)")
     if not BOARD_ID.match(board_id):

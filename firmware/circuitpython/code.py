@@ -37,9 +37,16 @@ def spell(name):
     return _PREFIX + name.upper()
 
 
-def load_settings(getenv=os.getenv):
-    """soil.board's settings from settings.toml; ValueError naming the key for anything wrong."""
-    return board.settings(lambda name, default: getenv(spell(name), default), spell)
+def cpu_uid():
+    """This chip's unique id (microcontroller.cpu.uid) as hex: the board's identity beside its id."""
+    import microcontroller
+    return board.uid_hex(microcontroller.cpu.uid)
+
+
+def load_settings(getenv=os.getenv, uid=None):
+    """soil.board's settings from settings.toml; ValueError naming the key for anything wrong. Without
+    SOIL_BOARD the id derives from `uid` (soil.board.default_board_id)."""
+    return board.settings(lambda name, default: getenv(spell(name), default), spell, uid)
 
 
 def _pin(pins, getenv, key):
@@ -50,7 +57,7 @@ def _pin(pins, getenv, key):
         raise ValueError("%s = %r: this board has no pin board.%s" % (key, name, name))
 
 
-def build_hardware(s, getenv=os.getenv):
+def build_hardware(s, getenv=os.getenv, uid=None):
     """The board's objects from its pins (CircuitPython only), for settings `s`. Returns a CircuitPythonHAL."""
     import analogio
     import board as pins
@@ -77,7 +84,8 @@ def build_hardware(s, getenv=os.getenv):
         hb_i2c = busio.I2C(_pin(pins, getenv, "SOIL_PIN_PAIR_SCL"), _pin(pins, getenv, "SOIL_PIN_PAIR_SDA"),
                            frequency=100000)
     return hal.CircuitPythonHAL(i2c, analogio.AnalogIn(_pin(pins, getenv, "SOIL_PIN_PROBE")), card, usb_cdc.data,
-                                led, supervisor.ticks_ms, hb_target=hb_target, hb_i2c=hb_i2c)
+                                led, supervisor.ticks_ms, hb_target=hb_target, hb_i2c=hb_i2c,
+                                uid=uid if uid is not None else cpu_uid())
 
 
 def step(hal_, c):
@@ -88,8 +96,9 @@ def step(hal_, c):
 
 def main():
     try:
-        s = load_settings()
-        hal_ = build_hardware(s)
+        uid = cpu_uid()
+        s = load_settings(uid=uid)
+        hal_ = build_hardware(s, uid=uid)
         c = board.build(s, hal_, log=lambda msg: print("soil: " + msg))
     except (OSError, ValueError, RuntimeError) as e:
         # A missing RTC, card reader or pull-up, a wrong setting: say so on the REPL console, then try again.

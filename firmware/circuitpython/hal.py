@@ -268,7 +268,8 @@ class CircuitPythonHAL:
     standby, `hb_i2c` a second `busio.I2C` on a master (the heartbeat wire).
     """
 
-    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None):
+    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None, uid=None):
+        self.uid = uid                   # microcontroller.cpu.uid as hex (soil.board.uid_hex)
         self.i2c = BusioMem(i2c)
         self.adc = Adc(analog_in)
         self.card = card

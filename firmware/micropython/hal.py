@@ -152,7 +152,7 @@ class SerialLink:
 
 
 class HAL:
-    """One board's hardware, as the attributes soil.board.build takes (i2c, adc, card, link, led, ticks_ms,
+    """One board's hardware, as the attributes soil.board.build takes (uid, i2c, adc, card, link, led, ticks_ms,
     ticks_diff; hb_target, hb_mem, hb_end_write on a standby; hb_i2c on a master), and the watchdog main.py feeds
     (wdt). startup.build_hal() fills it from a pin map; it has no methods because everything that builds hardware
     runs once, in startup.py."""

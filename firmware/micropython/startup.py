@@ -25,13 +25,18 @@ def load_config(path=_CONFIG):
         return json.load(f)
 
 
-def check_config(cfg, log=None):
+def uid():
+    """This chip's unique id (machine.unique_id(): the flash chip's id on rp2, the MAC on esp32) as hex."""
+    return board.uid_hex(machine.unique_id())
+
+
+def check_config(cfg, log=None, uid_hex=None):
     """The board's settings from the config dict (soil.board checks them and says which key is wrong); unknown keys
-    are logged, not fatal."""
+    are logged, not fatal. Without a "board" key the id derives from `uid_hex` (soil.board.default_board_id)."""
     if log is not None:
         for name in board.unknown(k for k in cfg if k not in _PORT_KEYS):
             log("%s: unknown setting %r ignored" % (_CONFIG, name))
-    return board.settings(cfg.get, lambda name: "%s: %r" % (_CONFIG, name))
+    return board.settings(cfg.get, lambda name: "%s: %r" % (_CONFIG, name), uid_hex)
 
 
 def build_hal(pins, s, serial=None):
@@ -40,6 +45,7 @@ def build_hal(pins, s, serial=None):
     from hal import HAL, Card, SerialLink
     Pin = machine.Pin
     hal = HAL()
+    hal.uid = uid()
     hal.i2c = machine.I2C(pins["rtc_i2c"], scl=Pin(pins["rtc_scl"]), sda=Pin(pins["rtc_sda"]),
                           freq=100000)   # the DS1307 is a 100 kHz part
     if pins.get("adc_atten") is not None:
@@ -72,7 +78,7 @@ def start(cfg=None, serial=None, log=None):
     Returns (hal, collector)."""
     if cfg is None:
         cfg = load_config()
-    s = check_config(cfg, log)
+    s = check_config(cfg, log, uid())
     import boards
     pins = boards.pins_for(cfg)  # start-up's business only: the running board keeps no pin map
     hal = build_hal(pins, s, serial)

@@ -41,7 +41,7 @@ boot, stores = bootcount.next_boot(rtc, card)
 checks.equal((boot, stores), (1, 2), "first boot, kept in NVRAM and on the card")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 c = Collector("bench-1", boot, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=4,
-              status_interval_ms=10000)
+              status_interval_ms=10000, uid="e660383b13572a2f")
 
 
 def run(ms, step_ms=100):
@@ -94,6 +94,7 @@ checks.equal(st[0][:3], ("2026-03-01T12:00:00Z", "ok", 1), "S: new time, clock o
 link.inbox = gateway_frame(codec.SETTIME, "2026-02-30T12:00:00Z")
 c.step()
 checks.equal(rtc.read()[0], (2026, 3, 1, 12, 0, 0), "an impossible T time is ignored")
+checks.equal(c.uplink.rx_errors, 1, "an impossible T time fails the frame's field checks")
 link.take()
 
 # --- sample across the tick wrap ------------------------------------------------------------------------------------
@@ -126,7 +127,7 @@ checks.equal(journal.pending, 3, "a stale A changes nothing")
 link.inbox = b"$A,4*00000000\n" + b"\x00garbage\n"
 c.step()
 checks.equal(journal.pending, 3, "a damaged A acknowledges nothing")
-checks.equal(c.uplink.rx_errors, 2, "and is counted")
+checks.equal(c.uplink.rx_errors, 3, "and is counted")
 link.take()
 
 # --- N: resend from n ----------------------------------------------------------------------------------------------
@@ -198,7 +199,7 @@ checks.equal(boot2, 2, "the next boot")
 journal = Journal(card, max_bytes=16384, segment_bytes=512)
 link = RecordingLink()
 c = Collector("bench-1", boot2, rtc, adc, journal, link, ticks.ticks_ms, ticks_diff, interval_ms=1000, window=8,
-              status_interval_ms=10000)
+              status_interval_ms=10000, uid="e660383b13572a2f")
 c.start()
 out = link.take()
 checks.equal(of_kind(out, "H")[0][2:4], (2, 1), "hello: boot 2, n_next 1")

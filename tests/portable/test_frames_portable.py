@@ -45,8 +45,8 @@ def settime(t):
 
 # --- what a board sends: encode -> envelope (kind and field texts) -------------------------------------------------
 sent = (
-    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0"), ("H", [str(codec.PROTO), "b-1_X", "3", "1", T0, "ok", "master",
-                                                                    "0.1.0"])),
+    (codec.hello("b-1_X", 3, 1, T0, "ok", "master", "0.1.0", "e660383b"), ("H", ["2", "b-1_X", "3", "1", T0, "ok",
+                                                                                "master", "0.1.0", "e660383b"])),
     (codec.status(T0, "unset", 5, 0, "full", 1234), ("S", [T0, "unset", "5", "0", "full", "1234"])),
     (codec.event(3, 7, "takeover", "a, b*c$d\x01" + "x" * 30, T0),
      ("E", ["3", "7", "takeover", "a  b c d " + "x" * 30, T0])),
@@ -110,13 +110,15 @@ refused(good[:-2] + b"\n", "short crc", codec.envelope)
 refused(good.replace(b"*", b""), "no checksum", codec.envelope)
 
 # --- rejection: overlong ------------------------------------------------------------------------------------------
+longest_hello = codec.hello("b" * 32, codec.MAX_N, codec.MAX_N, T0, "invalid", "standby", "0.2.0", "f" * codec.UID_MAX)
+checks.check(len(longest_hello) <= codec.MAX_FRAME, "the longest hello (32-character id and uid) fits in a frame")
 try:
-    codec.hello("b1", 1, 1, T0, "ok", "single", "x" * 120)
+    codec.hello("b1", 1, 1, T0, "ok", "single", "x" * 160, "e660383b")
     raise AssertionError("encode built a frame longer than MAX_FRAME")
 except codec.FrameError:
     checks.check(True, "encode refuses an overlong frame")
 try:
-    codec.encode_body(b"A," + b"1" * 120)
+    codec.encode_body(b"A," + b"1" * codec.MAX_FRAME)
     raise AssertionError("encode_body built an overlong frame")
 except codec.FrameError:
     checks.check(True, "encode_body refuses an overlong frame")

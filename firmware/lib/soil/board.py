@@ -13,9 +13,9 @@ Every setting is settable the same way on every port, under the same name:
 | CircuitPython | `settings.toml` | `SOIL_INTERVAL_MS = 1000` |
 | virtual board | `python -m tools.sim.vboard` | `--interval-ms 1000` |
 
-The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `i2c` (the DS1307's
-bus), `adc`, `card`, `link`, `led` (or None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and
-`hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
+The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `uid` (the hardware's
+unique id as lower-case hex, uid_hex below), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or
+None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
 takes for the end of a write), a master's `hb_i2c` (the controller on the pair's wire).
 """
 
@@ -27,7 +27,8 @@ from soil.journal import DEFAULT_MAX_BYTES, POLICIES, Journal
 
 # (name, default, what it is). A default of None means required.
 SETTINGS = (
-    ("board", None, "the board id: 1-32 characters from A-Z a-z 0-9 _ -, unique per board"),
+    ("board", None, "the board id: 1-32 characters from A-Z a-z 0-9 _ -, unique per board (default: b- and the "
+                    "last 8 hex digits of the board's hardware uid)"),
     ("role", codec.SINGLE, "single, or master / standby for a redundant pair"),
     ("interval_ms", 1000, "milliseconds between samples"),
     ("window", 24, "reading frames in flight before the gateway must acknowledge"),
@@ -46,16 +47,36 @@ NAMES = tuple(entry[0] for entry in SETTINGS)
 CHOICES = {"role": codec.ROLES, "full_policy": POLICIES}   # the settings that take one of a few words
 
 
-def settings(get, spell=None):
+def uid_hex(raw):
+    """A hardware unique id (bytes: machine.unique_id(), microcontroller.cpu.uid) as the hello's lower-case hex
+    (soil.codec.valid_uid), its last codec.UID_MAX digits when it is longer. Start-up only, so it lives here."""
+    text = ""
+    for b in raw:
+        text += "0123456789abcdef"[b >> 4] + "0123456789abcdef"[b & 15]
+    return text[-codec.UID_MAX:]
+
+
+def default_board_id(uid):
+    """The board id of a board whose settings name none: `b-` and the last 8 hex digits of its uid (the digits
+    that differ between boards of one batch: the serial part of a MAC, of a flash chip's id)."""
+    return "b-" + uid[-8:]
+
+
+def settings(get, spell=None, uid=None):
     """Every setting, checked: a dict name -> value. `get(name, default)` looks a setting up the port's way (None
-    when it is not set); `spell(name)` is how a user writes its name there, for the error messages. Raises
+    when it is not set); `spell(name)` is how a user writes its name there, for the error messages; `uid` the
+    board's hardware uid (hex), whose default_board_id is the board id when none is set. Raises
     ValueError naming the setting for a missing board id or a value that is not allowed."""
     if spell is None:
         spell = _as_is
     out = {}
     for name, default, meaning in SETTINGS:
         what = spell(name)
+        if name == "board" and uid is not None:
+            default = default_board_id(uid)
         value = get(name, default)
+        if value is None:
+            value = default           # config.json's `"board": null`: the default (the uid's)
         if value is None:
             raise ValueError("%s is not set: %s" % (what, meaning))
         if isinstance(default, int):
@@ -117,4 +138,4 @@ def build(s, hal, log=None):
         pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
-                     led=hal.led, log=log)
+                     led=hal.led, log=log, uid=hal.uid)

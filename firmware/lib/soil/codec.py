@@ -10,12 +10,17 @@ a board never runs it.
 
 from soil import const
 from soil.crc import crc32_hex
+from soil.utc import days_in_month
 
-PROTO = const(2)          # 2: A carries the boot, E is numbered and acknowledged by K (docs/PROTOCOL.md)
-MAX_FRAME = const(120)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded)
+PROTO = const(2)            # 2: the hello carries the board's uid, A the boot, E is numbered and acknowledged by K
+MAX_FRAME = const(160)      # bytes including '$' and '\n' (flaw F8: every buffer is bounded); the longest
+                            # hello (32-character id and uid, 10-digit numbers) is 144
 MAX_N = const(0x7FFFFFFF)   # link numbers, boot counters and sequence numbers stay below 2**31
 _HALF_N = const(0x3FFFFFFF)  # MAX_N // 2: link numbers closer than this compare by their distance on the circle
 MAX_DETAIL = const(60)      # characters of an event's free text
+MAX_FW = const(16)          # characters of a hello's firmware version
+UID_MIN = const(4)          # a uid is the hardware's unique id as lower-case hex, 4..32 characters
+UID_MAX = const(32)
 
 # Frame types. Board to gateway:
 HELLO = const("H")
@@ -33,7 +38,7 @@ QUERY = const("Q")
 WITNESS_ANSWER = const("M")
 
 # Number of fields after the type letter, per frame type.
-FIELDS = {HELLO: 8, READING: 6, STATUS: 6, EVENT: 5, WITNESS_QUERY: 1,
+FIELDS = {HELLO: 9, READING: 6, STATUS: 6, EVENT: 5, WITNESS_QUERY: 1,
           ACK: 2, EVENT_ACK: 2, RESEND: 1, WAIT: 1, SETTIME: 1, QUERY: 0, WITNESS_ANSWER: 3}
 
 # The protocol's words. Roles (a hello's role field, and a board's `role` setting):
@@ -97,8 +102,10 @@ def encode_body(body):
     return frame
 
 
-def hello(board, boot, n_next, rtc_time, clock, role, fw):
-    return encode(HELLO, (PROTO, board, boot, n_next, rtc_time, clock, role, fw))
+def hello(board, boot, n_next, rtc_time, clock, role, fw, uid):
+    """The hello; `uid` is the board's hardware unique id (`uid_hex`), the part of its identity no setting can
+    repeat on another board."""
+    return encode(HELLO, (PROTO, board, boot, n_next, rtc_time, clock, role, fw, uid))
 
 
 def status(rtc_time, clock, pending, dropped, card, journal_bytes):
@@ -149,6 +156,16 @@ def check_int(text, lo, hi, what):
     return v
 
 
+def valid_uid(text):
+    """UID_MIN..UID_MAX characters of lower-case hex."""
+    if not UID_MIN <= len(text) <= UID_MAX:
+        return False
+    for ch in text:
+        if not ("0" <= ch <= "9" or "a" <= ch <= "f"):
+            return False
+    return True
+
+
 def valid_board_id(text):
     """1-32 characters from A-Z a-z 0-9 _ - (the collector checks its own at start-up)."""
     if not 0 < len(text) <= 32:
@@ -160,14 +177,31 @@ def valid_board_id(text):
 
 
 def check_time(text):
-    """`text` if it has the shape `YYYY-MM-DDTHH:MM:SSZ`, else FrameError. Calendar validity (Feb 30) is checked
-    by soil.utc.parse_iso where the value is used."""
+    """`text` if it is a real instant written `YYYY-MM-DDTHH:MM:SSZ`, else FrameError: the shape, and the calendar
+    (no year 0000, no Feb 30, no 99:99:99), so a frame with an impossible time fails its field checks whole."""
     if len(text) != 20 or text[4] != "-" or text[7] != "-" or text[10] != "T" or text[13] != ":" \
             or text[16] != ":" or text[19] != "Z":
         raise FrameError("bad time")
     for i in (0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18):
         if text[i] < "0" or text[i] > "9":
             raise FrameError("bad time")
+    year = int(text[0:4])
+    month = int(text[5:7])
+    if year < 1 or not 1 <= month <= 12 or not 1 <= int(text[8:10]) <= days_in_month(year, month) \
+            or int(text[11:13]) > 23 or int(text[14:16]) > 59 or int(text[17:19]) > 59:
+        raise FrameError("impossible time")
+    return text
+
+
+def check_text(text, limit, what):
+    """`text` if it is 0..limit characters of printable ASCII (space to `~`) without the frame's separators
+    (`,` `*` `$`), else FrameError naming `what`: free text (an event's detail, a firmware version) reaches the
+    database and a person's terminal only this way, never with control characters or other bytes."""
+    if len(text) > limit:
+        raise FrameError(what + " too long")
+    for ch in text:
+        if ch < " " or ch > "~" or ch == "*" or ch == "$":
+            raise FrameError("bad " + what)
     return text
 
 

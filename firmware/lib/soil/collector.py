@@ -28,10 +28,13 @@ class Collector:
     soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
-                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None):
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
+        if uid is None or not codec.valid_uid(uid):
+            raise ValueError("uid must be the hardware's unique id as 4-32 lower-case hex digits, got %r" % (uid,))
         self.board_id = board_id
+        self.uid = uid                # the hardware's unique id: the part of the identity no setting repeats
         self.boot = boot
         self.rtc = rtc
         self.adc = adc
@@ -94,7 +97,7 @@ class Collector:
         tm, state = self.read_clock()
         n_next = self.uplink.oldest_unacked()
         self.uplink.hello_sent(n_next)
-        return codec.hello(self.board_id, self.boot, n_next, utc.iso(tm), state, self.role, self.fw)
+        return codec.hello(self.board_id, self.boot, n_next, utc.iso(tm), state, self.role, self.fw, self.uid)
 
     # --- the clock -------------------------------------------------------------------------------------------------
     def read_clock(self):

@@ -31,6 +31,7 @@
 //   pair of pollable streams fed by this host, and Ctrl-C on the line stops it (KeyboardInterrupt, back to the REPL).
 //   Any other main.py runs as a plain script (SCRIPT mode), as on a board.
 
+import crypto from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -259,6 +260,7 @@ def __mpboard_prelude(board_dir, extra):
 // The fallback `machine` (last on sys.path: a simulated machine on --path wins): reset() is a hard reset.
 const MACHINE_STUB = `"""The virtual board's minimal machine module (tools/sim/mpboard): reset() and friends only."""
 import _mpboard
+import binascii
 
 PWRON_RESET = 1
 SOFT_RESET = 5
@@ -279,7 +281,8 @@ def reset_cause():
 
 
 def unique_id():
-    return b"mpboard0"
+    # The chip's id, stable for its flash folder (a board is its flash): two virtual boards differ.
+    return binascii.unhexlify(_mpboard.uid_hex())
 
 
 def freq(hz=None):
@@ -390,6 +393,7 @@ class Board {
       hard_reset: () => { board.resetKind = "hard"; },
       soft_reset: () => { board.resetKind = "soft"; },
       reset_cause: () => board.cause,
+      uid_hex: () => crypto.createHash("sha256").update(path.resolve(board.opts.flash)).digest("hex").slice(0, 16),
     });
     this.flash.load(mp.FS);
     mkdirs(mp.FS, BOARD_DIR);

@@ -6,8 +6,10 @@
 The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board resets) exactly as it would
 open /dev/ttyACM0. Like a USB device node the link exists only while the board runs: a stale link from a previous
 board is removed at start, and the link is withdrawn on every way out (quit, SIGTERM, SIGINT, SIGHUP, an error, a
-simulated power cut); after a SIGKILL the next start on the folder replaces it. Everything the board keeps across a reset lives in the state folder: the SD card, the DS1307's
-registers. Killing the process is pulling the power; starting it again on the same folder is the next boot.
+simulated power cut); after a SIGKILL the next start on the folder replaces it. Everything the board keeps across a
+reset lives in the state folder: the SD card, the DS1307's registers, the chip's uid (`<state>/uid`, made once;
+without `--board` the id is `b-` and its last 8 hex digits). Killing the process is pulling the power; starting it
+again on the same folder is the next boot.
 
 This file is the simulation's entry point, the counterpart of a port's `main.py`: it reads the board's settings
 from its flags (soil.board's settings, spelled `--interval-ms` ...), builds the hardware (hal.py, and the pair's
@@ -47,7 +49,9 @@ def build_parser():
                              "board)")
     for name, default, meaning in board.SETTINGS:
         flag = "--" + name.replace("_", "-")
-        if default is None:
+        if name == "board":
+            g.add_argument(flag, help=meaning)
+        elif default is None:
             g.add_argument(flag, required=True, help=meaning)
         elif isinstance(default, int):
             g.add_argument(flag, type=lambda v: int(v, 0), default=default, help=meaning + " (default: %(default)s)")
@@ -55,6 +59,7 @@ def build_parser():
             g.add_argument(flag, default=default, choices=board.CHOICES.get(name),
                            help=meaning + " (default: %(default)s)")
     g = p.add_argument_group("simulated hardware")
+    g.add_argument("--uid", type=_uid, help="the chip's unique id, hex (default: made once, kept in <state>/uid)")
     g.add_argument("--card-capacity", type=int, default=8 << 20, help="SD card bytes")
     g.add_argument("--moisture", type=int, help="constant raw ADC value (default: a drying curve)")
     g.add_argument("--noise", type=float, default=40.0, help="ADC noise, raw counts")
@@ -75,14 +80,25 @@ def build_parser():
     return p
 
 
+def _uid(text):
+    from soil.codec import valid_uid
+    if not valid_uid(text):
+        raise argparse.ArgumentTypeError("a uid is 4-32 lower-case hex digits, got %r" % text)
+    return text
+
+
+def _given(value, default):
+    return default if value is None else value
+
+
 class VirtualBoard:
     def __init__(self, args):
         self.args = args
-        self.settings = board.settings(lambda name, default: getattr(args, name, default),
-                                       lambda name: "--" + name.replace("_", "-"))
         self.hal = SimHAL(args.state, baudrate=args.baudrate, card_capacity=args.card_capacity,
                           moisture=args.moisture, noise=args.noise, seed=args.seed,
-                          rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms)
+                          rtc_battery=not args.no_rtc_battery, ticks_offset_ms=args.ticks_offset_ms, uid=args.uid)
+        self.settings = board.settings(lambda name, default: _given(getattr(args, name, None), default),
+                                       lambda name: "--" + name.replace("_", "-"), self.hal.uid)
         if args.rtc_set and self.hal.rtc_chip.halted:
             self.hal.rtc_chip.set_time(time.gmtime()[:6])
         self.hb_server = None
@@ -159,7 +175,8 @@ class VirtualBoard:
         c = self.collector
         pair = c.pair
         tm, clock = c.read_clock()
-        return {"board": c.board_id, "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
+        return {"board": c.board_id, "uid": c.uid,
+                "boot": c.boot, "seq": c.seq, "pending": c.pending(), "dropped": c.dropped(),
                 "card": c.card_state, "clock": clock, "inflight": len(c.uplink.inflight),
                 "next_n": c.uplink.next_n, "resends": c.uplink.resends, "rx_errors": c.uplink.rx_errors,
                 "ignored_acks": c.uplink.ignored_acks, "acks_beyond_sent": c.uplink.acks_beyond_sent,

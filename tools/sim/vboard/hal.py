@@ -8,6 +8,7 @@ Ticks reproduce MicroPython's: `ticks_ms()` wraps at 2**30 and `ticks_diff()` is
 (flaw F10) show here too. `ticks_offset_ms` starts the counter anywhere, close to the wrap for tests.
 """
 
+import binascii
 import os
 import time
 
@@ -39,13 +40,31 @@ class Led:
         self.state = v
 
 
+def board_uid(state_dir, uid=None):
+    """The virtual board's hardware uid (hex), stable for its state folder as a chip's unique id is for the chip:
+    made once (8 random bytes, like an rp2 flash id) and kept in `<state>/uid`. `uid` gives a board a chosen one
+    (tests), written there too."""
+    os.makedirs(state_dir, exist_ok=True)
+    path = os.path.join(state_dir, "uid")
+    if uid is None and os.path.exists(path):
+        with open(path) as f:
+            uid = f.read().strip()
+    if uid is None:
+        uid = binascii.hexlify(os.urandom(8)).decode()
+    with open(path + ".tmp", "w") as f:
+        f.write(uid + "\n")
+    os.replace(path + ".tmp", path)
+    return uid
+
+
 class SimHAL:
     """One virtual board's hardware. `clock` is host seconds (monotonic), used for ticks and the link pacing."""
 
     def __init__(self, state_dir, baudrate=115200, card_capacity=8 << 20, moisture=None, noise=40.0, seed=0,
-                 rtc_battery=True, ticks_offset_ms=0, clock=time.monotonic):
+                 rtc_battery=True, ticks_offset_ms=0, clock=time.monotonic, uid=None):
         os.makedirs(state_dir, exist_ok=True)
         self.state_dir = state_dir
+        self.uid = board_uid(state_dir, uid)
         self._clock = clock
         self._ticks_offset = ticks_offset_ms
         self.bus = I2CBus()

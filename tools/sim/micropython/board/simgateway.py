@@ -50,7 +50,7 @@ class Gateway:
             f = _fields(line)
             if f is None:
                 continue
-            if f[0] == b"H" and len(f) >= 9:
+            if f[0] == b"H" and len(f) == 10:
                 n_next = int(f[4])
                 self.boot = int(f[3])
                 self.expected = n_next
