@@ -237,3 +237,105 @@ def test_beat_and_status_records_reject_damage():
     st = standby_side.encode_status("handback", START, START + 7)
     assert master_side.decode_status(st) == ("handback", START, START + 7)
     assert master_side.decode_status(b"\xff" * 32) is None
+
+
+# --- late loops: whatever the order in which the two loops run, no second is published by both --------------------
+# Each test below drives one interleaving of a loop that runs late (a board not stepped for a while is a loop that
+# did not run: a loaded CPU, a long card write, a stopped process). The rule under test is structural: a collector
+# publishes second s only if the shared record on the wire gives it s when it publishes, and the side that hands
+# over states the last second it published.
+
+def no_gap_no_double(master_collectors, standby, last):
+    seen = covered_seconds(*(master_collectors + [standby]))
+    span = range(START + 1, last)
+    doubles = dict((s, who) for s, who in seen.items() if len(who) > 1)
+    missing = [s for s in span if s not in seen]
+    assert doubles == {}, "seconds published by both: %s" % sorted(doubles)
+    assert missing == [], "seconds nobody published: %s" % missing
+
+
+def take_over(clock, standby, answer_last):
+    run(clock, [standby], 10.5)                           # the master is silent (dead, or its loop is late)
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", answer_last)
+    run(clock, [standby], 2)
+    assert standby.pair.state == "active"
+
+
+def test_late_master_loop_after_a_takeover_publishes_no_second_twice(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10)
+    # The master's loop stops running (the witness gets no answer from it in time and says dead) ...
+    take_over(clock, standby, utc.iso(utc.from_epoch(master.last_published_epoch)))
+    # ... then wakes up, late, still believing it is the active collector.
+    run(clock, [master, standby], 30)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_master_dead_with_seconds_the_gateway_has_not_stored_the_standby_starts_after_them(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10.3)
+    last = master.last_published_epoch                    # on the master's card, replayed when it comes back
+    # The power goes with the last two readings still on their way: the gateway has stored up to last - 2.
+    take_over(clock, standby, utc.iso(utc.from_epoch(last - 2)))
+    run(clock, [standby], 3)
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def returning_master(tmp_path, clock, wire_bus, standby):
+    """The master after a reset, on the same card: boot 2."""
+    take_over(clock, standby, "-")
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)), boot=2)
+    master.start()
+    return master
+
+
+def run_until(clock, boards, predicate, limit_s=60, step_ms=10):
+    for _ in range(int(limit_s * 1000 / step_ms)):
+        if predicate():
+            return
+        run(clock, boards, step_ms / 1000.0, step_ms)
+    raise AssertionError("never happened")
+
+
+def test_returning_master_whose_loop_misses_the_handback_takes_back_after_the_standby(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    master = returning_master(tmp_path, clock, wire_bus, standby)
+    run_until(clock, [master, standby], lambda: standby.pair.state == "handback")
+    # The master's loop is late through the whole hand-back: the next status it reads says `watching`.
+    run_until(clock, [standby], lambda: standby.pair.state == "watching")
+    run(clock, [standby], 1)
+    run(clock, [master, standby], 10)
+    assert master.pair.state == "active"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_master_booting_while_the_standby_rewrites_its_status_waits_for_it(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    take_over(clock, standby, "-")
+    mem = standby.pair.mailbox.mem
+    whole = bytes(mem[hb.STATUS_OFF:hb.STATUS_OFF + hb.STATUS_LEN])
+    # The master reads the status while the standby's write of it is half done (a torn record) ...
+    mem[hb.STATUS_OFF:hb.STATUS_OFF + 12] = standby_side.encode_status("handback", START, START + 9)[:12]
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)), boot=2)
+    master.start()
+    mem[hb.STATUS_OFF:hb.STATUS_OFF + hb.STATUS_LEN] = whole      # ... and the write completes
+    run(clock, [master, standby], 30)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_standby_late_at_its_last_second_the_master_starts_right_after_the_standby(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    master = returning_master(tmp_path, clock, wire_bus, standby)
+    run_until(clock, [master, standby], lambda: standby.pair.state == "handback")
+    h = standby.pair.handback_at
+    run_until(clock, [master, standby], lambda: int(clock.t) == h - 1)
+    # The standby's loop stalls through its last second before H: its sample for H - 1 is taken after H.
+    run_until(clock, [master], lambda: clock.t >= h + 0.6)
+    run(clock, [master, standby], 10)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)

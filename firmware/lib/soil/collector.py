@@ -61,12 +61,11 @@ class Collector:
         self.pair = pair
         self.role = pair.ROLE if pair is not None else codec.SINGLE
         self.publishing = True        # a standby's role stands it by when it binds
-        self._publish_from = None     # publish samples from this epoch on (a master taking back from a standby)
-        self._publish_until = None    # stop publishing at this epoch (a standby handing back)
         self.ring = []                # (epoch, raw, flags) of samples not published, oldest first (the time
                                       # is rebuilt from the epoch: a 6-tuple per entry would double its RAM)
         self.ring_limit = pair.ring_size(interval_ms) if pair is not None else 0
         self.last_published_epoch = None
+        self.last_sample_epoch = None  # the newest second sampled, published or not (what a master claims)
         if pair is not None:
             pair.bind(self)
 
@@ -175,10 +174,9 @@ class Collector:
         if self.role == codec.STANDBY:
             flags += "S"
         epoch = utc.to_epoch(tm)
-        if self._publish_until is not None and epoch >= self._publish_until:
-            self.publishing = False           # handed back: the other collector publishes from here
-            self._publish_until = None
-        if self.publishing and (self._publish_from is None or epoch >= self._publish_from):
+        self.last_sample_epoch = epoch
+        # In a pair, the role decides at the moment of publishing, from the record the two boards share.
+        if self.publishing if self.pair is None else self.pair.may_publish(epoch):
             self._fresh = self._publish(epoch, tm, raw, flags)
         else:
             if len(self.ring) >= self.ring_limit:
@@ -272,39 +270,36 @@ class Collector:
 
     # --- what the pair's role asks of its collector ------------------------------------------------------------------
     def stand_by(self):
-        """Stop publishing: samples go to the ring (a standby watching its master, a master that came back while
-        the standby covers)."""
+        """Stop publishing: samples go to the ring (a standby watching its master, or handing back)."""
         self.publishing = False
-        self._publish_until = None
 
     def take_over(self, after_epoch):
-        """Publish the ring's samples later than `after_epoch` (the other collector's last stored sample; all of
-        them if None), then every sample. Returns how many ring samples were published."""
-        n = self._publish_ring(after_epoch, None)
-        self.publishing = True
-        return n
-
-    def resume_from(self, from_epoch):
-        """Publish the ring's samples from `from_epoch` on (all of them if None), then every sample; nothing before
-        `from_epoch` is ours (a master taking back at the agreed hand-back time)."""
-        self._publish_ring(None, from_epoch)
-        self.publishing = True
-
-    def hand_back_at(self, epoch):
-        """Publish samples before `epoch`, then stand by: the other collector publishes from there."""
-        self._publish_until = epoch
-
-    def _publish_ring(self, after_epoch, from_epoch):
-        """Publish the ring's samples later than `after_epoch` and not earlier than `from_epoch` (either None: no
-        bound), oldest first, as cached readings; empty the ring; publish live samples from `from_epoch` on."""
+        """Publish the ring's samples later than `after_epoch` (the last second the other collector claimed; all
+        of them if None), then every sample. Returns how many ring samples were published."""
         n = 0
         for epoch, raw, flags in self.ring:
-            if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
+            if after_epoch is None or epoch > after_epoch:
                 self._publish(epoch, utc.from_epoch(epoch), raw, flags)
                 n += 1
         self.ring = []
-        self._publish_from = from_epoch
+        self.publishing = True
         return n
+
+    def settle_ring(self, owns, publishing):
+        """A master's role read the standby's status: publish the ring's samples `owns(epoch)` gives to this
+        collector (True), oldest first, drop those it gives to the other for good (False), keep the undecided
+        (None) for a later status. `publishing`: whether this collector is the active one now."""
+        self.publishing = publishing
+        if not self.ring:
+            return
+        keep = []
+        for entry in self.ring:
+            mine = owns(entry[0])
+            if mine:
+                self._publish(entry[0], utc.from_epoch(entry[0]), entry[1], entry[2])
+            elif mine is None:
+                keep.append(entry)
+        self.ring = keep
 
     def send_event(self, name, detail):
         """Send event `name` (codec.EVENTS) stamped with the board's clock, and log it."""
