@@ -339,3 +339,21 @@ def test_standby_late_at_its_last_second_the_master_starts_right_after_the_stand
     run(clock, [master, standby], 10)
     assert master.pair.state == "active" and standby.pair.state == "watching"
     no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_late_sample_loop_never_stamps_one_second_twice(tmp_path):
+    """A board samples once a second on its tick counter; the stamp is the RTC's second. Sampling just before a
+    second ends, one loop pass that runs 220 ms late would give the late sample the next second, and the next
+    sample the same one: a second stored twice, the one before it missing. Each second gets one sample, however
+    late the loop runs (up to a second)."""
+    clock = Clock()
+    clock.t = START + 0.05                                # the clock is set: its seconds begin at .05
+    board = make_board(tmp_path, "solo", clock, None)
+    clock.t = START + 0.95                                # the board starts 0.9 s into a second
+    board.start()
+    run(clock, [board], 5.99)
+    clock.t += 0.22                                       # one pass of the loop runs late, across a sample
+    run(clock, [board], 5)
+    seconds = [epoch for _, epoch, _ in published(board.c)]
+    assert len(seconds) == len(set(seconds)), "a second stamped twice: %s" % seconds
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second missing: %s" % seconds

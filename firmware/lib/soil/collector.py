@@ -53,6 +53,9 @@ class Collector:
         self.clock_state = ds1307.UNSET
         self._fresh = None            # the reading sampled in this step, if any: sending it now makes it live
         self._next_sample = None
+        self._stamp_floor = None      # the newest second a sample was stamped with (whole-second intervals only)
+        self._waiting = False         # a due sample waits for the clock's next second
+        self._locking = False         # the next sample is followed by one at the start of the clock's next second
         self._next_status = None
         self._last_tm = None
         self._last_tm_ticks = 0
@@ -76,6 +79,7 @@ class Collector:
         now = self.ticks_ms()
         self._next_sample = now
         self._next_status = now
+        self._lock_to_clock()
         if self.journal is not None:
             try:
                 self.journal.open()
@@ -126,17 +130,22 @@ class Collector:
             self.rtc.set_datetime(tm)
         except (OSError, ValueError) as e:
             self.log("rtc: cannot set the clock (%r)" % (e,))
+        self._lock_to_clock()
         self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
         """Do whatever is due now; never blocks."""
         now = self.ticks_ms()
-        if self.sampling and self.ticks_diff(now, self._next_sample) >= 0:
+        if self.sampling and self.ticks_diff(now, self._next_sample) >= 0 and self._new_second():
             self.sample()
             self._next_sample += self.interval_ms
-            if self.ticks_diff(now, self._next_sample) >= self.interval_ms:
-                self._next_sample = now + self.interval_ms   # fell far behind (a long stall): do not burst
+            if self._waiting or self.ticks_diff(now, self._next_sample) >= self.interval_ms:
+                self._next_sample = now + self.interval_ms   # just after the clock's second began, or far
+            self._waiting = False                            # behind (a long stall): do not burst
+            if self._locking and self._stamp_floor is not None:
+                self._locking = False
+                self._next_sample = now                      # the next one as the clock's next second begins
         for event in self.uplink.poll():
             kind = event[0]
             if kind == "acked":
@@ -165,7 +174,29 @@ class Collector:
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
         if not self.sampling:
             return self.status_interval_ms
+        if self._waiting:
+            return 10                 # due, waiting for the clock's next second: look again soon
         return self.ticks_diff(self._next_sample, self.ticks_ms())
+
+    def _lock_to_clock(self):
+        """At start-up and when the clock was set: the sample after the next one is taken as soon as the clock's
+        next second begins, and from there on every interval: just after a second begins, where a loop that runs
+        late (up to a second) keeps its second."""
+        self._stamp_floor = None
+        self._locking = self.interval_ms % 1000 == 0
+
+    def _new_second(self):
+        """May the due sample be taken now? With a whole-second interval and a running clock, one second never
+        gets two samples: a sample due in the second of the one before waits for the next second."""
+        if self._stamp_floor is None:
+            return True
+        if self.ticks_diff(self.ticks_ms(), self._next_sample) >= self.interval_ms:
+            return True               # a clock that does not move on (stopped, or wrong): sample by ticks
+        tm, state = self.read_clock()
+        if state != ds1307.OK or utc.to_epoch(tm) > self._stamp_floor:
+            return True
+        self._waiting = True
+        return False
 
     def sample(self):
         raw = self.adc.read_u16()
@@ -175,6 +206,8 @@ class Collector:
             flags += "S"
         epoch = utc.to_epoch(tm)
         self.last_sample_epoch = epoch
+        if state == ds1307.OK and self.interval_ms % 1000 == 0:
+            self._stamp_floor = epoch
         # In a pair, the role decides at the moment of publishing, from the record the two boards share.
         if self.publishing if self.pair is None else self.pair.may_publish(epoch):
             self._fresh = self._publish(epoch, tm, raw, flags)
