@@ -55,7 +55,6 @@ class Collector:
         self._next_sample = None
         self._stamp_floor = None      # the newest second a sample was stamped with (whole-second intervals only)
         self._waiting = False         # a due sample waits for the clock's next second
-        self._locking = False         # the next sample is followed by one at the start of the clock's next second
         self._next_status = None
         self._last_tm = None
         self._last_tm_ticks = 0
@@ -79,7 +78,6 @@ class Collector:
         now = self.ticks_ms()
         self._next_sample = now
         self._next_status = now
-        self._lock_to_clock()
         if self.journal is not None:
             try:
                 self.journal.open()
@@ -130,7 +128,8 @@ class Collector:
             self.rtc.set_datetime(tm)
         except (OSError, ValueError) as e:
             self.log("rtc: cannot set the clock (%r)" % (e,))
-        self._lock_to_clock()
+        else:
+            self._stamp_floor = None  # the clock may have gone back: the seconds of the old clock do not count
         self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------
@@ -143,9 +142,6 @@ class Collector:
             if self._waiting or self.ticks_diff(now, self._next_sample) >= self.interval_ms:
                 self._next_sample = now + self.interval_ms   # just after the clock's second began, or far
             self._waiting = False                            # behind (a long stall): do not burst
-            if self._locking and self._stamp_floor is not None:
-                self._locking = False
-                self._next_sample = now                      # the next one as the clock's next second begins
         for event in self.uplink.poll():
             kind = event[0]
             if kind == "acked":
@@ -178,16 +174,10 @@ class Collector:
             return 10                 # due, waiting for the clock's next second: look again soon
         return self.ticks_diff(self._next_sample, self.ticks_ms())
 
-    def _lock_to_clock(self):
-        """At start-up and when the clock was set: the sample after the next one is taken as soon as the clock's
-        next second begins, and from there on every interval: just after a second begins, where a loop that runs
-        late (up to a second) keeps its second."""
-        self._stamp_floor = None
-        self._locking = self.interval_ms % 1000 == 0
-
     def _new_second(self):
         """May the due sample be taken now? With a whole-second interval and a running clock, one second never
-        gets two samples: a sample due in the second of the one before waits for the next second."""
+        gets two samples: a sample due in the second of the one before waits for the next second, and the schedule
+        restarts there, just after a second began, where a loop that runs late (up to a second) keeps its second."""
         if self._stamp_floor is None:
             return True
         if self.ticks_diff(self.ticks_ms(), self._next_sample) >= self.interval_ms:
