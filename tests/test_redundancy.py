@@ -71,12 +71,13 @@ class Board:
         return getattr(self.c, name)
 
 
-def make_board(tmp_path, name, clock, pair, boot=1):
+def make_board(tmp_path, name, clock, pair, boot=1, clock_set=True):
     bus = I2CBus()
     chip = DS1307Sim(time_source=lambda: clock.t)
     bus.attach(0x68, chip)
     rtc = DS1307(MachineI2C(bus))
-    rtc.set_datetime(utc.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
+    if clock_set:
+        rtc.set_datetime(utc.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
     card = SimCard(str(tmp_path / name), 1 << 20)
     wire = Wire()
     c = Collector(name, boot, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
@@ -343,10 +344,9 @@ def test_standby_late_at_its_last_second_the_master_starts_right_after_the_stand
 
 def test_late_sample_loop_never_stamps_one_second_twice(tmp_path):
     """A board samples once a second on its tick counter; the stamp is the RTC's second. Sampling just before a
-    second ends, one loop pass that runs 220 ms late would give the late sample the next second, and the next
-    sample the same one: a second stored twice, the one before it missing. A sample due in a second that has one
-    waits for the next second, and from there the board samples just after each second begins: a second late pass
-    loses nothing."""
+    second ends, a loop pass that runs late would give the late sample the next second, and the next sample the
+    same one: a second stored twice, the one before it missing. At start-up the board finds where the clock's
+    second begins and samples just after it, so passes late by 220 and 700 ms keep their seconds."""
     clock = Clock()
     clock.t = START + 0.05                                # the clock is set: its seconds begin at .05
     board = make_board(tmp_path, "solo", clock, None)
@@ -355,10 +355,27 @@ def test_late_sample_loop_never_stamps_one_second_twice(tmp_path):
     run(clock, [board], 5.99)
     clock.t += 0.22                                       # one pass of the loop runs late, across a sample
     run(clock, [board], 4.5)
-    first_late = int(clock.t)
-    clock.t += 0.6                                        # and later another, by more
+    clock.t += 0.7                                        # and later another, by more
     run(clock, [board], 5)
     seconds = [epoch for _, epoch, _ in published(board.c)]
     assert len(seconds) == len(set(seconds)), "a second stamped twice: %s" % seconds
-    assert [s for s in range(first_late - 3, seconds[-1]) if s not in seconds] == [], seconds
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second missing: %s" % seconds
 
+
+def test_clock_set_by_the_gateway_puts_samples_at_the_start_of_a_second(tmp_path):
+    """A new board's DS1307 is halted; the gateway's T frame sets it on the gateway's second boundary and the chip
+    starts its second then. The samples that follow come just after a second begins, so a pass of the loop that
+    runs 700 ms late still keeps its second: the trusted series has each second once."""
+    clock = Clock()
+    board = make_board(tmp_path, "solo", clock, None, clock_set=False)
+    clock.t = START + 0.95
+    board.start()
+    run(clock, [board], 2.05)                             # samples at .95, flagged: the clock is halted
+    board.wire.inbox = frames.settime(utc.iso(utc.from_epoch(round(clock.t))))   # the gateway's .00
+    run(clock, [board], 3.5)
+    clock.t += 0.7
+    run(clock, [board], 4)
+    seconds = [epoch for _, epoch, flags in published(board.c) if "Q" not in flags]
+    assert len(seconds) >= 7
+    assert len(seconds) == len(set(seconds)), "a second stamped twice: %s" % seconds
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second missing: %s" % seconds

@@ -17,10 +17,12 @@ Everything hardware is handed in; `step()` never blocks, so the same object runs
 CircuitPython `code.py` or the CPython virtual board. soil.board builds it from a board's settings.
 """
 
-from soil import __version__, codec, ds1307, utc
+from soil import __version__, codec, const, ds1307, utc
 from soil.card import ENODEV, ENOSPC, errno_of
 from soil.journal import JournalFull
 from soil.uplink import Uplink
+
+_AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
 
 
 class Collector:
@@ -55,6 +57,8 @@ class Collector:
         self._next_sample = None
         self._stamp_floor = None      # the newest second a sample was stamped with (whole-second intervals only)
         self._waiting = False         # a due sample waits for the clock's next second
+        self._seeking = False         # looking for the tick at which the clock's second changes
+        self._seen_second = None
         self._next_status = None
         self._last_tm = None
         self._last_tm_ticks = 0
@@ -78,6 +82,8 @@ class Collector:
         now = self.ticks_ms()
         self._next_sample = now
         self._next_status = now
+        self._seeking = self.interval_ms % 1000 == 0
+        self._seen_second = None
         if self.journal is not None:
             try:
                 self.journal.open()
@@ -130,12 +136,16 @@ class Collector:
             self.log("rtc: cannot set the clock (%r)" % (e,))
         else:
             self._stamp_floor = None  # the clock may have gone back: the seconds of the old clock do not count
+            self._seeking = False
+            self._align(self.ticks_ms())   # a DS1307 starts its second when it is set
         self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
         """Do whatever is due now; never blocks."""
         now = self.ticks_ms()
+        if self._seeking:
+            self._seek_edge(now)
         if self.sampling and self.ticks_diff(now, self._next_sample) >= 0 and self._new_second():
             self.sample()
             self._next_sample += self.interval_ms
@@ -170,9 +180,30 @@ class Collector:
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
         if not self.sampling:
             return self.status_interval_ms
-        if self._waiting:
-            return 10                 # due, waiting for the clock's next second: look again soon
+        if self._waiting or self._seeking:
+            return 10                 # waiting for the clock's next second: look again soon
         return self.ticks_diff(self._next_sample, self.ticks_ms())
+
+    def _seek_edge(self, now):
+        """After start-up, watch the clock until its second changes: that tick is where a second begins."""
+        tm, state = self.read_clock()
+        if state != ds1307.OK:
+            self._seeking = False         # a clock that does not run: the gateway's setting aligns the samples
+            return
+        second = utc.to_epoch(tm)
+        if self._seen_second is not None and second != self._seen_second:
+            self._seeking = False
+            self._align(now)
+        self._seen_second = second
+
+    def _align(self, edge):
+        """A second of the clock began at tick `edge`: a sample due later in that same second is taken just after
+        it begins instead, and every interval from there, where a loop that runs late (up to a second) keeps its
+        second. The sample stays in its second: none is added, none skipped."""
+        if self.interval_ms % 1000 == 0 and self._next_sample is not None:
+            ahead = self.ticks_diff(self._next_sample, edge)
+            if _AFTER_EDGE_MS < ahead < 1000:
+                self._next_sample = edge + _AFTER_EDGE_MS
 
     def _new_second(self):
         """May the due sample be taken now? With a whole-second interval and a running clock, one second never
