@@ -162,7 +162,6 @@ class StandbyRole:
         self._publish_status()
         self.c.send_event(codec.HANDBACK, "master %s publishes from here" % (self.master_id,))
 
-
     def _published_until(self):
         """One past the last second this standby published while it covered (since + 1 if it published none)."""
         last = self.c.last_published_epoch
