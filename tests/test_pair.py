@@ -137,3 +137,41 @@ def test_f11_heartbeat_handler_never_blocks_in_a_real_process(stack):
     master, standby = start_pair(stack)
     wait_for(lambda: (standby.status()["hb_handler_max_s"] or 0) > 0, 30, "beats handled")
     assert standby.status()["hb_handler_max_s"] < 0.01
+
+
+def test_pair_on_a_slowed_machine_never_stores_a_second_twice(stack):
+    """The pair beside busy-loop processes (one per core) and with its boards' processes stopped and continued in
+    short bursts, through kills of the master and freezes of it that end after the standby took over (the
+    master's loop wakes late, still active). Audited with the stack's slot audit: no second stored twice, none
+    missing."""
+    from tools.bench.pair import KILL, STOP, CpuHogs, Throttle, audit, cycles, start_pair as start_bench_pair
+    master, standby = start_bench_pair(stack)
+    with CpuHogs(), Throttle([master, standby]) as throttle:
+        latencies = cycles(stack, master, standby, [STOP, KILL, STOP, KILL], throttle)
+    checked, missing, doubled = audit(stack, master, standby)
+    print("takeover ms: %s; slots %d, missing %d, doubled %d, bursts %d"
+          % ([round(t) for t in latencies], checked, missing, doubled, throttle.bursts))
+    detail = slot_detail(stack, "pair-")
+    assert checked >= 30 and throttle.bursts > 0
+    assert doubled == 0, "seconds stored twice: %s" % detail
+    assert missing == 0, "seconds not stored: %s" % detail
+
+
+def slot_detail(stack, prefix):
+    """The seconds the slot audit flags, each with who stored its neighbours, and the pair's events."""
+    rows = stack.query("SELECT date_saved, board, boot, seq FROM plants WHERE board LIKE %s AND time_quality='rtc' "
+                       "ORDER BY date_saved, board", (prefix + "%",))
+    by = {}
+    for t, board, boot, seq in rows:
+        by.setdefault(t, []).append("%s/%d/%d" % (board[-1], boot, seq))
+    first, last = rows[0][0], rows[-1][0]
+    second = datetime.timedelta(seconds=1)
+    out, t = [], first
+    while t < last:
+        if len(by.get(t, ())) != 1:
+            out.append(" ".join("%s=%s" % ((t + k * second).strftime("%S"), ",".join(by.get(t + k * second, ["-"])))
+                                for k in (-2, -1, 0, 1, 2)))
+        t += second
+    ev = stack.query("SELECT board, event, board_time, detail FROM collector_events WHERE board LIKE %s ORDER BY id",
+                     (prefix + "%",))
+    return "%s; events %s" % (out, [(b[-1], e, str(bt)[-8:], d[:60]) for b, e, bt, d in ev])

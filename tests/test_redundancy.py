@@ -71,12 +71,13 @@ class Board:
         return getattr(self.c, name)
 
 
-def make_board(tmp_path, name, clock, pair, boot=1):
+def make_board(tmp_path, name, clock, pair, boot=1, clock_set=True):
     bus = I2CBus()
     chip = DS1307Sim(time_source=lambda: clock.t)
     bus.attach(0x68, chip)
     rtc = DS1307(MachineI2C(bus))
-    rtc.set_datetime(utc.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
+    if clock_set:
+        rtc.set_datetime(utc.from_epoch(int(clock.t)))  # as the gateway would have done: state 'ok'
     card = SimCard(str(tmp_path / name), 1 << 20)
     wire = Wire()
     c = Collector(name, boot, rtc, MoistureSensor(constant(30000), time_source=lambda: clock.t), Journal(card), wire,
@@ -242,3 +243,144 @@ def test_beat_and_status_records_reject_damage():
     st = standby_side.encode_status("handback", START, START + 7)
     assert master_side.decode_status(st) == ("handback", START, START + 7)
     assert master_side.decode_status(b"\xff" * 32) is None
+
+
+# --- late loops: whatever the order in which the two loops run, no second is published by both --------------------
+# Each test below drives one interleaving of a loop that runs late (a board not stepped for a while is a loop that
+# did not run: a loaded CPU, a long card write, a stopped process). The rule under test is structural: a collector
+# publishes second s only if the shared record on the wire gives it s when it publishes, and the side that hands
+# over states the last second it published.
+
+def no_gap_no_double(master_collectors, standby, last):
+    seen = covered_seconds(*(master_collectors + [standby]))
+    span = range(START + 1, last)
+    doubles = dict((s, who) for s, who in seen.items() if len(who) > 1)
+    missing = [s for s in span if s not in seen]
+    assert doubles == {}, "seconds published by both: %s" % sorted(doubles)
+    assert missing == [], "seconds nobody published: %s" % missing
+
+
+def take_over(clock, standby, answer_last):
+    run(clock, [standby], 10.5)                           # the master is silent (dead, or its loop is late)
+    standby.wire.inbox = frames.witness_answer("bed-1-a", "dead", answer_last)
+    run(clock, [standby], 2)
+    assert standby.pair.state == "active"
+
+
+def test_late_master_loop_after_a_takeover_publishes_no_second_twice(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10)
+    # The master's loop stops running (the witness gets no answer from it in time and says dead) ...
+    take_over(clock, standby, utc.iso(utc.from_epoch(master.last_published_epoch)))
+    # ... then wakes up, late, still believing it is the active collector.
+    run(clock, [master, standby], 30)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_master_dead_with_seconds_the_gateway_has_not_stored_the_standby_starts_after_them(pair):
+    clock, wire_bus, target, master, standby = pair
+    run(clock, [master, standby], 10.3)
+    last = master.last_published_epoch                    # on the master's card, replayed when it comes back
+    # The power goes with the last two readings still on their way: the gateway has stored up to last - 2.
+    take_over(clock, standby, utc.iso(utc.from_epoch(last - 2)))
+    run(clock, [standby], 3)
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def returning_master(tmp_path, clock, wire_bus, standby):
+    """The master after a reset, on the same card: boot 2."""
+    take_over(clock, standby, "-")
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)), boot=2)
+    master.start()
+    return master
+
+
+def run_until(clock, boards, predicate, limit_s=60, step_ms=10):
+    for _ in range(int(limit_s * 1000 / step_ms)):
+        if predicate():
+            return
+        run(clock, boards, step_ms / 1000.0, step_ms)
+    raise AssertionError("never happened")
+
+
+def test_returning_master_whose_loop_misses_the_handback_takes_back_after_the_standby(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    master = returning_master(tmp_path, clock, wire_bus, standby)
+    run_until(clock, [master, standby], lambda: standby.pair.state == "handback")
+    # The master's loop is late through the whole hand-back: the next status it reads says `watching`.
+    run_until(clock, [standby], lambda: standby.pair.state == "watching")
+    run(clock, [standby], 1)
+    run(clock, [master, standby], 10)
+    assert master.pair.state == "active"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_master_booting_while_the_standby_rewrites_its_status_waits_for_it(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    take_over(clock, standby, "-")
+    mem = standby.pair.mailbox.mem
+    whole = bytes(mem[hb.STATUS_OFF:hb.STATUS_OFF + hb.STATUS_LEN])
+    # The master reads the status while the standby's write of it is half done (a torn record) ...
+    mem[hb.STATUS_OFF:hb.STATUS_OFF + 12] = standby_side.encode_status("handback", START, START + 9)[:12]
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus)), boot=2)
+    master.start()
+    mem[hb.STATUS_OFF:hb.STATUS_OFF + hb.STATUS_LEN] = whole      # ... and the write completes
+    run(clock, [master, standby], 30)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_standby_late_at_its_last_second_the_master_starts_right_after_the_standby(pair, tmp_path):
+    clock, wire_bus, target, first, standby = pair
+    run(clock, [first, standby], 10)
+    master = returning_master(tmp_path, clock, wire_bus, standby)
+    run_until(clock, [master, standby], lambda: standby.pair.state == "handback")
+    h = standby.pair.handback_at
+    run_until(clock, [master, standby], lambda: int(clock.t) == h - 1)
+    # The standby's loop stalls through its last second before H: its sample for H - 1 is taken after H.
+    run_until(clock, [master], lambda: clock.t >= h + 0.6)
+    run(clock, [master, standby], 10)
+    assert master.pair.state == "active" and standby.pair.state == "watching"
+    no_gap_no_double([master], standby, int(clock.t) - 1)
+
+
+def test_late_sample_loop_never_stamps_one_second_twice(tmp_path):
+    """A board samples once a second on its tick counter; the stamp is the RTC's second. Sampling just before a
+    second ends, a loop pass that runs late would give the late sample the next second, and the next sample the
+    same one: a second stored twice, the one before it missing. At start-up the board finds where the clock's
+    second begins and samples just after it, so passes late by 220 and 700 ms keep their seconds."""
+    clock = Clock()
+    clock.t = START + 0.05                                # the clock is set: its seconds begin at .05
+    board = make_board(tmp_path, "solo", clock, None)
+    clock.t = START + 0.95                                # the board starts 0.9 s into a second
+    board.start()
+    run(clock, [board], 5.99)
+    clock.t += 0.22                                       # one pass of the loop runs late, across a sample
+    run(clock, [board], 4.5)
+    clock.t += 0.7                                        # and later another, by more
+    run(clock, [board], 5)
+    seconds = [epoch for _, epoch, _ in published(board.c)]
+    assert len(seconds) == len(set(seconds)), "a second stamped twice: %s" % seconds
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second missing: %s" % seconds
+
+
+def test_clock_set_by_the_gateway_puts_samples_at_the_start_of_a_second(tmp_path):
+    """A new board's DS1307 is halted; the gateway's T frame sets it on the gateway's second boundary and the chip
+    starts its second then. The samples that follow come just after a second begins, so a pass of the loop that
+    runs 700 ms late still keeps its second: the trusted series has each second once."""
+    clock = Clock()
+    board = make_board(tmp_path, "solo", clock, None, clock_set=False)
+    clock.t = START + 0.95
+    board.start()
+    run(clock, [board], 2.05)                             # samples at .95, flagged: the clock is halted
+    board.wire.inbox = frames.settime(utc.iso(utc.from_epoch(round(clock.t))))   # the gateway's .00
+    run(clock, [board], 3.5)
+    clock.t += 0.7
+    run(clock, [board], 4)
+    seconds = [epoch for _, epoch, flags in published(board.c) if "Q" not in flags]
+    assert len(seconds) >= 7
+    assert len(seconds) == len(set(seconds)), "a second stamped twice: %s" % seconds
+    assert seconds == list(range(seconds[0], seconds[0] + len(seconds))), "a second missing: %s" % seconds

@@ -578,8 +578,8 @@ def build_report(res, errors):
                 "<= timeout + interval = %d ms" % pair["target_ms"], pair["max_ms"] / pair["target_ms"],
                 pair["max_ms"] <= pair["target_ms"])
         rep.add("Missing (doubled) one-second slots across all %d failovers and hand-backs" % pair["kills"],
-                "%d (%d) of %d" % (pair["missing"], pair["doubled"], pair["slots"]), "0 missing", None,
-                pair["missing"] == 0)
+                "%d (%d) of %d" % (pair["missing"], pair["doubled"], pair["slots"]), "0 (0)", None,
+                pair["missing"] == 0 and pair["doubled"] == 0)
     else:
         rep.add("Standby takeover after a master kill", "not measured", "<= timeout + interval", None, None)
     heap = res.get("heap")

@@ -135,7 +135,7 @@ def build(s, hal, log=None):
         wire = getattr(hal, "hb_i2c", None)
         if wire is None:
             raise ValueError("role master needs the pair's wire: an I2C controller (hardware/pair-wiring.md)")
-        pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"])
+        pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"], s["hb_timeout_ms"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
                      led=hal.led, log=log, uid=hal.uid)

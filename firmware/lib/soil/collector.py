@@ -17,10 +17,12 @@ Everything hardware is handed in; `step()` never blocks, so the same object runs
 CircuitPython `code.py` or the CPython virtual board. soil.board builds it from a board's settings.
 """
 
-from soil import __version__, codec, ds1307, utc
+from soil import __version__, codec, const, ds1307, utc
 from soil.card import ENODEV, ENOSPC, errno_of
 from soil.journal import JournalFull
 from soil.uplink import Uplink
+
+_AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
 
 
 class Collector:
@@ -57,6 +59,10 @@ class Collector:
         self.clock_state = ds1307.UNSET
         self._fresh = None            # the reading sampled in this step, if any: sending it now makes it live
         self._next_sample = None
+        self._stamp_floor = None      # the newest second a sample was stamped with (whole-second intervals only)
+        self._waiting = False         # a due sample waits for the clock's next second
+        self._seeking = False         # looking for the tick at which the clock's second changes
+        self._seen_second = None
         self._next_status = None
         self._last_tm = None
         self._last_tm_ticks = 0
@@ -65,12 +71,11 @@ class Collector:
         self.pair = pair
         self.role = pair.ROLE if pair is not None else codec.SINGLE
         self.publishing = True        # a standby's role stands it by when it binds
-        self._publish_from = None     # publish samples from this epoch on (a master taking back from a standby)
-        self._publish_until = None    # stop publishing at this epoch (a standby handing back)
         self.ring = []                # (epoch, raw, flags) of samples not published, oldest first (the time
                                       # is rebuilt from the epoch: a 6-tuple per entry would double its RAM)
         self.ring_limit = pair.ring_size(interval_ms) if pair is not None else 0
         self.last_published_epoch = None
+        self.last_sample_epoch = None  # the newest second sampled, published or not (what a master claims)
         if pair is not None:
             pair.bind(self)
 
@@ -81,6 +86,8 @@ class Collector:
         now = self.ticks_ms()
         self._next_sample = now
         self._next_status = now
+        self._seeking = self.interval_ms % 1000 == 0
+        self._seen_second = None
         if self.journal is not None:
             try:
                 self.journal.open()
@@ -131,17 +138,24 @@ class Collector:
             self.rtc.set_datetime(tm)
         except (OSError, ValueError) as e:
             self.log("rtc: cannot set the clock (%r)" % (e,))
+        else:
+            self._stamp_floor = None  # the clock may have gone back: the seconds of the old clock do not count
+            self._seeking = False
+            self._align(self.ticks_ms())   # a DS1307 starts its second when it is set
         self.send_status()
 
     # --- the loop ----------------------------------------------------------------------------------------------------
     def step(self):
         """Do whatever is due now; never blocks."""
         now = self.ticks_ms()
-        if self.sampling and self.ticks_diff(now, self._next_sample) >= 0:
+        if self._seeking:
+            self._seek_edge(now)
+        if self.sampling and self.ticks_diff(now, self._next_sample) >= 0 and self._new_second():
             self.sample()
             self._next_sample += self.interval_ms
-            if self.ticks_diff(now, self._next_sample) >= self.interval_ms:
-                self._next_sample = now + self.interval_ms   # fell far behind (a long stall): do not burst
+            if self._waiting or self.ticks_diff(now, self._next_sample) >= self.interval_ms:
+                self._next_sample = now + self.interval_ms   # just after the clock's second began, or far
+            self._waiting = False                            # behind (a long stall): do not burst
         for event in self.uplink.poll():
             kind = event[0]
             if kind == "acked":
@@ -170,7 +184,44 @@ class Collector:
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
         if not self.sampling:
             return self.status_interval_ms
+        if self._waiting or self._seeking:
+            return 10                 # waiting for the clock's next second: look again soon
         return self.ticks_diff(self._next_sample, self.ticks_ms())
+
+    def _seek_edge(self, now):
+        """After start-up, watch the clock until its second changes: that tick is where a second begins."""
+        tm, state = self.read_clock()
+        if state != ds1307.OK:
+            self._seeking = False         # a clock that does not run: the gateway's setting aligns the samples
+            return
+        second = utc.to_epoch(tm)
+        if self._seen_second is not None and second != self._seen_second:
+            self._seeking = False
+            self._align(now)
+        self._seen_second = second
+
+    def _align(self, edge):
+        """A second of the clock began at tick `edge`: a sample due later in that same second is taken just after
+        it begins instead, and every interval from there, where a loop that runs late (up to a second) keeps its
+        second. The sample stays in its second: none is added, none skipped."""
+        if self.interval_ms % 1000 == 0 and self._next_sample is not None:
+            ahead = self.ticks_diff(self._next_sample, edge)
+            if _AFTER_EDGE_MS < ahead < 1000:
+                self._next_sample = edge + _AFTER_EDGE_MS
+
+    def _new_second(self):
+        """May the due sample be taken now? With a whole-second interval and a running clock, one second never
+        gets two samples: a sample due in the second of the one before waits for the next second, and the schedule
+        restarts there, just after a second began, where a loop that runs late (up to a second) keeps its second."""
+        if self._stamp_floor is None:
+            return True
+        if self.ticks_diff(self.ticks_ms(), self._next_sample) >= self.interval_ms:
+            return True               # a clock that does not move on (stopped, or wrong): sample by ticks
+        tm, state = self.read_clock()
+        if state != ds1307.OK or utc.to_epoch(tm) > self._stamp_floor:
+            return True
+        self._waiting = True
+        return False
 
     def sample(self):
         raw = self.adc.read_u16()
@@ -179,10 +230,11 @@ class Collector:
         if self.role == codec.STANDBY:
             flags += "S"
         epoch = utc.to_epoch(tm)
-        if self._publish_until is not None and epoch >= self._publish_until:
-            self.publishing = False           # handed back: the other collector publishes from here
-            self._publish_until = None
-        if self.publishing and (self._publish_from is None or epoch >= self._publish_from):
+        self.last_sample_epoch = epoch
+        if state == ds1307.OK and self.interval_ms % 1000 == 0:
+            self._stamp_floor = epoch
+        # In a pair, the role decides at the moment of publishing, from the record the two boards share.
+        if self.publishing if self.pair is None else self.pair.may_publish(epoch):
             self._fresh = self._publish(epoch, tm, raw, flags)
         else:
             if len(self.ring) >= self.ring_limit:
@@ -276,39 +328,36 @@ class Collector:
 
     # --- what the pair's role asks of its collector ------------------------------------------------------------------
     def stand_by(self):
-        """Stop publishing: samples go to the ring (a standby watching its master, a master that came back while
-        the standby covers)."""
+        """Stop publishing: samples go to the ring (a standby watching its master, or handing back)."""
         self.publishing = False
-        self._publish_until = None
 
     def take_over(self, after_epoch):
-        """Publish the ring's samples later than `after_epoch` (the other collector's last stored sample; all of
-        them if None), then every sample. Returns how many ring samples were published."""
-        n = self._publish_ring(after_epoch, None)
-        self.publishing = True
-        return n
-
-    def resume_from(self, from_epoch):
-        """Publish the ring's samples from `from_epoch` on (all of them if None), then every sample; nothing before
-        `from_epoch` is ours (a master taking back at the agreed hand-back time)."""
-        self._publish_ring(None, from_epoch)
-        self.publishing = True
-
-    def hand_back_at(self, epoch):
-        """Publish samples before `epoch`, then stand by: the other collector publishes from there."""
-        self._publish_until = epoch
-
-    def _publish_ring(self, after_epoch, from_epoch):
-        """Publish the ring's samples later than `after_epoch` and not earlier than `from_epoch` (either None: no
-        bound), oldest first, as cached readings; empty the ring; publish live samples from `from_epoch` on."""
+        """Publish the ring's samples later than `after_epoch` (the last second the other collector claimed; all
+        of them if None), then every sample. Returns how many ring samples were published."""
         n = 0
         for epoch, raw, flags in self.ring:
-            if (after_epoch is None or epoch > after_epoch) and (from_epoch is None or epoch >= from_epoch):
+            if after_epoch is None or epoch > after_epoch:
                 self._publish(epoch, utc.from_epoch(epoch), raw, flags)
                 n += 1
         self.ring = []
-        self._publish_from = from_epoch
+        self.publishing = True
         return n
+
+    def settle_ring(self, owns, publishing):
+        """A master's role read the standby's status: publish the ring's samples `owns(epoch)` gives to this
+        collector (True), oldest first, drop those it gives to the other for good (False), keep the undecided
+        (None) for a later status. `publishing`: whether this collector is the active one now."""
+        self.publishing = publishing
+        if not self.ring:
+            return
+        keep = []
+        for entry in self.ring:
+            mine = owns(entry[0])
+            if mine:
+                self._publish(entry[0], utc.from_epoch(entry[0]), entry[1], entry[2])
+            elif mine is None:
+                keep.append(entry)
+        self.ring = keep
 
     def send_event(self, name, detail):
         """Send event `name` (codec.EVENTS) stamped with the board's clock, and log it. The uplink repeats it until

@@ -12,10 +12,17 @@ The wire (the book's Listing 8-6, fixed) is a dedicated I2C bus. The standby is 
 (MicroPython's `machine.I2CTarget(mem=...)`, CircuitPython's `i2ctarget` behind the same interface, the
 simulation's `MemTarget`). Its memory has two records:
 
-    0x00..0x5F  beat    written by the master every interval: who it is, its boot, its last sample (seq and
-                        time), whether its uplink works, and whether it is active or returning after a reset
-    0x60..0x8F  status  read by the master after each beat: the standby's state, since when it has been active,
-                        and the time from which it hands the sampling back
+    0x00..0x5F  beat    written by the master every interval and before it publishes a sample: who it is, its
+                        boot and seq, the newest second it claims (it publishes no second it has not claimed),
+                        whether its uplink works, and whether it is active or returning after a reset
+    0x60..0x8F  status  read by the master after each beat: the standby's state and the seconds it publishes,
+                        after `since` and before `until` (0: no end yet; kept after a hand-back, `until` then
+                        one past the last second it published)
+
+Who publishes a second is decided by these records at the moment of publishing, never by how promptly a loop
+runs: the master publishes a second only if the status it read after claiming it leaves it to the master
+(soil.master.owner), and the standby writes `asking` before it asks the gateway and takes over strictly after the
+master's claim as the memory holds it then (docs/REDUNDANCY.md, "Who publishes which second").
 
 Both records are text with a CRC (`B1,...*crc\\n`, `S1,...*crc\\n`) so a torn or half-updated record is rejected,
 and a logic analyser shows them as readable ASCII.
@@ -26,15 +33,15 @@ The standby's decisions (also in docs/REDUNDANCY.md):
 | --- | --- | --- |
 | arriving | - | watch: ring only |
 | silent for the timeout | master alive (only the wire is cut) | stay standby, ask again after another timeout |
-| silent for the timeout | master dead, last stored sample T | take over: publish ring samples after T, then live |
-| silent for the timeout | no answer (gateway unreachable) | take over from the last beat's sample; rows say `standby` |
+| silent for the timeout | master dead, last stored sample T | take over: publish ring samples after T and the claim |
+| silent for the timeout | no answer (gateway unreachable) | take over after the master's claim; rows say `standby` |
 | arriving again while active | - | after a stable period pick a hand-back time H; publish samples before H, stop |
 | silent while active | master alive (asked again every recheck period) | stand down to watching |
 
 The master writes a beat every interval and reads the standby's status back. A NACK means the standby is gone
 (flaw F12: the book ignored the result of the write): it reports `standby_missing`, and `standby_back` later.
 After a reset it first reads the standby's status: if the standby is active, the master samples into its ring and
-waits for the hand-back time H, then publishes its samples from H on.
+waits for the hand-back time H, then publishes its samples from H on (and any the standby did not publish).
 
 All times here are the RTC's UTC epoch seconds (both clocks are set by the gateway); all durations are tick
 differences.

@@ -54,6 +54,13 @@ class StandbyRole:
     def start(self):
         """Nothing to do at boot: silence is counted from start-up until the first beat."""
 
+    def may_publish(self, epoch):
+        """The collector sampled second `epoch`: publish it? While handing back, the seconds from H on are the
+        master's: the first sample stamped H or later ends the standby's publishing, however late it is taken."""
+        if self.state == hb.HANDBACK and epoch >= self.handback_at:
+            self.c.stand_by()
+        return self.c.publishing
+
     def _publish_status(self):
         self.mailbox.set_status(self.state, self.since, self.handback_at)
 
@@ -113,17 +120,23 @@ class StandbyRole:
             # Active without beats, and the gateway hears the master: only the wire was cut. Stand down.
             self.c.stand_by()
             self.state = hb.WATCHING
-            self.since = 0
+            self.handback_at = self._published_until()
             self.watchdog.feed()
             self._publish_status()
             self.c.send_event(codec.HANDBACK, "gateway hears master %s: standing down" % (master_id,))
 
     def _take_over(self, since, why):
-        """Become the active collector: publish the ring's samples after `since` (the master's last sample, epoch
-        seconds; all of them if None), then publish every sample."""
+        """Become the active collector: publish the ring's samples after the master's last second, then publish
+        every sample. The master's last second is the latest of `since` (what the gateway stored, or the last beat
+        decoded; None if neither) and the claim in its beat as the wire holds it now: a master publishes no second
+        it has not claimed first, and it claims nothing new while this standby's status says `asking`."""
         c = self.c
+        beat = self.mailbox.peek_beat()
+        if beat is not None and beat[3] > (since or 0):
+            since = beat[3]
         self.state = hb.ACTIVE
         self.since = since or 0
+        self.handback_at = 0
         self.takeovers += 1
         self._beats_since = None
         self._last_check = c.ticks_ms()
@@ -136,18 +149,23 @@ class StandbyRole:
         (written to the status record, which the master reads), publish until then."""
         tm, _ = self.c.read_clock()
         self.handback_at = utc.to_epoch(tm) + self.handback_margin_s
-        self.c.hand_back_at(self.handback_at)
         self.state = hb.HANDBACK
         self._publish_status()
 
     def _finish_handback(self):
-        """The collector passed the hand-back time and stopped publishing: the master has it from here."""
+        """The collector passed the hand-back time and stopped publishing: the master has it from here. The
+        status keeps saying which seconds were the standby's, ending one past the last it published (a sample taken
+        late may end it before H), so a master whose loop missed the hand-back still starts right after it."""
         self.state = hb.WATCHING
-        self.since = 0
-        self.handback_at = 0
+        self.handback_at = self._published_until()
         self.watchdog.feed()
         self._publish_status()
         self.c.send_event(codec.HANDBACK, "master %s publishes from here" % (self.master_id,))
+
+    def _published_until(self):
+        """One past the last second this standby published while it covered (since + 1 if it published none)."""
+        last = self.c.last_published_epoch
+        return (last if last is not None and last > self.since else self.since) + 1
 
 
 def _iso_or_dash(epoch):
@@ -211,6 +229,10 @@ class Mailbox:
     def _on_irq(self, target):
         # Interrupt context: no allocation, no I/O, no delay (F11). The main loop reads the record.
         self._written = True
+
+    def peek_beat(self):
+        """The beat the memory holds now, decoded, or None (torn by a write in progress, or never written)."""
+        return decode_beat(self.mem[hb.BEAT_OFF:hb.BEAT_OFF + hb.BEAT_LEN])
 
     def take_beat(self):
         """The beat written since the last call, decoded, or None."""
