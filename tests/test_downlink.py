@@ -44,7 +44,7 @@ def board(boot, first_n=1, window=8, rto=60000):
     sampling until `sample` says so; no retransmit timeout within a script unless `rto` asks for one."""
     journal = Journal(card, max_bytes=16384, segment_bytes=512)
     c = Collector("bench-1", boot, rtc, FixedADC((512, 600, 700)), journal, link, ticks.ticks_ms, ticks_diff,
-                  interval_ms=1000, window=window, status_interval_ms=600000)
+                  interval_ms=1000, window=window, status_interval_ms=600000, uid="e660383b13572a2f")
     if first_n != 1:
         c.uplink.number_from(first_n)
     c.uplink.rto = c.uplink.rto_base = rto
@@ -304,7 +304,7 @@ def test_stray_hellos_lose_no_reading_whatever_n_next_says(stack):
     # readings), n_next ahead of the board's, and another boot. Each is followed by readings.
     for n_next, boot in ((MAX_N - 5, st["boot"]), (st["next_n"] + 500, st["boot"]), (st["next_n"], st["boot"] + 7)):
         before = len(stack.readings("bed-1"))
-        hello = frames.hello("bed-1", boot, n_next, "2026-11-21T09:55:04Z", "ok", "single", "forged")
+        hello = frames.hello("bed-1", boot, n_next, "2026-11-21T09:55:04Z", "ok", "single", "forged", st["uid"])
         assert b.control("noise " + hello.hex()) == "ok"
         wait_for(lambda: len(stack.readings("bed-1")) >= before + 25, 60, "readings after a stray hello")
     wait_for(lambda: b.status()["acks_beyond_sent"] + b.status()["ignored_acks"] >= 1, 10,
@@ -319,7 +319,8 @@ def test_stray_hellos_lose_no_reading_whatever_n_next_says(stack):
         return snap["boards"][0]["stray_hellos"] if snap else 0
     refused = stray_hellos()
     st = b.status()
-    hello = frames.hello("bed-1", st["boot"], st["next_n"], "2026-11-21T09:55:04Z", "ok", "single", "forged")
+    hello = frames.hello("bed-1", st["boot"], st["next_n"], "2026-11-21T09:55:04Z", "ok", "single", "forged",
+                         st["uid"])
     assert b.control("noise " + hello.hex()) == "ok"
     wait_for(lambda: stray_hellos() > refused, 30, "the gateway to refuse the hello")
     stack.db.start()

@@ -37,7 +37,7 @@ def test_an_impossible_time_fails_the_field_checks_and_takes_no_frame_number(bad
     (epoch, n, r), = rig.submitted
     assert (n, r.raw, r.time_quality) == (1, 512, "rtc")
     rig.p.committed_through(epoch, 1)
-    assert rig.line.take() == [(frames.ACK, (1,))]
+    assert rig.line.take() == [(frames.ACK, (1, 3))]
     with pytest.raises(frames.FrameError, match="impossible time"):
         frames.decode(reading(1, time=bad_time))
 
@@ -148,7 +148,7 @@ def test_after_a_reopen_the_hello_must_be_the_board_served_before_anything_is_ac
     assert all(kind == frames.QUERY for kind, _ in sent)
     assert len(rig.submitted) == 1 and not rig.p.synced
     assert [k for k, _ in rig.statuses].count("status") == 0
-    assert rig.hello(n_next=2, board="bed-1", uid=UID_A) == [(frames.ACK, (1,))]   # its own board is back
+    assert rig.hello(n_next=2, board="bed-1", uid=UID_A) == [(frames.ACK, (1, 3))]   # its own board is back
     rig.feed(reading(2))
     assert [(n, r.board) for _, n, r in rig.submitted] == [(1, "bed-1"), (2, "bed-1")]
 
@@ -180,7 +180,7 @@ def test_a_new_board_at_a_fresh_boot_is_served():
     """A board swapped onto the port (or renamed and reset) says hello with n_next = 1: that is accepted."""
     rig = Rig()
     rig.hello(n_next=1, board="bed-1", uid=UID_A)
-    assert rig.hello(n_next=1, boot=1, board="bed-9", uid=UID_B) == [(frames.ACK, (0,))]
+    assert rig.hello(n_next=1, boot=1, board="bed-9", uid=UID_B) == [(frames.ACK, (0, 1))]
     assert (rig.p.board_id, rig.p.uid) == ("bed-9", UID_B)
 
 
