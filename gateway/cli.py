@@ -339,6 +339,11 @@ def main(argv=None):
     except CliError as e:
         print("%s: %s" % (PROG, e), file=sys.stderr)
         return 1
+    except BrokenPipeError:
+        # The reader went away (`soil-gateway monitor PORT | head`): stop quietly, as a Unix filter does. Point
+        # stdout at /dev/null so the interpreter's final flush cannot raise again (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
 
 
 if __name__ == "__main__":

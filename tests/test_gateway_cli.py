@@ -124,3 +124,15 @@ def test_monitor_shows_a_boards_frames_decoded(tmp_path):
     lines = proc.stdout.splitlines()
     assert any(" H %d bench-1 " % frames.PROTO in line for line in lines), proc.stdout
     assert any(" R " in line for line in lines), proc.stdout
+
+
+def test_monitor_into_a_pipe_that_closes_is_no_traceback(tmp_path):
+    """`soil-gateway monitor PORT | head -2`: the reader goes away and the monitor stops quietly, as a Unix filter
+    does (it printed a BrokenPipeError traceback)."""
+    with Stack(str(tmp_path / "run")) as stack:
+        board = stack.start_board("bench-1", interval_ms=100, status_interval_ms=500)
+        proc = subprocess.run("%s -m gateway monitor %s --query --seconds 20 | head -2"
+                              % (sys.executable, board.tty), shell=True, cwd=ROOT, env=_env(), capture_output=True,
+                              text=True, timeout=60)
+    assert len(proc.stdout.splitlines()) == 2, proc.stdout
+    assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr

@@ -18,6 +18,7 @@ Data on stdout, status on stderr; any failure is `rpl: message` on stderr with e
 
 import argparse
 import json
+import os
 import signal
 import sys
 import threading
@@ -233,4 +234,8 @@ def main(argv=None):
         return COMMANDS[args.command](args) or 0
     except (RplError, ServerError, pymysql.err.MySQLError) as exc:
         print("rpl: %s" % (exc,), file=sys.stderr)
+        return 1
+    except BrokenPipeError:
+        # `rpl show | head`: the reader went away; stop quietly (Python docs, "Note on SIGPIPE").
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
