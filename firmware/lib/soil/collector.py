@@ -6,8 +6,15 @@ This is the book's Listing 8-7 loop done so that nothing is lost:
 - a reading leaves the card only when the gateway acknowledged its COMMIT;
 - it carries the RTC time of the sample, zero-padded UTC, flagged when the clock was not trustworthy (F4, F7);
 - the clock is set only when the gateway says so (F3);
-- when the card fails, readings wait in a small RAM queue instead of vanishing, and what is dropped is counted and
-  reported (F6).
+- when the card is pulled, fails or refuses a record, readings wait in the fallback journal on the board's own flash
+  (a second soil.journal.Journal on the flash filesystem, when the port has one), or else in a small RAM queue, and
+  are moved to the card, oldest first, when it works again; what is dropped is counted once and reported (F6).
+
+The fallback (docs/JOURNAL.md, "Fallback"): while it holds records, new records go there too, so the card receives
+them in their order; `step()` moves at most MOVE_BATCH of them per call, appending each to the card and then
+acknowledging the batch on the flash (one slot write per batch). A power cut between the two leaves the batch on
+both; it is moved again and the gateway stores a reading once by its identity (board, boot, seq): a duplicate,
+never a loss. While the card cannot be read, the gateway is sent the flash's records and its acks free the flash.
 
 In a redundant pair (soil.heartbeat) only the active collector publishes; the other keeps its samples in a
 bounded RAM ring, which the pair's role (soil.master, soil.standby) publishes when it takes over or hands back.
@@ -23,6 +30,7 @@ from soil.journal import JournalFull
 from soil.uplink import Uplink
 
 _AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
+MOVE_BATCH = const(8)         # fallback records moved to the card per step (and acknowledged on the flash at once)
 
 
 class Collector:
@@ -30,7 +38,8 @@ class Collector:
     soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
-                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None):
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
+                 fallback=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
@@ -41,6 +50,8 @@ class Collector:
         self.rtc = rtc
         self.adc = adc
         self.journal = journal
+        self.fallback = fallback      # a Journal on the board's flash (None: RAM only), see the module docstring
+        self.fallback_ok = fallback is not None
         self.ticks_ms = ticks_ms
         self.ticks_diff = ticks_diff
         self.interval_ms = interval_ms
@@ -93,6 +104,8 @@ class Collector:
                 self.journal.open()
             except OSError as e:
                 self._card_failed(e)
+        if self.fallback is not None:
+            self._open_fallback()
         if self.pair is not None:
             self.pair.start()
         self.send_hello()
@@ -179,6 +192,10 @@ class Collector:
             if self.journal is not None and (self.card_state == codec.CARD_ABSENT or
                                              self.card_state == codec.CARD_ERROR):
                 self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
+            if self.fallback is not None and not self.fallback_ok:
+                self._open_fallback()
+        if self.card_state == codec.CARD_OK and self._fallback_holds():
+            self.move_fallback()
 
     def ms_until_sample(self):
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
@@ -249,8 +266,14 @@ class Collector:
         return self._store(codec.reading_record(self.boot, self.seq, utc.iso(tm), raw, flags))
 
     def _store(self, record):
-        """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""
-        if self.journal is not None and (self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL):
+        """The card first; the flash fallback if the card cannot take it or the fallback still holds records (they
+        reach the card first); RAM last. Returns a token identifying where it went: a card position, (fallback,
+        position) for the flash, or a RAM entry (a list). Counted as dropped only what is gone: a RAM record pushed
+        out of a full queue (the journals of a collector do not count what they refuse, soil.board)."""
+        if self.journal is not None and self.card_state == codec.CARD_FULL and self._fallback_holds():
+            self.move_fallback()      # a full card is tried once per sample
+        if self.journal is not None and (self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL) \
+                and not self._fallback_holds():
             try:
                 position = self.journal.append(record)
                 self.card_state = codec.CARD_OK
@@ -259,6 +282,13 @@ class Collector:
                 self.card_state = codec.CARD_FULL
             except OSError as e:
                 self._card_failed(e)
+        if self.fallback_ok:
+            try:
+                return (self.fallback, self.fallback.append(record))
+            except JournalFull:
+                pass                  # the flash is full too: RAM
+            except OSError as e:
+                self._fallback_failed(e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
             self.ram_dropped += 1
@@ -267,7 +297,8 @@ class Collector:
         return entry
 
     def _next_record(self):
-        """Oldest unsent record: the card's backlog first, then RAM."""
+        """Oldest unsent record: the card's backlog first (the fallback's records are moved there while the card
+        works), else the fallback's, then RAM."""
         if self.journal is not None and self.card_state != codec.CARD_ABSENT and self.card_state != codec.CARD_ERROR:
             try:
                 item = self.journal.read_next()
@@ -276,6 +307,14 @@ class Collector:
                 item = None
             if item is not None:
                 return item[0], item[1]
+        elif self.fallback_ok:
+            try:
+                item = self.fallback.read_next()
+            except OSError as e:
+                self._fallback_failed(e)
+                item = None
+            if item is not None:
+                return item[0], (self.fallback, item[1])
         if self.ram:
             entry = self.ram.pop(0)
             return entry[0], entry
@@ -294,12 +333,19 @@ class Collector:
         self._fresh = None
 
     def _acked(self, position):
-        if position is None or self.journal is None:
+        if position is None:
             return
-        try:
-            self.journal.ack(position)
-        except OSError as e:
-            self._card_failed(e)
+        if len(position) == 2:        # (fallback, position): a record on the flash
+            if self.fallback_ok:
+                try:
+                    self.fallback.ack(position[1])
+                except OSError as e:
+                    self._fallback_failed(e)
+        elif self.journal is not None:
+            try:
+                self.journal.ack(position)
+            except OSError as e:
+                self._card_failed(e)
         if self.led is not None:
             # A blink is a state with a deadline checked by step(), never a delay in a callback (flaw F11).
             self.led.value(1)
@@ -325,6 +371,55 @@ class Collector:
             self.card_state = codec.CARD_OK
         except OSError as e:
             self._card_failed(e)
+
+    # --- the fallback on the board's flash ---------------------------------------------------------------------------
+    def _fallback_holds(self):
+        return self.fallback_ok and self.fallback.pending > 0
+
+    def _open_fallback(self):
+        try:
+            self.fallback.open()
+            self.fallback_ok = True
+        except OSError as e:
+            self._fallback_failed(e)
+
+    def _fallback_failed(self, err):
+        if self.fallback_ok:
+            self.log("flash fallback: failed (%r), readings wait in RAM" % (err,))
+        self.fallback_ok = False
+
+    def move_fallback(self):
+        """Move at most MOVE_BATCH records from the flash fallback to the card, oldest first, then acknowledge them
+        on the flash (one pointer write). Records the gateway has acknowledged from the flash are not moved.
+        Returns how many were moved; a card that refuses or fails keeps the rest on the flash."""
+        fb = self.fallback
+        moved = 0
+        last = None
+        try:
+            fb.rewind()           # from the flash's ack pointer: a record moved is acknowledged there at once
+            while moved < MOVE_BATCH:
+                item = fb.read_next()
+                if item is None:
+                    break
+                try:
+                    self.journal.append(item[0])
+                except JournalFull:
+                    self.card_state = codec.CARD_FULL
+                    break
+                except OSError as e:
+                    self._card_failed(e)
+                    break
+                self.card_state = codec.CARD_OK
+                last = item[1]
+                moved += 1
+            if last is not None:
+                fb.ack(last)
+            fb.rewind()
+        except OSError as e:
+            self._fallback_failed(e)
+        if moved and not fb.pending:
+            self.log("flash fallback: moved to the card")
+        return moved
 
     # --- what the pair's role asks of its collector ------------------------------------------------------------------
     def stand_by(self):
@@ -380,10 +475,14 @@ class Collector:
     def pending(self):
         journal_pending = self.journal.pending if (self.journal is not None and
                                                    self.card_state != codec.CARD_ABSENT) else 0
-        return journal_pending + len(self.ram) + sum(1 for e in self.uplink.inflight if e[2] is None)
+        fallback_pending = self.fallback.pending if self.fallback_ok else 0
+        return journal_pending + fallback_pending + len(self.ram) + \
+            sum(1 for e in self.uplink.inflight if e[2] is None)
 
     def dropped(self):
         journal_dropped = self.journal.dropped if self.journal is not None else 0
+        if self.fallback is not None:
+            journal_dropped += self.fallback.dropped
         return journal_dropped + self.ram_dropped
 
     def send_status(self):
