@@ -13,7 +13,6 @@ import os
 
 import pytest
 
-from soil import board as soil_board
 from soil import codec
 from soil.collector import MOVE_BATCH, Collector
 from soil.journal import Journal
@@ -119,10 +118,9 @@ def _collector(tmp_path, boot):
     card = SimCard(os.path.join(str(tmp_path), "sd"), 8 << 20)
     flash = SimCard(os.path.join(str(tmp_path), "flash"), 1408 << 10, block_size=4096)
     journal = Journal(card, count_refused=False)
-    fallback = Journal(flash, max_bytes=soil_board.FALLBACK_MAX_BYTES, count_refused=False)
     clock = _Clock()
     c = Collector("b1", boot, _RTC(), _ADC(), journal, _Link(), clock, lambda a, b: a - b, interval_ms=100,
-                  uid="00112233", fallback=fallback)
+                  uid="00112233", flash=flash)
     c.start()
     return c, card, flash, clock
 
@@ -142,7 +140,7 @@ def test_a_power_cut_in_the_middle_of_a_move_loses_nothing_and_repeats_only_iden
     card.removed = True
     for _ in range(3 * MOVE_BATCH):
         c.sample()
-    assert c.card_state == codec.CARD_ABSENT and c.fallback.pending == 3 * MOVE_BATCH and c.dropped() == 0
+    assert c.card_state == codec.CARD_ABSENT and c.pending() == 3 * MOVE_BATCH and c.dropped() == 0
     card.removed = False
     # The cut lands in the middle of the second batch's appends to the card (records 1-9 are 43 bytes, then 44).
     card.power_cut_after(9 * 43 + 3 * 44 + 20)
@@ -153,8 +151,9 @@ def test_a_power_cut_in_the_middle_of_a_move_loses_nothing_and_repeats_only_iden
     sampled = {(1, s) for s in range(1, c.seq + 1)}
     # Next boot: the flash and the card hold every reading; the ones of the interrupted batch perhaps on both.
     c2, card2, flash2, _ = _collector(tmp_path, 2)
-    assert set(_seqs(c2.journal)) | set(_seqs(c2.fallback)) == sampled
-    while c2.fallback.pending:
+    on_flash = Journal(flash2)
+    assert set(_seqs(c2.journal)) | set(_seqs(on_flash)) == sampled
+    while c2.fallback is not None:
         assert c2.move_fallback() > 0
     everything = _seqs(c2.journal)
     assert set(everything) == sampled

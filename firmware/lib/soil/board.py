@@ -26,8 +26,6 @@ from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import DEFAULT_MAX_BYTES, POLICIES, Journal
 
-FALLBACK_MAX_BYTES = 512 << 10   # of the board's flash (a Pico's LittleFS has about 1.4 MB): hours at 1 Hz
-
 # (name, default, what it is). A default of None means required.
 SETTINGS = (
     ("board", None, "the board id: 1-32 characters from A-Z a-z 0-9 _ -, unique per board (default: b- and the "
@@ -118,13 +116,9 @@ def build(s, hal, log=None):
     """The board's Collector from settings `s` (from `settings()`) and `hal`: the DS1307 driver (which checks the
     chip answers), the journal, the boot counter and, for a pair, the role on its wire. Call `start()` on it."""
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
-    # The collector keeps what a journal refuses (on the flash, else in RAM) and counts what it loses: the journals
+    # The collector keeps what the card refuses (on the flash, else in RAM) and counts what it loses: the journal
     # must not count a refused record too (soil.collector).
     journal = Journal(hal.card, max_bytes=s["journal_max"], policy=s["full_policy"], count_refused=False)
-    flash = getattr(hal, "flash", None)
-    fallback = None
-    if flash is not None:
-        fallback = Journal(flash, max_bytes=FALLBACK_MAX_BYTES, policy=s["full_policy"], count_refused=False)
     boot, stores = next_boot(rtc, hal.card)
     if not stores and log is not None:
         log("boot number %d kept nowhere (no NVRAM, no card): identities may repeat" % boot)
@@ -147,4 +141,5 @@ def build(s, hal, log=None):
         pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"], s["hb_timeout_ms"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
-                     led=hal.led, log=log, uid=hal.uid, fallback=fallback)
+                     led=hal.led, log=log, uid=hal.uid,
+                     flash=getattr(hal, "flash", None))

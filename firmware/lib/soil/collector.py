@@ -15,6 +15,8 @@ them in their order; `step()` moves at most MOVE_BATCH of them per call, appendi
 acknowledging the batch on the flash (one slot write per batch). A power cut between the two leaves the batch on
 both; it is moved again and the gateway stores a reading once by its identity (board, boot, seq): a duplicate,
 never a loss. While the card cannot be read, the gateway is sent the flash's records and its acks free the flash.
+The fallback journal exists in RAM only while it is in use (about 900 B): it is made when the card first cannot take
+a record, or at start-up to recover what a power cut left on the flash, and let go once all of it is on the card.
 
 In a redundant pair (soil.heartbeat) only the active collector publishes; the other keeps its samples in a
 bounded RAM ring, which the pair's role (soil.master, soil.standby) publishes when it takes over or hands back.
@@ -26,11 +28,12 @@ CircuitPython `code.py` or the CPython virtual board. soil.board builds it from 
 
 from soil import __version__, codec, const, ds1307, utc
 from soil.card import ENODEV, ENOSPC, errno_of
-from soil.journal import JournalFull
+from soil.journal import DROP_OLDEST, Journal, JournalFull
 from soil.uplink import Uplink
 
 _AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
 MOVE_BATCH = const(8)         # fallback records moved to the card per step (and acknowledged on the flash at once)
+FALLBACK_MAX_BYTES = const(512 << 10)   # of the board's flash (a Pico's LittleFS has about 1.4 MB): hours at 1 Hz
 
 
 class Collector:
@@ -39,7 +42,7 @@ class Collector:
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
                  window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
-                 fallback=None):
+                 flash=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
@@ -50,8 +53,10 @@ class Collector:
         self.rtc = rtc
         self.adc = adc
         self.journal = journal
-        self.fallback = fallback      # a Journal on the board's flash (None: RAM only), see the module docstring
-        self.fallback_ok = fallback is not None
+        self.flash = flash            # a folder of the board's flash with the card interface (None: RAM only)
+        self.fallback = None          # that Journal, opened, while it is in use (the module docstring)
+        self.fallback_failing = False  # the flash failed (or is read-only): tried again at the next status
+        self._fallback_dropped = 0    # the flash journal's `dropped` when it was let go
         self.ticks_ms = ticks_ms
         self.ticks_diff = ticks_diff
         self.interval_ms = interval_ms
@@ -104,8 +109,8 @@ class Collector:
                 self.journal.open()
             except OSError as e:
                 self._card_failed(e)
-        if self.fallback is not None:
-            self._open_fallback()
+        if self._use_fallback() is not None and not self.fallback.pending and self.card_state == codec.CARD_OK:
+            self._let_fallback_go()   # opened to recover it; nothing left to move
         if self.pair is not None:
             self.pair.start()
         self.send_hello()
@@ -192,8 +197,7 @@ class Collector:
             if self.journal is not None and (self.card_state == codec.CARD_ABSENT or
                                              self.card_state == codec.CARD_ERROR):
                 self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
-            if self.fallback is not None and not self.fallback_ok:
-                self._open_fallback()
+            self.fallback_failing = False
         if self.card_state == codec.CARD_OK and self._fallback_holds():
             self.move_fallback()
 
@@ -282,9 +286,10 @@ class Collector:
                 self.card_state = codec.CARD_FULL
             except OSError as e:
                 self._card_failed(e)
-        if self.fallback_ok:
+        fb = self._use_fallback()
+        if fb is not None:
             try:
-                return (self.fallback, self.fallback.append(record))
+                return (fb, fb.append(record))
             except JournalFull:
                 pass                  # the flash is full too: RAM
             except OSError as e:
@@ -307,7 +312,7 @@ class Collector:
                 item = None
             if item is not None:
                 return item[0], item[1]
-        elif self.fallback_ok:
+        elif self.fallback is not None:
             try:
                 item = self.fallback.read_next()
             except OSError as e:
@@ -336,7 +341,7 @@ class Collector:
         if position is None:
             return
         if len(position) == 2:        # (fallback, position): a record on the flash
-            if self.fallback_ok:
+            if position[0] is self.fallback:
                 try:
                     self.fallback.ack(position[1])
                 except OSError as e:
@@ -374,19 +379,31 @@ class Collector:
 
     # --- the fallback on the board's flash ---------------------------------------------------------------------------
     def _fallback_holds(self):
-        return self.fallback_ok and self.fallback.pending > 0
+        return self.fallback is not None and self.fallback.pending > 0
 
-    def _open_fallback(self):
-        try:
-            self.fallback.open()
-            self.fallback_ok = True
-        except OSError as e:
-            self._fallback_failed(e)
+    def _use_fallback(self):
+        """The fallback journal, made and opened (recovered) when first needed; None without one, or failing."""
+        if self.fallback is None and self.flash is not None and not self.fallback_failing:
+            # The card journal's policy; it does not count a record it refuses: RAM takes it (see _store).
+            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False,
+                         policy=self.journal.policy if self.journal is not None else DROP_OLDEST)
+            try:
+                fb.open()
+            except OSError as e:
+                self._fallback_failed(e)
+                return None
+            self.fallback = fb
+        return self.fallback
+
+    def _let_fallback_go(self):
+        self._fallback_dropped = self.fallback.dropped
+        self.fallback = None
 
     def _fallback_failed(self, err):
-        if self.fallback_ok:
-            self.log("flash fallback: failed (%r), readings wait in RAM" % (err,))
-        self.fallback_ok = False
+        self.log("flash fallback: failed (%r), readings wait in RAM" % (err,))
+        if self.fallback is not None:
+            self._let_fallback_go()   # what it holds stays on the flash, for the next open
+        self.fallback_failing = True
 
     def move_fallback(self):
         """Move at most MOVE_BATCH records from the flash fallback to the card, oldest first, then acknowledge them
@@ -417,8 +434,9 @@ class Collector:
             fb.rewind()
         except OSError as e:
             self._fallback_failed(e)
-        if moved and not fb.pending:
-            self.log("flash fallback: moved to the card")
+        if self.fallback is fb and not fb.pending:
+            self._let_fallback_go()
+            self.log("flash fallback: all moved to the card")
         return moved
 
     # --- what the pair's role asks of its collector ------------------------------------------------------------------
@@ -475,14 +493,13 @@ class Collector:
     def pending(self):
         journal_pending = self.journal.pending if (self.journal is not None and
                                                    self.card_state != codec.CARD_ABSENT) else 0
-        fallback_pending = self.fallback.pending if self.fallback_ok else 0
+        fallback_pending = self.fallback.pending if self.fallback is not None else 0
         return journal_pending + fallback_pending + len(self.ram) + \
             sum(1 for e in self.uplink.inflight if e[2] is None)
 
     def dropped(self):
         journal_dropped = self.journal.dropped if self.journal is not None else 0
-        if self.fallback is not None:
-            journal_dropped += self.fallback.dropped
+        journal_dropped += self.fallback.dropped if self.fallback is not None else self._fallback_dropped
         return journal_dropped + self.ram_dropped
 
     def send_status(self):
