@@ -164,3 +164,25 @@ def test_a_power_cut_in_the_middle_of_a_move_loses_nothing_and_repeats_only_iden
     assert first == sorted(first), "moved in order"
     assert 0 < len(everything) - len(first) <= MOVE_BATCH, "only the interrupted batch is on the card twice"
     assert c2.dropped() == 0
+
+
+def test_a_reading_the_card_refused_is_counted_dropped_once_and_only_when_it_is_gone(tmp_path):
+    """The count overstated: a record the full card refused was counted dropped, kept in RAM, delivered later, and
+    counted again when the RAM queue overflowed. Without a flash (RAM only), what is counted is what is gone."""
+    from soil import board as soil_board
+    from tools.sim.vboard.hal import SimHAL
+    hal = SimHAL(str(tmp_path / "state"))
+    try:
+        hal.flash = None                          # a board without a writable flash: RAM is the only fallback
+        s = soil_board.settings(lambda name, default: {"board": "b1", "journal_max": 8192,
+                                                       "full_policy": "drop_newest"}.get(name, default))
+        c = soil_board.build(s, hal)
+        c.start()
+        for _ in range(400):                      # 8 KB holds ~180 records; RAM 64 more; the rest is gone
+            c.sample()
+        on_card = len(_seqs(c.journal))
+        assert c.card_state == codec.CARD_FULL and len(c.ram) == c.ram_limit
+        gone = c.seq - on_card - len(c.ram)
+        assert gone > 0 and c.dropped() == gone
+    finally:
+        hal.close()
