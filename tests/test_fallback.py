@@ -166,7 +166,7 @@ def test_a_power_cut_in_the_middle_of_a_move_loses_nothing_and_repeats_only_iden
     assert c2.dropped() == 0
 
 
-def test_a_reading_the_card_refused_is_counted_dropped_once_and_only_when_it_is_gone(tmp_path):
+def test_f6_a_reading_the_card_refused_is_counted_dropped_once_and_only_when_it_is_gone(tmp_path):
     """The count overstated: a record the full card refused was counted dropped, kept in RAM, delivered later, and
     counted again when the RAM queue overflowed. Without a flash (RAM only), what is counted is what is gone."""
     from soil import board as soil_board

@@ -14,8 +14,7 @@ import os
 import shutil
 import tempfile
 
-FLASH_BYTES = 1408 << 10     # tools/sim/vboard/hal.py's FLASH_BYTES: a Pico's LittleFS
-FLASH_BLOCK = 4096
+from tools.sim.vboard.hal import FLASH_BLOCK, FLASH_BYTES
 
 
 def bench_fallback(boot=1234):
