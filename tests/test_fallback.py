@@ -87,6 +87,22 @@ def test_card_pulled_twice_with_a_reboot_between_loses_nothing(stack):
     assert b.status()["dropped"] == 0
 
 
+@pytest.mark.integration
+def test_card_pulled_with_the_gateway_up_readings_are_sent_from_the_flash_and_its_acks_free_it(stack):
+    b = stack.start_board("bed-1", **FAST)
+    stack.start_gateway()
+    wait_for(lambda: _count(stack, "bed-1") >= 3, 30, "first readings")
+    _pull_card(b, True)
+    at_pull = b.status()["seq"]
+    wait_for(lambda: _count(stack, "bed-1") >= at_pull + 100, 60, "readings sent from the flash")
+    st = b.status()
+    assert st["fallback"] == "flash" and st["fallback_pending"] < 100, "acknowledged readings leave the flash"
+    _pull_card(b, False)
+    wait_for(lambda: b.status()["fallback"] == "idle" and drained(b), 60, "the flash emptied, everything stored")
+    assert_complete(stack, b)
+    assert b.status()["dropped"] == 0
+
+
 # --- the move, on the card models (no link: nothing is acknowledged, so everything must stay on a store) -----------
 class _Link:
     def read(self):

@@ -198,8 +198,8 @@ class Collector:
                                              self.card_state == codec.CARD_ERROR):
                 self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
             self.fallback_failing = False
-        if self.card_state == codec.CARD_OK and self._fallback_holds():
-            self.move_fallback()
+        if self.card_state == codec.CARD_OK and self.fallback is not None:
+            self.move_fallback()      # what the gateway has not acknowledged from the flash; then it is let go
 
     def ms_until_sample(self):
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
