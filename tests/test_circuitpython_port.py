@@ -499,3 +499,56 @@ def test_card_wrapper_on_a_folder(tmp_path):
         late.listdir()
     assert e.value.args[0] == 19
     assert late.listdir() == [] and len(calls) == 2     # a card inserted later is mounted on the next try
+
+
+# --- the fallback journal on the internal flash (issue 12) ---------------------------------------------------------
+
+class Storage:
+    """CircuitPython's `storage`, the one call internal_flash makes: getmount("/").readonly."""
+
+    def __init__(self, readonly):
+        self.readonly = readonly
+
+    def getmount(self, path):
+        assert path == "/"
+        return self
+
+
+def test_circuitpython_writable_internal_flash_keeps_readings_while_the_card_is_away(tmp_path, chip_rig):
+    clock, bus, chip = chip_rig
+    portable.DS1307(MachineI2C(bus)).set_datetime((2026, 7, 1, 0, 0, 0))
+    logs = []
+    flash = hal.internal_flash(Storage(False), root=str(tmp_path / "fallback"), log=logs.append)
+    assert flash is not None and not logs and (tmp_path / "fallback").is_dir()
+    inserted = []
+
+    def mount():                                      # the SD card's mounter: no card until one is inserted
+        if not inserted:
+            raise OSError(5, "no card")
+    (tmp_path / "sd").mkdir()
+    card = hal.Card(str(tmp_path / "sd"), mount=mount)
+    analog, led, _ = make_io()
+    serial = FakeSerial()
+    h = hal.CircuitPythonHAL(BusioI2C(bus), analog, card, serial, led, clock.ticks_ms, uid="e660383b13572a2f",
+                             flash=flash)
+    toml = {"SOIL_BOARD": "cp-1", "SOIL_STATUS_INTERVAL_MS": 2000}
+    c = soil_board.build(cp_code.load_settings(lambda k, d=None: toml.get(k, d)), h, log=logs.append)
+    node = Node(h, c)
+    node.start()
+    for _ in range(100):                              # 10 s, nobody acknowledges: everything must stay stored
+        clock.advance(100)
+        node.step()
+    assert c.card_state == "absent" and c.seq >= 9 and not c.ram and c.dropped() == 0
+    assert c.fallback.pending == c.seq, "every reading is on the internal flash"
+    assert any(n.endswith(".log") for n in os.listdir(str(tmp_path / "fallback")))
+    inserted.append(True)                             # the card is pushed in: moved there at the next status
+    for _ in range(40):
+        clock.advance(100)
+        node.step()
+    assert c.card_state == "ok" and c.fallback is None and c.journal.pending == c.seq and c.dropped() == 0
+
+
+def test_circuitpython_read_only_internal_flash_says_so_in_one_line_and_keeps_ram():
+    logs = []
+    assert hal.internal_flash(Storage(True), root="/nonexistent-fallback", log=logs.append) is None
+    assert logs == [hal.READ_ONLY_WARNING] and "\n" not in logs[0] and "RAM" in logs[0]

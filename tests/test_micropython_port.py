@@ -154,3 +154,23 @@ def test_a_wrong_setting_is_one_line_without_a_traceback(config, line):
         shutil.rmtree(d, ignore_errors=True)
     assert line in proc.stderr.splitlines(), proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.micropython
+def test_card_absent_readings_wait_on_the_flash_then_reach_the_card_and_the_gateway():
+    """Issue 12: with the slot empty, readings wait in the fallback journal on the board's flash (/fallback, a card
+    model of a Pico's LittleFS), survive the reset, and are moved to the card and sent when it is back."""
+    require_micropython()
+    _, _, board0, state = boot(CFG, 5, gateway=False)
+    state["card_removed"] = True
+    sent1, _, board1, state1 = boot(CFG, 600, state=state, gateway=False)
+    assert board1["card"] == "absent" and board1["fallback"] and board1["dropped"] == 0
+    assert board1["fallback_pending"] == board1["seq"] >= 5
+    flash_logs = [n for n in state1["flash"] if n.startswith("j") and n.endswith(".log")]
+    assert flash_logs and "jstate.bin" in state1["flash"]
+    state1["card_removed"] = False                  # the card is pushed back in, and the board resets
+    sent2, _, board2, state2 = boot(CFG, 1500, state=state1, gateway=True, off_s=5)
+    replayed = {(f[1], f[2]) for k, f in sent2 if k == frames.READING}
+    assert {(2, s) for s in range(1, board1["seq"] + 1)} <= replayed, "a reading kept on the flash was lost"
+    assert board2["fallback_pending"] == 0 and board2["pending"] == 0 and board2["dropped"] == 0
+    assert len([n for n in state2["flash"] if n.endswith(".log")]) <= 1   # moved segments deleted (the open one stays)

@@ -57,7 +57,7 @@ def _pin(pins, getenv, key):
         raise ValueError("%s = %r: this board has no pin board.%s" % (key, name, name))
 
 
-def build_hardware(s, getenv=os.getenv, uid=None):
+def build_hardware(s, getenv=os.getenv, uid=None, log=None):
     """The board's objects from its pins (CircuitPython only), for settings `s`. Returns a CircuitPythonHAL."""
     import analogio
     import board as pins
@@ -85,7 +85,8 @@ def build_hardware(s, getenv=os.getenv, uid=None):
                            frequency=100000)
     return hal.CircuitPythonHAL(i2c, analogio.AnalogIn(_pin(pins, getenv, "SOIL_PIN_PROBE")), card, usb_cdc.data,
                                 led, supervisor.ticks_ms, hb_target=hb_target, hb_i2c=hb_i2c,
-                                uid=uid if uid is not None else cpu_uid())
+                                uid=uid if uid is not None else cpu_uid(),
+                                flash=hal.internal_flash(storage, log=log))
 
 
 def step(hal_, c):
@@ -94,12 +95,16 @@ def step(hal_, c):
     c.step()
 
 
+def _log(msg):
+    print("soil: " + msg)
+
+
 def main():
     try:
         uid = cpu_uid()
         s = load_settings(uid=uid)
-        hal_ = build_hardware(s, uid=uid)
-        c = board.build(s, hal_, log=lambda msg: print("soil: " + msg))
+        hal_ = build_hardware(s, uid=uid, log=_log)
+        c = board.build(s, hal_, log=_log)
     except (OSError, ValueError, RuntimeError) as e:
         # A missing RTC, card reader or pull-up, a wrong setting: say so on the REPL console, then try again.
         print("soil: cannot start: %s" % (e,))

@@ -10,6 +10,7 @@ CPython in the tests with Blinka's packages and a simulated I2C bus in place of 
 | memory-mode I2C target with `irq(handler, trigger)` + `mem` | `i2ctarget.I2CTarget`, polled with `request()` | `PolledMemTarget` |
 | `adc.read_u16()` | `analogio.AnalogIn(...).value` (already 0..65535) | `Adc` |
 | `card.open/remove/listdir/size/free_bytes` | `sdcardio.SDCard` + `storage.VfsFat` at /sd | `Card` |
+| `flash` (the same interface: the fallback journal while the card is away) | CIRCUITPY's /fallback, if writable from code | `internal_flash` |
 | `link.read()` / `link.write()`, never blocking | `usb_cdc.data` with `timeout = 0` | `UsbLink` |
 | `led.value(v)` | `digitalio.DigitalInOut` | `Led` |
 | `ticks_ms()` / `ticks_diff()` | `supervisor.ticks_ms()` | `ticks_diff` below |
@@ -260,6 +261,28 @@ def sd_mounter(sdcardio, storage, spi, cs, root="/sd", baudrate=8000000):
     return mount
 
 
+FLASH_ROOT = "/fallback"
+READ_ONLY_WARNING = ("CIRCUITPY is read-only to this code (USB owns it): readings wait in RAM while the SD card is "
+                     "away and a power cut loses them (SOIL_FLASH_FALLBACK = 1 in settings.toml: see boot.py)")
+
+
+def internal_flash(storage, os_module=None, root=FLASH_ROOT, log=None):
+    """The internal flash's `root` folder as a `card` for the fallback journal (soil.board's `flash`) when code may
+    write CIRCUITPY (`storage.getmount("/").readonly` is False: boot.py remounted it, and USB sees it read-only);
+    None otherwise, with READ_ONLY_WARNING logged once: readings then wait in RAM, as before the fallback."""
+    if os_module is None:
+        import os as os_module
+    if storage.getmount("/").readonly:
+        if log is not None:
+            log(READ_ONLY_WARNING)
+        return None
+    try:
+        os_module.mkdir(root)
+    except OSError:
+        pass                         # there already
+    return Card(root, os_module=os_module)
+
+
 class CircuitPythonHAL:
     """One board's hardware, built once by code.py (or a test) from objects it made, as the attributes
     soil.board.build takes.
@@ -268,11 +291,13 @@ class CircuitPythonHAL:
     standby, `hb_i2c` a second `busio.I2C` on a master (the heartbeat wire).
     """
 
-    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None, uid=None):
+    def __init__(self, i2c, analog_in, card, serial, led_dio, ticks_ms, hb_target=None, hb_i2c=None, uid=None,
+                 flash=None):
         self.uid = uid                   # microcontroller.cpu.uid as hex (soil.board.uid_hex)
         self.i2c = BusioMem(i2c)
         self.adc = Adc(analog_in)
         self.card = card
+        self.flash = flash               # internal_flash(): the fallback journal's folder, or None (RAM)
         self.link = UsbLink(serial)
         self.led = Led(led_dio) if led_dio is not None else None
         self.ticks_ms = ticks_ms

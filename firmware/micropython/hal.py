@@ -1,6 +1,8 @@
 """MicroPython HAL: the hardware the portable core is handed (docs/ARCHITECTURE.md), the part that runs all the time.
 
     Card(spi, cs)          # the SD card's FAT filesystem at /sd, mounted again after it failed or was pulled
+    Folder(root)           # a folder of a filesystem: startup.py's /fallback on the board's own LittleFS, where
+                           # the fallback journal keeps readings while the card is away
     SerialLink()           # the USB serial line, non-blocking, for the frames
     HAL                    # the attributes handed to the core (soil.board names them)
 
@@ -30,7 +32,58 @@ def _linux_errno(e):
     return OSError(code, "sd card")
 
 
-class Card:
+class Folder:
+    """A folder of a mounted filesystem as the core's `card` interface (one flat folder), errors as Linux errno.
+    The SD card is one; the board's own flash (LittleFS on a Pico: about 1.4 MB, wear-levelled, safe across a power
+    cut mid-write by design) gives startup.py's /fallback for the fallback journal."""
+
+    def __init__(self, root):
+        self.root = root
+
+    def _path(self, name):
+        return self.root + "/" + name
+
+    def _failed(self, e):
+        return _linux_errno(e)
+
+    def open(self, name, mode):
+        path = self._path(name)
+        try:
+            return open(path, mode)
+        except OSError as e:
+            raise self._failed(e)
+
+    def remove(self, name):
+        path = self._path(name)
+        try:
+            os.remove(path)
+        except OSError as e:
+            raise self._failed(e)
+
+    def listdir(self):
+        self._path("")
+        try:
+            return os.listdir(self.root)
+        except OSError as e:
+            raise self._failed(e)
+
+    def size(self, name):
+        path = self._path(name)
+        try:
+            return os.stat(path)[6]
+        except OSError as e:
+            raise self._failed(e)
+
+    def free_bytes(self):
+        self._path("")
+        try:
+            st = os.statvfs(self.root)
+        except OSError as e:
+            raise self._failed(e)
+        return st[0] * st[4]             # f_bsize * f_bavail
+
+
+class Card(Folder):
     """The SD card's FAT filesystem at /sd as the core's `card` (one flat folder).
 
     A card that was absent at boot, or failed, is mounted again on the next call after `remount()`: the collector
@@ -38,6 +91,7 @@ class Card:
     """
 
     def __init__(self, spi, cs):
+        Folder.__init__(self, _MOUNT)
         self._spi = spi
         self._cs = cs
         self.mounted = False
@@ -71,42 +125,6 @@ class Card:
         if err.args[0] == EIO or err.args[0] == ENODEV:
             self.mounted = False         # pulled or broken: mount again on the next call
         return err
-
-    def open(self, name, mode):
-        path = self._path(name)
-        try:
-            return open(path, mode)
-        except OSError as e:
-            raise self._failed(e)
-
-    def remove(self, name):
-        path = self._path(name)
-        try:
-            os.remove(path)
-        except OSError as e:
-            raise self._failed(e)
-
-    def listdir(self):
-        self._path("")
-        try:
-            return os.listdir(_MOUNT)
-        except OSError as e:
-            raise self._failed(e)
-
-    def size(self, name):
-        path = self._path(name)
-        try:
-            return os.stat(path)[6]
-        except OSError as e:
-            raise self._failed(e)
-
-    def free_bytes(self):
-        self._path("")
-        try:
-            st = os.statvfs(_MOUNT)
-        except OSError as e:
-            raise self._failed(e)
-        return st[0] * st[4]             # f_bsize * f_bavail
 
 
 class SerialLink:
@@ -152,7 +170,7 @@ class SerialLink:
 
 
 class HAL:
-    """One board's hardware, as the attributes soil.board.build takes (uid, i2c, adc, card, link, led, ticks_ms,
+    """One board's hardware, as the attributes soil.board.build takes (uid, i2c, adc, card, flash, link, led, ticks_ms,
     ticks_diff; hb_target, hb_mem, hb_end_write on a standby; hb_i2c on a master), and the watchdog main.py feeds
     (wdt). startup.build_hal() fills it from a pin map; it has no methods because everything that builds hardware
     runs once, in startup.py."""

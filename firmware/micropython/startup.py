@@ -15,6 +15,7 @@ from soil import board, heartbeat
 BOOT_ONLY = ("startup", "boards", "soil.board", "soil.bootcount")
 _WDT_MS = const(8000)
 _CONFIG = const("config.json")
+_FLASH = const("/fallback")      # tools/sim/micropython/board/simboard.py mounts the simulated flash here
 _PORT_KEYS = ("board_type", "pins", "wdt_ms")   # this port's own keys beside soil.board's settings
 
 
@@ -39,6 +40,17 @@ def check_config(cfg, log=None, uid_hex=None):
     return board.settings(cfg.get, lambda name: "%s: %r" % (_CONFIG, name), uid_hex)
 
 
+def flash_folder():
+    """/fallback on the board's own filesystem (LittleFS on a Pico) as a `card` for the fallback journal."""
+    from hal import Folder
+    import os
+    try:
+        os.mkdir(_FLASH)
+    except OSError:
+        pass                     # there already (or a mount point: the simulated board's)
+    return Folder(_FLASH)
+
+
 def build_hal(pins, s, serial=None):
     """The board's hardware from a pin map (boards.py) and settings `s` as a hal.HAL; `serial`: (rx, tx) streams,
     default USB. Only a pair's board builds the pair's wire: a standby its I2C target, a master a controller."""
@@ -55,6 +67,7 @@ def build_hal(pins, s, serial=None):
     spi = machine.SPI(pins["sd_spi"], baudrate=1000000, sck=Pin(pins["sd_sck"]), mosi=Pin(pins["sd_mosi"]),
                       miso=Pin(pins["sd_miso"]))
     hal.card = Card(spi, Pin(pins["sd_cs"], Pin.OUT, value=1))
+    hal.flash = flash_folder()
     hal.link = SerialLink(*serial) if serial else SerialLink()
     hal.led = Pin(pins["led"], Pin.OUT, value=0) if pins.get("led") is not None else None
     hal.wdt = None
@@ -83,7 +96,7 @@ def start(cfg=None, serial=None, log=None):
     pins = boards.pins_for(cfg)  # start-up's business only: the running board keeps no pin map
     hal = build_hal(pins, s, serial)
     if not hal.card.mounted and log:
-        log("no SD card at boot (%r): readings wait in RAM" % (hal.card.error,))
+        log("no SD card at boot (%r): readings wait on the board's flash (/fallback)" % (hal.card.error,))
     c = board.build(s, hal, log)
     # Once started a watchdog cannot be stopped: main's loop feeds it.
     wdt_ms = cfg.get("wdt_ms", _WDT_MS)

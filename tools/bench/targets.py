@@ -498,6 +498,8 @@ def main(argv=None):
               bench_heap)
         phase("flash", "7. make flash BOARD=sim against the virtual MicroPython board: full, then incremental",
               bench_flash)
+        phase("fallback", "8. readings the fallback journal on a board's flash holds at 1 Hz (default size)",
+              bench_fallback)
     except Exception as e:
         errors["setup"] = "%s: %s" % (e.__class__.__name__, e)
         say("bench: ERROR %s" % errors["setup"])
@@ -520,6 +522,7 @@ def main(argv=None):
 
 from tools.bench.pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in its own module)
 from tools.bench.board import bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
+from tools.bench.fallback import bench_fallback  # noqa: E402  (phase 8)
 from tools.sim.micropython.heap import AFTER_START_BUDGET, PEAK_BUDGET  # noqa: E402
 
 
@@ -600,6 +603,11 @@ def build_report(res, errors):
     if flash:
         rep.add("make flash against the virtual board: full / incremental", "%.1f s / %.1f s"
                 % (flash["full_s"], flash["incremental_s"]), "(no target)", None, None)
+    fb = res.get("fallback")
+    if fb:
+        rep.add("Card away: readings the flash fallback holds per board at 1 Hz (%d KiB, %.0f B per reading)"
+                % (fb["max_bytes"] // 1024, fb["bytes_per_reading"]),
+                "%d = %.1f h" % (fb["readings"], fb["hours_at_1hz"]), "(no target)", None, None)
     return rep
 
 
@@ -769,6 +777,11 @@ def render(rep, res, errors, facts, z, mode, elapsed):
     w("7. **make flash.** tools/flash.py (what `make flash BOARD=sim` runs) with the real mpremote against the "
       "virtual MicroPython board (tools/sim/mpboard): a first flash of an empty board, then the same again, which "
       "compares hashes and copies nothing.")
+    w("8. **Flash fallback at 1 Hz.** tools/bench/fallback.py: the firmware's journal with the collector's fallback "
+      "size on the flash model of the virtual boards (1.4 MB in 4096-byte blocks, a Pico's LittleFS), filled with "
+      "the records a board makes at one reading per second until the journal first drops by its policy; the "
+      "readings it held then, over 3600, are the hours a card may stay away per board. `python -m "
+      "tools.bench.fallback` runs this phase alone.")
     w("")
     w("## Caveats")
     w("")

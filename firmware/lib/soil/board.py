@@ -14,8 +14,9 @@ Every setting is settable the same way on every port, under the same name:
 | virtual board | `python -m tools.sim.vboard` | `--interval-ms 1000` |
 
 The HAL a port hands in has these attributes (docs/ARCHITECTURE.md has the interfaces): `uid` (the hardware's
-unique id as lower-case hex, uid_hex below), `i2c` (the DS1307's bus), `adc`, `card`, `link`, `led` (or
-None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
+unique id as lower-case hex, uid_hex below), `i2c` (the DS1307's bus), `adc`, `card`, `flash` (a folder of the
+board's own flash filesystem with the card's interface, for the fallback journal; None when the port has none or it
+is read-only: readings then wait in RAM while the card is away), `link`, `led` (or None), `ticks_ms`, `ticks_diff`; a standby's also `hb_target`, `hb_mem` and `hb_end_write` (a memory-mode I2C target over `hb_mem`, a bytearray of heartbeat.MEM_SIZE, and the trigger its irq
 takes for the end of a write), a master's `hb_i2c` (the controller on the pair's wire).
 """
 
@@ -115,7 +116,9 @@ def build(s, hal, log=None):
     """The board's Collector from settings `s` (from `settings()`) and `hal`: the DS1307 driver (which checks the
     chip answers), the journal, the boot counter and, for a pair, the role on its wire. Call `start()` on it."""
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
-    journal = Journal(hal.card, max_bytes=s["journal_max"], policy=s["full_policy"])
+    # The collector keeps what the card refuses (on the flash, else in RAM) and counts what it loses: the journal
+    # must not count a refused record too (soil.collector).
+    journal = Journal(hal.card, max_bytes=s["journal_max"], policy=s["full_policy"], count_refused=False)
     boot, stores = next_boot(rtc, hal.card)
     if not stores and log is not None:
         log("boot number %d kept nowhere (no NVRAM, no card): identities may repeat" % boot)
@@ -138,4 +141,5 @@ def build(s, hal, log=None):
         pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"], s["hb_timeout_ms"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
-                     led=hal.led, log=log, uid=hal.uid)
+                     led=hal.led, log=log, uid=hal.uid,
+                     flash=getattr(hal, "flash", None))

@@ -6,8 +6,17 @@ This is the book's Listing 8-7 loop done so that nothing is lost:
 - a reading leaves the card only when the gateway acknowledged its COMMIT;
 - it carries the RTC time of the sample, zero-padded UTC, flagged when the clock was not trustworthy (F4, F7);
 - the clock is set only when the gateway says so (F3);
-- when the card fails, readings wait in a small RAM queue instead of vanishing, and what is dropped is counted and
-  reported (F6).
+- when the card is pulled, fails or refuses a record, readings wait in the fallback journal on the board's own flash
+  (a second soil.journal.Journal on the flash filesystem, when the port has one), or else in a small RAM queue, and
+  are moved to the card, oldest first, when it works again; what is dropped is counted once and reported (F6).
+
+The fallback (docs/JOURNAL.md, "Fallback"): while it holds records, new records go there too, so the card receives
+them in their order; `step()` moves at most MOVE_BATCH of them per call, appending each to the card and then
+acknowledging the batch on the flash (one slot write per batch). A power cut between the two leaves the batch on
+both; it is moved again and the gateway stores a reading once by its identity (board, boot, seq): a duplicate,
+never a loss. While the card cannot be read, the gateway is sent the flash's records and its acks free the flash.
+The fallback journal exists in RAM only while it is in use (about 900 B): it is made when the card first cannot take
+a record, or at start-up to recover what a power cut left on the flash, and let go once all of it is on the card.
 
 In a redundant pair (soil.heartbeat) only the active collector publishes; the other keeps its samples in a
 bounded RAM ring, which the pair's role (soil.master, soil.standby) publishes when it takes over or hands back.
@@ -19,10 +28,12 @@ CircuitPython `code.py` or the CPython virtual board. soil.board builds it from 
 
 from soil import __version__, codec, const, ds1307, utc
 from soil.card import ENODEV, ENOSPC, errno_of
-from soil.journal import JournalFull
+from soil.journal import DROP_OLDEST, Journal, JournalFull
 from soil.uplink import Uplink
 
 _AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
+MOVE_BATCH = const(8)         # fallback records moved to the card per step (and acknowledged on the flash at once)
+FALLBACK_MAX_BYTES = const(512 << 10)   # of the board's flash (a Pico's LittleFS has about 1.4 MB): hours at 1 Hz
 
 
 class Collector:
@@ -30,7 +41,8 @@ class Collector:
     soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
-                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None):
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
+                 flash=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
@@ -41,6 +53,10 @@ class Collector:
         self.rtc = rtc
         self.adc = adc
         self.journal = journal
+        self.flash = flash            # a folder of the board's flash with the card interface (None: RAM only)
+        self.fallback = None          # that Journal, opened, while it is in use (the module docstring)
+        self.fallback_failing = False  # the flash failed (or is read-only): tried again at the next status
+        self._fallback_dropped = 0    # the flash journal's `dropped` when it was let go
         self.ticks_ms = ticks_ms
         self.ticks_diff = ticks_diff
         self.interval_ms = interval_ms
@@ -93,6 +109,8 @@ class Collector:
                 self.journal.open()
             except OSError as e:
                 self._card_failed(e)
+        if self._use_fallback() is not None and not self.fallback.pending and self.card_state == codec.CARD_OK:
+            self._let_fallback_go()   # opened to recover it; nothing left to move
         if self.pair is not None:
             self.pair.start()
         self.send_hello()
@@ -179,6 +197,9 @@ class Collector:
             if self.journal is not None and (self.card_state == codec.CARD_ABSENT or
                                              self.card_state == codec.CARD_ERROR):
                 self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
+            self.fallback_failing = False
+        if self.card_state == codec.CARD_OK and self.fallback is not None:
+            self.move_fallback()      # what the gateway has not acknowledged from the flash; then it is let go
 
     def ms_until_sample(self):
         """Milliseconds until the next sample is due (0 or less: now); a main loop sleeps at most this long."""
@@ -249,8 +270,14 @@ class Collector:
         return self._store(codec.reading_record(self.boot, self.seq, utc.iso(tm), raw, flags))
 
     def _store(self, record):
-        """Journal first; RAM if the card cannot take it. Returns a token identifying where it went."""
-        if self.journal is not None and (self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL):
+        """The card first; the flash fallback if the card cannot take it or the fallback still holds records (they
+        reach the card first); RAM last. Returns a token identifying where it went: a card position, (fallback,
+        position) for the flash, or a RAM entry (a list). Counted as dropped only what is gone: a RAM record pushed
+        out of a full queue (the journals of a collector do not count what they refuse, soil.board)."""
+        if self.journal is not None and self.card_state == codec.CARD_FULL and self._fallback_holds():
+            self.move_fallback()      # a full card is tried once per sample
+        if self.journal is not None and (self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL) \
+                and not self._fallback_holds():
             try:
                 position = self.journal.append(record)
                 self.card_state = codec.CARD_OK
@@ -259,6 +286,14 @@ class Collector:
                 self.card_state = codec.CARD_FULL
             except OSError as e:
                 self._card_failed(e)
+        fb = self._use_fallback()
+        if fb is not None:
+            try:
+                return (fb, fb.append(record))
+            except JournalFull:
+                pass                  # the flash is full too: RAM
+            except OSError as e:
+                self._fallback_failed(e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
             self.ram_dropped += 1
@@ -267,7 +302,8 @@ class Collector:
         return entry
 
     def _next_record(self):
-        """Oldest unsent record: the card's backlog first, then RAM."""
+        """Oldest unsent record: the card's backlog first (the fallback's records are moved there while the card
+        works), else the fallback's, then RAM."""
         if self.journal is not None and self.card_state != codec.CARD_ABSENT and self.card_state != codec.CARD_ERROR:
             try:
                 item = self.journal.read_next()
@@ -276,6 +312,14 @@ class Collector:
                 item = None
             if item is not None:
                 return item[0], item[1]
+        elif self.fallback is not None:
+            try:
+                item = self.fallback.read_next()
+            except OSError as e:
+                self._fallback_failed(e)
+                item = None
+            if item is not None:
+                return item[0], (self.fallback, item[1])
         if self.ram:
             entry = self.ram.pop(0)
             return entry[0], entry
@@ -294,12 +338,19 @@ class Collector:
         self._fresh = None
 
     def _acked(self, position):
-        if position is None or self.journal is None:
+        if position is None:
             return
-        try:
-            self.journal.ack(position)
-        except OSError as e:
-            self._card_failed(e)
+        if len(position) == 2:        # (fallback, position): a record on the flash
+            if position[0] is self.fallback:
+                try:
+                    self.fallback.ack(position[1])
+                except OSError as e:
+                    self._fallback_failed(e)
+        elif self.journal is not None:
+            try:
+                self.journal.ack(position)
+            except OSError as e:
+                self._card_failed(e)
         if self.led is not None:
             # A blink is a state with a deadline checked by step(), never a delay in a callback (flaw F11).
             self.led.value(1)
@@ -325,6 +376,68 @@ class Collector:
             self.card_state = codec.CARD_OK
         except OSError as e:
             self._card_failed(e)
+
+    # --- the fallback on the board's flash ---------------------------------------------------------------------------
+    def _fallback_holds(self):
+        return self.fallback is not None and self.fallback.pending > 0
+
+    def _use_fallback(self):
+        """The fallback journal, made and opened (recovered) when first needed; None without one, or failing."""
+        if self.fallback is None and self.flash is not None and not self.fallback_failing:
+            # The card journal's policy; it does not count a record it refuses: RAM takes it (see _store).
+            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False,
+                         policy=self.journal.policy if self.journal is not None else DROP_OLDEST)
+            try:
+                fb.open()
+            except OSError as e:
+                self._fallback_failed(e)
+                return None
+            self.fallback = fb
+        return self.fallback
+
+    def _let_fallback_go(self):
+        self._fallback_dropped = self.fallback.dropped
+        self.fallback = None
+
+    def _fallback_failed(self, err):
+        self.log("flash fallback: failed (%r), readings wait in RAM" % (err,))
+        if self.fallback is not None:
+            self._let_fallback_go()   # what it holds stays on the flash, for the next open
+        self.fallback_failing = True
+
+    def move_fallback(self):
+        """Move at most MOVE_BATCH records from the flash fallback to the card, oldest first, then acknowledge them
+        on the flash (one pointer write). Records the gateway has acknowledged from the flash are not moved.
+        Returns how many were moved; a card that refuses or fails keeps the rest on the flash."""
+        fb = self.fallback
+        moved = 0
+        last = None
+        try:
+            fb.rewind()           # from the flash's ack pointer: a record moved is acknowledged there at once
+            while moved < MOVE_BATCH:
+                item = fb.read_next()
+                if item is None:
+                    break
+                try:
+                    self.journal.append(item[0])
+                except JournalFull:
+                    self.card_state = codec.CARD_FULL
+                    break
+                except OSError as e:
+                    self._card_failed(e)
+                    break
+                self.card_state = codec.CARD_OK
+                last = item[1]
+                moved += 1
+            if last is not None:
+                fb.ack(last)
+            fb.rewind()
+        except OSError as e:
+            self._fallback_failed(e)
+        if self.fallback is fb and not fb.pending:
+            self._let_fallback_go()
+            self.log("flash fallback: all moved to the card")
+        return moved
 
     # --- what the pair's role asks of its collector ------------------------------------------------------------------
     def stand_by(self):
@@ -380,10 +493,13 @@ class Collector:
     def pending(self):
         journal_pending = self.journal.pending if (self.journal is not None and
                                                    self.card_state != codec.CARD_ABSENT) else 0
-        return journal_pending + len(self.ram) + sum(1 for e in self.uplink.inflight if e[2] is None)
+        fallback_pending = self.fallback.pending if self.fallback is not None else 0
+        return journal_pending + fallback_pending + len(self.ram) + \
+            sum(1 for e in self.uplink.inflight if e[2] is None)
 
     def dropped(self):
         journal_dropped = self.journal.dropped if self.journal is not None else 0
+        journal_dropped += self.fallback.dropped if self.fallback is not None else self._fallback_dropped
         return journal_dropped + self.ram_dropped
 
     def send_status(self):

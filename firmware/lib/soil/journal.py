@@ -36,6 +36,9 @@ Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at constr
   never after a drop that left the card with no free space (a card that stays full whatever is deleted would
   otherwise eat the whole cache). If no room can be made the new record is refused as below.
 - 'drop_newest': keep what is cached and refuse the new record: `dropped` += 1 (persisted), `JournalFull` raised.
+A refused record is counted here only with `count_refused` (the default); a caller that keeps refused records
+elsewhere (the collector puts them on the board's flash or in RAM) passes False and counts what it loses itself,
+so a reading counted as dropped is one that is gone, counted once.
 `dropped` is never reset (it lives in jstate.bin), so the board can report it (F6). Card errors other than ENOSPC
 (ENODEV removed, EIO) propagate as OSError and set `state` to 'error'.
 
@@ -67,7 +70,8 @@ class JournalFull(Exception):
 class Journal:
     """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
 
-    def __init__(self, card, max_bytes=DEFAULT_MAX_BYTES, segment_bytes=4096, policy=DROP_OLDEST):
+    def __init__(self, card, max_bytes=DEFAULT_MAX_BYTES, segment_bytes=4096, policy=DROP_OLDEST,
+                 count_refused=True):
         if policy not in POLICIES:
             raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
         if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
@@ -76,6 +80,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.policy = policy
+        self.count_refused = count_refused
         self._slot = SlotFile(card, STATE_FILE, 12)
         self._reader = records.RecordReader(card)
         self._wbuf = bytearray(MAX_RECORD)
@@ -337,8 +342,10 @@ class Journal:
         self._refuse()
 
     def _refuse(self):
-        self.dropped += 1
         self.state = "full"
+        if not self.count_refused:
+            raise JournalFull("journal full: record refused")   # the caller keeps it or counts it
+        self.dropped += 1
         try:
             self._persist(self._ack_seg, self._ack_off, self.dropped)
         except OSError:

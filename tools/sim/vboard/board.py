@@ -7,7 +7,8 @@ The gateway opens `run/boards/b1/tty` (a symlink to the pty, stable across board
 open /dev/ttyACM0. Like a USB device node the link exists only while the board runs: a stale link from a previous
 board is removed at start, and the link is withdrawn on every way out (quit, SIGTERM, SIGINT, SIGHUP, an error, a
 simulated power cut); after a SIGKILL the next start on the folder replaces it. Everything the board keeps across a
-reset lives in the state folder: the SD card, the DS1307's registers, the chip's uid (`<state>/uid`, made once;
+reset lives in the state folder: the SD card, the board's flash (`flash/`: the fallback journal while the card is
+away), the DS1307's registers, the chip's uid (`<state>/uid`, made once;
 without `--board` the id is `b-` and its last 8 hex digits). Killing the process is pulling the power; starting it
 again on the same folder is the next boot.
 
@@ -182,7 +183,10 @@ class VirtualBoard:
                 "ignored_acks": c.uplink.ignored_acks, "acks_beyond_sent": c.uplink.acks_beyond_sent,
                 "events_pending": len(c.uplink.events), "events_dropped": c.uplink.events_dropped,
                 "bytes_out": self.hal.link.bytes_out, "bytes_in": self.hal.link.bytes_in,
-                "journal_corrupt": c.journal.corrupt, "publishing": c.publishing, "ring": len(c.ring),
+                "journal_corrupt": c.journal.corrupt,
+                "fallback": "flash" if c.fallback is not None else ("failing" if c.fallback_failing else "idle"),
+                "fallback_pending": c.fallback.pending if c.fallback is not None else 0, "ram": len(c.ram),
+                "publishing": c.publishing, "ring": len(c.ring),
                 "role_state": pair.state if pair is not None else None,
                 "last_published_epoch": c.last_published_epoch,
                 "standby_present": pair.standby_present if c.role == "master" else None,

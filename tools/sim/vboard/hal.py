@@ -2,7 +2,9 @@
 
 It is the simulation's counterpart of `firmware/micropython/hal.py`: the same attribute names, so the collector
 cannot tell the difference. Everything a board keeps across a reset lives in `state_dir`: the SD card's folder,
-the DS1307's battery-backed registers, and the link's path.
+the board's own flash (`flash/`: the fallback journal's folder, a card model of FLASH_BYTES in 4096-byte blocks
+like a Pico's LittleFS, with its own `flash/faults.json`), the DS1307's battery-backed registers, and the link's
+path. Both folders are written through at every flush, so a kill -9 keeps what a power cut would.
 
 Ticks reproduce MicroPython's: `ticks_ms()` wraps at 2**30 and `ticks_diff()` is modular, so wrap-around bugs
 (flaw F10) show here too. `ticks_offset_ms` starts the counter anywhere, close to the wrap for tests.
@@ -19,6 +21,8 @@ from tools.sim.host.ptylink import PtyLink
 from tools.sim.host.sdcard import SimCard
 
 TICKS_PERIOD = 1 << 30
+FLASH_BYTES = 1408 << 10     # a Pico's LittleFS: 2 MB of flash less the firmware
+FLASH_BLOCK = 4096
 _TICKS_HALF = TICKS_PERIOD // 2
 
 
@@ -75,6 +79,7 @@ class SimHAL:
         curve = constant(moisture) if moisture is not None else drying(water_every=3600.0)
         self.adc = MoistureSensor(curve=curve, noise=noise, seed=seed)
         self.card = SimCard(os.path.join(state_dir, "sd"), card_capacity, seed=seed)
+        self.flash = SimCard(os.path.join(state_dir, "flash"), FLASH_BYTES, block_size=FLASH_BLOCK, seed=seed)
         self.link = PtyLink(baudrate, clock=clock)
         self.led = Led()
         # The pair's wire (soil.board): tools/sim/vboard/board.py builds it for a master or a standby.

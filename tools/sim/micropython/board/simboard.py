@@ -5,14 +5,18 @@ tests/test_micropython_port.py writes a folder with `script.py` (`import simboar
 
     "cfg": {...}            the board's config.json
     "steps": 40             main.loop steps after start-up
-    "state": null or {...}  what the last run left: {"rtc": hex of 64 registers, "card": {name: hex}}
+    "state": null or {...}  what the last run left: {"rtc": hex of 64 registers, "card": {name: hex},
+                            "flash": {name: hex}, "card_removed": false (true: the slot is empty this boot)}
     "off": 0                seconds the board was off (the DS1307 runs on its battery meanwhile)
     "gateway": true         answer like a gateway: confirm the hello, ack each R frame in order, set the clock
     "scenario": null        "peak": the heap budget's peak run (simpeak.py), driven by chunk(i) and events()
 
 The chips are the portable models of tools/sim/chips (`chips` on /lib: run.mjs and phases.mjs
-`--package chips=tools/sim/chips`): a DS1307 on the RTC's I2C bus and an SD card in the board's slot, its files in
-CARD_ROOT. No state is a new DS1307 at its first power-up (CH set) and an empty card.
+`--package chips=tools/sim/chips`): a DS1307 on the RTC's I2C bus, an SD card in the board's slot, its files in
+CARD_ROOT, and the board's own flash: a card model of a Pico's LittleFS (1.4 MB in 4096-byte blocks, files in
+FLASH_ROOT) mounted at /fallback, the folder firmware/micropython/startup.py hands the fallback journal (this port has no LittleFS,
+so the folder is a user VFS over the model, as the SD card's FAT is). No state is a new DS1307 at its first
+power-up (CH set), an empty card and an empty flash.
 
 The emulated gateway and the report are in simreport.py, imported only by runs that use them: everything this
 harness interns (its names go into the same qstr table as the firmware's) is measured before the firmware by
@@ -39,6 +43,8 @@ from chips.moisture import MoistureProbe, drying
 from chips.sdcard import Card
 
 CARD_ROOT = "/simcard"
+FLASH_ROOT = "/simflash"
+FLASH_MOUNT = "/fallback"         # firmware/micropython/startup.py's _FLASH
 
 
 class Pipe(io.IOBase):
@@ -75,6 +81,13 @@ class Pipe(io.IOBase):
 _B = {}
 
 
+class _FlashDevice:
+    """What the user VFS over a card model takes (sdcard.VfsFat: `.card`): here the board's flash."""
+
+    def __init__(self, card):
+        self.card = card
+
+
 def fit(clock_ms, rtc_bus=0):
     """Fit the board's parts, the portable chip models: a DS1307 on I2C `rtc_bus`, an 8 MB SD card in the slot (its
     files in CARD_ROOT, os.VfsFat as its filesystem), a soil probe on the ADC (a drying curve watered every hour).
@@ -83,6 +96,12 @@ def fit(clock_ms, rtc_bus=0):
     if not hasattr(os, "VfsFat"):
         os.VfsFat = sdcard.VfsFat
     sim.card = Card(CARD_ROOT, 8 << 20)
+    sim.flash = Card(FLASH_ROOT, 1408 << 10, block_size=4096)
+    try:
+        os.umount(FLASH_MOUNT)
+    except OSError:
+        pass
+    os.mount(sdcard.VfsFat(_FlashDevice(sim.flash)), FLASH_MOUNT)
     sim.probe = MoistureProbe(clock_ms, drying(water_every=3600.0), noise=40.0)
     chip = DS1307(clock_ms)
     sim.bus(rtc_bus)[DS1307.ADDRESS] = chip
@@ -103,9 +122,11 @@ def prepare():
     time.sleep_ms = sim.sleep_ms
     chip = fit(sim.clock_ms, _B["cfg"].get("pins", {}).get("rtc_i2c", 0))
     if state:
-        for name, blob in state["card"].items():
-            with open(CARD_ROOT + "/" + name, "wb") as f:
-                f.write(bytes.fromhex(blob))
+        for root, files in ((CARD_ROOT, state["card"]), (FLASH_ROOT, state.get("flash", {}))):
+            for name, blob in files.items():
+                with open(root + "/" + name, "wb") as f:
+                    f.write(bytes.fromhex(blob))
+        sim.card.removed = bool(state.get("card_removed"))
         chip.resume(bytes.fromhex(state["rtc"]), sim.clock_ms() - 1000 * st.get("off", 0))   # on its battery
     _B["chip"] = chip
     with open("config.json", "w") as f:

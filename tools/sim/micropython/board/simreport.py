@@ -8,7 +8,7 @@ import os
 
 import machine
 
-from simboard import CARD_ROOT
+from simboard import CARD_ROOT, FLASH_ROOT
 
 
 def _hex(data):
@@ -29,11 +29,17 @@ def report(b):
         "wdt_feeds": wdt.feeds, "wdt_max_gap": wdt.max_gap, "wdt_overdue": wdt.overdue, "wdt_timeout": wdt.timeout,
         "now_ms": sim.now_ms, "role_state": c.pair.state if c.pair is not None else None,
         "led_changes": hal.led.changes if hal.led is not None else None,
-        "link_in": hal.link.bytes_in, "link_out": hal.link.bytes_out}))
-    card = {}
-    for name in os.listdir(CARD_ROOT):
-        with open(CARD_ROOT + "/" + name, "rb") as f:
-            card[name] = _hex(f.read())
-    print("SIMSTATE " + json.dumps({"rtc": _hex(b["chip"].regs), "card": card}))
+        "link_in": hal.link.bytes_in, "link_out": hal.link.bytes_out,
+        "fallback": c.fallback is not None, "fallback_pending": c.fallback.pending if c.fallback is not None else 0}))
+    print("SIMSTATE " + json.dumps({"rtc": _hex(b["chip"].regs), "card": _files(CARD_ROOT),
+                                    "flash": _files(FLASH_ROOT)}))
+
+
+def _files(root):
+    out = {}
+    for name in os.listdir(root):
+        with open(root + "/" + name, "rb") as f:
+            out[name] = _hex(f.read())
+    return out
 
 
