@@ -18,6 +18,7 @@ CircuitPython `code.py` or the CPython virtual board. soil.board builds it from 
 """
 
 from soil import __version__, codec, const, ds1307, utc
+from soil.bootcount import DropCounter
 from soil.card import ENODEV, ENOSPC, errno_of
 from soil.journal import JournalFull
 from soil.uplink import Uplink
@@ -30,7 +31,7 @@ class Collector:
     soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
-                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None):
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None, drops=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
@@ -54,7 +55,8 @@ class Collector:
         self.sampling = True          # False: no more samples (a bench run that stops after N); the link is served
         self.ram = []                 # records waiting in RAM while the card cannot take them
         self.ram_limit = ram_queue
-        self.ram_dropped = 0
+        # The board's lifetime count of readings lost (soil.bootcount: NVRAM and card); none kept: this run only.
+        self.drops = drops if drops is not None else DropCounter()
         self.card_state = codec.CARD_OK
         self.clock_state = ds1307.UNSET
         self._fresh = None            # the reading sampled in this step, if any: sending it now makes it live
@@ -261,7 +263,7 @@ class Collector:
                 self._card_failed(e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
-            self.ram_dropped += 1
+            self.count_dropped(1)
         entry = [record]
         self.ram.append(entry)
         return entry
@@ -382,9 +384,20 @@ class Collector:
                                                    self.card_state != codec.CARD_ABSENT) else 0
         return journal_pending + len(self.ram) + sum(1 for e in self.uplink.inflight if e[2] is None)
 
+    def count_dropped(self, n):
+        """`n` readings are gone for good (never on a store that survives, never delivered): counted once, for the
+        board's lifetime. The journal's own losses are not counted here: dropped() takes them from its counter."""
+        self.drops.count(n)
+
     def dropped(self):
-        journal_dropped = self.journal.dropped if self.journal is not None else 0
-        return journal_dropped + self.ram_dropped
+        """Readings this board lost for good since it was first used (persisted, never reset: the S frame's
+        `dropped`). The journal's persisted counter is folded in while its card is readable."""
+        if self.journal is not None:
+            if self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL:
+                self.drops.journal_total(self.journal.dropped)
+            else:
+                self.drops.card_away()
+        return self.drops.total
 
     def send_status(self):
         tm, state = self.read_clock()
