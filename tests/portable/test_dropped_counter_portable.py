@@ -131,7 +131,7 @@ checks.equal(bootcount.DropCounter().total, 0, "nowhere to keep it: counts from 
 
 # --- the NVRAM layout: the boot counter's 8 bytes are untouched ---------------------------------------------------
 checks.equal(bytes(rtc2.nvram_read(0, 2)), b"BT", "boot counter at NVRAM 0..7")
-checks.equal(bytes(rtc2.nvram_read(8, 2)), b"DR", "dropped counter at NVRAM 8..15")
+checks.equal(bytes(rtc2.nvram_read(8, 2)), b"DR", "dropped counter at NVRAM 8..19")
 
 folders.remove()
 checks.done()

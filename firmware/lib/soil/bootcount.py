@@ -17,8 +17,9 @@ the I2C wire and in RAM (soil.heartbeat), not in NVRAM.
 
     offset  bytes  register     what
     0       8      0x08..0x0F   boot counter   `BT` | boot u32 | crc16
-    8       8      0x10..0x17   dropped        `DR` | total u32 | crc16
-    16      32     0x18..0x37   free
+    8       12     0x10..0x1B   dropped        `DR` | total u32 | seen u32 | crc16 (the card's record; `seen`
+                                               is read only from the card)
+    20      28     0x1C..0x37   free
 """
 
 from soil import const
@@ -28,31 +29,25 @@ from soil.slots import SlotFile
 _NVRAM_OFFSET = const(0)    # bytes 0..7 of the DS1307's caller NVRAM area
 _MAGIC = b"BT"
 CARD_FILE = "boot.slt"
-_DROP_NVRAM_OFFSET = const(8)   # bytes 8..15: the dropped counter (the layout above)
-_DROP_MAGIC = b"DR"
-DROP_FILE = "drop.slt"
-_MAX_U32 = const(0xFFFFFFFF)
+_DROP_NVRAM_OFFSET = const(8)   # bytes 8..19: the dropped counter (the layout above)
+_DROP_MAGIC = const(b"DR")      # (consts with a leading `_`: no name kept on the board)
+_DROP_FILE = const("drop.slt")
 
 
-def _pack(boot):
-    body = _MAGIC + boot.to_bytes(4, "little")
+def _pack(value, magic=_MAGIC, more=b""):
+    body = magic + value.to_bytes(4, "little") + more
     return body + (crc32(body) & 0xFFFF).to_bytes(2, "little")
 
 
-def _unpack(data, magic=_MAGIC, words=1):
-    """The `words` u32 values of a record `magic | words * u32 | crc16`; None for anything else."""
-    size = 2 + 4 * words
+def _unpack(data, magic=_MAGIC, size=6):
+    """The u32 at bytes 2..5 of a record `magic | ... | crc16` of `size` bytes before its CRC (with the record's
+    body: a u32 more at 6..9 in the dropped counter's); (0, None) for anything else."""
     if not data or len(data) < size + 2 or bytes(data[:2]) != magic:
-        return None
+        return 0, None
     body = bytes(data[:size])
     if (crc32(body) & 0xFFFF).to_bytes(2, "little") != bytes(data[size:size + 2]):
-        return None
-    return [int.from_bytes(body[2 + 4 * i:6 + 4 * i], "little") for i in range(words)]
-
-
-def _pack_words(magic, values):
-    body = magic + b"".join(v.to_bytes(4, "little") for v in values)
-    return body + (crc32(body) & 0xFFFF).to_bytes(2, "little")
+        return 0, None
+    return int.from_bytes(body[2:6], "little"), body
 
 
 def next_boot(rtc=None, card=None):
@@ -62,7 +57,7 @@ def next_boot(rtc=None, card=None):
     found = 0
     if rtc is not None:
         try:
-            found = max(found, (_unpack(rtc.nvram_read(_NVRAM_OFFSET, 8)) or (0,))[0])
+            found = max(found, _unpack(rtc.nvram_read(_NVRAM_OFFSET, 8))[0])
         except OSError:
             rtc = None
     if card is not None:
@@ -70,7 +65,7 @@ def next_boot(rtc=None, card=None):
             slot = SlotFile(card, CARD_FILE, 16)
             data = slot.load()
             if data:
-                found = max(found, (_unpack(data) or (0,))[0])
+                found = max(found, _unpack(data)[0])
         except OSError:
             slot = None
     boot = found + 1 if found < 0x7FFFFFFE else 1
@@ -94,94 +89,59 @@ def next_boot(rtc=None, card=None):
 class DropCounter:
     """The readings this board lost for good (a full card's policy, a RAM queue that overflowed), over its lifetime.
 
-    Kept like the boot number, in the NVRAM (`DR` | total) and on the card (DROP_FILE, an A/B slot:
-    `DR` | total | seen | crc16); at start-up the larger total wins, so a dead battery or a new card alone never
-    resets it. It rises through `count(n)` (a loss the collector saw: RAM) and `journal_total(j)` (the journal's own
-    never-reset counter of the card it is on, soil.journal's `dropped`): `seen` is the journal count already added,
-    kept on that same card, so a loss the journal persisted just before a power cut (and the counter did not) is
-    added at the next start, once, and a new card (its journal counting from 0, its record blank) adds only its
-    own losses; after `card_away()` the record is read again from whichever card is back.
+    Kept like the boot number, in the NVRAM and on the card (`drop.slt`, an A/B slot), the same 12 bytes:
+    `DR` | total u32 | seen u32 | crc16; the larger total wins, so a dead battery or a new card alone never resets it.
+    It rises through `add(n)` (a loss the collector saw: RAM) and `add(0, j)` with the journal's own never-reset
+    counter of the card it is on (soil.journal's `dropped`): `seen` is the journal count already in the total, kept
+    on that same card, so a loss the journal persisted just before a power cut (and this counter did not) is added
+    at the next start, once, and a new card (a blank record, its journal counting from 0) adds only its own losses.
+    `add(0, None)`: the card is away; whichever card comes back, its record is read again.
 
-    Written when it rises: the card first, then the NVRAM, so a cut between the two leaves a total on the card that
-    the NVRAM's cannot hide, and never a total without its `seen`. A card that cannot take it now (pulled, failing)
-    gets it at the next rise or `journal_total` call; the NVRAM alone keeps it meanwhile."""
+    Written when it rises: the card first, then the NVRAM, so a cut between the two can leave the card ahead (the
+    larger wins) but never a total without its `seen`. A card that cannot take it now (pulled, failing) gets it at
+    the next call; the NVRAM alone keeps it meanwhile."""
 
     def __init__(self, rtc=None, card=None):
         self._rtc = rtc
-        self._card = card
-        self._slot = None
+        self._slot = None if card is None else SlotFile(card, _DROP_FILE, 12)
+        self.seen = None          # the journal count included in `total`, from the card's record; None: not read
         self.total = 0
-        self.seen = None          # the journal count included in `total`, from this card's record; None: not read
-        self.stale = False        # the card's copy is behind the total (it could not be written)
+        self._stale = True        # a store is behind the total
         if rtc is not None:
             try:
-                v = _unpack(rtc.nvram_read(_DROP_NVRAM_OFFSET, 8), _DROP_MAGIC)
-                if v is not None:
-                    self.total = v[0]
+                self.total = _unpack(rtc.nvram_read(_DROP_NVRAM_OFFSET, 12), _DROP_MAGIC, 10)[0]
             except OSError:
                 self._rtc = None
-        if self._load_card() and self.stale:
-            self._store()
+        self.add(0)
 
-    def _load_card(self):
-        """Read the card's record; True once it is known (a blank card: total 0, seen 0)."""
-        if self.seen is not None:
-            return True
-        if self._card is None:
-            return False
-        try:
-            if self._slot is None:
-                self._slot = SlotFile(self._card, DROP_FILE, 12)
-            v = _unpack(self._slot.load(), _DROP_MAGIC, 2)
-        except OSError:
-            return False
-        if v is None:
-            v = (0, 0)
-        self.seen = v[1]
-        if v[0] > self.total:
-            self.total = v[0]
-            self._store_nvram()   # a new battery: the NVRAM gets the card's total back
-        elif v[0] < self.total:
-            self.stale = True     # a new card: it gets the NVRAM's total at the next write
-        return True
-
-    def count(self, n):
-        """`n` more readings are gone for good."""
-        if n > 0:
-            self.total = min(self.total + n, _MAX_U32)
-            self._store()
-
-    def journal_total(self, j):
-        """The journal on the card counts `j` dropped in all (it is open: its count was read from the card)."""
-        if not self._load_card():
-            return
-        if j > self.seen:
-            self.total = min(self.total + j - self.seen, _MAX_U32)
-            self.seen = j
-            self._store()
-        elif self.stale:
-            self._store()
-
-    def card_away(self):
-        """The card is pulled or failing: whichever card comes back, its own record says what of its journal's
-        count is already in the total (a new card's blank record: none)."""
-        self.seen = None
-        self.stale = True
-
-    def _store(self):
-        if self._load_card():
+    def add(self, n, j=-1):
+        """`n` more readings gone for good; `j`: the journal's count on the card now (-1: not looked at)."""
+        if j is None:
+            self.seen = None
+        total = self.total + n
+        if self.seen is None and j is not None and self._slot is not None:
             try:
-                self._slot.store(_pack_words(_DROP_MAGIC, (self.total, self.seen)))
-                self.stale = False
+                v, body = _unpack(self._slot.load(), _DROP_MAGIC, 10)
+                self.seen = 0 if body is None else int.from_bytes(body[6:10], "little")
+                self._stale = self._stale or v != total
+                total = max(total, v)
             except OSError:
-                self.stale = True
-        else:
-            self.stale = True
-        self._store_nvram()
-
-    def _store_nvram(self):
+                pass
+        if self.seen is not None and j is not None and j > self.seen:
+            total += j - self.seen
+            self.seen = j
+        if total == self.total and not self._stale:
+            return
+        self.total = total = min(total, 0xFFFFFFFF)
+        self._stale = self.seen is None
+        record = _pack(total, _DROP_MAGIC, (self.seen or 0).to_bytes(4, "little"))
+        if not self._stale:
+            try:
+                self._slot.store(record)
+            except OSError:
+                self._stale = True
         if self._rtc is not None:
             try:
-                self._rtc.nvram_write(_DROP_NVRAM_OFFSET, _pack_words(_DROP_MAGIC, (self.total,)))
+                self._rtc.nvram_write(_DROP_NVRAM_OFFSET, record)    # its `seen` is not read: the card's is
             except OSError:
                 pass

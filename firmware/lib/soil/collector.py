@@ -387,16 +387,14 @@ class Collector:
     def count_dropped(self, n):
         """`n` readings are gone for good (never on a store that survives, never delivered): counted once, for the
         board's lifetime. The journal's own losses are not counted here: dropped() takes them from its counter."""
-        self.drops.count(n)
+        self.drops.add(n)
 
     def dropped(self):
         """Readings this board lost for good since it was first used (persisted, never reset: the S frame's
         `dropped`). The journal's persisted counter is folded in while its card is readable."""
         if self.journal is not None:
-            if self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL:
-                self.drops.journal_total(self.journal.dropped)
-            else:
-                self.drops.card_away()
+            ok = self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL
+            self.drops.add(0, self.journal.dropped if ok else None)
         return self.drops.total
 
     def send_status(self):
