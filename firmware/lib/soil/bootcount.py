@@ -132,7 +132,7 @@ class DropCounter:
             self.seen = j
         if total == self.total and not self._stale:
             return
-        self.total = total = min(total, 0xFFFFFFFF)
+        self.total = total = min(total, 0x7FFFFFFF)   # the S frame's field: 0..2**31-1
         self._stale = self.seen is None
         record = _pack(total, _DROP_MAGIC, (self.seen or 0).to_bytes(4, "little"))
         if not self._stale:
