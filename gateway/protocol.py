@@ -263,7 +263,7 @@ class BoardProtocol:
         if self._status_sink:
             self._status_sink(self, "status", {"clock": clock, "pending": pending, "dropped": dropped,
                                                "card": card, "journal_bytes": journal_bytes,
-                                               "board_time": rtc_time, "seq_seen": self.seen_seqs()})
+                                               "board_time": rtc_time})
 
     def _on_event(self, f):
         boot, k, name, detail, board_time = f

@@ -34,7 +34,7 @@ class Writer:
     """Batches readings from every session into one transaction and acknowledges after COMMIT.
 
     A session is a board's gateway.protocol.BoardProtocol: the writer reads its cfg, board_id, role and boot, and
-    calls its committed_through(epoch, n), rollback(epoch) and event_stored(board, boot, event_no)."""
+    calls its committed_through(epoch, n), rollback(epoch), event_stored(board, boot, event_no) and seen_seqs()."""
 
     def __init__(self, store, batch_max=5000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
@@ -201,7 +201,7 @@ class Writer:
         board = session.board_id
         self.store.record_dropped(board, fields["dropped"], _sql_time(fields.get("board_time")))
         if fields["pending"] == 0 and fields["card"] in CARD_READABLE and session.boot is not None:
-            for boot, missing, lost, ranges in self.store.close_boots(board, session.boot, fields.get("seq_seen")):
+            for boot, missing, lost, ranges in self.store.close_boots(board, session.boot, session.seen_seqs()):
                 if lost:
                     log.warning("%s: %s boot %d: %d readings never arrived and were not counted as dropped (seq %s)",
                                 session.cfg.name, board, boot, lost, ranges)
