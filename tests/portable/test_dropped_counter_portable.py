@@ -84,7 +84,7 @@ lost2 = b.c.dropped()
 checks.check(lost2 > lost1, "a second loss adds to the count (%d -> %d)" % (lost1, lost2))
 card.removed = False
 
-# --- the journal's own losses (drop_newest on a full card; the RAM queue is large enough here) are folded in once --------------------------------------
+# --- the journal's own losses (drop_newest on a full card; the RAM queue large enough here) are folded in once ------
 card = reboot(card)
 b = Board(rtc, card)
 checks.equal(b.status_dropped(), lost2, "boot 3 keeps both episodes")

@@ -130,8 +130,8 @@ class DropCounter:
         if self.seen is not None and j is not None and j > self.seen:
             total += j - self.seen
             self.seen = j
-        if total == self.total and not self._stale:
-            return
+        if total == self.total and (not self._stale or self.seen is None):
+            return                # nothing new, or only a card that cannot be read now is behind
         self.total = total = min(total, 0x7FFFFFFF)   # the S frame's field: 0..2**31-1
         self._stale = self.seen is None
         record = _pack(total, _DROP_MAGIC, (self.seen or 0).to_bytes(4, "little"))

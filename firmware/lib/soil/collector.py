@@ -31,7 +31,8 @@ class Collector:
     soil.standby.StandbyRole), None for a single collector; the collector binds it and steps it."""
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
-                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None, drops=None):
+                 window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
+                 drops=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
