@@ -402,20 +402,22 @@ class ReadingStore:
             "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
             (board, str(event)[:32], None if detail is None else str(detail)[:255], board_time)))
 
-    def record_dropped(self, board, dropped, board_time=None):
+    def record_dropped(self, board, dropped, board_time=None, card_readable=True):
         """The board's S frame says it lost `dropped` readings in its lifetime (docs/PROTOCOL.md: never reset).
         Compared with what the database holds for it (boards.dropped), not with anything this process remembers,
         in one transaction that locks the board's row: every increase becomes one `dropped` event with the number
         lost, across port sessions, gateway restarts and board reboots; a count that went backwards (a new card and
-        a dead RTC battery together) becomes one `dropped_reset` event, never a negative loss. Returns the event
-        recorded ('dropped', 'dropped_reset') or None."""
+        a dead RTC battery together) becomes one `dropped_reset` event, never a negative loss; but only when the
+        board can read its card (`card_readable`): a board without its NVRAM record whose card is out reports a
+        low count until the card's copy is back, which is no reset. Returns the event recorded ('dropped',
+        'dropped_reset') or None."""
         _printable_ascii(board, 32, "board id")
 
         def work(conn, cur):
             cur.execute("SELECT dropped FROM boards WHERE board = %s FOR UPDATE", (board,))
             row = cur.fetchone()
             before = row[0] if row is not None else None
-            if before == dropped:
+            if before == dropped or (before is not None and dropped < before and not card_readable):
                 return None
             event = None
             if dropped > (before or 0):

@@ -199,8 +199,9 @@ class Writer:
         gateway.db.ReadingStore.record_dropped); and, when it says the board holds nothing more (pending 0, its card
         readable), the readings of earlier boots that never arrived (ReadingStore.close_boots)."""
         board = session.board_id
-        self.store.record_dropped(board, fields["dropped"], _sql_time(fields.get("board_time")))
-        if fields["pending"] == 0 and fields["card"] in CARD_READABLE and session.boot is not None:
+        readable = fields["card"] in CARD_READABLE
+        self.store.record_dropped(board, fields["dropped"], _sql_time(fields.get("board_time")), readable)
+        if fields["pending"] == 0 and readable and session.boot is not None:
             for boot, missing, lost, ranges in self.store.close_boots(board, session.boot, session.seen_seqs()):
                 if lost:
                     log.warning("%s: %s boot %d: %d readings never arrived and were not counted as dropped (seq %s)",

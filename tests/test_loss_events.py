@@ -94,6 +94,8 @@ def test_every_dropped_increase_is_one_event_across_sessions_restarts_and_reboot
         s = Session(w2)
         s.hello(4)
         s.status(dropped=100)
+        s.status(dropped=0, card="absent")   # a dead RTC battery, the card out: its copy is unreadable, no reset
+        s.status(dropped=100)
         s.status(dropped=0)          # a new card and a dead RTC battery: the board's count went back
         s.status(dropped=0)
         s.status(dropped=5)          # and it counts from 0 again
