@@ -147,6 +147,20 @@ def _board_status_statement(board, fields):
     return sql, [board] + [fields[n] for n in names]
 
 
+def _missing_ranges(cur, board, boot, stored_high, top, limit=5):
+    """The seq ranges of `board`'s boot `boot` from 1 to `top` that are not in plants, as text ('61-100, 130');
+    at most `limit` ranges, then how many more."""
+    cur.execute("SELECT prev + 1, seq - 1 FROM (SELECT seq, COALESCE(LAG(seq) OVER (ORDER BY seq), 0) AS prev "
+                "FROM plants WHERE board = %s AND boot = %s) AS runs WHERE seq > prev + 1 ORDER BY seq", (board, boot))
+    ranges = [(int(a), int(b)) for a, b in cur.fetchall()]
+    if top > stored_high:
+        ranges.append((stored_high + 1, top))
+    text = ", ".join("%d" % a if a == b else "%d-%d" % (a, b) for a, b in ranges[:limit])
+    if len(ranges) > limit:
+        text += " and %d more ranges" % (len(ranges) - limit)
+    return text
+
+
 class ReadingStore:
     """Writes readings and board status for the gateway. One connection, opened on demand, replaced after errors.
 
@@ -239,7 +253,9 @@ class ReadingStore:
             version, read_only = cur.fetchone()
             cur.execute("SELECT board, collector, boot, seq, source, received_at, time_quality FROM plants LIMIT 0")
             cur.fetchall()
-            cur.execute("SELECT board, uid, port FROM boards LIMIT 0")     # the identities (migration 4)
+            cur.execute("SELECT board, uid, port FROM boards LIMIT 0")     # the identities (migration 6)
+            cur.fetchall()
+            cur.execute("SELECT gaps_checked_boot, dropped_at_gap_check FROM boards LIMIT 0")   # migration 7
             cur.fetchall()
             if read_only:
                 raise DatabaseUnavailable("database %s is read-only (a replica or a demoted primary?)"
@@ -385,6 +401,96 @@ class ReadingStore:
             "INSERT INTO board_events (board, event, detail, board_time, received_at) "
             "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))",
             (board, str(event)[:32], None if detail is None else str(detail)[:255], board_time)))
+
+    def record_dropped(self, board, dropped, board_time=None, card_readable=True):
+        """The board's S frame says it lost `dropped` readings in its lifetime (docs/PROTOCOL.md: never reset).
+        Compared with what the database holds for it (boards.dropped), not with anything this process remembers,
+        in one transaction that locks the board's row: every increase becomes one `dropped` event with the number
+        lost, across port sessions, gateway restarts and board reboots; a count that went backwards (a new card and
+        a dead RTC battery together) becomes one `dropped_reset` event, never a negative loss; but only when the
+        board can read its card (`card_readable`): a board without its NVRAM record whose card is out reports a
+        low count until the card's copy is back, which is no reset. Returns the event recorded ('dropped',
+        'dropped_reset') or None."""
+        _printable_ascii(board, 32, "board id")
+
+        def work(conn, cur):
+            cur.execute("SELECT dropped FROM boards WHERE board = %s FOR UPDATE", (board,))
+            row = cur.fetchone()
+            before = row[0] if row is not None else None
+            if before == dropped or (before is not None and dropped < before and not card_readable):
+                return None
+            event = None
+            if dropped > (before or 0):
+                event = "dropped"
+                detail = ("%d readings lost by the board (a full or failed card, RAM that overflowed): %d in its "
+                          "lifetime, was %d" % (dropped - (before or 0), dropped, before or 0))
+            elif before is not None:
+                event = "dropped_reset"
+                detail = ("the board's dropped count went back from %d to %d (its NVRAM and its card both new or "
+                          "lost): earlier losses are in earlier events, later ones count from %d"
+                          % (before, dropped, dropped))
+            if event is not None:
+                cur.execute("INSERT INTO board_events (board, event, detail, board_time, received_at) "
+                            "VALUES (%s, %s, %s, %s, UTC_TIMESTAMP(3))", (board, event, detail, board_time))
+            cur.execute("INSERT INTO boards (board, dropped, last_seen) VALUES (%s, %s, UTC_TIMESTAMP(3)) "
+                        "ON DUPLICATE KEY UPDATE dropped = VALUES(dropped), "
+                        "dropped_at_gap_check = LEAST(COALESCE(dropped_at_gap_check, 0), VALUES(dropped))",
+                        (board, dropped))
+            return event
+        return self._run(work)
+
+    def close_boots(self, board, boot, seq_seen=None):
+        """Record the readings of `board`'s earlier boots that can no longer arrive and were never counted.
+
+        Call it only when a status frame of boot `boot` says pending 0 with the card readable ('ok' or 'full'):
+        the board has delivered everything it kept, so no reading of a boot before `boot` can still come (the
+        hello alone does not say that: a card replay after a reboot delivers old boots' readings later). For each
+        boot after boards.gaps_checked_boot and before `boot`, the readings missing are its seq numbers up to the
+        highest known (the highest stored, or seen on the line: `seq_seen`, boot -> seq, from R frames this gateway
+        received while the database was away) that are not in plants. The board's `dropped` count since the last
+        check (boards.dropped - dropped_at_gap_check) pays for them, oldest boot first (the board's count does not
+        say which boot lost a reading); what is left of a boot is one `gap` event naming the boot, the count and
+        the seq ranges. The ledger moves in the same transaction, under the board row's lock: each boot is checked
+        once. Returns [(boot, missing, not counted, ranges text)] for the boots with missing readings."""
+        _printable_ascii(board, 32, "board id")
+        seen = dict(seq_seen or {})
+
+        def work(conn, cur):
+            cur.execute("SELECT gaps_checked_boot, dropped_at_gap_check, dropped FROM boards WHERE board = %s "
+                        "FOR UPDATE", (board,))
+            row = cur.fetchone()
+            if row is None:
+                return []
+            checked, at_check, dropped = row[0] or 0, row[1] or 0, row[2] or 0
+            if boot - 1 <= checked:
+                return []          # nothing earlier is open (or the board's boot count went back: left alone)
+            cur.execute("SELECT boot, MAX(seq), COUNT(*) FROM plants WHERE board = %s AND boot > %s AND boot < %s "
+                        "GROUP BY boot", (board, checked, boot))
+            stored = {int(b): (int(hi), int(n)) for b, hi, n in cur.fetchall()}
+            boots = sorted(set(stored) | {b for b in seen if checked < b < boot})
+            budget = max(0, dropped - at_check)
+            out = []
+            for b in boots:
+                hi, n = stored.get(b, (0, 0))
+                top = max(hi, seen.get(b, 0))
+                missing = top - n
+                if missing <= 0:
+                    continue
+                counted = min(missing, budget)
+                budget -= counted
+                lost = missing - counted
+                ranges = _missing_ranges(cur, board, b, hi, top)
+                out.append((b, missing, lost, ranges))
+                if lost:
+                    cur.execute("INSERT INTO board_events (board, event, detail, board_time, received_at) "
+                                "VALUES (%s, 'gap', %s, NULL, UTC_TIMESTAMP(3))",
+                                (board, ("boot %d: %d readings never arrived and were not counted as dropped "
+                                         "(seq %s; %d missing, %d of them counted as dropped)"
+                                         % (b, lost, ranges, missing, counted))[:255]))
+            cur.execute("UPDATE boards SET gaps_checked_boot = %s, dropped_at_gap_check = %s WHERE board = %s",
+                        (boot - 1, dropped - budget, board))
+            return out
+        return self._run(work)
 
     def last_sample_time(self, board):
         """The newest stored sample time of `board` ('YYYY-MM-DD HH:MM:SS' UTC) or None: what a standby that takes

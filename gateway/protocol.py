@@ -36,6 +36,7 @@ _RECENT_FRAME_S = 0.5         # a board heard this recently is alive without ask
 # numbering: the hello we hold is not the board's current one (a stray or forged hello). Ask it for a fresh one.
 _FAR_AHEAD = 1024
 SAMPLE_FUTURE_S = 600         # a sample time further ahead of the gateway's clock is stored time_quality='suspect'
+SEQ_SEEN_BOOTS = 8            # boots whose highest seq seen on the line a session remembers
 SAMPLE_PAST_S = 366 * 86400   # and one further behind it (a card can hold months of readings, not years)
 
 
@@ -73,6 +74,7 @@ class BoardProtocol:
         self._submit = submit
         self._writer_ok = writer_ok
         self._status_sink = status_sink
+        self.seq_seen = {}            # boot -> the highest seq of the served board seen on the line (under _lock)
         self.clock = clock if clock is not None else ClockKeeper(now=now)
         self.wait_ms = wait_ms
         self._now = now
@@ -242,6 +244,7 @@ class BoardProtocol:
         if self.board_id is not None and (board, uid) != (self.board_id, self.uid):
             log.warning("%s: a new board at a fresh boot: %s (uid %s), was %s (uid %s)", self.cfg.name, board,
                         uid, self.board_id, self.uid)
+            self.seq_seen = {}        # another board's seq numbers are not this one's
         self.board_id, self.uid, self.boot, self.role = board, uid, boot, role
         self.refused = None
         self.expected = n_next
@@ -305,6 +308,7 @@ class BoardProtocol:
             if not self.synced:
                 self._send_rate_limited("Q", frames.query())
                 return
+            self._saw_seq(boot, seq)
             if not self._writer_ok():
                 # Nothing is kept while the database is down: the board holds everything on its card.
                 self.expected = frames.n_after(self.committed)
@@ -337,6 +341,20 @@ class BoardProtocol:
             quality = "suspect"
         reading = Reading(board, role, boot, seq, sample_time, raw, "live" if "L" in flags else "replay", quality)
         self._submit(self, epoch, n, reading)
+
+    def seen_seqs(self):
+        """{boot: the highest seq of the served board seen on the line}, a copy."""
+        with self._lock:
+            return dict(self.seq_seen)
+
+    def _saw_seq(self, boot, seq):
+        """Remember the highest seq seen per boot of the served board (the newest SEQ_SEEN_BOOTS boots): a reading
+        seen on the line while the database was away and never stored later is a loss the gateway can name
+        (gateway.db.ReadingStore.close_boots)."""
+        if seq > self.seq_seen.get(boot, 0):
+            self.seq_seen[boot] = seq
+            if len(self.seq_seen) > SEQ_SEEN_BOOTS:
+                del self.seq_seen[min(self.seq_seen)]
 
     def _far_from_clock(self, tm, board, boot, seq, time_str):
         """A sample time the board's clock cannot have read if it ran right: more than SAMPLE_FUTURE_S ahead of

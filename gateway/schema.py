@@ -263,6 +263,20 @@ def _m6_board_identity(cur, db):
         cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
 
 
+def _m7_loss_ledger(cur, db):
+    """boards.gaps_checked_boot and boards.dropped_at_gap_check: the gateway's ledger of lost readings (the boots
+    whose missing readings it has counted, and the part of the board's `dropped` count already matched to gaps),
+    so each loss becomes one board_events row, across port sessions, gateway restarts and board reboots."""
+    have = _columns(cur, db, "boards")
+    clauses = []
+    if "gaps_checked_boot" not in have:
+        clauses.append("ADD COLUMN `gaps_checked_boot` INT UNSIGNED NULL")
+    if "dropped_at_gap_check" not in have:
+        clauses.append("ADD COLUMN `dropped_at_gap_check` INT UNSIGNED NULL")
+    if clauses:
+        cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -271,6 +285,7 @@ MIGRATIONS = (
     (4, "plants: a legacy insert's sample time is in the session time zone, stored as UTC", _m4_legacy_sample_time),
     (5, "collector_events: unique event identity (board, boot, event_no)", _m5_event_identity),
     (6, "boards: uid (the hardware id that owns a board id) and port", _m6_board_identity),
+    (7, "boards: the ledger of lost readings (gaps_checked_boot, dropped_at_gap_check)", _m7_loss_ledger),
 )
 
 

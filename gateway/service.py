@@ -25,12 +25,16 @@ from gateway.transport import SerialTransport
 
 log = logging.getLogger("gateway")
 
+# A status frame's card states in which the board's `pending` counts its card: with the card away (absent) or
+# failing (error) readings may still be on it, so an earlier boot's missing readings may still arrive.
+CARD_READABLE = ("ok", "full")
+
 
 class Writer:
     """Batches readings from every session into one transaction and acknowledges after COMMIT.
 
     A session is a board's gateway.protocol.BoardProtocol: the writer reads its cfg, board_id, role and boot, and
-    calls its committed_through(epoch, n), rollback(epoch) and event_stored(board, boot, event_no)."""
+    calls its committed_through(epoch, n), rollback(epoch), event_stored(board, boot, event_no) and seen_seqs()."""
 
     def __init__(self, store, batch_max=5000, retry_initial_s=0.25, retry_max_s=5.0, linger_s=0.01):
         self.store = store
@@ -49,7 +53,6 @@ class Writer:
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
         self.last_sample = {}          # board -> newest committed sample time (for the witness)
-        self._dropped_recorded = {}    # session -> the highest `dropped` count already in board_events
 
     def ok(self):
         return self._ok.is_set()
@@ -180,8 +183,8 @@ class Writer:
                         session.event_stored(board, fields["boot"], fields["event_no"])
                     continue
                 self.store.upsert_board_status(session.board_id, **_status_columns(session, fields))
-                if kind == "status" and fields.get("dropped"):
-                    self._record_dropped(session, fields["dropped"], fields.get("board_time"))
+                if kind == "status":
+                    self._record_losses(session, fields)
                 if kind == "hello":
                     self.store.add_board_event(session.board_id, "boot", "boot %d, fw %s, clock %s"
                                                % (fields["boot"], fields["fw"], fields["clock"]),
@@ -191,14 +194,18 @@ class Writer:
                 self._report(e)
                 return
 
-    def _record_dropped(self, session, dropped, board_time):
-        """A board's `dropped` count only grows (it counts since the board was flashed): record an event when it
-        grew since the last one recorded for this session, not at every status frame."""
-        if dropped > self._dropped_recorded.get(session, 0):
-            self.store.add_board_event(session.board_id, "dropped",
-                                       "%d readings dropped by a full or failed card" % dropped,
-                                       _sql_time(board_time))
-            self._dropped_recorded[session] = dropped
+    def _record_losses(self, session, fields):
+        """A status frame: its `dropped` against what the database holds for the board (one event per increase,
+        gateway.db.ReadingStore.record_dropped); and, when it says the board holds nothing more (pending 0, its card
+        readable), the readings of earlier boots that never arrived (ReadingStore.close_boots)."""
+        board = session.board_id
+        readable = fields["card"] in CARD_READABLE
+        self.store.record_dropped(board, fields["dropped"], _sql_time(fields.get("board_time")), readable)
+        if fields["pending"] == 0 and readable and session.boot is not None:
+            for boot, missing, lost, ranges in self.store.close_boots(board, session.boot, session.seen_seqs()):
+                if lost:
+                    log.warning("%s: %s boot %d: %d readings never arrived and were not counted as dropped (seq %s)",
+                                session.cfg.name, board, boot, lost, ranges)
 
     def _drop_queued(self):
         """While the database is away, whatever was accepted is rolled back so the boards resend it later."""
@@ -229,7 +236,7 @@ def _sql_time(iso):
 
 def _status_columns(session, fields):
     cols = {"role": session.role, "boot": session.boot, "port": session.cfg.name}
-    for key in ("fw", "clock", "pending", "dropped", "card", "journal_bytes"):
+    for key in ("fw", "clock", "pending", "card", "journal_bytes"):    # dropped: Writer._record_losses
         if key in fields:
             cols[key] = fields[key]
     if fields.get("board_time"):
@@ -344,6 +351,7 @@ class Gateway:
             "alerts": list(self.identity.alerts),
             "boards": [{"port": s.cfg.name, "board": s.board_id, "uid": s.uid, "synced": s.synced,
                         "committed_n": s.committed, "refused": s.refused, **vars(s.stats), **t.status(),
+                        "seq_seen": {str(b): q for b, q in sorted(s.seen_seqs().items())},
                         "warnings_suppressed": self.warnings.suppressed(s.cfg.name)}
                        for s, t in zip(self.sessions, self.transports)],
         }

@@ -29,6 +29,9 @@ class Board:
         self.rollbacks.append(epoch)
         self.done.set()
 
+    def seen_seqs(self):
+        return {}
+
 
 def reading(board, seq, **kw):
     fields = dict(board=board, collector="single", boot=1, seq=seq, sample_time="2026-11-21 10:00:%02d" % seq,
@@ -78,8 +81,8 @@ def test_an_invalid_reading_is_skipped_and_reported_not_retried_forever(clean_db
 
 
 def test_f6_a_dropped_count_is_recorded_once_per_increase(clean_db):
-    """Every status frame repeats the board's `dropped` count (it counts since flashing); the writer records a
-    `dropped` event only when the count grew since the last one it recorded for that session."""
+    """Every status frame repeats the board's lifetime `dropped` count; the writer records a `dropped` event with
+    the number lost when it grew past what the database holds, and one `dropped_reset` when it went back."""
     store = ReadingStore(clean_db.gateway_cfg)
     a = Board("w-d")
     a.role, a.boot = "single", 1
@@ -103,6 +106,8 @@ def test_f6_a_dropped_count_is_recorded_once_per_increase(clean_db):
             "SELECT dropped FROM boards WHERE board='w-d'"), cur.fetchall())[1])
     finally:
         check.close()
-    assert [e[0] for e in events] == ["3 readings dropped by a full or failed card",
-                                      "5 readings dropped by a full or failed card"]
+    assert [e[0].split(":")[0] for e in events] == [
+        "3 readings lost by the board (a full or failed card, RAM that overflowed)",
+        "3 readings lost by the board (a full or failed card, RAM that overflowed)"]
+    assert "5 in its lifetime, was 2" in events[1][0]
     assert stored == ((5,),)
