@@ -266,7 +266,10 @@ def _m6_board_identity(cur, db):
 def _m7_loss_ledger(cur, db):
     """boards.gaps_checked_boot and boards.dropped_at_gap_check: the gateway's ledger of lost readings (the boots
     whose missing readings it has counted, and the part of the board's `dropped` count already matched to gaps),
-    so each loss becomes one board_events row, across port sessions, gateway restarts and board reboots."""
+    so each loss becomes one board_events row, across port sessions, gateway restarts and board reboots.
+
+    Boards already known start their ledger at their last boot: the boots before the upgrade are not audited
+    afterwards (that would say, in one burst at the first status, what no one asked of the old version)."""
     have = _columns(cur, db, "boards")
     clauses = []
     if "gaps_checked_boot" not in have:
@@ -275,6 +278,8 @@ def _m7_loss_ledger(cur, db):
         clauses.append("ADD COLUMN `dropped_at_gap_check` INT UNSIGNED NULL")
     if clauses:
         cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
+    cur.execute("UPDATE %s.`boards` SET `gaps_checked_boot` = GREATEST(COALESCE(`boot`, 1), 1) - 1,\n"
+                "  `dropped_at_gap_check` = COALESCE(`dropped`, 0) WHERE `gaps_checked_boot` IS NULL" % _q(db))
 
 
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.

@@ -172,7 +172,8 @@ def _events(stack, board, kind):
 
 
 def test_a_loss_a_reboot_a_second_loss_give_two_dropped_events(stack):
-    """The issue's "card pulled twice with a reboot between": each episode (the card out while the database is
+    """The issue's "card pulled twice with a reboot between", with the board's flash failing too (with it, the
+    fallback journal keeps every reading: tests/test_fallback.py): each episode (the card out while the database is
     away, so the RAM queue overflows) is one `dropped` event with its own count, and boards.dropped never goes
     down (it went 64 -> 0 before: the count was reset at the reboot)."""
     from tools.demo.stack import wait_for
@@ -189,10 +190,12 @@ def test_a_loss_a_reboot_a_second_loss_give_two_dropped_events(stack):
     def episode():
         before = board.status()["dropped"]
         wait_for(lambda: _stored(stack, "drop-1", board.status()["boot"]) >= 5, 30, "readings stored")
+        board.set_flash_faults(removed=True)        # no fallback either: the RAM queue is all there is
         board.set_card_faults(removed=True)
         stack.db.stop()
         wait_for(lambda: board.status()["dropped"] >= before + 10, 60, "readings lost while the card is out")
         board.set_card_faults(removed=False)
+        board.set_flash_faults(removed=False)
         stack.db.start()
         wait_for(lambda: board.status()["card"] == "ok", 30, "the card back")
         now = board.status()["dropped"]
@@ -215,13 +218,15 @@ def test_a_loss_a_reboot_a_second_loss_give_two_dropped_events(stack):
 
 
 def test_a_gap_after_a_power_cut_is_recorded_once_with_its_boot_and_count(stack):
-    """The issue's "card pulled, then a power cut": the readings waiting in RAM are lost uncounted; the gateway saw
+    """The issue's "card pulled, then a power cut", with the board's flash failing too (with it, nothing is lost:
+    tests/test_fallback.py): the readings waiting in RAM are lost uncounted; the gateway saw
     them on the line (it answered W: the database was away), and once the next boot has delivered everything its
     card held (pending 0), it records one `gap` event naming boot 1 and how many never arrived."""
     from tools.demo.stack import wait_for
     board = stack.start_board("gap-1", interval_ms=100, status_interval_ms=500, rtc_set=True)
     gw = stack.start_gateway()
     wait_for(lambda: _stored(stack, "gap-1", 1) >= 10, 30, "boot 1 stored")
+    board.set_flash_faults(removed=True)            # no fallback journal: readings wait in RAM alone
     board.set_card_faults(removed=True)
     wait_for(lambda: board.status()["card"] == "absent", 30, "the card out")
     stack.db.stop()
@@ -239,6 +244,7 @@ def test_a_gap_after_a_power_cut_is_recorded_once_with_its_boot_and_count(stack)
     assert board.status()["dropped"] == 0
     board.kill()                                      # the power cut: the RAM queue is gone
     board.set_card_faults(removed=False)
+    board.set_flash_faults(removed=False)
     stack.db.start()
     board.start()
     wait_for(lambda: _events(stack, "gap-1", "gap"), 90, "a gap event")

@@ -22,9 +22,6 @@ BOOK_CREATE = ("CREATE TABLE `plant_moisture`.`plants` (`id` int(11) NOT NULL AU
 ALL_VERSIONS = [version for version, _, _ in schema.MIGRATIONS]
 BOOK_INSERT_NOW = "INSERT INTO plant_moisture.plants VALUES (NULL,456,NULL)"
 BOOK_INSERT_TIME = "INSERT INTO plant_moisture.plants VALUES (NULL,456,'2015-11-27 15:9:8')"
-ALL_VERSIONS = [version for version, _, _ in schema.MIGRATIONS]
-
-ALL_VERSIONS = [v for v, _, _ in schema.MIGRATIONS]
 
 
 @pytest.fixture(scope="module")
@@ -238,3 +235,17 @@ def test_gateway_account_gets_exactly_the_listed_grants(admin):
     schema.provision_gateway_account(admin, "gw_test", "pw-" + "y" * 8, hosts=("127.0.0.1",))
     again = {r[0] for r in q(admin, "SHOW GRANTS FOR 'gw_test'@'127.0.0.1'")}
     assert {g for g in again if not g.startswith("GRANT USAGE ON *.*")} == table_grants
+
+
+def test_an_upgraded_board_starts_its_loss_ledger_at_its_last_boot(admin, monkeypatch):
+    """Migration 7 adds the ledger of lost readings: a board already known starts it at its last boot, so the
+    boots before the upgrade are not audited in one burst of old `gap` events at its first status afterwards."""
+    monkeypatch.setattr(schema, "MIGRATIONS", schema.MIGRATIONS[:6])
+    schema.migrate(admin)
+    q(admin, "INSERT INTO plant_moisture.boards (board, boot, dropped) VALUES ('old-1', 5, 3), ('old-2', NULL, NULL)")
+    monkeypatch.undo()
+    assert schema.migrate(admin) == [7]
+    assert q(admin, "SELECT board, gaps_checked_boot, dropped_at_gap_check FROM plant_moisture.boards "
+                    "ORDER BY board") == (("old-1", 4, 3), ("old-2", 0, 0))
+    q(admin, "INSERT INTO plant_moisture.boards (board, boot, dropped) VALUES ('new-1', 2, 0)")
+    assert q(admin, "SELECT gaps_checked_boot FROM plant_moisture.boards WHERE board = 'new-1'") == ((None,),)

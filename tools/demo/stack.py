@@ -158,7 +158,14 @@ class BoardProc:
 
     def set_card_faults(self, **faults):
         """Flip SD-card faults inside the running board (tools/sim/host/sdcard.py reads faults.json)."""
-        path = os.path.join(self.state_dir, "sd", "faults.json")
+        self._set_faults("sd", faults)
+
+    def set_flash_faults(self, **faults):
+        """Flip faults of the board's own flash, where the fallback journal lives (the same card model)."""
+        self._set_faults("flash", faults)
+
+    def _set_faults(self, store, faults):
+        path = os.path.join(self.state_dir, store, "faults.json")
         current = {}
         if os.path.exists(path):
             with open(path) as f:
