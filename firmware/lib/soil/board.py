@@ -21,7 +21,7 @@ takes for the end of a write), a master's `hb_i2c` (the controller on the pair's
 """
 
 from soil import codec, heartbeat
-from soil.bootcount import DropCounter, next_boot
+from soil.bootcount import next_boot
 from soil.collector import Collector
 from soil.ds1307 import DS1307
 from soil.journal import DEFAULT_MAX_BYTES, POLICIES, Journal
@@ -141,5 +141,5 @@ def build(s, hal, log=None):
         pair = MasterRole(wire, s["hb_address"], s["hb_interval_ms"], s["handback_margin_s"], s["hb_timeout_ms"])
     return Collector(s["board"], boot, rtc, hal.adc, journal, hal.link, hal.ticks_ms, hal.ticks_diff, pair=pair,
                      interval_ms=s["interval_ms"], window=s["window"], status_interval_ms=s["status_interval_ms"],
-                     led=hal.led, log=log, uid=hal.uid, drops=DropCounter(rtc, hal.card),
+                     led=hal.led, log=log, uid=hal.uid,
                      flash=getattr(hal, "flash", None))

@@ -27,9 +27,8 @@ CircuitPython `code.py` or the CPython virtual board. soil.board builds it from 
 """
 
 from soil import __version__, codec, const, ds1307, utc
-from soil.bootcount import DropCounter
 from soil.card import ENODEV, ENOSPC, errno_of
-from soil.journal import DROP_NEWEST, Journal, JournalFull
+from soil.journal import DROP_OLDEST, Journal, JournalFull
 from soil.uplink import Uplink
 
 _AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
@@ -43,7 +42,7 @@ class Collector:
 
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
                  window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
-                 flash=None, drops=None):
+                 flash=None):
         if not codec.valid_board_id(board_id):
             raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
         if uid is None or not codec.valid_uid(uid):
@@ -57,6 +56,7 @@ class Collector:
         self.flash = flash            # a folder of the board's flash with the card interface (None: RAM only)
         self.fallback = None          # that Journal, opened, while it is in use (the module docstring)
         self.fallback_failing = False  # the flash failed (or is read-only): tried again at the next status
+        self._fallback_dropped = 0    # the flash journal's `dropped` when it was let go
         self.ticks_ms = ticks_ms
         self.ticks_diff = ticks_diff
         self.interval_ms = interval_ms
@@ -70,8 +70,7 @@ class Collector:
         self.sampling = True          # False: no more samples (a bench run that stops after N); the link is served
         self.ram = []                 # records waiting in RAM while the card cannot take them
         self.ram_limit = ram_queue
-        # The board's lifetime count of readings lost (soil.bootcount: NVRAM and card); none kept: this run only.
-        self.drops = drops if drops is not None else DropCounter()
+        self.ram_dropped = 0
         self.card_state = codec.CARD_OK
         self.clock_state = ds1307.UNSET
         self._fresh = None            # the reading sampled in this step, if any: sending it now makes it live
@@ -297,7 +296,7 @@ class Collector:
                 self._fallback_failed(e)
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
-            self.count_dropped(1)
+            self.ram_dropped += 1
         entry = [record]
         self.ram.append(entry)
         return entry
@@ -385,9 +384,9 @@ class Collector:
     def _use_fallback(self):
         """The fallback journal, made and opened (recovered) when first needed; None without one, or failing."""
         if self.fallback is None and self.flash is not None and not self.fallback_failing:
-            # Full, it refuses the newest record and does not count it: RAM takes it (see _store), and what RAM
-            # cannot keep is counted once, by count_dropped. The flash itself never deletes a reading.
-            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False, policy=DROP_NEWEST)
+            # The card journal's policy; it does not count a record it refuses: RAM takes it (see _store).
+            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False,
+                         policy=self.journal.policy if self.journal is not None else DROP_OLDEST)
             try:
                 fb.open()
             except OSError as e:
@@ -397,6 +396,7 @@ class Collector:
         return self.fallback
 
     def _let_fallback_go(self):
+        self._fallback_dropped = self.fallback.dropped
         self.fallback = None
 
     def _fallback_failed(self, err):
@@ -497,18 +497,10 @@ class Collector:
         return journal_pending + fallback_pending + len(self.ram) + \
             sum(1 for e in self.uplink.inflight if e[2] is None)
 
-    def count_dropped(self, n):
-        """`n` readings are gone for good (never on a store that survives, never delivered): counted once, for the
-        board's lifetime. The journal's own losses are not counted here: dropped() takes them from its counter."""
-        self.drops.add(n)
-
     def dropped(self):
-        """Readings this board lost for good since it was first used (persisted, never reset: the S frame's
-        `dropped`). The journal's persisted counter is folded in while its card is readable."""
-        if self.journal is not None:
-            ok = self.card_state == codec.CARD_OK or self.card_state == codec.CARD_FULL
-            self.drops.add(0, self.journal.dropped if ok else None)
-        return self.drops.total
+        journal_dropped = self.journal.dropped if self.journal is not None else 0
+        journal_dropped += self.fallback.dropped if self.fallback is not None else self._fallback_dropped
+        return journal_dropped + self.ram_dropped
 
     def send_status(self):
         tm, state = self.read_clock()
