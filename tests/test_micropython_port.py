@@ -174,3 +174,28 @@ def test_card_absent_readings_wait_on_the_flash_then_reach_the_card_and_the_gate
     assert {(2, s) for s in range(1, board1["seq"] + 1)} <= replayed, "a reading kept on the flash was lost"
     assert board2["fallback_pending"] == 0 and board2["pending"] == 0 and board2["dropped"] == 0
     assert len([n for n in state2["flash"] if n.endswith(".log")]) <= 1   # moved segments deleted (the open one stays)
+
+
+@pytest.mark.micropython
+@pytest.mark.parametrize("role, kept", [("single", False), ("master", True), ("standby", True)])
+def test_only_a_pairs_roles_keep_the_heartbeat_module(role, kept):
+    """Heap diet: after main.start() a single board keeps no soil.heartbeat (start-up imports it for two settings'
+    defaults only) while a pair's board keeps it, and each role keeps only its own side of the pair."""
+    require_micropython()
+    d = tempfile.mkdtemp(prefix="mpyport-")
+    try:
+        with open(os.path.join(d, "script.py"), "w") as f:
+            f.write("import sys, simboard\nsimboard.prepare()\nimport main\n"
+                    "hal, c = main.start(None, (simboard._B['rx'], simboard._B['tx']))\n"
+                    "print('MODULES', ' '.join(sorted(n for n in sys.modules if n.startswith('soil'))))\n")
+        with open(os.path.join(d, "_simstate.py"), "w") as f:
+            f.write(simstate(dict(CFG, role=role), 0, gateway=False))
+        proc = run_micropython(os.path.join(d, "script.py"), libs=LIBS, timeout=120, packages=PACKAGES)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("MODULES ")]
+    assert line, proc.stdout + proc.stderr
+    modules = line[0].split()[1:]
+    assert ("soil.heartbeat" in modules) == kept, modules
+    assert ("soil.standby" in modules) == (role == "standby") and ("soil.master" in modules) == (role == "master")
+    assert "soil.board" not in modules and "soil.bootcount" not in modules

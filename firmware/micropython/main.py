@@ -23,12 +23,15 @@ def _log(msg):
 
 def start(cfg=None, serial=None):
     """Read config.json (unless `cfg` is given), build everything and start it (startup.py), then drop the modules
-    only start-up runs (once: their code is garbage from here on). Returns (hal, collector)."""
+    only start-up runs (once: their code is garbage from here on), on a board without a pair the pair's module too.
+    Returns (hal, collector)."""
     import startup
+    c = None
     try:
-        return startup.start(cfg, serial, _log)
+        hal, c = startup.start(cfg, serial, _log)
+        return hal, c
     finally:
-        for name in startup.BOOT_ONLY:
+        for name in startup.BOOT_ONLY + (startup.PAIR_ONLY if c is not None and c.pair is None else ()):
             _drop(name)
         gc.collect()
 

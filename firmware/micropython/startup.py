@@ -13,6 +13,9 @@ from soil import board, heartbeat
 
 # Imported during start-up and never needed after it: main.py drops them from sys.modules.
 BOOT_ONLY = ("startup", "boards", "soil.board", "soil.bootcount")
+# Run only by a pair's roles (soil.standby, soil.master hold it): a single board imports it at start-up for the
+# settings' defaults alone, so main.py drops it too when the board has no pair.
+PAIR_ONLY = ("soil.heartbeat",)
 _WDT_MS = const(8000)
 _CONFIG = const("config.json")
 _FLASH = const("/fallback")      # tools/sim/micropython/board/simboard.py mounts the simulated flash here

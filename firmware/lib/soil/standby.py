@@ -239,7 +239,7 @@ class Mailbox:
         if not self._written:
             return None
         self._written = False
-        beat = decode_beat(self.mem[hb.BEAT_OFF:hb.BEAT_OFF + hb.BEAT_LEN])
+        beat = self.peek_beat()
         if beat is not None:
             self.beats += 1
         return beat
