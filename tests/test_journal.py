@@ -593,27 +593,37 @@ def test_slot_file_stores_on_a_full_card(tmp_path):
 # --- the property: any sequence of operations, cuts and reboots ------------------------------------------------
 
 class JournalMachine(RuleBasedStateMachine):
-    """A model of what must come back: every record whose append returned, not acknowledged and not dropped,
-    is read exactly once, in order, after any sequence of appends, reads, acks, rewinds, reboots and power cuts.
-    Acknowledged records never come back, except those whose ack write was torn by the cut (at-least-once).
-    The only exceptions allowed out of the journal are JournalFull and the sim's PowerCut."""
+    """Random sequences of appends, reads (sent, in flight), acks (delivered), rewinds, reboots, power cuts, and the
+    card's faults: full and freed, pulled and put back, write errors on and off. At every step every record the test
+    handed to the journal is exactly one of: on the card (readable after a power cut: checked against the card's
+    files), delivered (acknowledged), counted in `dropped` (exactly once: the records missing from the card are as
+    many as `dropped` rose), or handed back (JournalFull or OSError: the caller keeps it). A record in flight is
+    never dropped, and one full episode never drops more than one segment of records (`SEGMENT` bytes)."""
 
     POLICY = "drop_oldest"
     CAPACITY = 256 * 1024
     MAX_BYTES = 1024
     SEGMENT = 256
+    BOUNDED = False   # the budget (MAX_BYTES) is a ring of its own; the episode bound is checked where it cannot act
 
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="journal-machine-")
-        self.unacked = []  # payloads, oldest first
-        self.read_pos = []  # positions returned for unacked[:len(read_pos)] since the last rewind / boot
-        self.dropped = 0
+        self.unacked = []  # payloads whose append returned, not acknowledged, not found dropped; oldest first
+        self.read_pos = []  # positions returned for unacked[:len(read_pos)] since the last rewind / boot (in flight)
+        self.sampled = 0
+        self.delivered = 0
+        self.handed_back = 0
+        self.counted = 0  # records found missing from the card, each matched by a rise of `dropped`
         self.counter = 0
+        self.faults = {"full": False, "removed": False, "write_error": False}
+        self.episode_dropped = 0
         self.boot()
+        self.dropped_seen = self.j.dropped
 
     def teardown(self):
         try:
+            self.faults = {"full": False, "removed": False, "write_error": False}
             self.boot()
             got = []
             while True:
@@ -627,40 +637,59 @@ class JournalMachine(RuleBasedStateMachine):
 
     def boot(self):
         self.card = SimCard(self.dir, self.CAPACITY, block_size=BS, seed=self.counter)
+        for k, v in self.faults.items():
+            setattr(self.card, k, v)
         self.j = Journal(self.card, max_bytes=self.MAX_BYTES, segment_bytes=self.SEGMENT, policy=self.POLICY)
-        self.j.open()
+        self.unopened = False
+        try:
+            self.j.open()
+        except OSError:
+            self.unopened = True  # a pulled card: the journal opens when it is back (append/read_next open it)
         self.read_pos = []
+        self.episode_dropped = 0  # a reboot starts a new full episode
+
+    def on_card(self):
+        """Every valid record payload in the card's segment files, read from the host folder (not the journal)."""
+        found = set()
+        folder = os.path.join(self.dir, "card")
+        for name in os.listdir(folder):
+            if not name.endswith(".log"):
+                continue
+            with open(os.path.join(folder, name), "rb") as f:
+                lines = f.read().split(b"\n")[:-1]
+            for line in lines:
+                p, star, crc = line.rpartition(b"*")
+                if star and crc32_hex(p) == crc:
+                    found.add(p)
+        return found
 
     def payload(self, pad):
         self.counter += 1
         return b"%d:" % self.counter + b"p" * pad
 
-    def drop_front(self, k):
-        assert 0 <= k <= len(self.unacked)
-        self.dropped += k
-        del self.unacked[:k]
-        if len(self.read_pos) <= k:
-            self.read_pos = []
-        else:
-            del self.read_pos[:k]
-
     def ack_front(self, k):
         del self.unacked[:k]
         del self.read_pos[:k]
+        self.delivered += k
 
     def do_append(self, p):
-        before = self.j.dropped
+        self.sampled += 1
         try:
             self.j.append(p)
-            refused = 0
         except JournalFull:
-            refused = 1
-        self.drop_front(self.j.dropped - before - refused)
-        self.dropped += refused
-        if not refused:
-            self.unacked.append(p)
-            # a torn tail left by a cut may overshoot the budget until the next append, never after it
-            assert self.j.pending_bytes <= self.MAX_BYTES
+            self.handed_back += 1
+            self.unopened = False   # it opened (a refusal comes after open)
+            assert self.j.state == "full"
+            return
+        except OSError:
+            self.handed_back += 1
+            assert self.j.state == "error"
+            return
+        self.unacked.append(p)
+        self.unopened = False
+        assert self.j.state == "ok"
+        # a torn tail left by a cut may overshoot the budget until the next append, never after it
+        assert self.j.pending_bytes <= self.MAX_BYTES
 
     @rule(pad=st.integers(0, 90))
     def append(self, pad):
@@ -668,7 +697,12 @@ class JournalMachine(RuleBasedStateMachine):
 
     @rule()
     def read(self):
-        r = self.j.read_next()
+        try:
+            r = self.j.read_next()
+        except OSError:
+            assert self.faults["removed"]
+            return
+        self.unopened = False
         i = len(self.read_pos)
         if i < len(self.unacked):
             assert r is not None and r[0] == self.unacked[i]
@@ -680,7 +714,13 @@ class JournalMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def ack(self, data):
         k = data.draw(st.integers(1, len(self.read_pos)))
-        self.j.ack(self.read_pos[k - 1])
+        before = self.j.pending
+        try:
+            self.j.ack(self.read_pos[k - 1])
+        except OSError:
+            assert self.faults["removed"] or self.faults["write_error"]
+            if self.j.pending == before:
+                return    # the pointer was not written: not acknowledged, sent again later
         self.ack_front(k)
 
     @rule()
@@ -692,20 +732,27 @@ class JournalMachine(RuleBasedStateMachine):
     def reboot(self):
         self.boot()
 
+    @rule(fault=st.sampled_from(["full", "removed", "write_error"]), on=st.booleans())
+    def card_fault(self, fault, on):
+        """full / freed, pulled / put back, write errors / none."""
+        self.faults[fault] = on
+        setattr(self.card, fault, on)
+        if fault == "full":
+            self.episode_dropped = 0
+
     @rule(pad=st.integers(0, 90), keep=st.integers(0, 120), tail=st.sampled_from(["prefix", "zeros", "garbage"]))
     def power_cut_during_append(self, pad, keep, tail):
         p = self.payload(pad)
-        before = self.j.dropped
         self.card.power_cut_after(keep, tail)
         try:
             self.do_append(p)
         except PowerCut:
+            self.handed_back += 1   # its append never returned: not cached (do_append counted it as sampled)
             self.boot()
-            self.drop_front(self.j.dropped - before)  # only what reached jstate.bin counts
         else:
             self.card.power_cut_after(None)
 
-    @precondition(lambda self: self.read_pos)
+    @precondition(lambda self: self.read_pos and not self.faults["removed"] and not self.faults["write_error"])
     @rule(data=st.data(), keep=st.integers(0, 21), tail=st.sampled_from(["prefix", "zeros", "garbage"]))
     def power_cut_during_ack(self, data, keep, tail):
         k = data.draw(st.integers(1, len(self.read_pos)))
@@ -738,7 +785,7 @@ class JournalMachine(RuleBasedStateMachine):
         if spared:
             self.ack_front(k)
 
-    @precondition(lambda self: self.read_pos)
+    @precondition(lambda self: self.read_pos and not self.faults["removed"] and not self.faults["write_error"])
     @rule(data=st.data())
     def power_cut_before_compaction(self, data):
         k = data.draw(st.integers(1, len(self.read_pos)))
@@ -753,9 +800,27 @@ class JournalMachine(RuleBasedStateMachine):
             self.card.power_cut_before_remove(False)
 
     @invariant()
-    def counters_match_the_model(self):
+    def every_record_is_on_the_card_delivered_counted_or_handed_back(self):
+        present = self.on_card()
+        in_flight = set(self.unacked[:len(self.read_pos)])
+        missing = [p for p in self.unacked if p not in present]
+        assert not in_flight.intersection(missing), "a record in flight was dropped"
+        if self.unopened:     # the card was away at boot: nothing read from it yet, nothing changed on it
+            assert not missing
+            return
+        rise = self.j.dropped - self.dropped_seen
+        assert len(missing) == rise, "%d records gone from the card, dropped rose by %d" % (len(missing), rise)
+        self.dropped_seen = self.j.dropped
+        self.counted += rise
+        self.episode_dropped += rise
+        gone = set(missing)
+        self.unacked = [p for p in self.unacked if p not in gone]
         assert self.j.pending == len(self.unacked)
-        assert self.j.dropped == self.dropped
+        assert self.sampled == len(self.unacked) + self.delivered + self.counted + self.handed_back
+        if self.POLICY == "drop_newest":
+            assert self.j.dropped == 0
+        if self.BOUNDED and self.faults["full"]:
+            assert self.episode_dropped <= self.SEGMENT // 12, "one full episode dropped more than one segment"
 
 
 class JournalMachineDropNewest(JournalMachine):
@@ -766,10 +831,17 @@ class JournalMachineSmallCard(JournalMachine):
     """The card, not the budget, runs out: ENOSPC and short writes."""
     CAPACITY = 8 * BS
     MAX_BYTES = 1 << 20
+    BOUNDED = True
 
 
 class JournalMachineSmallCardDropNewest(JournalMachineSmallCard):
     POLICY = "drop_newest"
+
+
+class JournalMachineStaysFull(JournalMachine):
+    """A roomy card and no budget to speak of: only the card's faults can make it full."""
+    MAX_BYTES = 1 << 20
+    BOUNDED = True
 
 
 # JOURNAL_EXAMPLES=2000 for a long soak; the default keeps the suite quick.
@@ -781,8 +853,9 @@ TestJournalMachine = JournalMachine.TestCase
 TestJournalMachineDropNewest = JournalMachineDropNewest.TestCase
 TestJournalMachineSmallCard = JournalMachineSmallCard.TestCase
 TestJournalMachineSmallCardDropNewest = JournalMachineSmallCardDropNewest.TestCase
+TestJournalMachineStaysFull = JournalMachineStaysFull.TestCase
 for _case in (TestJournalMachine, TestJournalMachineDropNewest, TestJournalMachineSmallCard,
-              TestJournalMachineSmallCardDropNewest):
+              TestJournalMachineSmallCardDropNewest, TestJournalMachineStaysFull):
     _case.settings = _SETTINGS
 del _case
 
