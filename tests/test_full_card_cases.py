@@ -18,7 +18,8 @@ pytestmark = pytest.mark.integration
 
 INTERVAL_MS = 50
 SEGMENT_BYTES = 4096          # soil.journal's default segment
-SHORTEST_READING = 40         # bytes of the shortest reading record this board writes (payload + '*' + crc + '\n')
+SHORTEST_READING = 37         # bytes of the shortest reading record: `1,1,<20-byte time>,0,` + '*' + crc + '\n'
+
 ONE_SEGMENT = SEGMENT_BYTES // SHORTEST_READING
 
 
