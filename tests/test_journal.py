@@ -374,6 +374,30 @@ def test_a_cut_between_counting_and_deleting_a_dropped_segment_counts_it_once(tm
     assert b.j.dropped + len(got) == n                # every record appended before the cut, once
 
 
+def test_a_new_segment_never_takes_the_number_of_the_drop_mark(tmp_path):
+    """The last segment given up behind records in flight is the drop mark, which open() deletes if it is there.
+    After a reboot a new segment must not be given that number, or the next boot would delete its readings."""
+    b = Board(tmp_path, capacity=8 * BS, segment_bytes=512, max_bytes=1 << 20, policy="drop_oldest")
+    i = 0
+    while len(b.segments()) < 2:
+        b.j.append(rec(i))
+        i += 1
+    b.j.read_next()                                  # in flight: the first segment stays, the second may go
+    b.card.full = True
+    with pytest.raises(JournalFull):
+        while True:
+            b.j.append(rec(i))
+            i += 1
+    assert b.j.dropped > 0
+    b.card.full = False
+    b.reboot()
+    after = b"after the drop " + b"x" * 80           # too long for the first segment: a new one
+    b.j.append(after)
+    assert len(b.segments()) == 2
+    b.reboot()
+    assert b.payloads()[-1] == after
+
+
 def test_f8_overlong_record_is_skipped_with_bounded_buffer(board):
     """The book copied a cache line into a 128-byte buffer without a bound. A line longer than MAX_RECORD is
     skipped and counted, and no read ever asks the card for more than the journal's fixed buffer."""

@@ -284,6 +284,8 @@ class Journal:
             n = self._segs[-1] + 1
         if self._wseg is not None and self._wseg + 1 > n:
             n = self._wseg + 1
+        if self._mark_seg + 1 > n:
+            n = self._mark_seg + 1   # never the drop mark's number: the next open() would delete it
         return n if n > 0 else 1
 
     def _write(self, size):
@@ -392,7 +394,7 @@ class Journal:
         count = 0
         while True:
             kind, off = self._reader.parse(seg, off)
-            if kind == EOF or kind == records.TORN:
+            if kind == EOF:
                 break
             if kind == VALID:
                 count += 1
