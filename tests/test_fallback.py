@@ -133,7 +133,7 @@ class _ADC:
 def _collector(tmp_path, boot):
     card = SimCard(os.path.join(str(tmp_path), "sd"), 8 << 20)
     flash = SimCard(os.path.join(str(tmp_path), "flash"), 1408 << 10, block_size=4096)
-    journal = Journal(card, count_refused=False)
+    journal = Journal(card)
     clock = _Clock()
     c = Collector("b1", boot, _RTC(), _ADC(), journal, _Link(), clock, lambda a, b: a - b, interval_ms=100,
                   uid="00112233", flash=flash)

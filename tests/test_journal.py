@@ -221,7 +221,7 @@ def test_f2_reboot_keeps_the_cache(board):
 
 def test_f6_full_card_drops_by_policy_and_counts(tmp_path):
     """The book asked "what happens when the disk is full?" and left it there. Each policy drops what it says,
-    counts it, and the count survives a reboot."""
+    counts what it deleted, and the count survives a reboot. A refused record is not counted: the caller has it."""
     # drop_oldest over the byte budget: the newest readings are kept, whole old segments go
     b = Board(tmp_path / "oldest", segment_bytes=256, max_bytes=1024, policy="drop_oldest")
     for i in range(100):
@@ -234,7 +234,7 @@ def test_f6_full_card_drops_by_policy_and_counts(tmp_path):
     assert b.reboot().dropped == 100 - len(kept)
     assert b.j.pending == len(kept)
 
-    # drop_newest over the byte budget: what is cached stays, new readings are refused and counted
+    # drop_newest over the byte budget: what is cached stays, new readings are refused (the caller keeps them)
     b = Board(tmp_path / "newest", segment_bytes=256, max_bytes=1024, policy="drop_newest")
     stored = refused = 0
     for i in range(100):
@@ -244,9 +244,9 @@ def test_f6_full_card_drops_by_policy_and_counts(tmp_path):
         except JournalFull:
             refused += 1
             assert b.j.state == "full"
-    assert refused > 0 and b.j.dropped == refused
+    assert refused > 0 and b.j.dropped == 0
     assert b.payloads() == [rec(i) for i in range(stored)]
-    assert b.reboot().dropped == refused
+    assert b.reboot().dropped == 0
 
     # a card that is really full (ENOSPC), with drop_oldest: space comes back from the oldest segments
     b = Board(tmp_path / "card", capacity=8 * BS, segment_bytes=256, max_bytes=1 << 20, policy="drop_oldest")
@@ -257,22 +257,27 @@ def test_f6_full_card_drops_by_policy_and_counts(tmp_path):
     assert kept == [rec(i) for i in range(60 - len(kept), 60)]
     assert b.reboot().dropped == 60 - len(kept)
 
-    # the `full` fault (free space forced to 0): nothing can be made room for; refused and counted
+    # the `full` fault (free space forced to 0): at most one segment goes, then records are refused
     b = Board(tmp_path / "forced", segment_bytes=256, max_bytes=1 << 20, policy="drop_oldest")
-    b.j.append(rec(0))
+    for i in range(20):
+        b.j.append(rec(i))
     b.card.full = True
-    with pytest.raises(JournalFull):
-        for i in range(1, 50):
+    refused = 0
+    for i in range(20, 70):
+        try:
             b.j.append(rec(i))
-    assert b.j.dropped >= 1 and b.j.state == "full"
+        except JournalFull:
+            refused += 1
+            assert b.j.state == "full"
+    assert refused > 0 and b.j.dropped <= 256 // len(record_bytes(rec(0)))
     b.card.full = False
     b.j.append(rec(99))
     assert b.j.state == "ok"
     got = b.payloads()
-    assert got[-1] == rec(99) and b.j.dropped + len(got) == i + 2
+    assert got[-1] == rec(99) and b.j.dropped + len(got) + refused == 71
 
 
-def test_f6_enospc_with_drop_newest_refuses_and_counts(tmp_path):
+def test_f6_enospc_with_drop_newest_refuses_and_counts_nothing(tmp_path):
     b = Board(tmp_path, capacity=8 * BS, segment_bytes=256, max_bytes=1 << 20, policy="drop_newest")
     stored = []
     refused = 0
@@ -282,9 +287,115 @@ def test_f6_enospc_with_drop_newest_refuses_and_counts(tmp_path):
             stored.append(rec(i))
         except JournalFull:
             refused += 1
-    assert refused > 0 and b.j.dropped == refused
+    assert refused > 0 and b.j.dropped == 0          # refused, not dropped: the caller still holds them
     assert b.payloads() == stored
-    assert b.reboot().dropped == refused and b.payloads() == stored
+    assert b.reboot().dropped == 0 and b.payloads() == stored
+
+
+def test_a_card_that_stays_full_drops_at_most_one_segment_per_episode(tmp_path):
+    """A card reporting full (free space 0 whatever is deleted) for many samples used to lose one segment per
+    sample until the whole cache was gone. One full episode gives up at most one segment; the rest is refused
+    (the caller keeps it) until the card has room again; a reboot starts a new episode."""
+    b = Board(tmp_path, segment_bytes=512, max_bytes=1 << 20, policy="drop_oldest")
+    for i in range(300):
+        b.j.append(rec(i))
+    per_segment = 512 // len(record_bytes(rec(0)))
+    b.card.full = True
+    for i in range(300, 400):                        # 100 samples of "full"
+        try:
+            b.j.append(rec(i))
+        except JournalFull:
+            pass
+    assert 0 < b.j.dropped <= per_segment
+    assert b.j.pending >= 300 - per_segment
+    b.reboot()
+    b.card.full = True
+    first = b.j.dropped
+    assert first > 0                                 # the count survives the reboot
+    for i in range(400, 420):
+        try:
+            b.j.append(rec(i))
+        except JournalFull:
+            pass
+    assert b.j.dropped - first <= per_segment
+
+
+def test_full_is_not_failing_a_write_error_deletes_nothing(tmp_path):
+    """EIO (a card that fails whatever is deleted) and ENODEV (pulled) never make the policy delete anything."""
+    b = Board(tmp_path, segment_bytes=256, max_bytes=1 << 20, policy="drop_oldest")
+    for i in range(30):
+        b.j.append(rec(i))
+    for fault in ("write_error", "removed"):
+        setattr(b.card, fault, True)
+        for i in range(20):
+            with pytest.raises(OSError):
+                b.j.append(rec(100 + i))
+            assert b.j.state == "error"
+        setattr(b.card, fault, False)
+    assert b.j.dropped == 0
+    assert b.reboot().pending == 30
+
+
+def test_the_count_never_counts_a_reading_in_flight(tmp_path):
+    """Records read (sent) and not yet acknowledged may still be committed: the policy never gives up their
+    segment, it drops the oldest one behind them, and the gateway's late ack still frees what it covers."""
+    b = Board(tmp_path, segment_bytes=256, max_bytes=1024, policy="drop_oldest")
+    for i in range(15):
+        b.j.append(rec(i))
+    sent = [b.j.read_next() for _ in range(3)]       # three in flight
+    for i in range(15, 60):
+        b.j.append(rec(i))
+    assert b.j.dropped > 0
+    b.j.ack(sent[-1][1])                             # the gateway committed them after all
+    rest = b.payloads()
+    assert rest[-1] == rec(59)
+    assert b.j.dropped + len(rest) + 3 == 60          # delivered, kept or counted: each exactly once
+    assert b.j.pending == len(rest)
+    b.reboot()
+    assert b.payloads() == rest and b.j.dropped + len(rest) + 3 == 60
+
+
+def test_a_cut_between_counting_and_deleting_a_dropped_segment_counts_it_once(tmp_path):
+    """A segment given up behind records in flight is marked in jstate.bin before it is deleted: after a cut
+    there, open() deletes it, so its records are not both counted and read again."""
+    b = Board(tmp_path, segment_bytes=256, max_bytes=1024, policy="drop_oldest")
+    for i in range(15):
+        b.j.append(rec(i))
+    b.j.read_next()                                  # one in flight: the oldest segment stays
+    b.card.power_cut_before_remove()
+    n = 15
+    with pytest.raises(PowerCut):
+        while True:
+            b.j.append(rec(n))
+            n += 1
+    b.reboot()
+    got = b.payloads()
+    assert len(got) == len(set(got))
+    assert b.j.dropped + len(got) == n                # every record appended before the cut, once
+
+
+def test_a_new_segment_never_takes_the_number_of_the_drop_mark(tmp_path):
+    """The last segment given up behind records in flight is the drop mark, which open() deletes if it is there.
+    After a reboot a new segment must not be given that number, or the next boot would delete its readings."""
+    b = Board(tmp_path, capacity=8 * BS, segment_bytes=512, max_bytes=1 << 20, policy="drop_oldest")
+    i = 0
+    while len(b.segments()) < 2:
+        b.j.append(rec(i))
+        i += 1
+    b.j.read_next()                                  # in flight: the first segment stays, the second may go
+    b.card.full = True
+    with pytest.raises(JournalFull):
+        while True:
+            b.j.append(rec(i))
+            i += 1
+    assert b.j.dropped > 0
+    b.card.full = False
+    b.reboot()
+    after = b"after the drop " + b"x" * 80           # too long for the first segment: a new one
+    b.j.append(after)
+    assert len(b.segments()) == 2
+    b.reboot()
+    assert b.payloads()[-1] == after
 
 
 def test_f8_overlong_record_is_skipped_with_bounded_buffer(board):
@@ -316,9 +427,8 @@ def test_f6_a_card_with_one_block_left_refuses_the_record_instead_of_looping(tmp
     assert b.card.free_bytes() == BS
     with pytest.raises(JournalFull):
         b.j.append(rec(1))
-    assert b.j.dropped == 1 and b.j.state == "full"
+    assert b.j.dropped == 0 and b.j.state == "full"        # refused, not counted: the caller keeps it
     assert len(b.segments()) <= 1
-    assert b.reboot().dropped == 1                          # the loss is counted, and kept
 
 
 # --- torn writes and power cuts ------------------------------------------------------------------------------------
@@ -507,27 +617,37 @@ def test_slot_file_stores_on_a_full_card(tmp_path):
 # --- the property: any sequence of operations, cuts and reboots ------------------------------------------------
 
 class JournalMachine(RuleBasedStateMachine):
-    """A model of what must come back: every record whose append returned, not acknowledged and not dropped,
-    is read exactly once, in order, after any sequence of appends, reads, acks, rewinds, reboots and power cuts.
-    Acknowledged records never come back, except those whose ack write was torn by the cut (at-least-once).
-    The only exceptions allowed out of the journal are JournalFull and the sim's PowerCut."""
+    """Random sequences of appends, reads (sent, in flight), acks (delivered), rewinds, reboots, power cuts, and the
+    card's faults: full and freed, pulled and put back, write errors on and off. At every step every record the test
+    handed to the journal is exactly one of: on the card (readable after a power cut: checked against the card's
+    files), delivered (acknowledged), counted in `dropped` (exactly once: the records missing from the card are as
+    many as `dropped` rose), or handed back (JournalFull or OSError: the caller keeps it). A record in flight is
+    never dropped, and one full episode never drops more than one segment of records (`SEGMENT` bytes)."""
 
     POLICY = "drop_oldest"
     CAPACITY = 256 * 1024
     MAX_BYTES = 1024
     SEGMENT = 256
+    BOUNDED = False   # the budget (MAX_BYTES) is a ring of its own; the episode bound is checked where it cannot act
 
     def __init__(self):
         super().__init__()
         self.dir = tempfile.mkdtemp(prefix="journal-machine-")
-        self.unacked = []  # payloads, oldest first
-        self.read_pos = []  # positions returned for unacked[:len(read_pos)] since the last rewind / boot
-        self.dropped = 0
+        self.unacked = []  # payloads whose append returned, not acknowledged, not found dropped; oldest first
+        self.read_pos = []  # positions returned for unacked[:len(read_pos)] since the last rewind / boot (in flight)
+        self.sampled = 0
+        self.delivered = 0
+        self.handed_back = 0
+        self.counted = 0  # records found missing from the card, each matched by a rise of `dropped`
         self.counter = 0
+        self.faults = {"full": False, "removed": False, "write_error": False}
+        self.episode_dropped = 0
         self.boot()
+        self.dropped_seen = self.j.dropped
 
     def teardown(self):
         try:
+            self.faults = {"full": False, "removed": False, "write_error": False}
             self.boot()
             got = []
             while True:
@@ -541,40 +661,59 @@ class JournalMachine(RuleBasedStateMachine):
 
     def boot(self):
         self.card = SimCard(self.dir, self.CAPACITY, block_size=BS, seed=self.counter)
+        for k, v in self.faults.items():
+            setattr(self.card, k, v)
         self.j = Journal(self.card, max_bytes=self.MAX_BYTES, segment_bytes=self.SEGMENT, policy=self.POLICY)
-        self.j.open()
+        self.unopened = False
+        try:
+            self.j.open()
+        except OSError:
+            self.unopened = True  # a pulled card: the journal opens when it is back (append/read_next open it)
         self.read_pos = []
+        self.episode_dropped = 0  # a reboot starts a new full episode
+
+    def on_card(self):
+        """Every valid record payload in the card's segment files, read from the host folder (not the journal)."""
+        found = set()
+        folder = os.path.join(self.dir, "card")
+        for name in os.listdir(folder):
+            if not name.endswith(".log"):
+                continue
+            with open(os.path.join(folder, name), "rb") as f:
+                lines = f.read().split(b"\n")[:-1]
+            for line in lines:
+                p, star, crc = line.rpartition(b"*")
+                if star and crc32_hex(p) == crc:
+                    found.add(p)
+        return found
 
     def payload(self, pad):
         self.counter += 1
         return b"%d:" % self.counter + b"p" * pad
 
-    def drop_front(self, k):
-        assert 0 <= k <= len(self.unacked)
-        self.dropped += k
-        del self.unacked[:k]
-        if len(self.read_pos) <= k:
-            self.read_pos = []
-        else:
-            del self.read_pos[:k]
-
     def ack_front(self, k):
         del self.unacked[:k]
         del self.read_pos[:k]
+        self.delivered += k
 
     def do_append(self, p):
-        before = self.j.dropped
+        self.sampled += 1
         try:
             self.j.append(p)
-            refused = 0
         except JournalFull:
-            refused = 1
-        self.drop_front(self.j.dropped - before - refused)
-        self.dropped += refused
-        if not refused:
-            self.unacked.append(p)
-            # a torn tail left by a cut may overshoot the budget until the next append, never after it
-            assert self.j.pending_bytes <= self.MAX_BYTES
+            self.handed_back += 1
+            self.unopened = False   # it opened (a refusal comes after open)
+            assert self.j.state == "full"
+            return
+        except OSError:
+            self.handed_back += 1
+            assert self.j.state == "error"
+            return
+        self.unacked.append(p)
+        self.unopened = False
+        assert self.j.state == "ok"
+        # a torn tail left by a cut may overshoot the budget until the next append, never after it
+        assert self.j.pending_bytes <= self.MAX_BYTES
 
     @rule(pad=st.integers(0, 90))
     def append(self, pad):
@@ -582,7 +721,12 @@ class JournalMachine(RuleBasedStateMachine):
 
     @rule()
     def read(self):
-        r = self.j.read_next()
+        try:
+            r = self.j.read_next()
+        except OSError:
+            assert self.faults["removed"]
+            return
+        self.unopened = False
         i = len(self.read_pos)
         if i < len(self.unacked):
             assert r is not None and r[0] == self.unacked[i]
@@ -594,7 +738,13 @@ class JournalMachine(RuleBasedStateMachine):
     @rule(data=st.data())
     def ack(self, data):
         k = data.draw(st.integers(1, len(self.read_pos)))
-        self.j.ack(self.read_pos[k - 1])
+        before = self.j.pending
+        try:
+            self.j.ack(self.read_pos[k - 1])
+        except OSError:
+            assert self.faults["removed"] or self.faults["write_error"]
+            if self.j.pending == before:
+                return    # the pointer was not written: not acknowledged, sent again later
         self.ack_front(k)
 
     @rule()
@@ -606,20 +756,27 @@ class JournalMachine(RuleBasedStateMachine):
     def reboot(self):
         self.boot()
 
+    @rule(fault=st.sampled_from(["full", "removed", "write_error"]), on=st.booleans())
+    def card_fault(self, fault, on):
+        """full / freed, pulled / put back, write errors / none."""
+        self.faults[fault] = on
+        setattr(self.card, fault, on)
+        if fault == "full":
+            self.episode_dropped = 0
+
     @rule(pad=st.integers(0, 90), keep=st.integers(0, 120), tail=st.sampled_from(["prefix", "zeros", "garbage"]))
     def power_cut_during_append(self, pad, keep, tail):
         p = self.payload(pad)
-        before = self.j.dropped
         self.card.power_cut_after(keep, tail)
         try:
             self.do_append(p)
         except PowerCut:
+            self.handed_back += 1   # its append never returned: not cached (do_append counted it as sampled)
             self.boot()
-            self.drop_front(self.j.dropped - before)  # only what reached jstate.bin counts
         else:
             self.card.power_cut_after(None)
 
-    @precondition(lambda self: self.read_pos)
+    @precondition(lambda self: self.read_pos and not self.faults["removed"] and not self.faults["write_error"])
     @rule(data=st.data(), keep=st.integers(0, 21), tail=st.sampled_from(["prefix", "zeros", "garbage"]))
     def power_cut_during_ack(self, data, keep, tail):
         k = data.draw(st.integers(1, len(self.read_pos)))
@@ -652,7 +809,7 @@ class JournalMachine(RuleBasedStateMachine):
         if spared:
             self.ack_front(k)
 
-    @precondition(lambda self: self.read_pos)
+    @precondition(lambda self: self.read_pos and not self.faults["removed"] and not self.faults["write_error"])
     @rule(data=st.data())
     def power_cut_before_compaction(self, data):
         k = data.draw(st.integers(1, len(self.read_pos)))
@@ -667,9 +824,27 @@ class JournalMachine(RuleBasedStateMachine):
             self.card.power_cut_before_remove(False)
 
     @invariant()
-    def counters_match_the_model(self):
+    def every_record_is_on_the_card_delivered_counted_or_handed_back(self):
+        present = self.on_card()
+        in_flight = set(self.unacked[:len(self.read_pos)])
+        missing = [p for p in self.unacked if p not in present]
+        assert not in_flight.intersection(missing), "a record in flight was dropped"
+        if self.unopened:     # the card was away at boot: nothing read from it yet, nothing changed on it
+            assert not missing
+            return
+        rise = self.j.dropped - self.dropped_seen
+        assert len(missing) == rise, "%d records gone from the card, dropped rose by %d" % (len(missing), rise)
+        self.dropped_seen = self.j.dropped
+        self.counted += rise
+        self.episode_dropped += rise
+        gone = set(missing)
+        self.unacked = [p for p in self.unacked if p not in gone]
         assert self.j.pending == len(self.unacked)
-        assert self.j.dropped == self.dropped
+        assert self.sampled == len(self.unacked) + self.delivered + self.counted + self.handed_back
+        if self.POLICY == "drop_newest":
+            assert self.j.dropped == 0
+        if self.BOUNDED and self.faults["full"]:
+            assert self.episode_dropped <= self.SEGMENT // 12, "one full episode dropped more than one segment"
 
 
 class JournalMachineDropNewest(JournalMachine):
@@ -680,10 +855,17 @@ class JournalMachineSmallCard(JournalMachine):
     """The card, not the budget, runs out: ENOSPC and short writes."""
     CAPACITY = 8 * BS
     MAX_BYTES = 1 << 20
+    BOUNDED = True
 
 
 class JournalMachineSmallCardDropNewest(JournalMachineSmallCard):
     POLICY = "drop_newest"
+
+
+class JournalMachineStaysFull(JournalMachine):
+    """A roomy card and no budget to speak of: only the card's faults can make it full."""
+    MAX_BYTES = 1 << 20
+    BOUNDED = True
 
 
 # JOURNAL_EXAMPLES=2000 for a long soak; the default keeps the suite quick.
@@ -695,8 +877,9 @@ TestJournalMachine = JournalMachine.TestCase
 TestJournalMachineDropNewest = JournalMachineDropNewest.TestCase
 TestJournalMachineSmallCard = JournalMachineSmallCard.TestCase
 TestJournalMachineSmallCardDropNewest = JournalMachineSmallCardDropNewest.TestCase
+TestJournalMachineStaysFull = JournalMachineStaysFull.TestCase
 for _case in (TestJournalMachine, TestJournalMachineDropNewest, TestJournalMachineSmallCard,
-              TestJournalMachineSmallCardDropNewest):
+              TestJournalMachineSmallCardDropNewest, TestJournalMachineStaysFull):
     _case.settings = _SETTINGS
 del _case
 

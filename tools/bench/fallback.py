@@ -25,7 +25,7 @@ def bench_fallback(boot=1234):
     root = tempfile.mkdtemp(prefix="bench-fallback-")
     try:
         flash = Card(os.path.join(root, "flash"), FLASH_BYTES, block_size=FLASH_BLOCK)
-        journal = Journal(flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False)
+        journal = Journal(flash, max_bytes=FALLBACK_MAX_BYTES)
         journal.open()
         start = utc.to_epoch((2026, 6, 1, 0, 0, 0))
         n = 0

@@ -500,6 +500,8 @@ def main(argv=None):
               bench_flash)
         phase("fallback", "8. readings the fallback journal on a board's flash holds at 1 Hz (default size)",
               bench_fallback)
+        phase("full_card", "9. a card that stays full: the cache lost, and samples kept elsewhere before a loss",
+              bench_full_card, stack)
     except Exception as e:
         errors["setup"] = "%s: %s" % (e.__class__.__name__, e)
         say("bench: ERROR %s" % errors["setup"])
@@ -523,6 +525,7 @@ def main(argv=None):
 from tools.bench.pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in its own module)
 from tools.bench.board import bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
 from tools.bench.fallback import bench_fallback  # noqa: E402  (phase 8)
+from tools.bench.card import SEGMENT_BYTES, bench_full_card  # noqa: E402  (phase 9)
 from tools.sim.micropython.heap import AFTER_START_BUDGET, PEAK_BUDGET  # noqa: E402
 
 
@@ -599,6 +602,13 @@ def build_report(res, errors):
     else:
         rep.add("MicroPython heap after start-up and at the peak", "not measured",
                 "<= %d KB / <= %d KB" % (AFTER_START_BUDGET // 1024, PEAK_BUDGET // 1024), None, None)
+    fc = res.get("full_card")
+    if fc:
+        rep.add("A card that stays full, at 1 Hz: tolerated before a reading sampled while full is lost (cache lost "
+                "when it went full)", "%d s (%d cached readings)" % (fc["tolerated_s_at_1hz"], fc["cache_lost"]),
+                "(no target; cache lost <= one %d-byte segment)" % SEGMENT_BYTES, None, None)
+    else:
+        rep.add("A card that stays full, at 1 Hz", "not measured", "(no target)", None, None)
     flash = res.get("flash")
     if flash:
         rep.add("make flash against the virtual board: full / incremental", "%.1f s / %.1f s"
@@ -711,6 +721,14 @@ def render(rep, res, errors, facts, z, mode, elapsed):
         w("MicroPython heap (bytes of live heap taken by the firmware; after start-up / at the peak): %s."
           % "; ".join("%s %d / %d" % (r, heap[r][0], heap[r][1]) for r in ("single", "master", "standby")))
         w("")
+    fc = res.get("full_card")
+    if fc:
+        w("Full card (a board with %d readings cached and no gateway, every %d ms; its card then reports itself full "
+          "whatever is deleted): the journal gave up %d cached readings when the episode began (its bound: one "
+          "segment); then %d samples were kept elsewhere (the collector's store for what the card refuses) before "
+          "the first of them was lost: %d s at one reading per second." % (
+              fc["cached"], fc["interval_ms"], fc["cache_lost"], fc["tolerated_samples"], fc["tolerated_s_at_1hz"]))
+        w("")
     if errors:
         w("Errors (these measurements are missing above):")
         w("")
@@ -782,6 +800,11 @@ def render(rep, res, errors, facts, z, mode, elapsed):
       "the records a board makes at one reading per second until the journal first drops by its policy; the "
       "readings it held then, over 3600, are the hours a card may stay away per board. `python -m "
       "tools.bench.fallback` runs this phase alone.")
+    w("9. **A card that stays full.** tools/bench/card.py: a virtual board without a gateway caches readings, then "
+      "its simulated card's `full` fault is set (free space 0 whatever is deleted). From the board's `status`: the "
+      "rise of `dropped` when the card went full (the journal's one segment per full episode, docs/JOURNAL.md), then "
+      "the samples taken until `dropped` rises again (a reading sampled while full is lost). The count of samples "
+      "does not depend on the interval, so at 1 Hz it is seconds.")
     w("")
     w("## Caveats")
     w("")

@@ -118,7 +118,7 @@ def build(s, hal, log=None):
     rtc = DS1307(hal.i2c)        # raises "no DS1307 at 0x68: check SDA/SCL and pull-ups"
     # The collector keeps what the card refuses (on the flash, else in RAM) and counts what it loses: the journal
     # must not count a refused record too (soil.collector).
-    journal = Journal(hal.card, max_bytes=s["journal_max"], policy=s["full_policy"], count_refused=False)
+    journal = Journal(hal.card, max_bytes=s["journal_max"], policy=s["full_policy"])
     boot, stores = next_boot(rtc, hal.card)
     if not stores and log is not None:
         log("boot number %d kept nowhere (no NVRAM, no card): identities may repeat" % boot)

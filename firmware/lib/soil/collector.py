@@ -384,8 +384,8 @@ class Collector:
     def _use_fallback(self):
         """The fallback journal, made and opened (recovered) when first needed; None without one, or failing."""
         if self.fallback is None and self.flash is not None and not self.fallback_failing:
-            # The card journal's policy; it does not count a record it refuses: RAM takes it (see _store).
-            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES, count_refused=False,
+            # The card journal's policy; a record it refuses is not counted: RAM takes it (see _store).
+            fb = Journal(self.flash, max_bytes=FALLBACK_MAX_BYTES,
                          policy=self.journal.policy if self.journal is not None else DROP_OLDEST)
             try:
                 fb.open()

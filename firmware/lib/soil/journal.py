@@ -8,12 +8,14 @@ an acknowledgement that the gateway sends after COMMIT, and reads through one fi
 On-card format (all in the card's one folder; see docs/JOURNAL.md for the long version):
 
     j0000001.log, j0000002.log, ...   segments, numbered upwards, each capped at `segment_bytes`
-    jstate.bin                        A/B SlotFile (soil.slots): ack pointer and dropped counter
+    jstate.bin                        A/B SlotFile (soil.slots): ack pointer, dropped counter, drop mark
 
 - A segment is text: one record per line, `<payload>*<crc>\n` (soil.records has the format and its bounded
   reader). `cat j0000001.log` on a PC shows the readings.
-- `jstate.bin` holds 12 bytes: ack segment (u32 LE), ack offset (u32 LE), dropped (u32 LE). Everything before the
-  ack pointer is acknowledged. Segment numbers never go back and are never reused.
+- `jstate.bin` holds 16 bytes: ack segment (u32 LE), ack offset (u32 LE), dropped (u32 LE), drop mark (u32 LE: the
+  last segment given up by the full-card policy, deleted again by `open()` if a cut left it; 0: none). A card
+  written before the mark existed holds 12 bytes (no mark). Everything before the ack pointer is acknowledged.
+  Segment numbers never go back and are never reused.
 - A record counts as cached once `append()` returned: it was written in one write and flushed.
 
 Recovery (`open()`, once at boot; it never deletes an unacknowledged record): segments wholly before the ack pointer
@@ -28,17 +30,23 @@ segments wholly before it. A cut between the two leaves extra files that the nex
 pointer is written leaves the previous pointer (the slot store is A/B), so the records acknowledged by that ack are
 read and sent again: delivery is at-least-once, and the gateway stores a reading once by its identity (F9).
 
-Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at construction:
-- 'drop_oldest' (default; a logger would rather keep the newest readings): delete the oldest unacknowledged
-  segment, add its unacknowledged records to `dropped`, persist that with the ack pointer moved past it, then
-  write the new record. For the budget, segments are dropped until the record fits; after ENOSPC a segment is
-  dropped and the write retried, again while the card answers ENOSPC, at most once per segment there was, and
-  never after a drop that left the card with no free space (a card that stays full whatever is deleted would
-  otherwise eat the whole cache). If no room can be made the new record is refused as below.
-- 'drop_newest': keep what is cached and refuse the new record: `dropped` += 1 (persisted), `JournalFull` raised.
-A refused record is counted here only with `count_refused` (the default); a caller that keeps refused records
-elsewhere (the collector puts them on the board's flash or in RAM) passes False and counts what it loses itself,
-so a reading counted as dropped is one that is gone, counted once.
+Full card (`max_bytes` budget, or ENOSPC from the card), policy chosen at construction. "Full" is not "failing": a
+full card works, and space comes back when readings are acknowledged; a failing card (EIO, ENODEV) fails whatever is
+deleted, so nothing is ever deleted for it. A refused record raises `JournalFull` and is NOT counted: it was never
+cached, the caller still holds it and decides (the collector keeps it on the board's flash or in RAM, and counts it
+only if it is lost).
+`dropped` counts only readings the journal deleted from the card before anyone had them: a segment whose records
+were read (sent) and not yet acknowledged is never given up (the gateway may commit them), the oldest segment
+after them goes instead.
+- 'drop_oldest' (default; a logger would rather keep the newest readings): give up the oldest segment holding no
+  sent-and-unacknowledged record, add its records to `dropped`, persist that (with the ack pointer moved past it,
+  or with it as the drop mark), delete it, then write the new record. For the budget, segments are dropped until
+  the record fits. After ENOSPC, one full episode (from the ENOSPC to the next append after which the card has
+  free space again; a reboot starts a new one) gives up at most ONE segment with readings in it: one dropped
+  segment always makes room for a record when the journal is what fills the card, so a card still full after it
+  is full for other reasons (another file, a card that reports itself full), and deleting more would only eat the
+  cache. The record is then refused (JournalFull).
+- 'drop_newest': keep what is cached and refuse the new record (JournalFull).
 `dropped` is never reset (it lives in jstate.bin), so the board can report it (F6). Card errors other than ENOSPC
 (ENODEV removed, EIO) propagate as OSError and set `state` to 'error'.
 
@@ -60,18 +68,19 @@ DROP_OLDEST = const("drop_oldest")
 DROP_NEWEST = const("drop_newest")
 POLICIES = (DROP_OLDEST, DROP_NEWEST)
 _NL = const(0x0A)
+_STATE_BYTES = const(16)
 
 
 class JournalFull(Exception):
-    """The new record was refused (policy 'drop_newest', or 'drop_oldest' could not make room); it is counted in
-    `dropped`. Not an OSError: the card itself works."""
+    """The new record was refused (policy 'drop_newest', or 'drop_oldest' could not make room). It is not counted in
+    `dropped`: it was never cached, and the caller still holds it. Not an OSError: the card itself works, and space
+    comes back when readings are acknowledged."""
 
 
 class Journal:
     """Append-only, acknowledged, crash-safe cache of readings on the card (see the module docstring)."""
 
-    def __init__(self, card, max_bytes=DEFAULT_MAX_BYTES, segment_bytes=4096, policy=DROP_OLDEST,
-                 count_refused=True):
+    def __init__(self, card, max_bytes=DEFAULT_MAX_BYTES, segment_bytes=4096, policy=DROP_OLDEST):
         if policy not in POLICIES:
             raise ValueError("policy must be 'drop_oldest' or 'drop_newest'")
         if segment_bytes < MAX_RECORD or max_bytes < segment_bytes:
@@ -80,8 +89,7 @@ class Journal:
         self.max_bytes = max_bytes
         self.segment_bytes = segment_bytes
         self.policy = policy
-        self.count_refused = count_refused
-        self._slot = SlotFile(card, STATE_FILE, 12)
+        self._slot = SlotFile(card, STATE_FILE, _STATE_BYTES)
         self._reader = records.RecordReader(card)
         self._wbuf = bytearray(MAX_RECORD)
         self._opened = False
@@ -100,6 +108,9 @@ class Journal:
         self._ack_seg = 0
         self._ack_off = 0
         self._ack_idx = 0
+        self._mark_seg = 0  # the last segment the full-card policy gave up (deleted again at open if still there)
+        self._episode = False  # a full episode: ENOSPC seen, and the card has not had free space again since
+        self._spent = False  # this episode has given up its one segment with readings in it
         self._rseg = 0
         self._roff = 0
         self._ridx = 0
@@ -111,10 +122,11 @@ class Journal:
     # Plain attributes, not properties, on purpose: on a board every property is a function and an object in RAM.
     # Read them; only the journal writes them.
     #   pending   records appended and not yet acknowledged (counted once at open, then maintained)
-    #   dropped   records lost to the full-card policy since the card was first used; persisted, never reset
+    #   dropped   records the full-card policy deleted before they were sent; persisted, never reset
     #   corrupt   complete lines skipped because their CRC or format was wrong or they were longer than MAX_RECORD
     #   torn      unterminated tails skipped (left by a power cut or a short write; not readings that were cached)
-    #   state     'ok', 'full' (the last record was refused) or 'error' (the card failed)
+    #   state     'ok', 'full' (the last record was refused: the card works, it has no room) or 'error' (the card
+    #             failed: EIO, ENODEV)
 
     @property
     def pending_bytes(self):
@@ -125,10 +137,11 @@ class Journal:
 
     # --- persistence --------------------------------------------------------------------------------------------
     def _persist(self, seg, off, dropped):
-        b = bytearray(12)
+        b = bytearray(_STATE_BYTES)
         b[0:4] = seg.to_bytes(4, "little")
         b[4:8] = off.to_bytes(4, "little")
         b[8:12] = dropped.to_bytes(4, "little")
+        b[12:16] = self._mark_seg.to_bytes(4, "little")
         self._slot.store(b)
 
     # --- recovery -----------------------------------------------------------------------------------------------
@@ -148,10 +161,12 @@ class Journal:
     def _recover(self):
         card = self._card
         raw = self._slot.load()
-        if raw is not None and len(raw) == 12:
+        if raw is not None and (len(raw) == 12 or len(raw) == _STATE_BYTES):
             self._ack_seg = int.from_bytes(raw[0:4], "little")
             self._ack_off = int.from_bytes(raw[4:8], "little")
             self.dropped = int.from_bytes(raw[8:12], "little")
+            if len(raw) == _STATE_BYTES:
+                self._mark_seg = int.from_bytes(raw[12:16], "little")
         else:
             self.dropped = 0
             self._persist(0, 0, 0)  # reserve the state file's blocks while there is room
@@ -163,6 +178,9 @@ class Journal:
         segs.sort()
         while segs and segs[0] < self._ack_seg:
             self._remove(segs.pop(0))
+        if self._mark_seg in segs:    # a cut between counting a dropped segment and deleting it
+            segs.remove(self._mark_seg)
+            self._remove(self._mark_seg)
         total = 0
         size = 0
         for s in segs:
@@ -252,11 +270,14 @@ class Journal:
         if self._total + size > self.max_bytes:
             self._make_room(size)    # or JournalFull
         try:
-            return self._write(size)
+            position = self._write(size)
         except OSError as e:
             if errno_of(e) != ENOSPC:
                 raise
-        return self._after_enospc(size)
+            position = self._after_enospc(size)
+        if self._episode and self._card.free_bytes() > 0:
+            self._episode = self._spent = False   # the card has room again: the full episode is over
+        return position
 
     def _newsegment_number(self):
         n = self._ack_seg if self._ack_off == 0 else self._ack_seg + 1
@@ -264,6 +285,8 @@ class Journal:
             n = self._segs[-1] + 1
         if self._wseg is not None and self._wseg + 1 > n:
             n = self._wseg + 1
+        if self._mark_seg + 1 > n:
+            n = self._mark_seg + 1   # never the drop mark's number: the next open() would delete it
         return n if n > 0 else 1
 
     def _write(self, size):
@@ -318,21 +341,28 @@ class Journal:
         """Before a write of `size` bytes that would pass `max_bytes`: drop the oldest segments ('drop_oldest')
         until it fits, or refuse the record (JournalFull)."""
         if self.policy == DROP_OLDEST:
-            while self._total + size > self.max_bytes and self._drop_oldest():
+            while self._total + size > self.max_bytes and self._drop_one() is not None:
                 pass
         if self._total + size > self.max_bytes:
             self._refuse()
 
     def _after_enospc(self, size):
-        """The card answered ENOSPC to a write of `size` bytes. 'drop_oldest': free the oldest segment and retry,
-        again while the card keeps answering ENOSPC, at most once per segment there was (the record's own, empty
-        new segment is among them: dropping it frees the block the retry takes again, so without the bound a card
-        with one block left would make and drop segments for ever); stop when a drop gave no space back (a card
-        that reports itself full whatever is deleted must not eat the cache). Returns the record's position, or
-        raises JournalFull."""
+        """The card answered ENOSPC to a write of `size` bytes: a full episode. 'drop_oldest': give up the oldest
+        droppable segment and retry, at most one segment with readings per episode (empty ones, which cost
+        nothing, as long as there are any: dropping the record's own empty new segment frees the block the retry
+        takes again, so the loop is bounded by the segments there were). Stop when a drop gave no space back.
+        Returns the record's position, or raises JournalFull."""
+        self._episode = True
         if self.policy == DROP_OLDEST:
             for _ in range(len(self._segs)):
-                if not self._drop_oldest() or self._card.free_bytes() <= 0:
+                if self._spent:
+                    break
+                lost = self._drop_one()
+                if lost is None:
+                    break
+                if lost:
+                    self._spent = True
+                if self._card.free_bytes() <= 0:
                     break
                 try:
                     return self._write(size)
@@ -342,21 +372,25 @@ class Journal:
         self._refuse()
 
     def _refuse(self):
+        """The record does not fit: not counted (never cached; the caller still holds it)."""
         self.state = "full"
-        if not self.count_refused:
-            raise JournalFull("journal full: record refused")   # the caller keeps it or counts it
-        self.dropped += 1
-        try:
-            self._persist(self._ack_seg, self._ack_off, self.dropped)
-        except OSError:
-            pass  # still counted in RAM; the next successful persist writes it
-        raise JournalFull("journal full: record dropped (%d dropped so far)" % self.dropped)
+        raise JournalFull("journal full: record refused (the card has no room; %d dropped so far)" % self.dropped)
 
-    def _drop_oldest(self):
-        """Give up the oldest unacknowledged segment (policy 'drop_oldest'). False if there is none."""
-        if not self._segs:
-            return False
-        seg = self._segs[0]
+    def _droppable(self):
+        """The oldest segment with no record that was read (sent) and not acknowledged, or None."""
+        inflight = (self._ack_seg, self._ack_off) < (self._rseg, self._roff)
+        for s in self._segs:
+            if not inflight or (s, 0) >= (self._rseg, self._roff):
+                return s
+        return None
+
+    def _drop_one(self):
+        """Give up the oldest droppable segment (policy 'drop_oldest'): its records are counted in `dropped`.
+        Returns how many, or None if no segment may go."""
+        seg = self._droppable()
+        if seg is None:
+            return None
+        first = seg == self._segs[0]
         off = self._ack_off if seg == self._ack_seg else 0
         count = 0
         while True:
@@ -366,18 +400,25 @@ class Journal:
             if kind == VALID:
                 count += 1
         size = self._card.size(segment_name(seg))
-        self._persist(seg + 1, 0, self.dropped + count)
+        if first:
+            # The oldest: the ack pointer moves past it (open() deletes what lies before the pointer).
+            self._persist(seg + 1, 0, self.dropped + count)
+            self._ack_idx += count
+            self._ack_seg = seg + 1
+            self._ack_off = 0
+            if (self._rseg, self._roff) < (self._ack_seg, 0):
+                self._rseg, self._roff, self._ridx = self._ack_seg, 0, self._ack_idx
+        else:
+            # Behind records in flight: it becomes the drop mark (open() deletes it if a cut leaves it). Nobody
+            # holds a position after it (it is past the read cursor), so the ordinals after it simply close up.
+            self._mark_seg = seg
+            self._persist(self._ack_seg, self._ack_off, self.dropped + count)
         self.dropped += count
         self.pending -= count
-        self._ack_idx += count
-        self._ack_seg = seg + 1
-        self._ack_off = 0
-        if (self._rseg, self._roff) < (self._ack_seg, 0):
-            self._rseg, self._roff, self._ridx = self._ack_seg, 0, self._ack_idx
-        self._segs.pop(0)
+        self._segs.remove(seg)
         self._total -= size
         self._remove(seg)
-        return True
+        return count
 
     def read_next(self):
         """The next record after the read cursor as (payload, position), or None when everything is read."""
