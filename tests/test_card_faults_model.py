@@ -157,7 +157,8 @@ TestCardFaults = CardFaultsMachine.TestCase
 TestCardFaults.settings = _SETTINGS
 
 
-@pytest.mark.xfail(strict=True, reason="needs the fallback store on the board's flash (i12-fallback): a power cut "
-                                       "loses the readings waiting in RAM, uncounted")
+@pytest.mark.xfail(strict=True, reason="this model's board has no flash fallback wired in yet, so a power cut loses "
+                                       "the readings waiting in RAM, uncounted (the virtual board's fallback is "
+                                       "proven in tests/test_fallback.py and tests/test_full_card_cases.py)")
 class TestCardFaultsWithPowerCuts(CardFaultsMachineWithPowerCuts.TestCase):
     settings = _SETTINGS

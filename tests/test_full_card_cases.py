@@ -142,8 +142,6 @@ def test_card_write_errors_readings_wait_and_every_loss_is_counted(stack):
     assert missing == reported
 
 
-@pytest.mark.xfail(strict=True, reason="needs the fallback store on the board's flash (i12-fallback): readings "
-                                       "waiting in RAM while the card is away die with the power, uncounted")
 def test_card_pulled_then_a_power_cut_missing_equals_dropped(stack):
     c = Case(stack, "pulled-cut")
     c.outage(30)
@@ -156,8 +154,6 @@ def test_card_pulled_then_a_power_cut_missing_equals_dropped(stack):
     assert missing == reported
 
 
-@pytest.mark.xfail(strict=True, reason="needs the persisted dropped counter (i12-counters): the count of the "
-                                       "first episode is lost at the reboot")
 def test_card_pulled_twice_with_a_reboot_between_missing_equals_dropped(stack):
     c = Case(stack, "pulled-twice")
     for episode in range(2):
