@@ -303,7 +303,8 @@ class Collector:
 
     def _next_record(self):
         """Oldest unsent record: the card's backlog first (the fallback's records are moved there while the card
-        works), else the fallback's, then RAM."""
+        works), then the fallback's (a card that stays full, or away, must not keep them from the gateway), then
+        RAM."""
         if self.journal is not None and self.card_state != codec.CARD_ABSENT and self.card_state != codec.CARD_ERROR:
             try:
                 item = self.journal.read_next()
@@ -312,7 +313,7 @@ class Collector:
                 item = None
             if item is not None:
                 return item[0], item[1]
-        elif self.fallback is not None:
+        if self.fallback is not None:
             try:
                 item = self.fallback.read_next()
             except OSError as e:
