@@ -303,8 +303,7 @@ class Collector:
 
     def _next_record(self):
         """Oldest unsent record: the card's backlog first (the fallback's records are moved there while the card
-        works), then the fallback's (a card that stays full, or away, must not keep them from the gateway), then
-        RAM."""
+        works), else the fallback's, then RAM."""
         if self.journal is not None and self.card_state != codec.CARD_ABSENT and self.card_state != codec.CARD_ERROR:
             try:
                 item = self.journal.read_next()
@@ -313,7 +312,7 @@ class Collector:
                 item = None
             if item is not None:
                 return item[0], item[1]
-        if self.fallback is not None:
+        elif self.fallback is not None:
             try:
                 item = self.fallback.read_next()
             except OSError as e:
