@@ -26,7 +26,7 @@
 //   read them from the traceback text ("OSError: [Errno 2] ENOENT").
 // - main.py: Python here runs synchronously inside the JS event loop, so a `while True` main loop would stop the
 //   board from ever reading its serial line again (no Ctrl-C). `--main auto` (the default) runs a main.py that
-//   defines start(cfg, serial) and loop(hal, c, steps) in STEP mode: start(None, serial) once, then loop(..., 1)
+//   defines (or imports) start(cfg, serial) and loop(hal, c, steps) in STEP mode: start(None, serial) once, then loop(..., 1)
 //   on a timer, with time.sleep_ms returning at once and the host waiting that long instead; the serial link is a
 //   pair of pollable streams fed by this host, and Ctrl-C on the line stops it (KeyboardInterrupt, back to the REPL).
 //   Any other main.py runs as a plain script (SCRIPT mode), as on a board.
@@ -447,8 +447,9 @@ class Board {
   mainMode() {
     if (this.opts.main !== "auto") return this.opts.main;
     const src = this.mp.FS.readFile("/main.py", { encoding: "utf8" });
-    return /^def start\(/m.test(src) && /^def loop\(/m.test(src)
-      ? "step" : "script";
+    // Defined in main.py, or imported by it (firmware/micropython/main.py imports them from boardmain).
+    const has = (name) => new RegExp(`^def ${name}\\(|^from [\\w.]+ import [\\w, ]*\\b${name}\\b`, "m").test(src);
+    return has("start") && has("loop") ? "step" : "script";
   }
 
   runMain() {
