@@ -15,9 +15,12 @@ import pytest
 
 from soil import codec
 from soil.collector import MOVE_BATCH, Collector
+from soil.ds1307 import DS1307
 from soil.journal import Journal
 from tests.test_backbone import assert_complete, drained
 from tools.demo.stack import wait_for
+from tools.sim.host.ds1307 import DS1307Sim
+from tools.sim.host.i2c import I2CBus, MachineI2C
 from tools.sim.host.sdcard import PowerCut, SimCard
 
 FAST = {"interval_ms": 20, "status_interval_ms": 300, "seed": 3}
@@ -120,25 +123,56 @@ class _Clock:
         return self.ms
 
 
-class _RTC:
-    def read(self):
-        return (2026, 1, 1, 0, 0, 0), "ok"
-
-
 class _ADC:
     def read_u16(self):
         return 30000
 
 
-def _collector(tmp_path, boot):
+_BUSES = {}
+
+
+def _rtc(tmp_path):
+    """The real DS1307 driver on one simulated chip per test: a reboot (a second _collector) keeps its NVRAM."""
+    if tmp_path not in _BUSES:
+        bus = I2CBus()
+        bus.attach(0x68, DS1307Sim())
+        DS1307(MachineI2C(bus)).set_datetime((2026, 1, 1, 0, 0, 0))
+        _BUSES[tmp_path] = bus
+    return DS1307(MachineI2C(_BUSES[tmp_path]))
+
+
+def _collector(tmp_path, boot, ram_queue=64):
     card = SimCard(os.path.join(str(tmp_path), "sd"), 8 << 20)
     flash = SimCard(os.path.join(str(tmp_path), "flash"), 1408 << 10, block_size=4096)
     journal = Journal(card)
     clock = _Clock()
-    c = Collector("b1", boot, _RTC(), _ADC(), journal, _Link(), clock, lambda a, b: a - b, interval_ms=100,
-                  uid="00112233", flash=flash)
+    c = Collector("b1", boot, _rtc(tmp_path), _ADC(), journal, _Link(), clock, lambda a, b: a - b, interval_ms=100,
+                  uid="00112233", flash=flash, ram_queue=ram_queue)
     c.start()
     return c, card, flash, clock
+
+
+def test_the_ram_queues_dropped_count_survives_a_reboot_in_the_clocks_nvram(tmp_path):
+    """Issue 12: the count was reset at reboot (boards.dropped went 64 -> 0). Readings lost from the RAM queue (card
+    and flash both away) are counted in the DS1307's NVRAM, so the next boot reports them still, and adds to them."""
+    c, card, flash, _ = _collector(tmp_path, 1, ram_queue=4)
+    card.removed = flash.removed = True
+    for _ in range(10):
+        c.sample()
+    assert c.dropped() == 6
+    c2, card2, flash2, _ = _collector(tmp_path, 2, ram_queue=4)
+    assert c2.dropped() == 6, "the reboot kept the count"
+    card2.removed = flash2.removed = True
+    for _ in range(7):
+        c2.sample()
+    assert c2.dropped() == 9
+    assert _collector(tmp_path, 3)[0].dropped() == 9
+
+
+def test_a_new_batterys_random_nvram_is_not_read_as_a_dropped_count(tmp_path):
+    rtc = _rtc(tmp_path)
+    rtc.nvram_write(8, bytes([0x5A, 0x13, 0x00, 0x00, 0xFF, 0x00, 0x7E, 0x01]))
+    assert _collector(tmp_path, 1)[0].dropped() == 0
 
 
 def _seqs(journal):

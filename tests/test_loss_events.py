@@ -172,8 +172,6 @@ def _events(stack, board, kind):
                                       (board, kind))]
 
 
-@pytest.mark.xfail(strict=True, reason="the RAM queue's dropped count is not persisted across a reboot yet "
-                   "(docs/JOURNAL.md, Limits: a lifetime counter in NVRAM needs heap the standby lacks)")
 def test_a_loss_a_reboot_a_second_loss_give_two_dropped_events(stack):
     """The issue's "card pulled twice with a reboot between", with the board's flash failing too (with it, the
     fallback journal keeps every reading: tests/test_fallback.py): each episode (the card out while the database is

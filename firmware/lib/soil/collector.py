@@ -34,6 +34,12 @@ from soil.uplink import Uplink
 _AFTER_EDGE_MS = const(20)    # a sample is taken this long after its second begins, once the collector knows when
 MOVE_BATCH = const(8)         # fallback records moved to the card per step (and acknowledged on the flash at once)
 FALLBACK_MAX_BYTES = const(512 << 10)   # of the board's flash (a Pico's LittleFS has about 1.4 MB): hours at 1 Hz
+_RAM_DROPS_NVRAM = const(8)   # DS1307 NVRAM bytes 8..15: the RAM queue's lifetime drop count (0..7: soil.bootcount)
+
+
+def _ram_drops_record(n):
+    """The count and its complement (8 bytes): a new battery's random RAM does not read as a count."""
+    return n.to_bytes(4, "little") + (n ^ 0xFFFFFFFF).to_bytes(4, "little")
 
 
 class Collector:
@@ -43,10 +49,10 @@ class Collector:
     def __init__(self, board_id, boot, rtc, adc, journal, link, ticks_ms, ticks_diff, pair=None, interval_ms=1000,
                  window=24, status_interval_ms=10000, ram_queue=64, led=None, fw=__version__, log=None, uid=None,
                  flash=None):
-        if not codec.valid_board_id(board_id):
-            raise ValueError("board id must be 1-32 characters from A-Z a-z 0-9 _ -")
-        if uid is None or not codec.valid_uid(uid):
-            raise ValueError("uid must be the hardware's unique id as 4-32 lower-case hex digits, got %r" % (uid,))
+        # soil.board checked the id (a setting) and made the uid; the asserts guard other callers (the tests, the
+        # virtual boards), and mpy-cross -O3 leaves them out of a board's .mpy, which has no heap to spare.
+        assert codec.valid_board_id(board_id), "board id must be 1-32 characters from A-Z a-z 0-9 _ -"
+        assert uid is not None and codec.valid_uid(uid), "uid must be 4-32 lower-case hex digits, got %r" % (uid,)
         self.board_id = board_id
         self.uid = uid                # the hardware's unique id: the part of the identity no setting repeats
         self.boot = boot
@@ -104,6 +110,12 @@ class Collector:
         self._next_status = now
         self._seeking = self.interval_ms % 1000 == 0
         self._seen_second = None
+        try:
+            kept = bytes(self.rtc.nvram_read(_RAM_DROPS_NVRAM, 8))
+            if kept == _ram_drops_record(int.from_bytes(kept[:4], "little")):
+                self.ram_dropped = int.from_bytes(kept[:4], "little")   # never reset: the gateway counts increases
+        except OSError:
+            pass                      # no clock on the bus: the count starts at 0 (the gateway says dropped_reset)
         if self.journal is not None:
             try:
                 self.journal.open()
@@ -197,6 +209,8 @@ class Collector:
             if self.journal is not None and (self.card_state == codec.CARD_ABSENT or
                                              self.card_state == codec.CARD_ERROR):
                 self._retry_card()    # a card that failed or was pulled may be back; a full one is retried per sample
+            elif self.card_state == codec.CARD_FULL and self._fallback_holds():
+                self.move_fallback()  # and at every status: with sampling stopped, the card's sent backlog frees it
             self.fallback_failing = False
         if self.card_state == codec.CARD_OK and self.fallback is not None:
             self.move_fallback()      # what the gateway has not acknowledged from the flash; then it is let go
@@ -297,6 +311,10 @@ class Collector:
         if len(self.ram) >= self.ram_limit:
             self.ram.pop(0)
             self.ram_dropped += 1
+            try:                      # in the clock's NVRAM: what fails here is the card and the flash, not it
+                self.rtc.nvram_write(_RAM_DROPS_NVRAM, _ram_drops_record(self.ram_dropped))
+            except OSError:
+                pass
         entry = [record]
         self.ram.append(entry)
         return entry
