@@ -235,16 +235,21 @@ def _m4_legacy_sample_time(cur, db):
         cur.execute("DROP TRIGGER %s.%s" % (_q(db), _q(PLANTS_TRIGGER)))
 
 
+def _add_missing_columns(cur, db, table, columns):
+    """Add each (name, ddl) of `columns` that `table` lacks, in one ALTER (one table copy): a migrator that died half
+    way runs again and adds only the rest."""
+    have = _columns(cur, db, table)
+    clauses = ["ADD COLUMN %s %s" % (_q(name), ddl) for name, ddl in columns if name not in have]
+    if clauses:
+        cur.execute("ALTER TABLE %s.%s\n  %s" % (_q(db), _q(table), ",\n  ".join(clauses)))
+
+
 def _m5_event_identity(cur, db):
     """A board's event is sent until the gateway acknowledges its COMMIT, so it can arrive twice: its identity
     (board, boot, event_no) is unique. Rows from before (and the gateway's own witness_refused) have NULLs, which
     a unique key lets repeat. Each part is added only when missing, so a migrator that died half way can rerun."""
-    columns = _columns(cur, db, "collector_events")
-    if "boot" not in columns:
-        cur.execute("ALTER TABLE %s.`collector_events` ADD COLUMN `boot` INT UNSIGNED NULL AFTER `board`" % _q(db))
-    if "event_no" not in columns:
-        cur.execute("ALTER TABLE %s.`collector_events` ADD COLUMN `event_no` INT UNSIGNED NULL AFTER `boot`"
-                    % _q(db))
+    _add_missing_columns(cur, db, "collector_events", (("boot", "INT UNSIGNED NULL AFTER `board`"),
+                                                       ("event_no", "INT UNSIGNED NULL AFTER `boot`")))
     if "event_identity" not in _indexes(cur, db, "collector_events"):
         cur.execute("ALTER TABLE %s.`collector_events` ADD UNIQUE KEY `event_identity` (`board`, `boot`, `event_no`)"
                     % _q(db))
@@ -253,14 +258,9 @@ def _m5_event_identity(cur, db):
 def _m6_board_identity(cur, db):
     """boards.uid: the hardware unique id that owns a board id (the first board to say hello with it), and
     boards.port: where it was last served. Two boards given one id are told apart by it (gateway/identity.py)."""
-    have = _columns(cur, db, "boards")
-    clauses = []
-    if "uid" not in have:
-        clauses.append("ADD COLUMN `uid` VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL AFTER `board`")
-    if "port" not in have:
-        clauses.append("ADD COLUMN `port` VARCHAR(255) NULL AFTER `uid`")
-    if clauses:
-        cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
+    _add_missing_columns(cur, db, "boards", (
+        ("uid", "VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NULL AFTER `board`"),
+        ("port", "VARCHAR(255) NULL AFTER `uid`")))
 
 
 def _m7_loss_ledger(cur, db):
@@ -270,14 +270,8 @@ def _m7_loss_ledger(cur, db):
 
     Boards already known start their ledger at their last boot: the boots before the upgrade are not audited
     afterwards (that would say, in one burst at the first status, what no one asked of the old version)."""
-    have = _columns(cur, db, "boards")
-    clauses = []
-    if "gaps_checked_boot" not in have:
-        clauses.append("ADD COLUMN `gaps_checked_boot` INT UNSIGNED NULL")
-    if "dropped_at_gap_check" not in have:
-        clauses.append("ADD COLUMN `dropped_at_gap_check` INT UNSIGNED NULL")
-    if clauses:
-        cur.execute("ALTER TABLE %s.`boards`\n  %s" % (_q(db), ",\n  ".join(clauses)))
+    _add_missing_columns(cur, db, "boards", (("gaps_checked_boot", "INT UNSIGNED NULL"),
+                                             ("dropped_at_gap_check", "INT UNSIGNED NULL")))
     cur.execute("UPDATE %s.`boards` SET `gaps_checked_boot` = GREATEST(COALESCE(`boot`, 1), 1) - 1,\n"
                 "  `dropped_at_gap_check` = COALESCE(`dropped`, 0) WHERE `gaps_checked_boot` IS NULL" % _q(db))
 
