@@ -53,6 +53,12 @@ class Case:
     def faults(self, **faults):
         self.board.set_card_faults(**faults)
 
+    def fault_for(self, n, state, **faults):
+        """Set `faults`, wait until the board reports the card `state`, then let `n` samples pass under them."""
+        self.faults(**faults)
+        wait_for(lambda: self.status()["card"] == state, 30, "the board to notice: card %s" % state)
+        self.samples(n, "%d samples with the card %s" % (n, state))
+
     def power_cut(self):
         st = self.status()
         self.sampled[st["boot"]] = st["seq"]
@@ -130,12 +136,7 @@ def test_card_full_for_12s_drop_newest_missing_equals_dropped(stack):
     assert missing == reported
 
 
-@pytest.mark.parametrize("policy", [
-    pytest.param("drop_newest", marks=pytest.mark.xfail(
-        reason="known stall: a small card that stays full with readings on the flash fallback and sampling stopped "
-               "keeps them pending (the collector reads the flash only while the card is away, and moves them only "
-               "per sample); nothing is lost, but they wait", strict=False)),
-    "drop_oldest"])
+@pytest.mark.parametrize("policy", ["drop_newest", "drop_oldest"])
 def test_small_card_that_fills_by_itself_missing_equals_dropped(stack, policy):
     c = Case(stack, "small-" + policy.split("_")[1], full_policy=policy, card_capacity=24 * 1024)
     c.stack.db.stop()
@@ -148,9 +149,7 @@ def test_small_card_that_fills_by_itself_missing_equals_dropped(stack, policy):
 def test_card_pulled_readings_wait_and_every_loss_is_counted(stack):
     c = Case(stack, "pulled")
     c.outage(30)
-    c.faults(removed=True)
-    wait_for(lambda: c.status()["card"] == "absent", 30, "the board to notice the card is gone")
-    c.samples(120, "6 s without a card")
+    c.fault_for(120, "absent", removed=True)
     c.faults(removed=False)
     missing, reported = c.finish()
     assert missing == reported
@@ -159,9 +158,7 @@ def test_card_pulled_readings_wait_and_every_loss_is_counted(stack):
 def test_card_write_errors_readings_wait_and_every_loss_is_counted(stack):
     c = Case(stack, "eio")
     c.outage(30)
-    c.faults(write_error=True)
-    wait_for(lambda: c.status()["card"] == "error", 30, "the board to notice the write errors")
-    c.samples(120, "6 s of write errors")
+    c.fault_for(120, "error", write_error=True)
     c.faults(write_error=False)
     missing, reported = c.finish()
     assert missing == reported
@@ -170,9 +167,7 @@ def test_card_write_errors_readings_wait_and_every_loss_is_counted(stack):
 def test_card_pulled_then_a_power_cut_missing_equals_dropped(stack):
     c = Case(stack, "pulled-cut")
     c.outage(30)
-    c.faults(removed=True)
-    wait_for(lambda: c.status()["card"] == "absent", 30, "the board to notice the card is gone")
-    c.samples(40, "2 s without a card")
+    c.fault_for(40, "absent", removed=True)
     c.power_cut()
     c.faults(removed=False)
     missing, reported = c.finish()
@@ -183,9 +178,7 @@ def test_card_pulled_twice_with_a_reboot_between_missing_equals_dropped(stack):
     c = Case(stack, "pulled-twice")
     for episode in range(2):
         c.outage(30)
-        c.faults(removed=True)
-        wait_for(lambda: c.status()["card"] == "absent", 30, "the board to notice the card is gone")
-        c.samples(120, "6 s without a card")
+        c.fault_for(120, "absent", removed=True)
         c.faults(removed=False)
         wait_for(lambda: c.status()["card"] == "ok", 30, "the card back in use")
         c.stack.db.start()
