@@ -31,6 +31,7 @@ export const PIN_MISO = 12;
 export const PIN_CS = 13;
 const FUNC_SPI = 1;
 const STATE_EVERY_MS = 50;
+const DEFAULT_HZ = 1e6;                  // SPI clock when the divisor is not set yet
 
 export class OptionError extends Error {}
 
@@ -143,8 +144,16 @@ export function attach(board, opts = {}) {
   const spi = mcu.spi[SPI_BUS];
   const wired = () => mcu.gpio[PIN_SCK].functionSelect === FUNC_SPI && mcu.gpio[PIN_MOSI].functionSelect === FUNC_SPI
     && mcu.gpio[PIN_MISO].functionSelect === FUNC_SPI && spi.dataBits === 8 && (spi.spiMode === 0 || spi.spiMode === 3);
+  // A byte takes its eight SPI clocks: the reply comes back through a clock alarm, so the transmit FIFO fills and
+  // its DMA request drops as on the chip. (Completing at once starves the receive DMA channel: rp2040js runs the
+  // transmit channel's next transfer, due at the same instant, before the receive one, the receive FIFO overflows
+  // after 8 bytes and a 512-byte DMA read never ends.)
+  const clock = board.clock || mcu.clock;
+  let reply = 0xff;
+  const done = clock.createAlarm(() => spi.completeTransmit(reply));
   spi.onTransmit = (value) => {
-    spi.completeTransmit(wired() ? dev.card.exchange(value) : 0xff);
+    reply = wired() ? dev.card.exchange(value) : 0xff;
+    done.schedule(Math.round(8e9 / (spi.clockFrequency || DEFAULT_HZ)));
   };
   const cs = mcu.gpio[PIN_CS];
   dev.card.select(!cs.outputValue && cs.outputEnable);
