@@ -59,16 +59,24 @@ done
 case $CACHE in "$REPO"|"$REPO"/*) die "SOIL_RP2_CACHE=$CACHE is inside the repository: images are never kept there" ;; esac
 
 # --- where sources come from -----------------------------------------------------------------------------------
-# source_url owner/name: the GitHub URL, or the local mirror when SOIL_RP2_MIRRORS is set (which must then hold it).
+# source_url owner/name: the GitHub URL, or the local mirror when SOIL_RP2_MIRRORS is set (need_sources has
+# checked that it holds it: a `die` inside $(...) would only end the subshell).
 source_url() {
   if [ -n "${SOIL_RP2_MIRRORS:-}" ]; then
-    local m="$SOIL_RP2_MIRRORS/${1/\//+}/repo"
-    [ -d "$m" ] || die "SOIL_RP2_MIRRORS=$SOIL_RP2_MIRRORS has no mirror of $1 (expected $m)"
-    echo "$m"
+    echo "$SOIL_RP2_MIRRORS/${1/\//+}/repo"
   else
     echo "https://github.com/$1.git"
   fi
 }
+
+need_sources() {   # need_sources owner/name...: each has a mirror, when mirrors are used
+  [ -n "${SOIL_RP2_MIRRORS:-}" ] || return 0
+  local repo
+  for repo in "$@"; do
+    [ -d "$(source_url "$repo")" ] || die "SOIL_RP2_MIRRORS=$SOIL_RP2_MIRRORS has no mirror of $repo (expected $(source_url "$repo"))"
+  done
+}
+ALL_SOURCES="micropython/micropython $(for e in $MP_SUBMODULES; do echo "${e#*:}"; done) raspberrypi/picotool"
 
 sparse_skip_for() {   # sparse_skip_for lib/pico-sdk -> the path to leave out, or nothing
   local line
@@ -103,6 +111,7 @@ checkout() {
 }
 
 print_sources() {
+  need_sources $ALL_SOURCES wokwi/rp2040js
   echo "micropython/micropython $(source_url micropython/micropython) $MP_VERSION"
   local entry
   for entry in $MP_SUBMODULES; do
@@ -137,6 +146,7 @@ if [ -f "$OUT" ]; then echo "$OUT"; exit 0; fi          # built by whoever held 
 
 # --- the bootrom -----------------------------------------------------------------------------------------------
 if [ "$TARGET" = bootrom ]; then
+  need_sources wokwi/rp2040js
   src="$CACHE/src/rp2040js"
   checkout "$(source_url wokwi/rp2040js)" "$src" "$RP2040JS_REF" >&2
   mkdir -p "$(dirname "$OUT")"
@@ -169,6 +179,7 @@ if ! command -v arm-none-eabi-gcc >/dev/null || ! command -v cmake >/dev/null ||
 fi
 
 # --- sources ---------------------------------------------------------------------------------------------------
+need_sources $ALL_SOURCES
 MP="$CACHE/src/micropython-$MP_VERSION"
 T0=$(date +%s)
 say "sources: micropython $MP_VERSION${SOIL_RP2_MIRRORS:+ (mirrors in $SOIL_RP2_MIRRORS)}"
