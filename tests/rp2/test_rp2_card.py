@@ -224,3 +224,181 @@ def test_driver_reports_a_card_write_error(card_board):
     result, _, _ = run(card_board, WRITE_REFUSED)
     set_faults(card_board)
     assert str(result).startswith("OSError"), "writeblocks() returned %r for a block the card refused" % (result,)
+
+
+# --- the soil firmware on the real port -------------------------------------------------------------------------
+
+class Gateway:
+    """The real gateway (`python -m gateway run`) on the board's pty, storing into the private test server."""
+
+    def __init__(self, root, db, ttys):
+        self.dir = os.path.join(root, "gateway")
+        os.makedirs(self.dir, exist_ok=True)
+        self.status_path = os.path.join(self.dir, "status.json")
+        self.log_path = os.path.join(self.dir, "gateway.log")
+        cfg = os.path.join(self.dir, "gateway.toml")
+        lines = ["[database]", 'host = "127.0.0.1"', "port = %d" % db.port, 'user = "%s"' % db.gateway_user,
+                 'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
+        for tty in ttys:
+            lines += ["", "[[board]]", 'url = "%s"' % tty, "baudrate = 115200"]
+        with open(cfg, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        env = dict(os.environ, SOIL_DB_PASSWORD=db.gateway_password,
+                   PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "firmware", "lib")]))
+        log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", cfg, "--status",
+                                      self.status_path, "--status-every", "0.5"], cwd=REPO, env=env, stdout=log,
+                                     stderr=log)
+        log.close()
+
+    def seq_seen(self):
+        """{boot: highest seq seen on the line} of the one board, from the gateway's status file."""
+        try:
+            with open(self.status_path) as f:
+                boards = json.load(f)["boards"]
+        except (OSError, ValueError, KeyError):
+            return {}
+        return {int(b): q for b, q in (boards[0].get("seq_seen") or {}).items()} if boards else {}
+
+    def log(self):
+        with open(self.log_path, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def readings(db, board_id):
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SET time_zone = '+00:00'")
+            cur.execute("SELECT boot, seq, date_saved, source, time_quality, received_at FROM plants WHERE board = %s "
+                        "ORDER BY boot, seq", (board_id,))
+            return cur.fetchall()
+    finally:
+        conn.close()
+
+
+def board_pending(db, board_id):
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pending FROM boards WHERE board = %s", (board_id,))
+            row = cur.fetchone()
+            return None if row is None else row[0]
+    finally:
+        conn.close()
+
+
+def missing(rows, seen, allow=()):
+    """The (boot, seq) the gateway saw on the line, or that precede one stored, that are not stored."""
+    have = {(r[0], r[1]) for r in rows}
+    top = dict(seen)
+    for boot, seq in have:
+        top[boot] = max(top.get(boot, 0), seq)
+    want = {(b, s) for b, n in top.items() for s in range(1, n + 1)} - set(allow)
+    return sorted(want - have)
+
+
+def flash_soil(board, board_id):
+    """`make flash BOARD=pico PORT=<the board's pty>`: the real mpremote puts the .mpy files on its LittleFS."""
+    proc = subprocess.run(["make", "--no-print-directory", "flash", "BOARD=pico", "PORT=" + board.tty,
+                           "ID=" + board_id, "INTERVAL_MS=1000", "SET=status_interval_ms=2000"],
+                          cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    assert "flash: sdcard driver present" in proc.stderr
+
+
+@pytest.fixture
+def soil(card_board, clean_db, tmp_path):
+    flash_soil(card_board, "rp2card")
+    gw = Gateway(str(tmp_path), clean_db, [card_board.tty])
+    try:
+        yield card_board, gw, clean_db
+    finally:
+        gw.stop()
+        print("--- gateway log ---\n" + gw.log()[-4000:])
+        print("--- board log ---\n" + card_board.log()[-3000:])
+        if not clean_db.running:
+            clean_db.start()
+
+
+def assert_stored_once_with_sample_times(rows):
+    ids = [(r[0], r[1]) for r in rows]
+    assert len(ids) == len(set(ids)), "a reading was stored twice"
+    for r in rows:
+        assert r[2] <= r[5] + datetime.timedelta(seconds=1), "a sample time is never after the row arrived"
+    back = [(a[:2], str(a[2]), b[:2], str(b[2])) for a, b in zip(rows, rows[1:])
+            if a[0] == b[0] and a[4] == b[4] == "rtc" and b[2] < a[2]]
+    if back:                                  # the gateway stepped the board's clock back: reported, not a loss
+        print("sample time stepped back between %d pair(s) of readings: %s" % (len(back), back[:5]))
+    replayed = [r for r in rows if r[3] == "replay" and r[4] == "rtc"]
+    assert replayed, "some readings came back from the card"
+    for r in replayed:
+        assert r[2] < r[5] - datetime.timedelta(seconds=1), "stored with its sample time, not the replay time"
+
+
+def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil):
+    board, gw, db = soil
+    wait_for(lambda: sum(1 for r in readings(db, "rp2card") if r[4] == "rtc") >= 5, 240,
+             "live readings with the RTC's time (the gateway set the clock)")
+    stored = readings(db, "rp2card")
+    boot = stored[-1][0]
+    db.kill()                                 # the database crashes: readings wait on the card
+    written = card_state(board)["blocksWritten"]
+    wait_for(lambda: gw.seq_seen().get(boot, 0) >= stored[-1][1] + 8, 240, "8 readings sampled during the outage")
+    assert card_state(board)["blocksWritten"] > written, "the journal wrote them to the card"
+    # A power cut while the card programs a block: after 700 more bytes of block data the block in progress keeps
+    # only part of them (the rest garbage) and the emulator dies (SIGKILL), mid-instruction.
+    set_faults(board, power_cut_after={"nbytes": 700, "tail": "garbage"})
+    board.proc.wait(240)
+    board.proc.stdout.close()
+    assert "power cut" in board.log(), board.log()[-2000:]
+    cut = card_state(board)["powerCut"]
+    assert cut and cut["kept"] < 512, cut
+    seen_before = gw.seq_seen()
+    board.start()                             # the same flash.bin and card.img: a board powered up again
+    wait_for(lambda: gw.seq_seen().get(boot + 1, 0) >= 3, 240, "readings of the new boot")
+    db.start()
+    # The one reading whose record the cut tore may be gone (it was never on the card); nothing else may be.
+    torn = (boot, seen_before.get(boot, 0) + 1)
+    wait_for(lambda: not missing(readings(db, "rp2card"), gw.seq_seen(), allow=[torn])
+             and board_pending(db, "rp2card") == 0, 300, "the card's cache replayed into the database")
+    rows = readings(db, "rp2card")
+    assert not missing(rows, gw.seq_seen(), allow=[torn])
+    assert_stored_once_with_sample_times(rows)
+    lost = [m for m in missing(rows, gw.seq_seen()) if m == torn]
+    print("power cut in block %d (%d bytes kept); the torn reading %s %s" % (
+        cut["lba"], cut["kept"], torn, "was lost" if lost else "survived"))
+
+
+def test_card_pulled_and_pushed_back_readings_wait_on_the_flash_fallback(soil):
+    board, gw, db = soil
+    wait_for(lambda: sum(1 for r in readings(db, "rp2card") if r[4] == "rtc") >= 3, 240, "live readings")
+    stored = readings(db, "rp2card")
+    boot = stored[-1][0]
+    db.kill()
+    wait_for(lambda: gw.seq_seen().get(boot, 0) >= stored[-1][1] + 3, 240, "readings cached on the card")
+    programs = board.stats()["flash_program"]
+    inits = card_state(board)["commands"].get("CMD0", 0)
+    set_faults(board, removed=True)           # pulled: an empty slot, MISO high
+    at = gw.seq_seen().get(boot, 0)
+    wait_for(lambda: gw.seq_seen().get(boot, 0) >= at + 8, 240, "8 readings sampled without a card")
+    assert board.stats()["flash_program"] > programs, "they went to the fallback journal on the board's flash"
+    set_faults(board)                         # pushed back in
+    wait_for(lambda: card_state(board)["commands"].get("CMD0", 0) > inits and card_state(board)["initialised"], 240,
+             "the firmware to initialise the card again")
+    db.start()
+    wait_for(lambda: not missing(readings(db, "rp2card"), gw.seq_seen()) and board_pending(db, "rp2card") == 0, 300,
+             "everything replayed")
+    rows = readings(db, "rp2card")
+    assert not missing(rows, gw.seq_seen())
+    assert_stored_once_with_sample_times(rows)
+    assert card_state(board)["removals"] == 1
