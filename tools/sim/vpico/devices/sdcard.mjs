@@ -33,7 +33,14 @@ const FUNC_SPI = 1;
 const STATE_EVERY_MS = 50;
 const DEFAULT_HZ = 1e6;                  // SPI clock when the divisor is not set yet
 
-export class OptionError extends Error {}
+// A user's mistake in an --opt: one line, no stack (vpico.mjs prints `e.message` when `e.usage` is set).
+export class OptionError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'OptionError';
+    this.usage = true;
+  }
+}
 
 export function parseSize(text) {
   const m = /^\s*(\d+)\s*([kmg]?)(i?b)?\s*$/i.exec(String(text));

@@ -15,7 +15,13 @@ import fs from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { BLOCK } from './sdcard_regs.mjs';
 
-export class ImageError extends Error {}
+export class ImageError extends Error {
+  constructor(message) {
+    super(message);
+    this.name = 'ImageError';
+    this.usage = true;                          // one line for the user (no mkfs.fat, a card of another size)
+  }
+}
 
 const MKFS_CANDIDATES = ['mkfs.fat', '/usr/sbin/mkfs.fat', '/sbin/mkfs.fat'];
 
