@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build the real MicroPython firmware for a Raspberry Pi Pico (port rp2, board RPI_PICO) from source, and cache it.
 #
-#   tools/rp2/build.sh [stock|frozen|bootrom|sources] [--manifest PATH] [--key] [--cached]
+#   tools/rp2/build.sh [stock|frozen|bootrom|sources|src] [--manifest PATH] [--key] [--cached]
 #
 #   stock    the stock v1.27.0 image (default)
 #   frozen   the image with firmware/micropython/manifest.py frozen in (the soil core, the adapter, sdcard)
 #   bootrom  the RP2040 B1 bootrom the emulator needs, taken from rp2040js's git source as data
 #   sources  print where each source repository comes from (owner/name, URL, ref) and exit
+#   src      print the MicroPython checkout the images are built from (its lib/micropython-lib holds the sdcard
+#            driver an offline `make flash` copies); exit 3 when no build has checked it out yet
 #   --key    print the target's cache key and exit (no sources needed)
 #   --cached print the cached file's path if it is there, exit 3 if not; never build
 #
@@ -46,13 +48,13 @@ say() { echo "$PROG: $*" >&2; }
 TARGET=stock; ONLY_KEY=0; ONLY_CACHED=0
 while [ $# -gt 0 ]; do
   case $1 in
-    stock|frozen|bootrom|sources) TARGET=$1 ;;
+    stock|frozen|bootrom|sources|src) TARGET=$1 ;;
     --frozen) TARGET=frozen ;;
     --manifest) [ $# -ge 2 ] || die "--manifest needs a path"; MANIFEST=$2; shift ;;
     --key) ONLY_KEY=1 ;;
     --cached) ONLY_CACHED=1 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (stock, frozen, bootrom, sources, --manifest PATH, --key, --cached)" ;;
+    *) die "unknown argument '$1' (stock, frozen, bootrom, sources, src, --manifest PATH, --key, --cached)" ;;
   esac
   shift
 done
@@ -130,6 +132,9 @@ frozen_key() {
 
 case $TARGET in
   sources) print_sources; exit 0 ;;
+  src)     src="$CACHE/src/micropython-$MP_VERSION"
+           [ -f "$src/lib/micropython-lib/README.md" ] || { say "no MicroPython checkout in $CACHE yet (make rp2-image)"; exit 3; }
+           echo "$src"; exit 0 ;;
   stock)   KEY="$MP_VERSION-$MP_BOARD"; OUT="$CACHE/images/$KEY/firmware.uf2" ;;
   frozen)  KEY="$MP_VERSION-$MP_BOARD-frozen-$(frozen_key)"; OUT="$CACHE/images/$KEY/firmware.uf2" ;;
   bootrom) KEY="rp2040js-$RP2040JS_REF-bootrom-b1"; OUT="$CACHE/bootrom/$KEY.bin" ;;
