@@ -86,13 +86,18 @@ sparse_skip_for() {   # sparse_skip_for lib/pico-sdk -> the path to leave out, o
   return 0
 }
 
+# have DIR REF: DIR is a checkout of REF already (then no source is fetched for it: a build works offline).
+have() {
+  [ -d "$1/.git" ] && [ "$(git -C "$1" rev-parse -q --verify "HEAD^{commit}" 2>/dev/null)" = \
+    "$(git -C "$1" rev-parse -q --verify "$2^{commit}" 2>/dev/null || echo none)" ]
+}
+
 # checkout URL DIR REF [SKIP]: DIR holds REF (a tag or a commit) of URL, without the file SKIP.
 # A local mirror is cloned (git links its objects; a fetch would have to pack every blob, and a missing one stops
 # it); a remote is fetched at depth 1, the one commit the build needs.
 checkout() {
   local url=$1 dir=$2 ref=$3 skip=${4:-}
-  if [ -d "$dir/.git" ] && [ "$(git -C "$dir" rev-parse -q --verify "HEAD^{commit}" 2>/dev/null)" = \
-       "$(git -C "$dir" rev-parse -q --verify "$ref^{commit}" 2>/dev/null || echo none)" ]; then
+  if have "$dir" "$ref"; then
     return 0
   fi
   rm -rf "$dir"
@@ -112,15 +117,23 @@ checkout() {
   git -C "$dir" -c advice.detachedHead=false checkout -q "$ref" 2> >(grep -v "^error: invalid object .* for '${skip#/}'" >&2)
 }
 
+cached_note() {   # cached_note DIR REF: " (cached: DIR)" when the cache holds it
+  if have "$1" "$2"; then echo " (cached: $1)"; fi
+}
+
 print_sources() {
   need_sources $ALL_SOURCES wokwi/rp2040js
-  echo "micropython/micropython $(source_url micropython/micropython) $MP_VERSION"
-  local entry
+  local mp="$CACHE/src/micropython-$MP_VERSION" entry path commit
+  echo "micropython/micropython $(source_url micropython/micropython) $MP_VERSION$(cached_note "$mp" "$MP_VERSION")"
   for entry in $MP_SUBMODULES; do
-    echo "${entry#*:} $(source_url "${entry#*:}") (the commit $MP_VERSION records at ${entry%%:*})"
+    path=${entry%%:*}
+    commit=$( (git -C "$mp" ls-tree "$MP_VERSION" "$path" 2>/dev/null || true) | awk '{print $3}')
+    echo "${entry#*:} $(source_url "${entry#*:}") (the commit $MP_VERSION records at $path)$( \
+      [ -n "$commit" ] && cached_note "$mp/$path" "$commit")"
   done
-  echo "raspberrypi/picotool $(source_url raspberrypi/picotool) $PICOTOOL_VERSION"
-  echo "wokwi/rp2040js $(source_url wokwi/rp2040js) $RP2040JS_REF (demo/bootrom.ts only)"
+  echo "raspberrypi/picotool $(source_url raspberrypi/picotool) $PICOTOOL_VERSION$( \
+    [ -f "$CACHE/picotool-$PICOTOOL_VERSION/picotool/picotoolConfig.cmake" ] && echo " (built: $CACHE/picotool-$PICOTOOL_VERSION)")"
+  echo "wokwi/rp2040js $(source_url wokwi/rp2040js) $RP2040JS_REF (demo/bootrom.ts only)$(cached_note "$CACHE/src/rp2040js" "$RP2040JS_REF")"
 }
 
 # --- cache keys and paths --------------------------------------------------------------------------------------
