@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze clean help
+.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
@@ -42,7 +42,11 @@ micropython: $(NODE_DIR)/node_modules/.installed
 systemd-analyze:
 	@bash tools/ensure-systemd-analyze.sh
 
-deps: venv dbserver micropython systemd-analyze
+# mkfs.fat (Debian's dosfstools): the virtual Pico's SD card formats a blank card with it, like one from a shop.
+dosfstools:
+	@bash tools/ensure-dosfstools.sh
+
+deps: venv dbserver micropython systemd-analyze dosfstools
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps
