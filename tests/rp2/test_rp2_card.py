@@ -11,7 +11,6 @@ asserts a timing.
 """
 
 import datetime
-import glob
 import json
 import os
 import subprocess
@@ -20,21 +19,12 @@ import sys
 import pymysql
 import pytest
 
+from tests.rp2.story import gateway_for, install_sdcard_offline, make_flash
 from tests.rp2.vpico import REPO, VPico, mpremote, wait_for
+from tools.rp2 import images
 
 MB = 1024 * 1024
 CAPACITY = 16 * MB
-
-
-def driver_source(image):
-    """sdcard.py of the micropython-lib that MicroPython's tree for `image` pins (the build's own checkout)."""
-    cache = os.environ.get("SOIL_RP2_CACHE") or os.path.expanduser("~/.cache/soil-rp2")
-    version = os.path.basename(os.path.dirname(image)).split("-")[0]      # images/v1.27.0-RPI_PICO/firmware.uf2
-    found = glob.glob(os.path.join(cache, "src", "micropython-" + version, "lib", "micropython-lib", "micropython",
-                                   "drivers", "storage", "sdcard", "sdcard.py"))
-    if not found:
-        pytest.skip("rp2: micropython-lib's sdcard.py is not in the build's sources (%s/src)" % cache)
-    return found[0]
 
 
 def card_dir(board):
@@ -61,8 +51,9 @@ def card_board(tmp_path, rp2_image):
     b = VPico(str(tmp_path / "pico"), rp2_image, devices=["sdcard"], opts=["sdcard.capacity=16M"])
     b.start()
     try:
-        mpremote(b, "mkdir", ":lib")
-        mpremote(b, "cp", driver_source(rp2_image), ":lib/sdcard.py")
+        if images.sdcard_driver() is None:
+            pytest.skip("rp2: micropython-lib's sdcard.py is not in the build's sources (tools/rp2/build.sh src)")
+        install_sdcard_offline(b)             # the driver the image's micropython-lib pins (v1.27.0)
         yield b
     finally:
         b.stop()
@@ -228,50 +219,10 @@ def test_driver_reports_a_card_write_error(card_board):
 
 # --- the soil firmware on the real port -------------------------------------------------------------------------
 
-class Gateway:
-    """The real gateway (`python -m gateway run`) on the board's pty, storing into the private test server."""
-
-    def __init__(self, root, db, ttys):
-        self.dir = os.path.join(root, "gateway")
-        os.makedirs(self.dir, exist_ok=True)
-        self.status_path = os.path.join(self.dir, "status.json")
-        self.log_path = os.path.join(self.dir, "gateway.log")
-        cfg = os.path.join(self.dir, "gateway.toml")
-        lines = ["[database]", 'host = "127.0.0.1"', "port = %d" % db.port, 'user = "%s"' % db.gateway_user,
-                 'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
-        for tty in ttys:
-            lines += ["", "[[board]]", 'url = "%s"' % tty, "baudrate = 115200"]
-        with open(cfg, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        env = dict(os.environ, SOIL_DB_PASSWORD=db.gateway_password,
-                   PYTHONPATH=os.pathsep.join([REPO, os.path.join(REPO, "firmware", "lib")]))
-        log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", cfg, "--status",
-                                      self.status_path, "--status-every", "0.5"], cwd=REPO, env=env, stdout=log,
-                                     stderr=log)
-        log.close()
-
-    def seq_seen(self):
-        """{boot: highest seq seen on the line} of the one board, from the gateway's status file."""
-        try:
-            with open(self.status_path) as f:
-                boards = json.load(f)["boards"]
-        except (OSError, ValueError, KeyError):
-            return {}
-        return {int(b): q for b, q in (boards[0].get("seq_seen") or {}).items()} if boards else {}
-
-    def log(self):
-        with open(self.log_path, "rb") as f:
-            return f.read().decode("utf-8", "replace")
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+def seq_seen(gw):
+    """{boot: the highest seq the gateway saw on the line} of the one board, from its status file."""
+    boards = (gw.status() or {}).get("boards") or [{}]
+    return {int(b): q for b, q in (boards[0].get("seq_seen") or {}).items()}
 
 
 def readings(db, board_id):
@@ -307,24 +258,16 @@ def missing(rows, seen, allow=()):
     return sorted(want - have)
 
 
-def flash_soil(board, board_id):
-    """`make flash BOARD=pico PORT=<the board's pty>`: the real mpremote puts the .mpy files on its LittleFS."""
-    proc = subprocess.run(["make", "--no-print-directory", "flash", "BOARD=pico", "PORT=" + board.tty,
-                           "ID=" + board_id, "INTERVAL_MS=1000", "SET=status_interval_ms=2000"],
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
-    assert "flash: sdcard driver present" in proc.stderr
-
-
 @pytest.fixture
 def soil(card_board, clean_db, tmp_path):
-    flash_soil(card_board, "rp2card")
-    gw = Gateway(str(tmp_path), clean_db, [card_board.tty])
+    _, log = make_flash(card_board, "rp2card", "--set", "status_interval_ms=2000")   # make flash BOARD=pico ...
+    assert "sdcard driver present" in log, log
+    gw = gateway_for(clean_db, str(tmp_path / "gw"), [card_board])
     try:
         yield card_board, gw, clean_db
     finally:
         gw.stop()
-        print("--- gateway log ---\n" + gw.log()[-4000:])
+        print("--- gateway log ---\n" + gw.log_text()[-4000:])
         print("--- board log ---\n" + card_board.log()[-3000:])
         if not clean_db.running:
             clean_db.start()
@@ -359,7 +302,7 @@ def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil)
     boot = stored[-1][0]
     db.kill()                                 # the database crashes: readings wait on the card
     written = card_state(board)["blocksWritten"]
-    wait_for(lambda: gw.seq_seen().get(boot, 0) >= stored[-1][1] + 8, 240, "8 readings sampled during the outage")
+    wait_for(lambda: seq_seen(gw).get(boot, 0) >= stored[-1][1] + 8, 240, "8 readings sampled during the outage")
     assert card_state(board)["blocksWritten"] > written, "the journal wrote them to the card"
     # A power cut while the card programs a block: after 700 more bytes of block data the block in progress keeps
     # only part of them (the rest garbage) and the emulator dies (SIGKILL), mid-instruction.
@@ -369,18 +312,18 @@ def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil)
     assert "power cut" in board.log(), board.log()[-2000:]
     cut = card_state(board)["powerCut"]
     assert cut and cut["kept"] < 512, cut
-    seen_before = gw.seq_seen()
+    seen_before = seq_seen(gw)
     board.start()                             # the same flash.bin and card.img: a board powered up again
-    wait_for(lambda: gw.seq_seen().get(boot + 1, 0) >= 3, 240, "readings of the new boot")
+    wait_for(lambda: seq_seen(gw).get(boot + 1, 0) >= 3, 240, "readings of the new boot")
     db.start()
     # The one reading whose record the cut tore may be gone (it was never on the card); nothing else may be.
     torn = (boot, seen_before.get(boot, 0) + 1)
-    wait_for(lambda: not missing(readings(db, "rp2card"), gw.seq_seen(), allow=[torn])
+    wait_for(lambda: not missing(readings(db, "rp2card"), seq_seen(gw), allow=[torn])
              and board_pending(db, "rp2card") == 0, 300, "the card's cache replayed into the database")
     rows = readings(db, "rp2card")
-    assert not missing(rows, gw.seq_seen(), allow=[torn])
+    assert not missing(rows, seq_seen(gw), allow=[torn])
     assert_stored_once_with_sample_times(rows)
-    lost = [m for m in missing(rows, gw.seq_seen()) if m == torn]
+    lost = [m for m in missing(rows, seq_seen(gw)) if m == torn]
     print("power cut in block %d (%d bytes kept); the torn reading %s %s" % (
         cut["lba"], cut["kept"], torn, "was lost" if lost else "survived"))
 
@@ -398,12 +341,12 @@ def test_card_pulled_and_pushed_back_readings_wait_on_the_flash_fallback(soil):
     stored = readings(db, "rp2card")
     boot = stored[-1][0]
     db.kill()
-    wait_for(lambda: gw.seq_seen().get(boot, 0) >= stored[-1][1] + 3, 240, "readings cached on the card")
+    wait_for(lambda: seq_seen(gw).get(boot, 0) >= stored[-1][1] + 3, 240, "readings cached on the card")
     programs = board.stats()["flash_program"]
     inits = card_state(board)["commands"].get("CMD0", 0)
     set_faults(board, removed=True)           # pulled: an empty slot, MISO high
-    at = gw.seq_seen().get(boot, 0)
-    wait_for(lambda: gw.seq_seen().get(boot, 0) >= at + 8, 240, "8 readings sampled without a card")
+    at = seq_seen(gw).get(boot, 0)
+    wait_for(lambda: seq_seen(gw).get(boot, 0) >= at + 8, 240, "8 readings sampled without a card")
     assert board.stats()["flash_program"] > programs, "they went to the fallback journal on the board's flash"
     set_faults(board)                         # pushed back in
     try:
@@ -414,9 +357,9 @@ def test_card_pulled_and_pushed_back_readings_wait_on_the_flash_fallback(soil):
         assert not state["spi_mode"] and state["commands"].get("CMD0", 0) == inits, state
         pytest.xfail(FIRMWARE_NEVER_REMOUNTS + "; the card saw %s" % (state["last"][-4:],))
     db.start()
-    wait_for(lambda: not missing(readings(db, "rp2card"), gw.seq_seen()) and board_pending(db, "rp2card") == 0, 300,
+    wait_for(lambda: not missing(readings(db, "rp2card"), seq_seen(gw)) and board_pending(db, "rp2card") == 0, 300,
              "everything replayed")
     rows = readings(db, "rp2card")
-    assert not missing(rows, gw.seq_seen())
+    assert not missing(rows, seq_seen(gw))
     assert_stored_once_with_sample_times(rows)
     assert card_state(board)["removals"] == 1
