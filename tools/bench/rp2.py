@@ -10,6 +10,10 @@
   real RP2040 would spend (rp2040js counts instruction cycles; no flash wait states or XIP cache misses, so a real
   chip is somewhat slower). The step includes the frame on USB and, with no SD card fitted, the reading written to
   the flash fallback (LittleFS).
+- Emulated cycles per replayed reading: the board runs 40 s with no gateway (its readings wait on the flash
+  fallback), then a gateway with a private MariaDB starts: busy cycles from then until the last replayed row is
+  stored, over the rows replayed (live sampling in that time included, so an upper bound), and the replay's wall
+  time.
 - Heap per role (single, master, standby), stock image + .mpy and frozen image: `gc.mem_alloc()` after a
   collection, before the firmware is imported (the REPL's own), after boardmain.start(), and the largest value over
   30 loop runs of 10 steps (about 30 s of sampling without a gateway: the uplink's window fills). This peak is the
@@ -115,9 +119,36 @@ def stock_run(root, image):
                    "cycles_per_sample": cycles, "samples": len(seqs),
                    "sample_ms_at_125mhz": cycles / CLOCK_HZ * 1000}
         figures["heap"] = heap(board)
+        figures.update(replay(board, root))
         return figures
     finally:
         board.stop()
+
+
+def replay(board, root, outage_s=40):
+    """Cycles per replayed reading and the replay's rows and seconds (module docstring)."""
+    from tools.demo.stack import Stack, wait_for
+    stack = Stack(os.path.join(root, "replay"))
+    try:
+        stack.start_db()
+        _read_frames(board.tty, outage_s)            # the outage: nobody acknowledges, readings pile up
+        c0, t0 = board.stats()["cycles"], time.monotonic()
+        stack.start_gateway(boards=[board])
+        count = lambda: stack.query("SELECT COUNT(*) FROM plants WHERE board = 'bench-1' AND source = 'replay'")[0][0]
+        last, since, cycles, t_last = -1, time.monotonic(), c0, t0
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            n = count()
+            if n != last:
+                last, since, cycles, t_last = n, time.monotonic(), board.stats()["cycles"], time.monotonic()
+            elif n > 0 and time.monotonic() - since > 5:
+                break
+            time.sleep(0.5)
+        if last <= 0:
+            raise RuntimeError("nothing was replayed: %s" % stack.gateway.log_text()[-500:])
+        return {"replayed": last, "replay_s": t_last - t0, "cycles_per_replayed": (cycles - c0) / last}
+    finally:
+        stack.close()
 
 
 def frozen_run(root, image):
@@ -147,6 +178,8 @@ def report(fig):
              "boot to first frame: %.1f s wall" % s["boot_to_first_frame_s"],
              "per sample step: %.0f emulated cycles = %.2f ms at 125 MHz (%d samples)"
              % (s["cycles_per_sample"], s["sample_ms_at_125mhz"], s["samples"]),
+             "replay: %d readings in %.1f s, %.0f emulated cycles each = %.2f ms at 125 MHz (live sampling included)"
+             % (s["replayed"], s["replay_s"], s["cycles_per_replayed"], s["cycles_per_replayed"] / CLOCK_HZ * 1000),
              "heap gc.mem_alloc() (REPL base / after start-up / peak of a quiet 30 s run), bytes:"]
     for role in ROLES:
         for name, h in (("stock+.mpy", s["heap"][role]), ("frozen", f["heap"][role])):
