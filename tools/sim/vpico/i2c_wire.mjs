@@ -36,12 +36,22 @@ import net from 'node:net';
 const S = 0x53, W = 0x57, R = 0x52, P = 0x50, A = 0x41, D = 0x44, Pr = 0x70;
 const MSG_LEN = { [S]: 4, [W]: 2, [R]: 2, [P]: 1 };
 
-/** Serialise bus events onto one RPI2CTarget: each waits for the one before (a held byte holds the bus). */
+/** Serialise bus events onto one RPI2CTarget: each waits for the one before (a held byte holds the bus), and for
+ * its bus time on the target's clock. A controller's byte takes 9 SCL periods on a real wire (the address 10 with
+ * START and ACK); here the wire itself takes no time, so without spacing a controller would deliver a STOP and
+ * the next START before the target's interrupt handler ran once, which no target at 100 kHz ever sees. Spacing
+ * the events by their bus time on the target's virtual clock keeps the order of events the firmware sees the
+ * same as on a real wire (the ISR runs between bytes). `khz` is the bus speed; 0 turns spacing off. */
 export class TargetEndpoint {
-  constructor(target) {
+  constructor(target, { khz = 100 } = {}) {
     this.target = target;
     this.queue = [];
     this.busy = false;
+    this.clock = khz ? target.rp2040.clock : null;
+    this.bitNs = khz ? 1e6 / khz : 0;
+    this.readyAt = 0;
+    this.alarm = this.clock ? this.clock.createAlarm(() => this.pump()) : null;
+    this.waiting = false;
   }
 
   /** Queue an event; `reply(value)` is called when the target answers (ack, byte, or undefined). */
@@ -50,15 +60,25 @@ export class TargetEndpoint {
     if (!this.busy) this.pump();
   }
 
+  spend(bits) {
+    if (this.clock) this.readyAt = this.clock.nanos + bits * this.bitNs;
+  }
+
   pump() {
     while (this.queue.length && !this.busy) {
+      if (this.clock && this.clock.nanos < this.readyAt) {
+        this.alarm.schedule(this.readyAt - this.clock.nanos);   // the target runs (its ISR) meanwhile
+        return;
+      }
       const { kind, args, reply } = this.queue.shift();
       const t = this.target;
       if (kind === 'start') {
+        this.spend(10);
         reply && reply(t.busStart(args[0], args[1], args[2]));
         continue;
       }
       if (kind === 'stop') {
+        this.spend(2);
         t.busStop();
         reply && reply();
         continue;
@@ -71,6 +91,7 @@ export class TargetEndpoint {
       let sync = true;
       const done = (value) => {
         this.busy = false;
+        this.spend(9);
         reply && reply(value);
         if (!sync) this.pump();
       };
@@ -86,17 +107,14 @@ export class TargetEndpoint {
       if (reply) reply(kind === 'start' ? false : kind === 'read' ? 0xff : undefined);
     }
     this.queue = [];
-    if (this.busy) {
-      this.target.busIdle();
-    } else {
-      this.target.busIdle();
-    }
+    if (this.alarm) this.alarm.cancel();
+    this.target.busIdle();         // releases a held byte (busy ends with it)
   }
 }
 
 /** A port onto a target in the same process (two RP2040 instances in one node process). */
-export function localPort(target) {
-  const ep = new TargetEndpoint(target);
+export function localPort(target, opts) {
+  const ep = new TargetEndpoint(target, opts);
   return {
     start: (address, read, repeated) => new Promise((resolve) => ep.post('start', [address, read, repeated], resolve)),
     write: (byte) => ep.post('write', [byte], null),
@@ -179,8 +197,8 @@ export function connectController(i2c, port, { addresses, hold = () => () => {} 
 
 /** Serve `target` (an RPI2CTarget) on the Unix socket `path` (a stale socket file is replaced). Returns
  * {close(), stats}. */
-export function listenTarget(target, path, { log = () => {} } = {}) {
-  const ep = new TargetEndpoint(target);
+export function listenTarget(target, path, { log = () => {}, khz = 100 } = {}) {
+  const ep = new TargetEndpoint(target, { khz });
   const stats = { connections: 0, messages: 0 };
   try {
     fs.unlinkSync(path);

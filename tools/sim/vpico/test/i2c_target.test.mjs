@@ -308,7 +308,7 @@ async function pairExchange(portFor, { hold } = {}) {
 }
 
 test('two RP2040 instances in one process: writeto_mem and readfrom_mem through the wire', async () => {
-  const { link, t } = await pairExchange((ti) => localPort(ti));
+  const { link, t } = await pairExchange((ti) => localPort(ti, { khz: 0 }));
   assert.equal(link.stats.transactions, 3);
   assert.ok(t.i2c.stats.rdReq >= 48, 'every byte read raised RD_REQ');
 });
@@ -320,7 +320,7 @@ test('across a Unix socket; a dead peer is a NACK (EIO), a peer that comes back 
   const port = socketPort(sockPath);
   try {
     await pairExchange((ti) => {
-      server = listenTarget(ti, sockPath);
+      server = listenTarget(ti, sockPath, { khz: 0 });
       return port;
     });
     server.close();
@@ -332,7 +332,7 @@ test('across a Unix socket; a dead peer is a NACK (EIO), a peer that comes back 
     targetInit(t, 8);
     const mem = new Uint8Array(16);
     const drv = memTarget(t, mem);
-    server = listenTarget(t.i2c, sockPath);
+    server = listenTarget(t.i2c, sockPath, { khz: 0 });
     assert.equal(await sdkWrite(m, 8, [2, 7, 7], false, () => { while (drv.service()); }), 3);
     assert.deepEqual(Array.from(mem.subarray(2, 4)), [7, 7]);
   } finally {
