@@ -7,12 +7,13 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast bench venv deps dbserver micropython systemd-analyze clean help
+.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
 	@echo "make demo-ha - a replicated database, the primary killed while boards stream, nothing lost"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
+	@echo "make test-rp2 - the virtual-Pico tests: the real rp2 firmware built from source on an emulated RP2040"
 	@echo "make bench   - measure the targets in BRIEF.md; write docs/BENCHMARKS.md and docs/BENCHMARKS-HA.md"
 	@echo "make clean   - remove the virtual environment and run folders"
 
@@ -52,17 +53,41 @@ demo-ha: deps
 	$(PY) -m tools.demo.ha
 
 test: deps
-	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest $(PYTEST_ARGS)
+	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest -m "not rp2" $(PYTEST_ARGS)
 
 test-fast: venv
 	$(PY) -m pytest -m "not integration" $(PYTEST_ARGS)
+
+# --- the virtual Pico: the real rp2 firmware, built from MicroPython's source (tools/rp2/README.md) ----------------
+# Images are cached in $${SOIL_RP2_CACHE:-~/.cache/soil-rp2}; SOIL_RP2_MIRRORS=DIR takes the sources from local git
+# mirrors (DIR/<owner>+<name>/repo) instead of GitHub.
+.PHONY: rp2-image rp2-image-frozen vpico
+RP2_BUILD  := tools/rp2/build.sh
+VPICO_DIR  := tools/sim/vpico
+
+rp2-image:
+	@bash $(RP2_BUILD) stock
+
+rp2-image-frozen:
+	@bash $(RP2_BUILD) frozen
+
+$(VPICO_DIR)/node_modules/.installed: $(VPICO_DIR)/package.json
+	cd $(VPICO_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+vpico: $(VPICO_DIR)/node_modules/.installed
+	@bash $(RP2_BUILD) bootrom >/dev/null
+
+# The images are built (or found in the cache) by tests/rp2/conftest.py; a machine that cannot build them skips.
+test-rp2: deps vpico
+	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest -m rp2 tests/rp2 $(PYTEST_ARGS)
 
 bench: deps
 	$(PY) -m tools.bench $(BENCH_ARGS)
 	$(PY) -m tools.bench.ha
 
 clean:
-	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules $(VPICO_DIR)/node_modules .pytest_cache .hypothesis
 
 # --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/sim/mpboard/README.md) -----------------
 # make flash BOARD=pico|picow|esp32|sim|circuitpython PORT=/dev/ttyACM0 [ROLE=single|master|standby] [ID=bed1]

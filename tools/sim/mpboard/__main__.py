@@ -15,16 +15,15 @@ signal, the board stopping, an error); after a SIGKILL the next start replaces i
 
 import argparse
 import os
-import select
 import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
-import tty
 
 from tools.sim.host.ptylink import publish_link, remove_stale_link, withdraw_link
+from tools.sim.host.ptyrelay import open_pty, relay
 
 PROG = "mpboard"
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,44 +57,6 @@ def build_parser():
                    help="how main.py runs at boot (default %(default)s: step mode when it defines "
                         "start/loop)")
     return p
-
-
-def open_pty():
-    master, slave = os.openpty()
-    tty.setraw(slave)            # no echo, no newline translation: bytes are bytes
-    return master, slave, os.ttyname(slave)
-
-
-def relay(master, node, stop):
-    """Bytes pty master -> node stdin, node stdout -> pty master, until node exits or `stop` is set."""
-    n_in = node.stdin.fileno()
-    n_out = node.stdout.fileno()
-    os.set_blocking(master, False)
-    to_pty = bytearray()
-    while not stop.is_set():
-        wlist = [master] if to_pty else []
-        r, w, _ = select.select([master, n_out], wlist, [], 0.5)
-        if n_out in r:
-            data = os.read(n_out, 65536)
-            if not data:
-                return                   # the board stopped
-            to_pty += data
-        if master in r:
-            try:
-                data = os.read(master, 65536)
-            except OSError:
-                data = b""               # EIO: nobody has the slave open right now (we keep it open, so rare)
-            if data:
-                try:
-                    os.write(n_in, data)
-                except BrokenPipeError:
-                    return
-        if to_pty and (master in w or not wlist):
-            try:
-                n = os.write(master, bytes(to_pty))
-                del to_pty[:n]
-            except BlockingIOError:
-                pass
 
 
 def main(argv=None):

@@ -1,0 +1,161 @@
+"""`python -m tools.sim.vpico --image UF2 --flash DIR`: the pty owner of the virtual Pico.
+
+The real MicroPython rp2 firmware (tools/rp2/build.sh) runs on an emulated RP2040 in node (vpico.mjs); its USB
+serial port is this process's pseudo-terminal, and `DIR/../tty` points at it while the board runs, as
+/dev/ttyACM0 exists while a Pico is plugged in:
+
+    $ python -m tools.sim.vpico --image stock --flash run/vpico/flash
+    vpico: MicroPython v1.27.0 on an emulated RP2040 (rp2040js 1.4.1) on /dev/pts/5 (link run/vpico/tty), state run/vpico/flash
+    $ mpremote connect run/vpico/tty ls
+
+Python owns the processes and the pty, node owns the CPU (tools/sim/host/ptyrelay.py). SIGTERM, SIGHUP and Ctrl-C
+stop the board cleanly (its state written back); the link is removed on every way out. A power cut is SIGKILL of
+node (its pid is in DIR/node.pid while it runs): this process then says so, removes the link and exits 1.
+"""
+
+import argparse
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+from tools.rp2 import images
+from tools.sim.host.ptylink import publish_link, remove_stale_link, withdraw_link
+from tools.sim.host.ptyrelay import open_pty, relay
+
+PROG = "vpico"
+HERE = os.path.dirname(os.path.abspath(__file__))
+MJS = os.path.join(HERE, "vpico.mjs")
+NODE_MODULES = os.path.join(HERE, "node_modules", "rp2040js")
+BOOT_TIMEOUT = 60       # wall seconds to USB enumeration (0.6 s on an idle machine)
+
+
+class BoardError(Exception):
+    """One line for the user: `vpico: message`, exit 1."""
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog=PROG, description="A virtual Raspberry Pi Pico: the real rp2 MicroPython "
+                                                       "firmware on an emulated RP2040, its USB serial on a pty.")
+    p.add_argument("--image", required=True, metavar="UF2",
+                   help="firmware.uf2 to boot, or stock / frozen (the image tools/rp2/build.sh caches)")
+    p.add_argument("--flash", required=True, metavar="DIR",
+                   help="the board's state folder: flash.bin (its 2 MB flash) and the devices' state persist here")
+    p.add_argument("--link", metavar="PATH", help="symlink to the pty (default: DIR/../tty)")
+    p.add_argument("--pace", default="wall", choices=("wall", "fast"),
+                   help="wall (default): emulated time never runs ahead of real time; fast: sleeps take no time")
+    p.add_argument("--device", action="append", default=[], metavar="NAME",
+                   help="add a device (sdcard, ...); ds1307, soil and led are always fitted unless --no-device")
+    p.add_argument("--no-device", action="append", default=[], metavar="NAME", help="leave a default device out")
+    p.add_argument("--opt", action="append", default=[], metavar="DEV.KEY=VALUE",
+                   help="a device option (soil.value=2000, ds1307.battery=new, ...); repeatable")
+    p.add_argument("--verbose", action="store_true", help="rp2040js's warnings about peripherals it lacks")
+    return p
+
+
+def node_command(args, image, bootrom, state):
+    node = shutil.which("node")
+    if node is None:
+        raise BoardError("node is not on PATH (apt-get install nodejs)")
+    if not os.path.isdir(NODE_MODULES):
+        raise BoardError("rp2040js is not installed: make vpico (npm install in tools/sim/vpico)")
+    cmd = [node, MJS, "--image", image, "--state", state, "--bootrom", bootrom, "--pace", args.pace]
+    for d in args.device:
+        cmd += ["--device", d]
+    for d in args.no_device:
+        cmd += ["--no-device", d]
+    for o in args.opt:
+        cmd += ["--opt", o]
+    if args.verbose:
+        cmd.append("--verbose")
+    return cmd
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    try:
+        image = images.resolve(args.image)
+        bootrom = images.path("bootrom")
+    except images.ImageError as e:
+        raise BoardError(str(e))
+    state = os.path.abspath(args.flash)
+    os.makedirs(state, exist_ok=True)
+    link = args.link or os.path.join(os.path.dirname(state), "tty")
+    pidfile = os.path.join(state, "node.pid")
+    remove_stale_link(link)
+    cmd = node_command(args, image, bootrom, state)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, lambda *_: stop.set())
+    master, slave, pty_path = open_pty()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
+                            start_new_session=True)       # a Ctrl-C in the terminal is ours to pass on, not node's
+    with open(pidfile, "w") as f:
+        f.write("%d\n" % proc.pid)
+    ready = threading.Event()
+    lines = []
+
+    def log_pump():
+        for raw in iter(proc.stderr.readline, b""):
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            if text == "vpico: ready":
+                ready.set()
+                continue
+            lines.append(text)
+            print(text, file=sys.stderr, flush=True)
+        ready.set()
+
+    pump = threading.Thread(target=log_pump, daemon=True)
+    pump.start()
+    rc = 0
+    try:
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not ready.wait(0.2) and not stop.is_set() and time.monotonic() < deadline:
+            pass
+        if proc.poll() is not None:
+            raise BoardError("the board did not start (node exit %s)" % proc.returncode)
+        if not ready.is_set() and not stop.is_set():
+            raise BoardError("no USB device after %d s (the image does not boot?)" % BOOT_TIMEOUT)
+        if not stop.is_set():
+            publish_link(link, pty_path)
+            print("%s: MicroPython on an emulated RP2040 (rp2040js) on %s (link %s), state %s, node pid %d" % (
+                PROG, pty_path, link, state, proc.pid), flush=True)
+            relay(master, proc, stop)
+        if not stop.is_set():                      # node went away by itself
+            code = proc.wait()
+            pump.join(2)
+            if code < 0:
+                print("%s: power cut (node killed by signal %d): flash and devices keep what they had written"
+                      % (PROG, -code), file=sys.stderr, flush=True)
+            else:
+                print("%s: the board stopped (node exit %d)" % (PROG, code), file=sys.stderr, flush=True)
+            rc = 1
+    finally:
+        withdraw_link(link, pty_path)
+        try:
+            proc.stdin.close()                     # EOF: node writes the devices' state back and exits
+        except OSError:
+            pass
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        try:
+            os.remove(pidfile)
+        except OSError:
+            pass
+        os.close(master)
+        os.close(slave)
+    return rc
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except BoardError as e:
+        print("%s: %s" % (PROG, e), file=sys.stderr)
+        sys.exit(1)
