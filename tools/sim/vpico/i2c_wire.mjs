@@ -37,21 +37,41 @@ const S = 0x53, W = 0x57, R = 0x52, P = 0x50, A = 0x41, D = 0x44, Pr = 0x70;
 const MSG_LEN = { [S]: 4, [W]: 2, [R]: 2, [P]: 1 };
 
 /** Serialise bus events onto one RPI2CTarget: each waits for the one before (a held byte holds the bus), and for
- * its bus time on the target's clock. A controller's byte takes 9 SCL periods on a real wire (the address 10 with
- * START and ACK); here the wire itself takes no time, so without spacing a controller would deliver a STOP and
- * the next START before the target's interrupt handler ran once, which no target at 100 kHz ever sees. Spacing
- * the events by their bus time on the target's virtual clock keeps the order of events the firmware sees the
- * same as on a real wire (the ISR runs between bytes). `khz` is the bus speed; 0 turns spacing off. */
+ * the target's interrupt handler to have seen it. A byte takes 9 SCL periods on a real wire (the address 10 with
+ * START and ACK), time in which the target's ISR runs; the emulated wire itself takes no time, so without spacing a
+ * controller delivers a STOP and the next START before the target's handler ran once, which no target sees on a
+ * real bus (readfrom_mem then read from the wrong address). So the next event waits until the target is idle with
+ * no enabled I2C interrupt pending (its handler is done: the usual case, well under a byte time), or until the
+ * event's bus time at `khz` has passed on the target's clock (a target busy with interrupts off: as on a real bus,
+ * the hardware goes on without the software). `kick()` wakes the target's run loop; khz 0: no spacing (tests
+ * that drive the registers by hand). */
 export class TargetEndpoint {
-  constructor(target, { khz = 100 } = {}) {
+  constructor(target, { khz = 100, kick = () => {} } = {}) {
     this.target = target;
     this.queue = [];
     this.busy = false;
+    this.kick = kick;
+    this.core = target.rp2040.core;
     this.clock = khz ? target.rp2040.clock : null;
     this.bitNs = khz ? 1e6 / khz : 0;
     this.readyAt = 0;
     this.alarm = this.clock ? this.clock.createAlarm(() => this.pump()) : null;
-    this.waiting = false;
+    this.polling = false;
+  }
+
+  settled() {
+    return this.core.waiting && !this.target.intStatus;
+  }
+
+  wait() {
+    this.alarm.schedule(this.readyAt - this.clock.nanos);
+    if (!this.polling) {
+      this.polling = true;
+      setImmediate(() => {
+        this.polling = false;
+        this.pump();
+      });
+    }
   }
 
   /** Queue an event; `reply(value)` is called when the target answers (ack, byte, or undefined). */
@@ -66,10 +86,11 @@ export class TargetEndpoint {
 
   pump() {
     while (this.queue.length && !this.busy) {
-      if (this.clock && this.clock.nanos < this.readyAt) {
-        this.alarm.schedule(this.readyAt - this.clock.nanos);   // the target runs (its ISR) meanwhile
+      if (this.clock && this.clock.nanos < this.readyAt && !this.settled()) {
+        this.wait();                 // the target runs (its ISR) meanwhile
         return;
       }
+      if (this.alarm) this.alarm.cancel();
       const { kind, args, reply } = this.queue.shift();
       const t = this.target;
       if (kind === 'start') {
@@ -99,6 +120,7 @@ export class TargetEndpoint {
       else t.busRead(args[0], done);
       sync = false;
     }
+    this.kick();                     // an interrupt may be pending now: do not let the board sleep on it
   }
 
   /** Forget what is queued (the controller went away): the target sees the bus go quiet, no STOP. */
@@ -197,8 +219,8 @@ export function connectController(i2c, port, { addresses, hold = () => () => {} 
 
 /** Serve `target` (an RPI2CTarget) on the Unix socket `path` (a stale socket file is replaced). Returns
  * {close(), stats}. */
-export function listenTarget(target, path, { log = () => {}, khz = 100 } = {}) {
-  const ep = new TargetEndpoint(target, { khz });
+export function listenTarget(target, path, { log = () => {}, khz = 100, kick } = {}) {
+  const ep = new TargetEndpoint(target, { khz, kick });
   const stats = { connections: 0, messages: 0 };
   try {
     fs.unlinkSync(path);
