@@ -58,7 +58,7 @@ def test_manifest_naming_a_missing_file_is_one_line(firmware_copy):
 
 
 def test_sources_come_from_github_by_default_and_from_the_mirrors_when_named(tmp_path):
-    env = dict(os.environ)
+    env = dict(os.environ, SOIL_RP2_CACHE=str(tmp_path / "cache"))
     env.pop("SOIL_RP2_MIRRORS", None)
     proc = subprocess.run(["bash", BUILD_SH, "sources"], capture_output=True, text=True, env=env, timeout=60)
     lines = proc.stdout.splitlines()
@@ -68,10 +68,21 @@ def test_sources_come_from_github_by_default_and_from_the_mirrors_when_named(tmp
     names = [line.split()[0] for line in lines]
     for name in names:
         (tmp_path / name.replace("/", "+") / "repo").mkdir(parents=True)
-    proc = run("sources", env={"SOIL_RP2_MIRRORS": str(tmp_path)})
+    proc = run("sources", env={"SOIL_RP2_MIRRORS": str(tmp_path), "SOIL_RP2_CACHE": str(tmp_path / "cache")})
     assert proc.returncode == 0, proc.stderr
     for name, line in zip(names, proc.stdout.splitlines()):
         assert line.split()[1] == str(tmp_path / name.replace("/", "+") / "repo")
+
+
+def test_a_build_with_the_sources_checked_out_needs_no_network(rp2_image):
+    """Once an image is built, every source is in the cache at its pinned commit: `sources` says so, and a rebuild
+    (a new frozen key after a firmware change) fetches nothing, with or without SOIL_RP2_MIRRORS."""
+    env = dict(os.environ)
+    env.pop("SOIL_RP2_MIRRORS", None)
+    proc = subprocess.run(["bash", BUILD_SH, "sources"], capture_output=True, text=True, env=env, timeout=60)
+    lines = proc.stdout.splitlines()
+    assert proc.returncode == 0 and len(lines) == 7, proc.stderr
+    assert all("(cached: " in line or "(built: " in line for line in lines), proc.stdout
 
 
 def test_a_missing_mirror_is_named_in_one_line(tmp_path):

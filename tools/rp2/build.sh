@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Build the real MicroPython firmware for a Raspberry Pi Pico (port rp2, board RPI_PICO) from source, and cache it.
 #
-#   tools/rp2/build.sh [stock|frozen|bootrom|sources] [--manifest PATH] [--key] [--cached]
+#   tools/rp2/build.sh [stock|frozen|bootrom|sources|src] [--manifest PATH] [--key] [--cached]
 #
 #   stock    the stock v1.27.0 image (default)
 #   frozen   the image with firmware/micropython/manifest.py frozen in (the soil core, the adapter, sdcard)
 #   bootrom  the RP2040 B1 bootrom the emulator needs, taken from rp2040js's git source as data
 #   sources  print where each source repository comes from (owner/name, URL, ref) and exit
+#   src      print the MicroPython checkout the images are built from (its lib/micropython-lib holds the sdcard
+#            driver an offline `make flash` copies); exit 3 when no build has checked it out yet
 #   --key    print the target's cache key and exit (no sources needed)
 #   --cached print the cached file's path if it is there, exit 3 if not; never build
 #
@@ -46,13 +48,13 @@ say() { echo "$PROG: $*" >&2; }
 TARGET=stock; ONLY_KEY=0; ONLY_CACHED=0
 while [ $# -gt 0 ]; do
   case $1 in
-    stock|frozen|bootrom|sources) TARGET=$1 ;;
+    stock|frozen|bootrom|sources|src) TARGET=$1 ;;
     --frozen) TARGET=frozen ;;
     --manifest) [ $# -ge 2 ] || die "--manifest needs a path"; MANIFEST=$2; shift ;;
     --key) ONLY_KEY=1 ;;
     --cached) ONLY_CACHED=1 ;;
     -h|--help) sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-    *) die "unknown argument '$1' (stock, frozen, bootrom, sources, --manifest PATH, --key, --cached)" ;;
+    *) die "unknown argument '$1' (stock, frozen, bootrom, sources, src, --manifest PATH, --key, --cached)" ;;
   esac
   shift
 done
@@ -84,13 +86,18 @@ sparse_skip_for() {   # sparse_skip_for lib/pico-sdk -> the path to leave out, o
   return 0
 }
 
+# have DIR REF: DIR is a checkout of REF already (then no source is fetched for it: a build works offline).
+have() {
+  [ -d "$1/.git" ] && [ "$(git -C "$1" rev-parse -q --verify "HEAD^{commit}" 2>/dev/null)" = \
+    "$(git -C "$1" rev-parse -q --verify "$2^{commit}" 2>/dev/null || echo none)" ]
+}
+
 # checkout URL DIR REF [SKIP]: DIR holds REF (a tag or a commit) of URL, without the file SKIP.
 # A local mirror is cloned (git links its objects; a fetch would have to pack every blob, and a missing one stops
 # it); a remote is fetched at depth 1, the one commit the build needs.
 checkout() {
   local url=$1 dir=$2 ref=$3 skip=${4:-}
-  if [ -d "$dir/.git" ] && [ "$(git -C "$dir" rev-parse -q --verify "HEAD^{commit}" 2>/dev/null)" = \
-       "$(git -C "$dir" rev-parse -q --verify "$ref^{commit}" 2>/dev/null || echo none)" ]; then
+  if have "$dir" "$ref"; then
     return 0
   fi
   rm -rf "$dir"
@@ -110,15 +117,23 @@ checkout() {
   git -C "$dir" -c advice.detachedHead=false checkout -q "$ref" 2> >(grep -v "^error: invalid object .* for '${skip#/}'" >&2)
 }
 
+cached_note() {   # cached_note DIR REF: " (cached: DIR)" when the cache holds it
+  if have "$1" "$2"; then echo " (cached: $1)"; fi
+}
+
 print_sources() {
   need_sources $ALL_SOURCES wokwi/rp2040js
-  echo "micropython/micropython $(source_url micropython/micropython) $MP_VERSION"
-  local entry
+  local mp="$CACHE/src/micropython-$MP_VERSION" entry path commit
+  echo "micropython/micropython $(source_url micropython/micropython) $MP_VERSION$(cached_note "$mp" "$MP_VERSION")"
   for entry in $MP_SUBMODULES; do
-    echo "${entry#*:} $(source_url "${entry#*:}") (the commit $MP_VERSION records at ${entry%%:*})"
+    path=${entry%%:*}
+    commit=$( (git -C "$mp" ls-tree "$MP_VERSION" "$path" 2>/dev/null || true) | awk '{print $3}')
+    echo "${entry#*:} $(source_url "${entry#*:}") (the commit $MP_VERSION records at $path)$( \
+      [ -n "$commit" ] && cached_note "$mp/$path" "$commit")"
   done
-  echo "raspberrypi/picotool $(source_url raspberrypi/picotool) $PICOTOOL_VERSION"
-  echo "wokwi/rp2040js $(source_url wokwi/rp2040js) $RP2040JS_REF (demo/bootrom.ts only)"
+  echo "raspberrypi/picotool $(source_url raspberrypi/picotool) $PICOTOOL_VERSION$( \
+    [ -f "$CACHE/picotool-$PICOTOOL_VERSION/picotool/picotoolConfig.cmake" ] && echo " (built: $CACHE/picotool-$PICOTOOL_VERSION)")"
+  echo "wokwi/rp2040js $(source_url wokwi/rp2040js) $RP2040JS_REF (demo/bootrom.ts only)$(cached_note "$CACHE/src/rp2040js" "$RP2040JS_REF")"
 }
 
 # --- cache keys and paths --------------------------------------------------------------------------------------
@@ -130,6 +145,9 @@ frozen_key() {
 
 case $TARGET in
   sources) print_sources; exit 0 ;;
+  src)     src="$CACHE/src/micropython-$MP_VERSION"
+           [ -f "$src/lib/micropython-lib/README.md" ] || { say "no MicroPython checkout in $CACHE yet (make rp2-image)"; exit 3; }
+           echo "$src"; exit 0 ;;
   stock)   KEY="$MP_VERSION-$MP_BOARD"; OUT="$CACHE/images/$KEY/firmware.uf2" ;;
   frozen)  KEY="$MP_VERSION-$MP_BOARD-frozen-$(frozen_key)"; OUT="$CACHE/images/$KEY/firmware.uf2" ;;
   bootrom) KEY="rp2040js-$RP2040JS_REF-bootrom-b1"; OUT="$CACHE/bootrom/$KEY.bin" ;;

@@ -10,7 +10,7 @@ import subprocess
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 BUILD_SH = os.path.join(HERE, "build.sh")
-TARGETS = ("stock", "frozen", "bootrom")
+TARGETS = ("stock", "frozen", "bootrom", "src")
 NOT_CACHED = 3          # build.sh --cached: the file is not there
 
 
@@ -33,6 +33,16 @@ def path(target, build=True, manifest=None, timeout=3600):
         lines = (proc.stderr or "").strip().splitlines()
         raise ImageError(lines[-1] if lines else "build.sh %s failed (exit %d)" % (target, proc.returncode))
     return proc.stdout.strip().splitlines()[-1]
+
+
+def sdcard_driver():
+    """micropython-lib's sdcard.py in the build's checkout (the image build has it), or None: what an offline
+    `make flash` copies to the board's lib/ instead of `mpremote mip install sdcard`."""
+    src = path("src", build=False)
+    if src is None:
+        return None
+    driver = os.path.join(src, "lib", "micropython-lib", "micropython", "drivers", "storage", "sdcard", "sdcard.py")
+    return driver if os.path.isfile(driver) else None
 
 
 def key(target, manifest=None):

@@ -31,6 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 MJS = os.path.join(HERE, "vpico.mjs")
 NODE_MODULES = os.path.join(HERE, "node_modules", "rp2040js")
 BOOT_TIMEOUT = 60       # wall seconds to USB enumeration (0.6 s on an idle machine)
+RESET_EXIT = 75         # vpico.mjs exits with this at a watchdog reset: start the chip again
 
 
 class BoardError(Exception):
@@ -52,6 +53,8 @@ def build_parser():
     p.add_argument("--no-device", action="append", default=[], metavar="NAME", help="leave a default device out")
     p.add_argument("--opt", action="append", default=[], metavar="DEV.KEY=VALUE",
                    help="a device option (soil.value=2000, ds1307.battery=new, ...); repeatable")
+    p.add_argument("--uid", metavar="16HEX", help="machine.unique_id() (default: from a hash of the state folder's "
+                                                    "path, so each board keeps its own)")
     p.add_argument("--verbose", action="store_true", help="rp2040js's warnings about peripherals it lacks")
     return p
 
@@ -69,6 +72,8 @@ def node_command(args, image, bootrom, state):
         cmd += ["--no-device", d]
     for o in args.opt:
         cmd += ["--opt", o]
+    if args.uid:
+        cmd += ["--uid", args.uid]
     if args.verbose:
         cmd.append("--verbose")
     return cmd
@@ -91,66 +96,97 @@ def main(argv=None):
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, lambda *_: stop.set())
     master, slave, pty_path = open_pty()
-    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, bufsize=0,
-                            start_new_session=True)       # a Ctrl-C in the terminal is ours to pass on, not node's
-    with open(pidfile, "w") as f:
-        f.write("%d\n" % proc.pid)
-    ready = threading.Event()
-    lines = []
-
-    def log_pump():
-        for raw in iter(proc.stderr.readline, b""):
-            text = raw.decode("utf-8", "replace").rstrip("\n")
-            if text == "vpico: ready":
-                ready.set()
-                continue
-            lines.append(text)
-            print(text, file=sys.stderr, flush=True)
-        ready.set()
-
-    pump = threading.Thread(target=log_pump, daemon=True)
-    pump.start()
-    rc = 0
     try:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        while not ready.wait(0.2) and not stop.is_set() and time.monotonic() < deadline:
-            pass
-        if proc.poll() is not None:
-            raise BoardError("the board did not start (node exit %s)" % proc.returncode)
-        if not ready.is_set() and not stop.is_set():
-            raise BoardError("no USB device after %d s (the image does not boot?)" % BOOT_TIMEOUT)
-        if not stop.is_set():
-            publish_link(link, pty_path)
-            print("%s: MicroPython on an emulated RP2040 (rp2040js) on %s (link %s), state %s, node pid %d" % (
-                PROG, pty_path, link, state, proc.pid), flush=True)
-            relay(master, proc, stop)
-        if not stop.is_set():                      # node went away by itself
-            code = proc.wait()
-            pump.join(2)
-            if code < 0:
-                print("%s: power cut (node killed by signal %d): flash and devices keep what they had written"
-                      % (PROG, -code), file=sys.stderr, flush=True)
-            else:
-                print("%s: the board stopped (node exit %d)" % (PROG, code), file=sys.stderr, flush=True)
-            rc = 1
+        rc = run_board(cmd, master, pty_path, link, pidfile, state, stop)
     finally:
         withdraw_link(link, pty_path)
-        try:
-            proc.stdin.close()                     # EOF: node writes the devices' state back and exits
-        except OSError:
-            pass
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        try:
-            os.remove(pidfile)
-        except OSError:
-            pass
         os.close(master)
         os.close(slave)
     return rc
+
+
+class Chip:
+    """One run of the emulator (node vpico.mjs) from power-on to its exit: a reset is a new Chip on the same pty."""
+
+    def __init__(self, cmd, pidfile):
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     bufsize=0, start_new_session=True)   # a terminal's Ctrl-C is ours to pass on
+        self.pidfile = pidfile
+        with open(pidfile, "w") as f:
+            f.write("%d\n" % self.proc.pid)
+        self.ready = threading.Event()
+        self.pump = threading.Thread(target=self._log_pump, daemon=True)
+        self.pump.start()
+
+    def _log_pump(self):
+        for raw in iter(self.proc.stderr.readline, b""):
+            text = raw.decode("utf-8", "replace").rstrip("\n")
+            if text == "vpico: ready":
+                self.ready.set()
+                continue
+            print(text, file=sys.stderr, flush=True)
+        self.ready.set()
+
+    def wait_ready(self, stop):
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while not self.ready.wait(0.2) and not stop.is_set() and time.monotonic() < deadline:
+            pass
+        if self.proc.poll() is not None and self.proc.returncode != RESET_EXIT:
+            raise BoardError("the board did not start (node exit %s)" % self.proc.returncode)
+        if not self.ready.is_set() and not stop.is_set():
+            raise BoardError("no USB device after %d s (the image does not boot?)" % BOOT_TIMEOUT)
+
+    def close(self):
+        """EOF to node (it saves the devices' state and exits), then wait; returns its exit status."""
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            code = self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self.pump.join(2)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            stream.close()
+        try:
+            os.remove(self.pidfile)
+        except OSError:
+            pass
+        return code
+
+
+def run_board(cmd, master, pty_path, link, pidfile, state, stop):
+    """Power the chip on, publish the link at the first USB enumeration, relay until a stop, a power cut or the
+    board's own end; a watchdog reset powers it on again behind the same pty."""
+    published = False
+    while True:
+        chip = Chip(cmd, pidfile)
+        try:
+            chip.wait_ready(stop)
+            if stop.is_set():
+                return 0
+            if not published:
+                publish_link(link, pty_path)
+                published = True
+                print("%s: MicroPython on an emulated RP2040 (rp2040js) on %s (link %s), state %s, node pid %d" % (
+                    PROG, pty_path, link, state, chip.proc.pid), flush=True)
+            relay(master, chip.proc, stop)
+        finally:
+            code = chip.close()
+        if stop.is_set():
+            return 0
+        if code == RESET_EXIT:
+            print("%s: reset (watchdog): the chip starts again on the same flash and pty" % PROG, file=sys.stderr,
+                  flush=True)
+            continue
+        if code < 0:
+            print("%s: power cut (node killed by signal %d): flash and devices keep what they had written"
+                  % (PROG, -code), file=sys.stderr, flush=True)
+        else:
+            print("%s: the board stopped (node exit %d)" % (PROG, code), file=sys.stderr, flush=True)
+        return 1
 
 
 if __name__ == "__main__":

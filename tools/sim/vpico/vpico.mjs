@@ -4,13 +4,15 @@
  * openpty, and the process that owns the pty must be the one that outlives a crash of the CPU.
  *
  *   node vpico.mjs --image firmware.uf2 --state DIR --bootrom rom.bin [--pace wall|fast] [--verbose]
- *                  [--device NAME]... [--no-device NAME]... [--opt NAME.KEY=VALUE]...
+ *                  [--uid 16HEX] [--device NAME]... [--no-device NAME]... [--opt NAME.KEY=VALUE]...
  *
  * stdin: bytes to the board's USB CDC (EOF: stop). stdout: bytes from it. stderr: log lines, `vpico: ready` once the
- * board has enumerated (a USB device appearing), `vpico: stopped` at the end.
+ * board has enumerated (a USB device appearing), `vpico: stopped (why)` at the end. Exit 75: a watchdog reset
+ * (machine.reset(), a WDT not fed), to be started again.
  * DIR: flash.bin (the 2 MB flash, write-through), stats.json (emulated cycles and time, every second and at exit),
  * and what the devices keep (ds1307.json, led, ...).
  */
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Simulator, LogLevel } from 'rp2040js';
@@ -20,6 +22,7 @@ import { loadUF2, FLASH_BASE } from './uf2.mjs';
 import { CdcHost } from './usb.mjs';
 import { I2CRouter } from './i2c.mjs';
 import { Runner } from './runner.mjs';
+import { quietCore1Fifo, flashUniqueId } from './chip.mjs';
 import { DEFAULT_DEVICES, load as loadDevice } from './devices/index.mjs';
 
 // boards.py PICO: the wiring the firmware expects, and so the wiring of the virtual board.
@@ -29,6 +32,9 @@ export const PICO_PINS = {
   sd_spi: 1, sd_sck: 10, sd_mosi: 11, sd_miso: 12, sd_cs: 13,
   adc: 26, led: 25,
 };
+
+/** The exit status that means "the chip reset itself: start me again" (__main__.py RESET_EXIT). */
+const RESET_EXIT = 75;
 
 function log(msg) {
   process.stderr.write(`vpico: ${msg}\n`);
@@ -49,6 +55,10 @@ function parseArgs(argv) {
     else if (flag === '--bootrom') a.bootrom = value();
     else if (flag === '--pace') a.pace = value();
     else if (flag === '--verbose') a.verbose = true;
+    else if (flag === '--uid') {
+      a.uid = value();
+      if (!/^[0-9a-f]{16}$/i.test(a.uid)) throw new UsageError(`--uid ${a.uid}: 16 hex digits`);
+    }
     else if (flag === '--device') { const d = value(); if (!a.devices.includes(d)) a.devices.push(d); }
     else if (flag === '--no-device') { const d = value(); a.devices = a.devices.filter((x) => x !== d); }
     else if (flag === '--opt') {
@@ -90,6 +100,12 @@ async function main() {
   mcu.logger = makeLogger(args.verbose);
   const rom = readBootrom(args.bootrom);
   mcu.loadBootrom(rom);                        // resets the chip, flash included: before the flash is read
+  const fifo = quietCore1Fifo(mcu);
+  // machine.unique_id(): given, or 8 bytes of a hash of the state folder, so each virtual Pico is its own board
+  // and keeps its id from run to run.
+  const uid = args.uid ? Buffer.from(args.uid, 'hex')
+    : crypto.createHash('sha256').update(fs.realpathSync(args.state)).digest().subarray(0, 8);
+  flashUniqueId(mcu, uid);
   const flash = new FlashStore(mcu, path.join(args.state, 'flash.bin'), rom);
   const image = loadUF2(fs.readFileSync(args.image), mcu.flash);
   flash.writeBack(image.low, image.high - image.low);   // as the bootloader drive would: the image's bytes only
@@ -119,15 +135,16 @@ async function main() {
     },
   });
   const runner = new Runner(mcu, clock, { pace: args.pace, flash, afterSlice: () => usb.pump() });
-  const watchdog = mcu.peripherals[0x40058];
-  watchdog.onWatchdogTrigger = () => log('watchdog reset requested (machine.reset() or the WDT): not emulated, the board runs on');
+  // A watchdog reset (machine.reset(), or the WDT not fed in time) restarts the chip: this process saves what the
+  // devices hold and exits with RESET_EXIT, and __main__.py starts a fresh one on the same flash and the same pty.
+  mcu.peripherals[0x40058].onWatchdogTrigger = () => stop('watchdog reset', RESET_EXIT);
 
   const statsFile = path.join(args.state, 'stats.json');
   const wall0 = Date.now();
   const stats = () => {
     const s = {
       cycles: mcu.core.cycles, emulated_s: clock.nanos / 1e9, wall_s: (Date.now() - wall0) / 1000,
-      usb_in: usb.bytesIn, usb_out: usb.bytesOut, flash_erase: flash.ops.erase, flash_program: flash.ops.program,
+      usb_in: usb.bytesIn, usb_out: usb.bytesOut, sio_fifo_reads: fifo.reads, flash_erase: flash.ops.erase, flash_program: flash.ops.program,
     };
     fs.writeFileSync(`${statsFile}.tmp`, JSON.stringify(s));
     fs.renameSync(`${statsFile}.tmp`, statsFile);
@@ -135,7 +152,7 @@ async function main() {
   const statsTimer = setInterval(stats, 1000);
 
   let stopping = false;
-  const stop = (why) => {
+  const stop = (why, code = 0) => {
     if (stopping) return;
     stopping = true;
     runner.stop();
@@ -151,7 +168,7 @@ async function main() {
     stats();
     flash.close();
     log(`stopped (${why})`);
-    process.exit(0);
+    process.exit(code);
   };
   process.stdin.on('data', (chunk) => {
     usb.write(chunk);
@@ -159,6 +176,12 @@ async function main() {
   });
   process.stdin.on('end', () => stop('end of input'));
   for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP']) process.on(sig, () => stop(sig));
+  process.on('SIGUSR2', () => {          // a look inside when a board seems stuck (kill -USR2 <node pid>)
+    const { core } = mcu;
+    log(`state: pc=0x${core.PC.toString(16)} waiting=${core.waiting} primask=${core.PM} pending=0x${core.pendingInterrupts.toString(16)} `
+      + `enabled=0x${core.enabledInterrupts.toString(16)} cycles=${core.cycles} nanos=${clock.nanos} next-alarm=${clock.nanosToNextAlarm} `
+      + `usb parked=${!!usb.parked} fifo=${usb.cdc.txFIFO.itemCount} pending-chunks=${usb.pending.length}`);
+  });
 
   mcu.core.PC = FLASH_BASE;                   // boot2 at the start of flash, as the ROM would jump there
   runner.start();
