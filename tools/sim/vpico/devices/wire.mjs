@@ -9,6 +9,9 @@
  *   --opt wire.bus=1                                       the peripheral (default 1, the pair's wire)
  *   --opt wire.khz=100                                     the bus speed that spaces events on a busy target
  *
+ * On the controller's board a file DIR/wire.cut (DIR: its state folder) cuts the wire while it exists: every START
+ * to the peer is NACKed and the peer hears nothing, as with SDA/SCL pulled off (both boards stay up).
+ *
  * SOCK is a Unix socket path (i2c_wire.mjs has the protocol). Both sides get the I2C target mode and the
  * controller fixes of i2c_target.mjs on that peripheral. A controller whose peer is not running sees a NACK on the
  * address (machine.I2C raises OSError(EIO), as on a Pico whose standby is unpowered); it reconnects at the next
@@ -46,6 +49,10 @@ export function attach(board, opts) {
   }
   const address = int(opts, 'address', 8);
   const port = socketPort(opts.peer, { log });
+  // DIR/wire.cut present: the wire is cut at this board (every START to the peer is NACKed, the peer hears nothing).
+  const cut = path.join(board.stateDir, 'wire.cut');
+  const start = port.start;
+  port.start = (...a) => (fs.existsSync(cut) ? Promise.resolve(false) : start(...a));
   const link = connectController(i2c, port, { addresses: [address], hold: board.hold || (() => () => {}) });
   log(`I2C${bus} 0x${address.toString(16)} -> ${opts.peer}`);
   // DIR/wire.json: what the wire cost (transactions, wall ms the CPU stood still waiting for the peer).
