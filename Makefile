@@ -75,8 +75,10 @@ $(VPICO_DIR)/node_modules/.installed: $(VPICO_DIR)/package.json
 	cd $(VPICO_DIR) && npm install --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The virtual Pico's parts: rp2040js, the bootrom (data from rp2040js's git source), mkfs.fat for a blank SD card.
 vpico: $(VPICO_DIR)/node_modules/.installed
 	@bash $(RP2_BUILD) bootrom >/dev/null
+	@bash tools/ensure-dosfstools.sh
 
 # The images are built (or found in the cache) by tests/rp2/conftest.py; a machine that cannot build them skips.
 test-rp2: deps vpico

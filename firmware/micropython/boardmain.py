@@ -76,7 +76,13 @@ def main(serial=None):
     try:
         loop(hal, c)
     except KeyboardInterrupt:
-        raise                    # Ctrl-C from mpremote / a serial monitor: back to the REPL, no reset
+        # Ctrl-C from mpremote / a serial monitor: back to the REPL, with no reset. Nor one from the watchdog: a
+        # started machine.WDT cannot be stopped through MicroPython's API and nothing feeds it at the REPL, so a Pico
+        # would reset 8 s into a `make flash` or a REPL session. Clearing ENABLE (bit 30) in the chip's watchdog CTRL
+        # register (the pin map's wdt_ctrl; None where the chip cannot) stops it; the next machine.WDT sets it again.
+        if hal.wdt_ctrl is not None:
+            machine.mem32[hal.wdt_ctrl] &= ~0x40000000
+        raise
     except Exception as e:       # noqa: BLE001 - anything else ends in a clean restart
         # Why reset: after an unexpected error the RAM state (window, journal indices) cannot be trusted, while the
         # card can: the journal's recovery at boot is built for exactly this, and nothing unacknowledged is lost

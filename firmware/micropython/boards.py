@@ -17,6 +17,7 @@ PICO = {
     "adc": 26, "adc_atten": None,                       # GP26 / ADC0 pin 31; the RP2040 ADC has no attenuator
     "led": "LED",                                       # Pico: GP25; Pico W: the CYW43's WL_GPIO0, same name
     "wdt_max_ms": 8388,                                 # RP2040 watchdog limit
+    "wdt_ctrl": 0x40058000,                             # its CTRL register (datasheet 4.7.6): bit 30 ENABLE
 }
 
 # ESP32-DevKitC (ESP32-WROOM-32). Pins chosen away from the strapping pins that matter at boot (GPIO0, 2, 12)
@@ -29,6 +30,7 @@ ESP32 = {
     "adc": 34, "adc_atten": 3,                          # ADC.ATTN_11DB (value 3): full 0-3.3 V range
     "led": None,                                        # the DevKitC has no user LED (wire one to GPIO2 if wanted)
     "wdt_max_ms": 60000,
+    "wdt_ctrl": None,                                   # the task watchdog cannot be stopped from Python
 }
 
 BOARDS = {"pico": PICO, "picow": PICO, "esp32": ESP32}

@@ -74,6 +74,7 @@ def build_hal(pins, s, serial=None):
     hal.link = SerialLink(*serial) if serial else SerialLink()
     hal.led = Pin(pins["led"], Pin.OUT, value=0) if pins.get("led") is not None else None
     hal.wdt = None
+    hal.wdt_ctrl = pins.get("wdt_ctrl")
     hal.ticks_ms = time.ticks_ms
     hal.ticks_diff = time.ticks_diff
     hal.hb_target = hal.hb_mem = hal.hb_end_write = hal.hb_i2c = None
@@ -101,9 +102,14 @@ def start(cfg=None, serial=None, log=None):
     if not hal.card.mounted and log:
         log("no SD card at boot (%r): readings wait on the board's flash (/fallback)" % (hal.card.error,))
     c = board.build(s, hal, log)
-    # Once started a watchdog cannot be stopped: main's loop feeds it.
+    # Once started, a watchdog runs until Ctrl-C stops the program (boardmain.main): main's loop feeds it.
     wdt_ms = cfg.get("wdt_ms", _WDT_MS)
     hal.wdt = machine.WDT(timeout=min(wdt_ms, pins.get("wdt_max_ms", wdt_ms)))
-    c.start()                    # opens the journal (recovery), the role's first look at the wire, sends H
+    try:
+        c.start()                # opens the journal (recovery), the role's first look at the wire, sends H
+    except KeyboardInterrupt:
+        if hal.wdt_ctrl is not None:     # Ctrl-C during recovery: the REPL without a watchdog reset (boardmain)
+            machine.mem32[hal.wdt_ctrl] &= ~0x40000000
+        raise
     hal.wdt.feed()
     return hal, c

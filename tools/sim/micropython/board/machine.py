@@ -1,7 +1,8 @@
 """A simulated `machine` module for running the MicroPython port under the real MicroPython (WebAssembly) interpreter.
 
 Only what firmware/micropython/hal.py and main.py use, with MicroPython's names and signatures: Pin, ADC, I2C,
-I2CTarget (memory mode), SPI, WDT, reset. Written in the MicroPython subset. Time is virtual: `SIM.ticks_ms()` and
+I2CTarget (memory mode), SPI, WDT, reset, and mem32 for the one register the firmware touches (the RP2040
+watchdog's CTRL: hal.stop_watchdog clears its ENABLE bit after Ctrl-C). Written in the MicroPython subset. Time is virtual: `SIM.ticks_ms()` and
 `SIM.sleep_ms()` (tools/sim/micropython/board/simboard.py installs them as time.ticks_ms / time.sleep_ms), so a test runs
 hours of board time in seconds and the DS1307, the ADC curve and the watchdog all follow the same clock.
 
@@ -27,6 +28,8 @@ from micropython import const
 _EIO = const(5)
 _ENODEV = const(19)
 _TICKS_MASK = const((1 << 30) - 1)
+_WDT_CTRL = const(0x40058000)    # RP2040 datasheet 4.7.6: the watchdog's CTRL register
+_WDT_ENABLE = const(1 << 30)
 
 
 class Reset(BaseException):
@@ -267,6 +270,7 @@ class WDT:
 
     def _reset(self, timeout):
         self.timeout = timeout
+        self.enabled = timeout is not None     # a started watchdog runs until its CTRL.ENABLE is cleared (mem32)
         self._last = SIM.now_ms
         self.feeds = 0
         self.max_gap = 0
@@ -280,6 +284,23 @@ class WDT:
             self.overdue = True
         self._last = SIM.now_ms
         self.feeds += 1
+
+
+class _Mem32:
+    """machine.mem32 for the watchdog's CTRL register only (ENABLE, bit 30); any other address is not simulated."""
+
+    def __getitem__(self, addr):
+        if addr != _WDT_CTRL:
+            raise ValueError("mem32[0x%x] is not simulated" % addr)
+        return _WDT_ENABLE if SIM.wdt is not None and SIM.wdt.enabled else 0
+
+    def __setitem__(self, addr, value):
+        self[addr]
+        if SIM.wdt is not None:
+            SIM.wdt.enabled = bool(value & _WDT_ENABLE)
+
+
+mem32 = _Mem32()
 
 
 # The static objects, created with every attribute they will have before any firmware runs.
