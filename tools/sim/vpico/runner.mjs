@@ -26,6 +26,7 @@ export class Runner {
     this.afterSlice = afterSlice;
     this.timer = null;
     this.running = false;
+    this.holds = 0;                       // hold(): the CPU stands still (a controller waiting on a wire)
     this.wallStart = performance.now();
     this.nanosStart = clock.nanos;
     this.step = this.step.bind(this);
@@ -40,6 +41,25 @@ export class Runner {
     this.running = false;
     if (this.timer) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  /** Stop the CPU and its clock until the returned release() (PAIR: an I2C transfer waiting for a board in another
+   * process, as a stretched SCL holds it). Node's event loop keeps running. */
+  hold() {
+    this.holds++;
+    let open = true;
+    return () => {
+      if (!open) return;
+      open = false;
+      if (--this.holds === 0 && this.running) {
+        if (this.stalled) {                            // the step chain ended at the hold: start it again
+          this.stalled = false;
+          setImmediate(this.step);
+        } else {
+          this.kick();                                 // a sleeping chain runs now; a scheduled one is on its way
+        }
+      }
+    };
   }
 
   /** Input arrived: run now instead of at the end of the current sleep. */
@@ -65,6 +85,10 @@ export class Runner {
 
   step() {
     if (!this.running) return;
+    if (this.holds) {                     // release() starts the chain again
+      this.stalled = true;
+      return;
+    }
     const { mcu, clock, flash } = this;
     const { core } = mcu;
     const erasePC = flash.erasePC;
@@ -73,7 +97,7 @@ export class Runner {
     let idleNanos = -1;                   // >= 0: the core sleeps until then (beyond what the wall allows)
     do {
       const limit = this.limit();
-      for (let i = 0; i < BATCH; i++) {
+      for (let i = 0; i < BATCH && !this.holds; i++) {
         if (core.waiting) {
           const next = clock.nanosToNextAlarm;
           if (next <= 0 && !clock.nextAlarm) {         // nothing scheduled: only input can wake it
@@ -96,8 +120,12 @@ export class Runner {
           }
         }
       }
-    } while (idleNanos < 0 && performance.now() < sliceEnd);
+    } while (idleNanos < 0 && !this.holds && performance.now() < sliceEnd);
     this.afterSlice();
+    if (this.holds) {
+      this.stalled = true;
+      return;
+    }
     if (idleNanos < 0) {
       this.schedule(0);
     } else if (!core.waiting) {

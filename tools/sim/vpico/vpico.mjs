@@ -117,6 +117,8 @@ async function main() {
     pins: PICO_PINS,
     log,
     i2c: new I2CRouter(mcu, { 0: { sda: 4, scl: 5 }, 1: { sda: 6, scl: 7 } }, log),
+    hold: () => runner.hold(),                 // PAIR (i2c_wire.mjs): the CPU waits on another board's answer
+    kick: () => runner.kick(),                 // ... and wakes when a wire event arrives
   };
   const attached = [];
   for (const name of args.devices) {

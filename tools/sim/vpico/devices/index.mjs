@@ -8,6 +8,7 @@ export const DEVICES = {
   soil: './soil_probe.mjs',
   led: './led.mjs',
   sdcard: './sdcard.mjs',
+  wire: './wire.mjs',              // PAIR: an I2C wire to another virtual Pico
 };
 
 export const DEFAULT_DEVICES = ['ds1307', 'soil', 'led'];
