@@ -41,13 +41,15 @@ ROLES = ("single", "master", "standby")
 CLOCK_HZ = 125_000_000
 FRAME = re.compile(rb"\$R,(\d+),")
 HEAP_SCRIPT = """
-import gc
+import gc, micropython
 gc.collect()
 base = gc.mem_alloc()
 import boardmain
 hal, c = boardmain.start({"board": "bench-1", "board_type": "pico", "role": %(role)r, "interval_ms": 1000}, None)
 gc.collect()
 start = gc.mem_alloc()
+print()
+micropython.qstr_info()
 peak = start
 for _ in range(30):
     boardmain.loop(hal, c, 10)
@@ -94,6 +96,9 @@ def heap(board, roles=ROLES):
         if not m:
             raise RuntimeError("no HEAP line for %s: %s" % (role, text[-500:]))
         out[role] = dict(zip(("base", "start", "peak"), map(int, m.groups())))
+        q = re.search(r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)", text)
+        if q:          # the interned names after start-up: a new pool is a step of several KB (docs/MICROPYTHON.md)
+            out[role].update(zip(("qstr_pools", "qstrs", "qstr_bytes"), map(int, q.groups())))
     return out
 
 
@@ -180,12 +185,14 @@ def report(fig):
              % (s["cycles_per_sample"], s["sample_ms_at_125mhz"], s["samples"]),
              "replay: %d readings in %.1f s, %.0f emulated cycles each = %.2f ms at 125 MHz (live sampling included)"
              % (s["replayed"], s["replay_s"], s["cycles_per_replayed"], s["cycles_per_replayed"] / CLOCK_HZ * 1000),
-             "heap gc.mem_alloc() (REPL base / after start-up / peak of a quiet 30 s run), bytes:"]
+             "heap gc.mem_alloc() (REPL base / after start-up / peak of a quiet 30 s run), bytes; qstr pools after "
+             "start-up:"]
     for role in ROLES:
         for name, h in (("stock+.mpy", s["heap"][role]), ("frozen", f["heap"][role])):
-            lines.append("  %-8s %-10s %6d / %6d / %6d   (firmware: %.1f KB after start-up, %.1f KB peak)" % (
+            lines.append("  %-8s %-10s %6d / %6d / %6d   (firmware: %.1f KB after start-up, %.1f KB peak; %s)" % (
                 role, name, h["base"], h["start"], h["peak"], (h["start"] - h["base"]) / 1024,
-                (h["peak"] - h["base"]) / 1024))
+                (h["peak"] - h["base"]) / 1024,
+                "%d pools, %d names, %d B" % (h["qstr_pools"], h["qstrs"], h["qstr_bytes"]) if "qstrs" in h else "-"))
     return "\n".join(lines)
 
 
