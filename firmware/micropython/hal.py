@@ -11,7 +11,8 @@ watchdog) is startup.py, which main.py drops after start-up: it runs once.
 
 Errors follow the interfaces: the card raises OSError with Linux errno numbers (ENOENT 2, EIO 5, ENODEV 19,
 ENOSPC 28) whatever the SD driver said (micropython-lib's `sdcard` raises `OSError("timeout ...")` with text);
-the I2C bus raises machine.I2C's own OSError (ENODEV on a NACKed address, EIO, ETIMEDOUT).
+the I2C bus raises machine.I2C's own OSError: on rp2 EIO for a NACK (of the address too: ports/rp2/machine_i2c.c maps
+every pico-sdk error but a timeout to EIO) and ETIMEDOUT; on esp32 ENODEV for a NACKed address.
 """
 
 import os

@@ -17,7 +17,7 @@ An I2C peripheral id is a bus: `SIM.bus(id)` maps 7-bit addresses to targets tha
 the interface of tools/sim/host/i2c.py: `on_start(is_read)` (START or repeated START; False NACKs the address),
 `on_write(byte)` (True ACKs it), `on_read()`, `on_stop()`. The DS1307 is the portable chip model
 (tools/sim/chips/ds1307.py, `chips.ds1307` here), an I2CTarget is one too. An address nobody answers NACKs:
-OSError(19) ENODEV, as on rp2/esp32; a NACKed data byte is OSError(5) EIO. Every call ends with a STOP (`stop=False`
+OSError(19) ENODEV, as on esp32 (rp2 raises EIO there: the virtual Pico shows it); a NACKed data byte is OSError(5) EIO. Every call ends with a STOP (`stop=False`
 is accepted and not modelled: the firmware does not use it). The SD card slot is `SIM.card`: the portable card
 model (`chips.sdcard.Card`) that sdcard.SDCard finds there, whatever SPI bus and chip select it is given.
 """
