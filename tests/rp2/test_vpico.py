@@ -145,3 +145,16 @@ def test_a_bad_image_is_one_line(tmp_path):
                            str(tmp_path / "f")], cwd=REPO, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.strip() == ("vpico: nowhere.uf2: no such image (a firmware.uf2, "
                                                             "or stock / frozen)")
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--opt", "bogus.x=1"], "vpico: --opt bogus.*: no device bogus on this board"),
+    (["--device", "nothere"], "vpico: --device nothere: no such device (ds1307, soil, led, sdcard"),
+    (["--uid", "12"], "vpico: --uid 12: 16 hex digits"),
+])
+def test_a_bad_device_argument_is_one_line_and_no_link(tmp_path, rp2_image, args, line):
+    proc = subprocess.run([sys.executable, "-m", "tools.sim.vpico", "--image", rp2_image, "--flash",
+                           str(tmp_path / "f")] + args, cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and proc.stdout == "", proc
+    assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(line), proc.stderr
+    assert not os.path.lexists(tmp_path / "tty")

@@ -32,6 +32,7 @@ MJS = os.path.join(HERE, "vpico.mjs")
 NODE_MODULES = os.path.join(HERE, "node_modules", "rp2040js")
 BOOT_TIMEOUT = 60       # wall seconds to USB enumeration (0.6 s on an idle machine)
 RESET_EXIT = 75         # vpico.mjs exits with this at a watchdog reset: start the chip again
+USAGE_PREFIX = "vpico-usage: "          # vpico.mjs's line about a bad argument (--opt, --device, --uid)
 
 
 class BoardError(Exception):
@@ -114,7 +115,9 @@ class Chip:
         self.pidfile = pidfile
         with open(pidfile, "w") as f:
             f.write("%d\n" % self.proc.pid)
-        self.ready = threading.Event()
+        self.ready = threading.Event()        # USB enumerated
+        self.ended = threading.Event()        # node's stderr closed: it exited before (or after) that
+        self.usage = None                     # node's one line about a bad argument, said as ours
         self.pump = threading.Thread(target=self._log_pump, daemon=True)
         self.pump.start()
 
@@ -124,15 +127,21 @@ class Chip:
             if text == "vpico: ready":
                 self.ready.set()
                 continue
+            if text.startswith(USAGE_PREFIX):
+                self.usage = text[len(USAGE_PREFIX):]
+                continue
             print(text, file=sys.stderr, flush=True)
-        self.ready.set()
+        self.ended.set()
 
     def wait_ready(self, stop):
         deadline = time.monotonic() + BOOT_TIMEOUT
-        while not self.ready.wait(0.2) and not stop.is_set() and time.monotonic() < deadline:
+        while not (self.ready.wait(0.2) or self.ended.is_set() or stop.is_set() or time.monotonic() > deadline):
             pass
-        if self.proc.poll() is not None and self.proc.returncode != RESET_EXIT:
-            raise BoardError("the board did not start (node exit %s)" % self.proc.returncode)
+        if self.ended.is_set() and not self.ready.is_set():
+            code = self.proc.wait()
+            if self.usage:
+                raise BoardError(self.usage)
+            raise BoardError("the board did not start (node exit %s)" % code)
         if not self.ready.is_set() and not stop.is_set():
             raise BoardError("no USB device after %d s (the image does not boot?)" % BOOT_TIMEOUT)
 

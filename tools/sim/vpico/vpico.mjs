@@ -23,7 +23,7 @@ import { CdcHost } from './usb.mjs';
 import { I2CRouter } from './i2c.mjs';
 import { Runner } from './runner.mjs';
 import { quietCore1Fifo, flashUniqueId } from './chip.mjs';
-import { DEFAULT_DEVICES, load as loadDevice } from './devices/index.mjs';
+import { DEFAULT_DEVICES, DEVICES, load as loadDevice } from './devices/index.mjs';
 
 // boards.py PICO: the wiring the firmware expects, and so the wiring of the virtual board.
 export const PICO_PINS = {
@@ -69,6 +69,9 @@ function parseArgs(argv) {
     } else throw new UsageError(`unknown argument ${flag}`);
   }
   for (const need of ['image', 'state', 'bootrom']) if (!a[need]) throw new UsageError(`--${need} is required`);
+  for (const name of a.devices) {
+    if (!DEVICES[name]) throw new UsageError(`--device ${name}: no such device (${Object.keys(DEVICES).join(', ')})`);
+  }
   for (const name of Object.keys(a.opts)) {
     if (!a.devices.includes(name)) throw new UsageError(`--opt ${name}.*: no device ${name} on this board`);
   }
@@ -188,6 +191,7 @@ async function main() {
 }
 
 main().catch((e) => {
-  log(e instanceof UsageError ? e.message : `error: ${e.stack || e.message}`);
+  if (e instanceof UsageError) process.stderr.write(`vpico-usage: ${e.message}\n`);   // __main__.py says it
+  else log(`error: ${e.stack || e.message}`);
   process.exit(e instanceof UsageError ? 2 : 1);
 });
