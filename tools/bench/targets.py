@@ -596,7 +596,8 @@ def build_report(res, errors):
     heap = res.get("heap")
     if heap:
         worst = max(start for start, _ in heap.values())
-        rep.add("MicroPython heap after start-up (WebAssembly port), core + adapter as .mpy (single / master / standby)",
+        rep.add("MicroPython heap after start-up (WebAssembly port), core + adapter as .mpy (single / master / "
+                "standby)",
                 " / ".join("%.1f KB" % (heap[r][0] / 1024.0) for r in ("single", "master", "standby")),
                 "<= %d KB" % (AFTER_START_BUDGET // 1024), worst / float(AFTER_START_BUDGET),
                 worst <= AFTER_START_BUDGET)
