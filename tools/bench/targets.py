@@ -502,6 +502,8 @@ def main(argv=None):
               bench_fallback)
         phase("full_card", "9. a card that stays full: the cache lost, and samples kept elsewhere before a loss",
               bench_full_card, stack)
+        phase("rp2", "10. the real rp2 firmware on the virtual Pico: heap per role, cycles, boot, make flash",
+              bench_rp2)
     except Exception as e:
         errors["setup"] = "%s: %s" % (e.__class__.__name__, e)
         say("bench: ERROR %s" % errors["setup"])
@@ -526,7 +528,10 @@ from tools.bench.pair import PAIR, bench_pair  # noqa: E402  (phase 5 lives in i
 from tools.bench.board import bench_flash, bench_heap  # noqa: E402  (phases 6 and 7)
 from tools.bench.fallback import bench_fallback  # noqa: E402  (phase 8)
 from tools.bench.card import SEGMENT_BYTES, bench_full_card  # noqa: E402  (phase 9)
+from tools.bench.rp2 import CLOCK_HZ, bench_rp2, report as rp2_report  # noqa: E402  (phase 10)
 from tools.sim.micropython.heap import AFTER_START_BUDGET, PEAK_BUDGET  # noqa: E402
+
+FROZEN_BUDGET = 16 * 1024        # BRIEF.md: with the core frozen into the firmware image, at most 16 KB
 
 
 def build_report(res, errors):
@@ -591,7 +596,8 @@ def build_report(res, errors):
     heap = res.get("heap")
     if heap:
         worst = max(start for start, _ in heap.values())
-        rep.add("MicroPython heap after start-up, core + adapter as .mpy (single / master / standby)",
+        rep.add("MicroPython heap after start-up (WebAssembly port), core + adapter as .mpy (single / master / "
+                "standby)",
                 " / ".join("%.1f KB" % (heap[r][0] / 1024.0) for r in ("single", "master", "standby")),
                 "<= %d KB" % (AFTER_START_BUDGET // 1024), worst / float(AFTER_START_BUDGET),
                 worst <= AFTER_START_BUDGET)
@@ -613,6 +619,28 @@ def build_report(res, errors):
     if flash:
         rep.add("make flash against the virtual board: full / incremental", "%.1f s / %.1f s"
                 % (flash["full_s"], flash["incremental_s"]), "(no target)", None, None)
+    rp2 = res.get("rp2")
+    if rp2:
+        for image, label, budget in (("stock", "core + adapter as .mpy on the stock image", AFTER_START_BUDGET),
+                                     ("frozen", "core + adapter frozen into the image", FROZEN_BUDGET)):
+            heap = rp2[image]["heap"]
+            used = [heap[r]["start"] - heap[r]["base"] for r in ("single", "master", "standby")]
+            rep.add("Real rp2 firmware (virtual Pico): heap after start-up, %s (single / master / standby)" % label,
+                    " / ".join("%.1f KB" % (u / 1024.0) for u in used), "<= %d KB" % (budget // 1024),
+                    max(used) / float(budget), max(used) <= budget)
+        st = rp2["stock"]
+        replay_ms = st["cycles_per_replayed"] / CLOCK_HZ * 1000
+        rep.add("Real rp2 firmware: board-side replay rate a 125 MHz RP2040 would reach (live sampling included)",
+                "%.0f readings/s (%.2f ms each)" % (1000 / replay_ms, replay_ms),
+                "(context: 115200 baud carries %.0f rows/s)" % (res["link"]["rows_per_s"] if res.get("link")
+                                                                else 221), None, None)
+        rep.add("Real rp2 firmware: one sample step at 125 MHz; power-on to first frame", "%.0f ms; %.1f s"
+                % (st["sample_ms_at_125mhz"], st["boot_to_first_frame_s"]), "(no target)", None, None)
+        rep.add("make flash against the virtual Pico: full / incremental / frozen image", "%.1f s / %.1f s / %.1f s"
+                % (st["flash_full_s"], st["flash_incremental_s"], rp2["frozen"]["flash_frozen_s"]), "(no target)",
+                None, None)
+    else:
+        rep.add("Real rp2 firmware on the virtual Pico", "not measured", "<= 48 KB / <= 16 KB frozen", None, None)
     fb = res.get("fallback")
     if fb:
         rep.add("Card away: readings the flash fallback holds per board at 1 Hz (%d KiB, %.0f B per reading)"
@@ -728,6 +756,17 @@ def render(rep, res, errors, facts, z, mode, elapsed):
           "segment); then %d samples were kept elsewhere (the collector's store for what the card refuses) before "
           "the first of them was lost: %d s at one reading per second." % (
               fc["cached"], fc["interval_ms"], fc["cache_lost"], fc["tolerated_samples"], fc["tolerated_s_at_1hz"]))
+        w("")
+    rp2 = res.get("rp2")
+    if rp2:
+        w("The real rp2 firmware (MicroPython v1.27.0 RPI_PICO built from source, tools/rp2/build.sh) on the "
+          "virtual Pico (rp2040js, tools/sim/vpico); tools/bench/rp2.py says how each figure is taken. Emulated "
+          "cycles count instructions without flash wait states or XIP cache misses, so a real RP2040 is somewhat "
+          "slower. The heap's peak here is a quiet 30 s run's, not BRIEF.md's peak scenario:")
+        w("")
+        w("```")
+        w(rp2_report(rp2))
+        w("```")
         w("")
     if errors:
         w("Errors (these measurements are missing above):")
