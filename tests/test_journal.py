@@ -999,3 +999,20 @@ def test_journal_runs_unchanged_under_micropython_and_cpython(interpreter):
         proc = run_cpython(_MPY_SCRIPT)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "OK journal" in proc.stdout
+
+
+def test_at_the_write_position_read_next_does_not_open_the_store(tmp_path):
+    """The collector asks for the next record at every wake; at the journal's end the answer must cost nothing (on
+    a Pico, parsing the end of a LittleFS file each time took most of a sample step). A removed card shows whether
+    the store was touched: reading it raises ENODEV."""
+    b = Board(tmp_path)
+    for i in range(3):
+        b.j.append(rec(i))
+    assert b.payloads() == [rec(i) for i in range(3)]
+    b.card.removed = True
+    assert b.j.read_next() is None
+    b.card.removed = False
+    b.j.append(rec(3))                       # a record written after the end is read as before
+    assert b.payloads() == [rec(3)]
+    b.reboot()                               # and after a reboot the unacknowledged ones come back from the card
+    assert b.payloads() == [rec(i) for i in range(4)]
