@@ -274,6 +274,29 @@ def test_build_deployment(tmp_path):
     assert all(o3 <= o0 for o3, o0 in sizes) and sum(o3 for o3, _ in sizes) < sum(o0 for _, o0 in sizes), sizes
 
 
+def test_sdcard_driver_is_deployed_as_mip_would_install_it(tmp_path):
+    """--sdcard FILE (offline, instead of `mpremote mip install sdcard`): lib/sdcard.mpy compiled like the firmware,
+    whose embedded source name is the import name the board interns anyway; the source form for --source."""
+    driver = tmp_path / "sdcard.py"
+    driver.write_text("class SDCard:\n    def __init__(self, spi, cs):\n        self.spi = spi\n")
+    host, board_path = flash.sdcard_deployment(str(driver), str(tmp_path / "mpy"), mpy=True)
+    assert board_path == "lib/sdcard.mpy" and host == str(tmp_path / "mpy" / "lib" / "sdcard.mpy")
+    with open(host, "rb") as f:
+        data = f.read()
+    assert data[:2] == b"M\x06" and b"sdcard" in data and str(tmp_path).encode() not in data
+    host, board_path = flash.sdcard_deployment(str(driver), str(tmp_path / "src"), mpy=False)
+    assert board_path == "lib/sdcard.py" and open(host).read() == driver.read_text()
+    with pytest.raises(flash.FlashError, match="not a file named sdcard.py"):
+        flash.sdcard_deployment(str(tmp_path / "missing.py"), str(tmp_path / "x"), mpy=True)
+
+
+def test_a_packages_source_name_is_the_package():
+    """soil/__init__.mpy's embedded name is `soil`, the package's import name, not a name of its own (`soil.__init__`
+    would be one more qstr in the board's RAM for good)."""
+    assert flash.source_name("lib/soil/__init__.mpy") == "soil"
+    assert flash.source_name("lib/soil/journal.mpy") == "soil.journal" and flash.source_name("hal.mpy") == "hal"
+
+
 SIM_BOOT = """# The simulated board's parts (tools/sim/micropython/board/simboard.py): a DS1307, an SD card, a soil probe.
 import time
 import simboard

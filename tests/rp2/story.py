@@ -16,13 +16,24 @@ from tools.rp2 import images
 MONITOR_LINE = re.compile(r"^\d\d:\d\d:\d\d R (\d+) (\d+) (\d+) (\S+) (\d+) ", re.M)
 
 
-def install_sdcard_offline(board):
-    """What an offline user does instead of `mpremote mip install sdcard` (which downloads micropython-lib):
-    copy the driver from a micropython-lib checkout, here the one the image was built from."""
+def sdcard_args():
+    """The flash arguments of an offline user: micropython-lib's sdcard driver from a checkout, here the one the
+    image was built from, instead of `mpremote mip install sdcard` (which downloads it). Flash compiles it to
+    lib/sdcard.mpy, as mip would have installed it."""
     driver = images.sdcard_driver()
     assert driver, "no micropython-lib checkout in the rp2 cache (tools/rp2/build.sh src)"
-    mpremote(board, "mkdir", ":lib", check=False)
-    mpremote(board, "cp", driver, ":lib/sdcard.py")
+    return ("--sdcard", driver)
+
+
+def install_sdcard_offline(board):
+    """The driver alone, before any firmware (the card tests drive it from the REPL first): lib/sdcard.mpy as
+    `make flash ... --sdcard FILE` deploys it (tools/flash.py's own function)."""
+    import tempfile
+    from tools import flash
+    with tempfile.TemporaryDirectory(prefix="soil-sdcard-") as tmp:
+        host, target = flash.sdcard_deployment(sdcard_args()[1], tmp, mpy=True)
+        mpremote(board, "mkdir", ":lib", check=False)
+        mpremote(board, "cp", host, ":" + target)
 
 
 def make_flash(board, board_id, *flash_args, timeout=600):

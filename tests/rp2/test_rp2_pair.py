@@ -16,7 +16,7 @@ import types
 
 import pytest
 
-from tests.rp2.story import install_sdcard_offline
+from tests.rp2.story import sdcard_args
 from tests.rp2.vpico import REPO, VPico, mpremote, wait_for
 
 TARGET_SETUP = """
@@ -82,12 +82,12 @@ MASTER_ID, STANDBY_ID = "pair-a", "pair-b"
 
 
 def flash(board, role, board_id):
-    """`make flash BOARD=pico ROLE=<role> PORT=<pty> ID=<id>` as a user types it, after copying micropython-lib's
-    sdcard driver as an offline user does (tests/rp2/story.py). No card is fitted: the firmware keeps its readings
-    on the flash fallback until the gateway has them."""
-    install_sdcard_offline(board)
+    """`make flash BOARD=pico ROLE=<role> PORT=<pty> ID=<id>` as a user types it, with micropython-lib's sdcard
+    driver from a checkout as an offline user gives it (tests/rp2/story.py). No card is fitted: the firmware keeps
+    its readings on the flash fallback until the gateway has them."""
     p = subprocess.run(["make", "-s", "flash", "BOARD=pico", "ROLE=%s" % role, "PORT=%s" % board.tty,
-                        "ID=%s" % board_id], capture_output=True, text=True, timeout=600, cwd=REPO)
+                        "ID=%s" % board_id, "FLASH_ARGS=%s" % " ".join(sdcard_args())],
+                       capture_output=True, text=True, timeout=600, cwd=REPO)
     assert p.returncode == 0, (p.stdout[-2000:], p.stderr[-2000:], board.log()[-2000:])
 
 
@@ -244,7 +244,8 @@ def test_pair_wire_cut_gateway_hears_master_standby_stays_put(story, stack, tmp_
     received = [r[0] for r in stack.query("SELECT received_at FROM plants WHERE board = %s AND date_saved BETWEEN %s "
                                           "AND %s ORDER BY received_at", (MASTER_ID, first, end))]
     pause = max((b - a).total_seconds() for a, b in zip(received, received[1:]))
-    # On rp2 a NACK is OSError(EIO), not ENODEV: soil.master waits hb_timeout_ms before it publishes alone.
+    # On rp2 a NACK is OSError(EIO), not ENODEV: soil.master takes either as "no standby" and publishes alone
+    # at once (tests/test_redundancy.py, test_f12_master_on_rp2_...); the pause is printed, not asserted.
     print("wire cut: audit %s..%s: missing %s, doubled %s; the master's longest pause in publishing %.1f s; "
           "stored minus sampled (s) %s" % (first, end, missing, doubled, pause, clock_skew(stack, first, end)))
     assert not events(stack, "takeover"), events(stack)

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from tests.rp2.story import (MONITOR_LINE, gateway_for, install_sdcard_offline, make_flash, monitor,
+from tests.rp2.story import (MONITOR_LINE, gateway_for, make_flash, monitor, sdcard_args,
                              wait_rtc_rows)
 from tests.rp2.vpico import VPico, mpremote
 
@@ -19,11 +19,9 @@ RAW = 26006                      # --opt soil.value=1625 (the default), as read_
 
 def _story(dbserver, tmp_path, image, board_id, frozen):
     with VPico(str(tmp_path / "pico"), image) as board:
-        if not frozen:
-            install_sdcard_offline(board)
-        seconds, log = make_flash(board, board_id, *(["--frozen"] if frozen else []))
+        seconds, log = make_flash(board, board_id, *(["--frozen"] if frozen else sdcard_args()))
         assert ("--frozen: the image holds soil" in log) == frozen, log
-        assert "reset soft" in log and ("22 copied" in log or frozen), log
+        assert "reset soft" in log and ("23 copied" in log or frozen), log     # with lib/sdcard.mpy
         frames = monitor(board, 8)              # main.py started at the soft reset
         readings = MONITOR_LINE.findall(frames)
         assert len(readings) >= 2 and all(int(r[4]) == RAW for r in readings), frames
