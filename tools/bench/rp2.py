@@ -14,8 +14,10 @@
   fallback), then a gateway with a private MariaDB starts: busy cycles from then until the last replayed row is
   stored, over the rows replayed (live sampling in that time included, so an upper bound), and the replay's wall
   time.
-- Heap per role (single, master, standby), stock image + .mpy and frozen image: `gc.mem_alloc()` after a
-  collection, before the firmware is imported (the REPL's own), after boardmain.start(), and the largest value over
+- Heap per role (single, master, standby), stock image + .mpy and frozen image, each role flashed as a user does
+  (`make flash ROLE=...`; micropython-lib's sdcard as lib/sdcard.mpy, as `mpremote mip install sdcard` installs it):
+  `gc.mem_alloc()` after a collection, before the firmware is imported (the REPL's own), after boardmain.start()
+  read the role's config.json (what main.py does), and the largest value over
   30 loop runs of 10 steps (about 30 s of sampling without a gateway: the uplink's window fills). This peak is the
   quiet run's, not BRIEF.md's peak scenario (takeover, hand-back, full card, replay window), which needs the pair
   and the card on the real port.
@@ -40,28 +42,31 @@ from tools.sim.vpico.proc import REPO, VPico, mpremote
 ROLES = ("single", "master", "standby")
 CLOCK_HZ = 125_000_000
 FRAME = re.compile(rb"\$R,(\d+),")
+# The heap as main.py leaves it: config.json as `make flash ROLE=...` wrote it, boardmain.start() reading it. The
+# script is compiled on the board before it runs, and every name it uses is interned then, for good (a qstr pool
+# that fills is followed by one twice its size: docs/MICROPYTHON.md), so it uses only names the firmware interns
+# anyway (hal, c, boardmain, ...) and markers too long to be interned; a harness of its own names would move the
+# firmware's names towards the next pool.
 HEAP_SCRIPT = """
 import gc, micropython
 gc.collect()
-base = gc.mem_alloc()
+print('soil-heap-base', gc.mem_alloc())
 import boardmain
-hal, c = boardmain.start({"board": "bench-1", "board_type": "pico", "role": %(role)r, "interval_ms": 1000}, None)
+hal, c = boardmain.start()
 gc.collect()
-start = gc.mem_alloc()
-print()
+print('soil-heap-start', gc.mem_alloc())
 micropython.qstr_info()
-peak = start
 for _ in range(30):
     boardmain.loop(hal, c, 10)
     gc.collect()
-    peak = max(peak, gc.mem_alloc())
+    print('soil-heap-during', gc.mem_alloc())
 hal.wdt.feed()
-print()
-print('HEAP', base, start, peak)
 """
 
 
-def _flash(board, *args):
+def flash(board, *args):
+    """`tools/flash.py --board pico --port <the board's pty> --id bench-1 ARGS`, as `make flash` runs it; returns its
+    seconds."""
     t = time.monotonic()
     done = subprocess.run([sys.executable, "tools/flash.py", "--board", "pico", "--port", board.tty,
                            "--id", "bench-1"] + list(args), cwd=REPO, capture_output=True, text=True, timeout=900)
@@ -87,15 +92,19 @@ def _read_frames(tty, seconds, want=None):
     return seqs, first
 
 
-def heap(board, roles=ROLES):
-    """{role: {"base", "start", "peak"}} in bytes of gc.mem_alloc()."""
+def heap(board, roles=ROLES, *flash_args):
+    """{role: {"base", "start", "peak", "qstr_pools", "qstrs", "qstr_bytes"}} in bytes of gc.mem_alloc(): each
+    role flashed as a user does (`make flash ROLE=...`, `flash_args` added), then HEAP_SCRIPT from a fresh REPL."""
     out = {}
     for role in roles:
-        text = mpremote(board, "exec", HEAP_SCRIPT % {"role": role}, timeout=600).stdout
-        m = re.search(r"^HEAP (\d+) (\d+) (\d+)$", text, re.M)
-        if not m:
-            raise RuntimeError("no HEAP line for %s: %s" % (role, text[-500:]))
-        out[role] = dict(zip(("base", "start", "peak"), map(int, m.groups())))
+        flash(board, "--role", role, "--reset", "none", *flash_args)
+        text = mpremote(board, "exec", HEAP_SCRIPT, timeout=600).stdout
+        figures = {k: [int(v) for v in re.findall(r"soil-heap-%s (\d+)" % k, text)]
+                   for k in ("base", "start", "during")}
+        if not (figures["base"] and figures["start"] and figures["during"]):
+            raise RuntimeError("no heap figures for %s: %s" % (role, text[-500:]))
+        out[role] = {"base": figures["base"][0], "start": figures["start"][0],
+                     "peak": max(figures["start"] + figures["during"])}
         q = re.search(r"qstr pool: n_pool=(\d+), n_qstr=(\d+), n_str_data_bytes=\d+, n_total_bytes=(\d+)", text)
         if q:          # the interned names after start-up: a new pool is a step of several KB (docs/MICROPYTHON.md)
             out[role].update(zip(("qstr_pools", "qstrs", "qstr_bytes"), map(int, q.groups())))
@@ -105,11 +114,9 @@ def heap(board, roles=ROLES):
 def stock_run(root, image):
     board = VPico(os.path.join(root, "stock"), image).start()
     try:
-        driver = images.sdcard_driver()
-        mpremote(board, "mkdir", ":lib", check=False)
-        mpremote(board, "cp", driver, ":lib/sdcard.py")
-        full = _flash(board)
-        incremental = _flash(board)
+        sdcard = ("--sdcard", images.sdcard_driver())   # offline, as mip would install it: lib/sdcard.mpy
+        full = flash(board, *sdcard)
+        incremental = flash(board, *sdcard)
         board.stop()
         t = time.monotonic()
         board.start()                          # power on: a new emulator on the same flash, to the USB device
@@ -123,7 +130,7 @@ def stock_run(root, image):
         figures = {"flash_full_s": full, "flash_incremental_s": incremental, "boot_to_first_frame_s": boot_s,
                    "cycles_per_sample": cycles, "samples": len(seqs),
                    "sample_ms_at_125mhz": cycles / CLOCK_HZ * 1000}
-        figures["heap"] = heap(board)
+        figures["heap"] = heap(board, ROLES, *sdcard)
         figures.update(replay(board, root))
         return figures
     finally:
@@ -159,8 +166,8 @@ def replay(board, root, outage_s=40):
 def frozen_run(root, image):
     board = VPico(os.path.join(root, "frozen"), image).start()
     try:
-        flash_s = _flash(board, "--frozen", "--reset", "none")
-        return {"flash_frozen_s": flash_s, "heap": heap(board)}
+        flash_s = flash(board, "--frozen", "--reset", "none")
+        return {"flash_frozen_s": flash_s, "heap": heap(board, ROLES, "--frozen")}
     finally:
         board.stop()
 

@@ -621,8 +621,9 @@ def build_report(res, errors):
                 % (flash["full_s"], flash["incremental_s"]), "(no target)", None, None)
     rp2 = res.get("rp2")
     if rp2:
-        for image, label, budget in (("stock", "core + adapter as .mpy on the stock image", AFTER_START_BUDGET),
-                                     ("frozen", "core + adapter frozen into the image", FROZEN_BUDGET)):
+        for image, label, budget in (
+                ("stock", "core + adapter + sdcard as .mpy on the stock image", AFTER_START_BUDGET),
+                ("frozen", "core + adapter frozen into the image", FROZEN_BUDGET)):
             heap = rp2[image]["heap"]
             used = [heap[r]["start"] - heap[r]["base"] for r in ("single", "master", "standby")]
             rep.add("Real rp2 firmware (virtual Pico): heap after start-up, %s (single / master / standby)" % label,
