@@ -47,7 +47,7 @@ def board(boot, first_n=1, window=8, rto=60000):
                   interval_ms=1000, window=window, status_interval_ms=600000, uid="e660383b13572a2f")
     if first_n != 1:
         c.uplink.number_from(first_n)
-    c.uplink.rto = c.uplink.rto_base = rto
+    c.uplink.rto = c.uplink.rto_ms = rto
     c.start()
     c.sampling = False
     return c, journal
@@ -121,7 +121,7 @@ checks.equal(journal.pending, 5, "nor an ack of 2**31-1 (on the circle of number
 
 # The gateway's numbering is not ours: at the retransmit timeout the board says hello again, with the oldest frame
 # it still holds, and resends.
-c.uplink.rto = c.uplink.rto_base = 3000
+c.uplink.rto = c.uplink.rto_ms = 3000
 out = []
 waited = 0
 while waited < 4000 and not of_kind(out, "H"):

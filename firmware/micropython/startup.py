@@ -19,7 +19,7 @@ PAIR_ONLY = ("soil.heartbeat",)
 _WDT_MS = const(8000)
 _CONFIG = const("config.json")
 _FLASH = const("/fallback")      # tools/sim/micropython/board/simboard.py mounts the simulated flash here
-_PORT_KEYS = ("board_type", "pins", "wdt_ms")   # this port's own keys beside soil.board's settings
+_PORT_KEYS = const(("board_type", "pins", "wdt_ms"))   # this port's own keys beside soil.board's settings
 
 
 def load_config(path=_CONFIG):

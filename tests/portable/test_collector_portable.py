@@ -54,7 +54,7 @@ def run(ms, step_ms=100):
         left -= d
 
 
-c.uplink.rto = c.uplink.rto_base = 60000   # no retransmit timeouts until the part that tests them
+c.uplink.rto = c.uplink.rto_ms = 60000   # no retransmit timeouts until the part that tests them
 c.start()
 out = link.take()
 hello = of_kind(out, "H")
@@ -138,7 +138,7 @@ checks.equal([(f[0], f[2]) for f in r], [(4, 4), (5, 5)], "N,4 resends 4 and 5 w
 checks.equal([f[5] for f in r], ["C", "C"], "resends are flagged C")
 
 # --- retransmit timeout: no A for 3 s resends everything in flight -----------------------------------------------
-c.uplink.rto = c.uplink.rto_base = 3000
+c.uplink.rto = c.uplink.rto_ms = 3000
 link.inbox = gateway_frame(codec.ACK, 5, c.boot)
 c.step()
 checks.equal(journal.pending, 0, "A,5: everything acknowledged")

@@ -38,7 +38,7 @@ def board(card, flash, boot, max_bytes=1 << 20, policy="drop_oldest"):
     journal = Journal(card, max_bytes=max_bytes, segment_bytes=512, policy=policy)
     c = Collector("fb-1", boot, DS1307(i2c), FixedADC((1234,)), journal, RecordingLink(), ticks.ticks_ms,
                   ticks_diff, interval_ms=1000, status_interval_ms=5000, uid="e660383b13572a2f", flash=flash)
-    c.uplink.rto = c.uplink.rto_base = 600000   # nobody answers; no resends needed for this script
+    c.uplink.rto = c.uplink.rto_ms = 600000   # nobody answers; no resends needed for this script
     c.start()
     return c
 

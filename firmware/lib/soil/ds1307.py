@@ -42,7 +42,7 @@ _CONTROL_ZERO = const(0x6C)  # control bits that always read 0: a byte with them
 
 NVRAM_SIZE = const(48)  # 0x08..0x37 for callers (the boot counter lives there too)
 _MARKER_REG = const(0x38)  # 0x38..0x3F: this driver's "set by a gateway" marker
-_MARKER_MAGIC = b"SoIL"  # then the UTC epoch of the last set, 4 bytes big-endian
+_MARKER_MAGIC = const(b"SoIL")  # then the UTC epoch of the last set, 4 bytes big-endian
 
 # The clock states (a reading's trust, and the clock field of H and S frames; docs/PROTOCOL.md).
 OK = const("ok")

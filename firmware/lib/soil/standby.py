@@ -142,7 +142,8 @@ class StandbyRole:
         self._last_check = c.ticks_ms()
         published = c.take_over(since)       # what the master did not publish
         self._publish_status()
-        c.send_event(codec.TAKEOVER, "%s; %d ring samples after %s" % (why, published, _iso_or_dash(since)))
+        c.send_event(codec.TAKEOVER, "%s; %d ring samples after %s"
+                     % (why, published, utc.iso(utc.from_epoch(since)) if since else "-"))
 
     def _start_handback(self):
         """The master has been beating again for `handback_after_ms`: agree on a hand-back time a margin from now
@@ -168,12 +169,6 @@ class StandbyRole:
         return (last if last is not None and last > self.since else self.since) + 1
 
 
-def _iso_or_dash(epoch):
-    if not epoch:
-        return "-"
-    return utc.iso(utc.from_epoch(epoch))
-
-
 # --- the standby's side of the wire ------------------------------------------------------------------------
 
 def decode_beat(buf):
@@ -190,8 +185,8 @@ def decode_beat(buf):
         return None
 
 
-def encode_status(state, since_epoch, handback_epoch):
-    rec = hb.seal(("S1,%s,%d,%d" % (state, since_epoch, handback_epoch)).encode())
+def encode_status(state, since, handback_at):
+    rec = hb.seal(("S1,%s,%d,%d" % (state, since, handback_at)).encode())
     if len(rec) > hb.STATUS_LEN:
         raise ValueError("status record too long")
     return rec
@@ -244,6 +239,6 @@ class Mailbox:
             self.beats += 1
         return beat
 
-    def set_status(self, state, since_epoch, handback_epoch):
-        rec = encode_status(state, since_epoch, handback_epoch)
+    def set_status(self, state, since, handback_at):
+        rec = encode_status(state, since, handback_at)
         self.mem[hb.STATUS_OFF:hb.STATUS_OFF + len(rec)] = rec

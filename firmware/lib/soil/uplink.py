@@ -28,8 +28,8 @@ class Uplink:
         self._ticks_ms = ticks_ms
         self._ticks_diff = ticks_diff
         self.window = window
-        self.rto_base = rto_ms
-        self.rto_max = rto_max_ms
+        self.rto_ms = rto_ms
+        self.rto_max_ms = rto_max_ms
         self.rto = rto_ms
         self.inflight = []            # [n, record, position], oldest first; position None for RAM-only records
         self.next_n = 1
@@ -47,7 +47,7 @@ class Uplink:
         # again at every retransmit timeout.
         self.synced = False
         self._hello_ack = 0
-        self._make_hello = make_hello
+        self.make_hello = make_hello
         self.ignored_acks = 0         # acks of another boot, or before the hello is confirmed
         self.acks_beyond_sent = 0     # acks of a frame number this board never sent (forged, or another numbering)
         self._resync = False          # the gateway's numbering is not ours: say hello at the next retransmit timeout
@@ -169,7 +169,7 @@ class Uplink:
                         # The gateway waits for a frame it has already acknowledged (an A crossed our hello on
                         # the line), or for one we never sent (its numbering is not ours: a stray hello): that
                         # frame never comes, so tell the gateway where we stand.
-                        self._out += self._make_hello()
+                        self._out += self.make_hello()
                     self.resend_from(f[0])
                 elif kind == codec.WAIT:
                     self._hold_start = self._ticks_ms()
@@ -185,10 +185,10 @@ class Uplink:
                 self._ticks_diff(self._ticks_ms(), self._last_progress) >= self.rto:
             if not self.synced or self._resync:
                 self._resync = False
-                self._out += self._make_hello()
+                self._out += self.make_hello()
             self.resend_from(0)
-            self.rto = min(self.rto * 2, self.rto_max)
-        if self.events and self._ticks_diff(self._ticks_ms(), self._event_sent) >= self.rto_base:
+            self.rto = min(self.rto * 2, self.rto_max_ms)
+        if self.events and self._ticks_diff(self._ticks_ms(), self._event_sent) >= self.rto_ms:
             self._resend_events()
             self.flush()
         return events
@@ -220,7 +220,7 @@ class Uplink:
             acked += 1
         if acked:
             del inflight[:acked]
-            self.rto = self.rto_base
+            self.rto = self.rto_ms
             self._last_progress = self._ticks_ms()
             events.append(("acked", position, acked))
 
