@@ -5,6 +5,8 @@ heartbeat wire as a byte-level I2C bus with the standby's memory-mode target. Ti
 test is exact: it steps both boards 10 ms at a time and then checks what each one published.
 """
 
+import errno
+
 import pytest
 
 from gateway import frames
@@ -231,6 +233,21 @@ def test_f12_master_notices_a_missing_standby(pair):
     wire_bus.attach(hb.ADDRESS, target)
     run(clock, [master, standby], 4)
     assert sent_events(master) == ["standby_missing", "standby_back"]
+
+
+def test_f12_master_on_rp2_takes_a_nack_as_no_standby(tmp_path):
+    """The rp2 port reports a NACKed address as EIO, not ENODEV (ports/rp2/machine_i2c.c: every pico-sdk error but
+    a timeout). A master whose standby is gone publishes alone at once on rp2 too, instead of waiting the standby's
+    whole timeout as for an answer it cannot read (seen on the real rp2 firmware: 10 s without a published second)."""
+    clock = Clock()
+    wire_bus = I2CBus()                                    # no standby on the wire at all
+    master = make_board(tmp_path, "bed-1-a", clock, MasterRole(MachineI2C(wire_bus, address_nack=errno.EIO)))
+    master.start()
+    run(clock, [master], 3)
+    assert master.pair.beats_failed >= 1 and master.pair.standby_present is False
+    assert master.pair.state == hb.ACTIVE and master.publishing
+    assert len(published(master)) >= 2, published(master)     # from its first seconds, not after 10 s
+    assert sent_events(master) == ["standby_missing"]
 
 
 def test_beat_and_status_records_reject_damage():

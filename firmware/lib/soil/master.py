@@ -10,7 +10,7 @@ master's code in RAM, nor a master the standby's.
 
 from soil import codec, const
 from soil import heartbeat as hb
-from soil.card import ENODEV, errno_of
+from soil.card import EIO, ENODEV, errno_of
 
 _LINK_OK_MS = const(30000)  # the gateway counts as heard when a frame came within this long (told in each beat)
 
@@ -100,10 +100,11 @@ class MasterRole:
 
     def _no_status(self, err):
         """No status this time. Nobody ACKs: there is no standby to cover (a cut wire with the master alive is the
-        witness's case: docs/REDUNDANCY.md). Anything else (a timeout, a torn record) says nothing about who holds
-        which second: wait, unless it lasts the standby's whole timeout."""
+        witness's case: docs/REDUNDANCY.md). A NACK is ENODEV on esp32 and EIO on rp2 (its port maps every pico-sdk
+        error but a timeout to EIO). Anything else (a timeout, a torn record) says nothing about who holds which
+        second: wait, unless it lasts the standby's whole timeout."""
         c = self.c
-        if err is not None and errno_of(err) == ENODEV:
+        if err is not None and errno_of(err) in (ENODEV, EIO):
             return self._settle(None)
         now = c.ticks_ms()
         if self._unknown_since is None:

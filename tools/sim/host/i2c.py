@@ -151,19 +151,30 @@ class MachineI2C:
 
     `writeto` returns the number of ACKed bytes like MicroPython; `writeto_mem` raises `OSError(EIO)` on a data
     NACK where MicroPython's soft I2C would only write fewer bytes: a driver must not believe a half write.
+    `address_nack`: the errno a NACKed address raises, which differs by port: ENODEV on esp32 (the default), EIO on
+    rp2 (ports/rp2/machine_i2c.c maps every pico-sdk error but a timeout to EIO).
     """
 
-    def __init__(self, bus):
+    def __init__(self, bus, address_nack=ENODEV):
         self.bus = bus
+        self.address_nack = address_nack
+
+    def _transfer(self, segments, stop=True):
+        try:
+            return self.bus.transfer(segments, stop)
+        except OSError as e:
+            if e.args and e.args[0] == ENODEV and self.address_nack != ENODEV:
+                raise OSError(self.address_nack, e.args[1] if len(e.args) > 1 else "address NACK")
+            raise
 
     def scan(self):
         return self.bus.scan()
 
     def writeto(self, addr, buf, stop=True):
-        return self.bus.transfer(((addr, False, bytes(buf)),), stop)[0]
+        return self._transfer(((addr, False, bytes(buf)),), stop)[0]
 
     def readfrom(self, addr, nbytes, stop=True):
-        return self.bus.transfer(((addr, True, nbytes),), stop)[0]
+        return self._transfer(((addr, True, nbytes),), stop)[0]
 
     def readfrom_into(self, addr, buf, stop=True):
         data = self.readfrom(addr, len(buf), stop)
@@ -174,7 +185,7 @@ class MachineI2C:
 
     def readfrom_mem(self, addr, memaddr, nbytes, *, addrsize=8):
         reg = _memaddr_bytes(memaddr, addrsize)
-        res = self.bus.transfer(((addr, False, reg), (addr, True, nbytes)))
+        res = self._transfer(((addr, False, reg), (addr, True, nbytes)))
         if len(res) < 2:
             raise OSError(EIO, "I2C address 0x%02x NACKed the register address" % addr)
         return res[1]
@@ -184,7 +195,7 @@ class MachineI2C:
 
     def writeto_mem(self, addr, memaddr, buf, *, addrsize=8):
         data = _memaddr_bytes(memaddr, addrsize) + bytes(buf)
-        if self.bus.transfer(((addr, False, data),))[0] != len(data):
+        if self._transfer(((addr, False, data),))[0] != len(data):
             raise OSError(EIO, "I2C address 0x%02x NACKed a data byte" % addr)
 
 
