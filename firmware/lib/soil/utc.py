@@ -22,7 +22,7 @@ _MIN_YEAR = const(1)
 _MAX_YEAR = const(9999)  # the ISO text form has four year digits
 _ISO_LEN = const(20)     # len("YYYY-MM-DDTHH:MM:SSZ")
 
-_MDAYS = const((31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31))
+_MDAYS = (31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)   # a literal: CircuitPython builds may lack const tuples
 
 
 def is_leap(year):
