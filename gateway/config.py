@@ -34,7 +34,9 @@ try:
 except ImportError:  # Python < 3.11
     import tomli as tomllib
 
+from gateway.alertwatch import AlertSettings
 from gateway.dbconn import DbConfig
+from gateway.notify import SmtpSettings
 from gateway.primary import parse_server
 from gateway.transport import check_baudrate, check_url
 
@@ -69,7 +71,7 @@ class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
-                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None):
+                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None, alerts=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -80,6 +82,7 @@ class GatewayConfig:
         self.status_path = status_path
         self.linger_ms = linger_ms
         self.tap_path = tap_path       # the Unix socket of gateway/tap.py (None: no tap)
+        self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
@@ -87,6 +90,38 @@ _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password
             "connect_timeout": (int, float), "servers": list, "semisync": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
             "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str}
+
+
+_ALERT_KEYS = {"enabled": bool, "dry_below": (int, float), "dry_clear_above": (int, float),
+               "silent_after_s": (int, float), "grace_s": (int, float), "drop_window_s": (int, float),
+               "every_s": (int, float), "webhook_url": str, "webhook_token_env": str, "smtp_host": str,
+               "smtp_port": int, "smtp_from": str, "smtp_to": (str, list), "smtp_user": str, "smtp_password_env": str,
+               "smtp_starttls": bool, "smtp_ssl": bool}
+
+
+def _alert_settings(table, path, environ):
+    """[alerts] -> AlertSettings, or None when `enabled = false`. Secrets come from the environment, by name."""
+    a = dict(table)
+    _check(a, _ALERT_KEYS, "alerts", path)
+    if not a.pop("enabled", True):
+        return None
+    url = a.pop("webhook_url", None)
+    if url is not None and not url.startswith(("http://", "https://")):
+        raise ConfigError("%s: [alerts] webhook_url must start with http:// or https://, got %r" % (path, url))
+    token_env = a.pop("webhook_token_env", None)
+    smtp = {k[len("smtp_"):]: a.pop(k) for k in list(a) if k.startswith("smtp_")}
+    smtp_settings = None
+    if smtp:
+        if "host" not in smtp or "to" not in smtp or "from" not in smtp:
+            raise ConfigError("%s: [alerts] e-mail needs smtp_host, smtp_from and smtp_to" % path)
+        password_env = smtp.pop("password_env", None)
+        smtp_settings = SmtpSettings(smtp.pop("host"), smtp.pop("to"), smtp.pop("from"),
+                                     password=environ.get(password_env) if password_env else None, **smtp)
+    try:
+        return AlertSettings(webhook_url=url, webhook_token=environ.get(token_env) if token_env else None,
+                             smtp=smtp_settings, **a)
+    except ValueError as e:
+        raise ConfigError("%s: [alerts] %s" % (path, e))
 
 
 def _check(table, allowed, where, path):
@@ -122,7 +157,7 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board"):
+        if key not in ("database", "gateway", "board", "alerts"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -151,4 +186,5 @@ def from_dict(data, path="<config>", environ=None):
             raise ConfigError("%s: [[board]] number %d has no url" % (path, i + 1))
         _check(b, {"url": str, "baudrate": int, "name": str}, "board", path)
         boards.append(board_config(where="%s: [[board]] number %d" % (path, i + 1), **b))
-    return GatewayConfig(database, boards, **gw)
+    alerts = _alert_settings(data.get("alerts", {}), path, environ)
+    return GatewayConfig(database, boards, alerts=alerts, **gw)

@@ -50,6 +50,7 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT, UPDATE", "boards"),
     ("SELECT, INSERT", "board_events"),
     ("SELECT, INSERT", "collector_events"),
+    ("SELECT, INSERT, UPDATE", "alerts"),
 )
 
 # The client hosts the gateway's account is created for by default: the same machine, by socket or TCP.
@@ -276,6 +277,25 @@ def _m7_loss_ledger(cur, db):
                 "  `dropped_at_gap_check` = COALESCE(`dropped`, 0) WHERE `gaps_checked_boot` IS NULL" % _q(db))
 
 
+def _m8_alerts(cur, db):
+    """alerts: one row per alert (gateway/alerts.py), opened once and cleared once, so an alert open when the
+    gateway stopped is still open when it starts again, and the history says when each began and ended.
+    `board` is the board id, or the port for a board not yet heard; `probe` is NULL for a board's alerts."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`alerts` (\n"
+        "  `id` BIGINT NOT NULL AUTO_INCREMENT,\n"
+        "  `kind` VARCHAR(16) CHARACTER SET ascii NOT NULL,\n"
+        "  `board` VARCHAR(255) NOT NULL,\n"
+        "  `probe` TINYINT UNSIGNED NULL,\n"
+        "  `detail` VARCHAR(255) NULL,\n"
+        "  `opened_at` DATETIME NOT NULL,\n"
+        "  `cleared_at` DATETIME NULL,\n"
+        "  PRIMARY KEY (`id`),\n"
+        "  KEY `open_alerts` (`cleared_at`, `opened_at`),\n"
+        "  KEY `board_opened` (`board`, `opened_at`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % _q(db))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -285,6 +305,7 @@ MIGRATIONS = (
     (5, "collector_events: unique event identity (board, boot, event_no)", _m5_event_identity),
     (6, "boards: uid (the hardware id that owns a board id) and port", _m6_board_identity),
     (7, "boards: the ledger of lost readings (gaps_checked_boot, dropped_at_gap_check)", _m7_loss_ledger),
+    (8, "alerts: opened and cleared once, stored (gateway/alerts.py)", _m8_alerts),
 )
 
 

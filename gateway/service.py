@@ -13,10 +13,13 @@ import queue
 import threading
 import time
 
+from gateway.alerts import AlertBook, AlertStore
+from gateway.alertwatch import AlertWatch
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
 from gateway.identity import IdentityRegistry
+from gateway.notify import Email, Notifier, Webhook
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
@@ -266,8 +269,25 @@ class Gateway:
         self.transports = []           # the SerialTransport that reads each session's port
         self.tap = LineTap(config.tap_path) if config.tap_path else None
         self.warnings = RepeatLimiter()    # per-port warnings, rate limited (gateway/ratelimit.py)
+        self._started_at = None
+        self.notifier = self.alerts = self.alert_watch = None
+        if config.alerts is not None:
+            self._make_alerts(config.alerts)
         for board in config.boards:
             self.add_board(board)
+
+    def _make_alerts(self, settings):
+        """The alert book (its rows in `alerts`), the notifier that delivers what it opens and clears, and the
+        thread that applies the rules; the book and the rules share one connection of their own (gateway/alerts.py)."""
+        receivers = []
+        if settings.webhook_url:
+            receivers.append(Webhook(settings.webhook_url, settings.webhook_token))
+        if settings.smtp is not None:
+            receivers.append(Email(settings.smtp))
+        self.notifier = Notifier(receivers)
+        store = ReadingStore(self.config.database)
+        self.alerts = AlertBook(AlertStore(store), deliver=self.notifier.deliver)
+        self.alert_watch = AlertWatch(settings, self.alerts, store, self.alert_state)
 
     def add_board(self, board_cfg):
         """One board: its protocol with its own clock keeper, and the transport that reads its port into it."""
@@ -329,10 +349,17 @@ class Gateway:
             except OSError as e:          # the tap is for people watching; the boards are served without it
                 log.warning("tap: cannot serve %s (%s); monitor --listen is unavailable", self.tap.path, e)
         self.writer.start()
+        self._started_at = time.time()
         for t in self.transports:
             t.start()
+        if self.alert_watch is not None:
+            self.notifier.start()
+            self.alert_watch.start()
 
     def stop(self):
+        if self.alert_watch is not None:
+            self.alert_watch.stop()
+            self.notifier.stop()
         for t in self.transports:
             t.stop()
         self.writer.stop()
@@ -343,9 +370,24 @@ class Gateway:
             logging.getLogger(name).removeFilter(self.warnings)
         self.identity.close()
 
+    def alert_state(self):
+        """What the alert rules need of the gateway's own state (gateway/alertwatch.py): per board its port, id,
+        whether the port is open (and why not), seconds since its last frame (None: none yet), why its last hello
+        was refused (None: served); and how long the gateway has been listening."""
+        now = time.time()
+        boards = []
+        for s, t in zip(self.sessions, self.transports):
+            port = t.status()
+            boards.append({"port": s.cfg.name, "board": s.board_id, "port_open": port["port_open"],
+                           "port_error": port["port_error"], "refused": s.refused,
+                           "last_frame_age_s": now - s.last_frame_at if s.last_frame_at else None})
+        return {"database_ok": self.writer.ok(), "boards": boards,
+                "listening_s": now - self._started_at if self._started_at else 0.0}
+
     def snapshot(self):
         return {
             "database_ok": self.writer.ok(),
+            "open_alerts": [a.as_dict() for a in self.alerts.open_alerts()] if self.alerts is not None else [],
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,
             "alerts": list(self.identity.alerts),

@@ -183,7 +183,7 @@ class BoardProc:
 class GatewayProc:
     """The gateway service as its own process (`python -m gateway run`)."""
 
-    def __init__(self, stack, boards, extra=None, name="gateway"):
+    def __init__(self, stack, boards, extra=None, name="gateway", sections=None):
         self.stack = stack
         self.boards = boards
         self.dir = os.path.join(stack.run_dir, name)
@@ -192,6 +192,7 @@ class GatewayProc:
         self.status_path = os.path.join(self.dir, "status.json")
         self.log_path = os.path.join(self.dir, "gateway.log")
         self.extra = extra or {}
+        self.sections = sections or {}    # further [section]s of the configuration: {"alerts": {"every_s": 1}}
         self.proc = None
 
     def write_config(self):
@@ -205,6 +206,8 @@ class GatewayProc:
                  'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
         for key, value in sorted(self.extra.items()):
             lines.append("%s = %s" % (key, json.dumps(value)))
+        for section, table in sorted(self.sections.items()):
+            lines += ["", "[%s]" % section] + ["%s = %s" % (k, json.dumps(v)) for k, v in sorted(table.items())]
         for b in self.boards:
             lines += ["", "[[board]]", 'url = "%s"' % b.tty, "baudrate = 115200"]
         with open(self.config_path, "w") as f:
@@ -318,8 +321,8 @@ class Stack:
         self.boards.append(b)
         return b.start()
 
-    def start_gateway(self, boards=None, **extra):
-        self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra)
+    def start_gateway(self, boards=None, sections=None, **extra):
+        self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra, sections=sections)
         return self.gateway.start()
 
     def close(self):
