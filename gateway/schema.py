@@ -22,6 +22,8 @@ Why it looks like this:
 
 import re
 
+from gateway.moisture import MOISTURE_VIEW
+
 DATABASE = "plant_moisture"
 LOCK_NAME = "plant_moisture.schema_migrate"
 LOCK_TIMEOUT = 60  # seconds another migrator may hold the lock before we give up
@@ -51,6 +53,8 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT", "board_events"),
     ("SELECT, INSERT", "collector_events"),
     ("SELECT, INSERT, UPDATE", "alerts"),
+    ("SELECT, INSERT, UPDATE, DELETE", "calibrations"),
+    ("SELECT", "moisture"),
 )
 
 # The client hosts the gateway's account is created for by default: the same machine, by socket or TCP.
@@ -296,6 +300,25 @@ def _m8_alerts(cur, db):
         ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % _q(db))
 
 
+def _m9_calibrations(cur, db):
+    """calibrations and the `moisture` view (gateway/moisture.py): per board and probe the raw reading of dry and of
+    saturated soil from a time on; the view gives every reading's % from the calibration in effect at its sample
+    time, so a calibration corrects the past too. Raw readings are never changed."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`calibrations` (\n"
+        "  `id` BIGINT NOT NULL AUTO_INCREMENT,\n"
+        "  `board` VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n"
+        "  `probe` TINYINT UNSIGNED NOT NULL DEFAULT 0,\n"
+        "  `raw_dry` INT NULL,\n"
+        "  `raw_wet` INT NULL,\n"
+        "  `effective_from` DATETIME NOT NULL,\n"
+        "  `created_at` DATETIME(3) NOT NULL,\n"
+        "  PRIMARY KEY (`id`),\n"
+        "  KEY `in_effect` (`board`, `probe`, `effective_from`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % _q(db))
+    cur.execute(MOISTURE_VIEW.format(db=_q(db)))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -306,6 +329,7 @@ MIGRATIONS = (
     (6, "boards: uid (the hardware id that owns a board id) and port", _m6_board_identity),
     (7, "boards: the ledger of lost readings (gaps_checked_boot, dropped_at_gap_check)", _m7_loss_ledger),
     (8, "alerts: opened and cleared once, stored (gateway/alerts.py)", _m8_alerts),
+    (9, "calibrations, and the moisture view: % at query time (gateway/moisture.py)", _m9_calibrations),
 )
 
 

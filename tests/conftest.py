@@ -20,7 +20,7 @@ from gateway.dbconn import DbConfig
 from tools.dbserver import PrivateServer, ServerError, find_server
 
 GATEWAY_USER = "soil_gateway"
-PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts")
+PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations")
 
 
 def require_server():

@@ -85,7 +85,8 @@ def assert_final_shape(conn):
     assert star_width(conn) == 3
     tables = {r[0] for r in q(conn, "SELECT TABLE_NAME FROM information_schema.TABLES "
                                     "WHERE TABLE_SCHEMA='plant_moisture'")}
-    assert tables == {"plants", "boards", "board_events", "collector_events", "alerts", "schema_migrations"}
+    assert tables == {"plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "moisture",
+                      "schema_migrations"}
 
 
 def test_fresh_database_is_created_in_the_final_shape(admin):
@@ -230,6 +231,8 @@ def test_gateway_account_gets_exactly_the_listed_grants(admin):
         "GRANT SELECT, INSERT ON `plant_moisture`.`board_events` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT, INSERT ON `plant_moisture`.`collector_events` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`alerts` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT, INSERT, UPDATE, DELETE ON `plant_moisture`.`calibrations` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT ON `plant_moisture`.`moisture` TO `gw_test`@`127.0.0.1`",
     }
     # Re-provisioning converges: an extra privilege granted by hand is taken away again.
     q(admin, "GRANT DELETE ON plant_moisture.plants TO 'gw_test'@'127.0.0.1'")

@@ -1,0 +1,126 @@
+"""Moisture in percent from raw readings, through calibrations kept beside them (issue 14, part 2).
+
+Raw is what a board stores, always. A calibration says what raw reading a probe gives in dry soil (0 %) and in
+saturated soil (100 %), from a time on (`effective_from`); the `moisture` view computes each reading's % at query
+time from the calibration in effect at its sample time, so a calibration added or corrected later corrects the past
+too. A capacitive probe reads higher when dry (raw_dry > raw_wet); a resistive one the other way: both work.
+
+A reading outside the calibrated range is not clipped: its % is below 0 or above 100 as measured, and its `flag` says
+`drier_than_dry` or `wetter_than_wet`, so a probe pulled out of the soil or standing in a puddle shows as such
+instead of as a plausible 0 % or 100 %. A reading with no calibration in effect has pct NULL and flag NULL.
+
+The percent is computed in one place per language: `percent()` here (tests, the alert rules' checks) and
+MOISTURE_VIEW for SQL; tests/test_moisture.py holds them to the same answer.
+"""
+
+from gateway.dbconn import DatabaseError
+
+POINTS = ("dry", "wet")
+
+# One row per reading of plants with a board, the calibration in effect at its sample time (the newest complete
+# one of its board and probe with effective_from <= sample time). Readings have one probe today: probe 0.
+MOISTURE_VIEW = """CREATE OR REPLACE SQL SECURITY INVOKER VIEW {db}.`moisture` AS
+SELECT p.`id`, p.`board`, 0 AS `probe`, p.`date_saved` AS `sample_time`, p.`moisture_raw` AS `raw`,
+  ROUND(100 * (p.`moisture_raw` - c.`raw_dry`) / (c.`raw_wet` - c.`raw_dry`), 1) AS `pct`,
+  CASE WHEN c.`id` IS NULL THEN NULL
+       WHEN (p.`moisture_raw` - c.`raw_dry`) * SIGN(c.`raw_wet` - c.`raw_dry`) < 0 THEN 'drier_than_dry'
+       WHEN (p.`moisture_raw` - c.`raw_wet`) * SIGN(c.`raw_wet` - c.`raw_dry`) > 0 THEN 'wetter_than_wet'
+       ELSE 'ok' END AS `flag`,
+  c.`id` AS `calibration`, p.`source`, p.`time_quality`, p.`boot`, p.`seq`
+FROM {db}.`plants` p
+LEFT JOIN {db}.`calibrations` c ON c.`id` = (
+  SELECT c2.`id` FROM {db}.`calibrations` c2
+  WHERE c2.`board` = p.`board` AND c2.`probe` = 0 AND c2.`raw_dry` IS NOT NULL AND c2.`raw_wet` IS NOT NULL
+    AND c2.`raw_wet` <> c2.`raw_dry` AND c2.`effective_from` <= p.`date_saved`
+  ORDER BY c2.`effective_from` DESC, c2.`id` DESC LIMIT 1)
+WHERE p.`board` IS NOT NULL"""
+
+
+def percent(raw, raw_dry, raw_wet):
+    """(pct rounded to 0.1, flag) of one reading, as the `moisture` view computes it; (None, None) without a
+    usable calibration (a point missing, or dry == wet)."""
+    if raw_dry is None or raw_wet is None or raw_dry == raw_wet:
+        return None, None
+    pct = round(100.0 * (raw - raw_dry) / (raw_wet - raw_dry), 1)
+    direction = 1 if raw_wet > raw_dry else -1
+    if (raw - raw_dry) * direction < 0:
+        flag = "drier_than_dry"
+    elif (raw - raw_wet) * direction > 0:
+        flag = "wetter_than_wet"
+    else:
+        flag = "ok"
+    return pct, flag
+
+
+class Calibrations:
+    """The `calibrations` table through a ReadingStore (the gateway's account: SELECT, INSERT, UPDATE, DELETE)."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def record(self, board, probe, point, raw, effective_from=None):
+        """Store one point ("dry" or "wet") of `board`'s `probe`. It completes the newest calibration of the probe
+        that lacks this point, else starts a new one, in effect from `effective_from` ('YYYY-MM-DD HH:MM:SS' UTC),
+        by default from now, or from the first reading for a probe's first calibration. Returns its id."""
+        if point not in POINTS:
+            raise ValueError("point must be dry or wet")
+        column, other = ("raw_dry", "raw_wet") if point == "dry" else ("raw_wet", "raw_dry")
+
+        def work(cur):
+            cur.execute("SELECT id FROM calibrations WHERE board = %s AND probe = %s AND `{0}` IS NULL "
+                        "AND `{1}` IS NOT NULL ORDER BY id DESC LIMIT 1".format(column, other), (board, probe))
+            row = cur.fetchone()
+            if row is not None and effective_from is None:
+                cur.execute("UPDATE calibrations SET `{0}` = %s WHERE id = %s".format(column), (raw, row[0]))
+                return row[0]
+            cur.execute("SELECT COUNT(*) FROM calibrations WHERE board = %s AND probe = %s", (board, probe))
+            first = cur.fetchone()[0] == 0
+            when = effective_from or ("1000-01-01 00:00:00" if first else None)
+            cur.execute("INSERT INTO calibrations (board, probe, `{0}`, effective_from, created_at) VALUES "
+                        "(%s, %s, %s, COALESCE(%s, UTC_TIMESTAMP()), UTC_TIMESTAMP(3))".format(column),
+                        (board, probe, raw, when))
+            return cur.lastrowid
+        return self._store.run_statement(work)
+
+    def list(self, board=None):
+        def work(cur):
+            sql = ("SELECT id, board, probe, raw_dry, raw_wet, effective_from, created_at FROM calibrations")
+            args = ()
+            if board:
+                sql += " WHERE board = %s"
+                args = (board,)
+            cur.execute(sql + " ORDER BY board, probe, effective_from, id", args)
+            return cur.fetchall()
+        return self._store.run_statement(work)
+
+    def remove(self, cal_id):
+        def work(cur):
+            cur.execute("DELETE FROM calibrations WHERE id = %s", (cal_id,))
+            return cur.rowcount
+        if not self._store.run_statement(work):
+            raise DatabaseError("no calibration %d (soil-gateway calibrate --list shows them)" % cal_id)
+
+    def newest_raw(self, board, since, probe=0):
+        """Live raw readings of `board` received since `since` ('YYYY-MM-DD HH:MM:SS.fff' UTC), oldest first."""
+        def work(cur):
+            cur.execute("SELECT moisture_raw FROM plants WHERE board = %s AND source = 'live' AND received_at >= %s "
+                        "ORDER BY received_at", (board, since))
+            return [r[0] for r in cur.fetchall()]
+        return self._store.run_statement(work)
+
+    def now(self):
+        def work(cur):
+            cur.execute("SELECT DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%d %H:%i:%s.%f')")
+            return cur.fetchone()[0]
+        return self._store.run_statement(work)
+
+
+def latest_moisture(cur):
+    """[(board, probe, pct)] of each probe's newest calibrated reading (the alert rules' `dry`)."""
+    cur.execute("SELECT m.board, m.probe, m.pct FROM moisture m JOIN (SELECT board, MAX(date_saved) AS t FROM plants "
+                "WHERE board IS NOT NULL GROUP BY board) n ON n.board = m.board AND n.t = m.sample_time "
+                "WHERE m.pct IS NOT NULL")
+    seen = {}
+    for board, probe, pct in cur.fetchall():
+        seen[(board, probe)] = float(pct)
+    return [(b, p, v) for (b, p), v in sorted(seen.items())]
