@@ -45,9 +45,11 @@ def test_kill9_failover_promotes_most_advanced_and_keeps_every_commit():
         try:
             writer.wait_for(100)
             topo.primary().process.kill()
-            states = {}
-            new = ha.failover(topo)
+            states, said = {}, []
+            new = ha.failover(topo, log=said.append)
             current["server"] = new
+            # The surviving replica acknowledges the new primary: else each commit waits out the 30 s timeout.
+            assert "semi-sync: 1 replica(s) acknowledge server %d" % new.server_id in said, said
             for s in topo.replicas():
                 if s.running:
                     states[s.server_id] = topo.gtid_state(s)["executed"]

@@ -30,6 +30,7 @@ from tools.rpl.topology import RplError, run
 
 DEFAULT_TIMEOUT = 30.0
 CONNECT_TIMEOUT_REJOIN = 5
+SEMISYNC_CLIENT_WAIT = 10.0   # seconds a change of primary waits for a semi-sync replica to connect to it
 
 
 def _alive(server, timeout=1):
@@ -126,13 +127,37 @@ def _promote(topo, server):
 
 
 def _follow(topo, server, source, demoted=False):
+    """Make `server` a read-only replica of `source`. With semi-sync on, its replica side is switched on before
+    its threads start, so that their first connection announces it: restarting the IO thread just after (what
+    _semisync_role does to a replica already running) opens a second connection, and a source that drops the first
+    one after registering the second can be left with no semi-sync client, each commit then waiting out the
+    whole semi-sync timeout."""
     f = topo.flavour
-    topo.point_at(server, source, demoted=demoted)
-    run(server, f.fence())
     if topo.state.get("semisync"):
         if demoted:
             run(server, [("SET GLOBAL %s = OFF" % f.semisync_vars["enabled"], None)])
-        _semisync_role(topo, server, "replica")
+        _semisync_role(topo, server, "replica", reconnect=False)
+    topo.point_at(server, source, demoted=demoted)
+    run(server, f.fence())
+
+
+def _await_semisync_clients(topo, primary, followers, log, timeout=SEMISYNC_CLIENT_WAIT):
+    """After a change of primary with semi-sync on: wait until a replica acknowledges the new primary, and say
+    so; or say that none does, since until one does every commit waits out the timeout before falling back."""
+    if not topo.state.get("semisync") or not followers:
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        clients = semisync_status(topo)["clients"]
+        if clients or time.monotonic() >= deadline:
+            break
+        time.sleep(0.05)
+    if clients:
+        _emit(log, "semi-sync: %d replica(s) acknowledge server %d" % (clients, primary.server_id))
+    else:
+        _emit(log, "semi-sync: no replica acknowledges server %d after %.0f s: each commit waits %d ms before it "
+                   "falls back to asynchronous (`soil-rpl semisync status`)"
+              % (primary.server_id, timeout, topo.state["semisync"].get("timeout_ms") or 0))
 
 
 def _set_primary(topo, server, event):
@@ -177,6 +202,7 @@ def switchover(topo, to, timeout=DEFAULT_TIMEOUT, log=None):
     _follow(topo, old, new, demoted=True)
     _emit(log, "switchover: server %d is the primary (%.2f s), server %d follows it"
           % (new.server_id, time.monotonic() - t0, old.server_id))
+    _await_semisync_clients(topo, new, [s for s in topo.servers if s.server_id != new.server_id], log)
     return new
 
 
@@ -261,15 +287,21 @@ def failover(topo, candidate=None, force=False, timeout=DEFAULT_TIMEOUT, log=Non
     _promote(topo, new)
     _set_primary(topo, new, "failover %d -> %d (old primary %s)" % (
         old.server_id, new.server_id, "fenced" if old_alive else "unreachable"))
-    for sid in states:
-        if sid != chosen:
-            try:
-                _follow(topo, topo.server(sid), new)
-            except pymysql.err.MySQLError as exc:
-                _emit(log, "failover: could not repoint server %d: %s" % (sid, exc))
+    followers = []
+    for s in topo.replicas():
+        if s.server_id in (chosen, old.server_id) or not s.running:
+            continue
+        # A replica that did not answer in time to be a candidate (a loaded machine) still follows the new
+        # primary, or it would wait on the dead one and leave semi-sync with nobody to acknowledge.
+        try:
+            _follow(topo, s, new)
+            followers.append(s)
+        except pymysql.err.MySQLError as exc:
+            _emit(log, "failover: could not repoint server %d: %s" % (s.server_id, exc))
     if not old_alive and _alive(old):  # it came back while we worked: fence it now
         run(old, f.fence())
     _emit(log, "failover: server %d is the primary (%.2f s)" % (new.server_id, time.monotonic() - t0))
+    _await_semisync_clients(topo, new, followers, log)
     return new
 
 
@@ -333,7 +365,9 @@ def rejoin(topo, server_id, timeout=DEFAULT_TIMEOUT, log=None):
 
 
 # -- semi-synchronous replication --------------------------------------------------------------------------------
-def _semisync_role(topo, server, role, timeout_ms=None):
+def _semisync_role(topo, server, role, timeout_ms=None, reconnect=True):
+    """Switch semi-sync on for `server` as a "source" or a "replica"; a running replica's IO thread is restarted
+    (`reconnect`) to announce it, unless its threads are about to be started anyway."""
     f = topo.flavour
     for stmt in f.semisync_install(role):
         try:
@@ -342,7 +376,7 @@ def _semisync_role(topo, server, role, timeout_ms=None):
             if exc.args[0] != 1125:  # ER_PLUGIN_INSTALLED
                 raise
     run(server, f.semisync_enable(role, timeout_ms))
-    if role == "replica":
+    if role == "replica" and reconnect:
         # A replica announces semi-sync when its IO thread connects: reconnect it.
         status = topo.replica_status(server)
         if status is not None and status["io_state"] != "No":
