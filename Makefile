@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools clean help
+.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools browser clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
@@ -46,6 +46,15 @@ systemd-analyze:
 dosfstools:
 	@bash tools/ensure-dosfstools.sh
 
+# Debian's Chromium and playwright-core (npm) for the dashboard's browser test: the system browser, never a download.
+BROWSER_DIR := tools/browser
+$(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package.json
+	cd $(BROWSER_DIR) && npm install --no-audit --no-fund --loglevel=error
+	touch $@
+
+browser: $(BROWSER_DIR)/node_modules/.installed
+	@bash tools/ensure-chromium.sh
+
 deps: venv dbserver micropython systemd-analyze dosfstools
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
@@ -56,7 +65,7 @@ demo: deps
 demo-ha: deps
 	$(PY) -m tools.demo.ha
 
-test: deps
+test: deps browser
 	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest -m "not rp2" $(PYTEST_ARGS)
 
 test-fast: venv
@@ -93,7 +102,8 @@ bench: deps
 	$(PY) -m tools.bench.ha
 
 clean:
-	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules $(VPICO_DIR)/node_modules .pytest_cache .hypothesis
+	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules $(VPICO_DIR)/node_modules $(BROWSER_DIR)/node_modules \
+		.pytest_cache .hypothesis
 
 # --- boards: flash the firmware, watch a serial line (tools/flash.py, tools/sim/mpboard/README.md) -----------------
 # make flash BOARD=pico|picow|esp32|sim|circuitpython PORT=/dev/ttyACM0 [ROLE=single|master|standby] [ID=bed1]

@@ -7,6 +7,7 @@
                                                 and the gateway's least-privilege account
     soil-gateway monitor /dev/ttyACM0           a serial monitor that shows frames decoded (for the bench)
     soil-gateway monitor --listen /dev/ttyACM0  the same for a port the running gateway serves (its tap)
+    soil-gateway status -c gateway.toml         the running service's boards, database and alerts, one screen
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
 """
@@ -278,7 +279,70 @@ class _Printer:
                 print("%s %s! %s: %r" % (stamp, self.mark, e, bytes(line[:80])), flush=True)
 
 
-COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor}
+def _status_url(args):
+    """Where the running service answers: --url, else its [dashboard] on localhost (a wildcard bind included)."""
+    if args.url:
+        return args.url.rstrip("/") + "/", os.environ.get("SOIL_DASHBOARD_TOKEN") or None
+    cfg = _load_config(args)
+    dash = cfg.dashboard
+    if dash is None or not dash.enabled:
+        raise CliError("%s: [dashboard] is disabled; `status` asks the running service through it: enable it, "
+                       "or give --url" % args.config)
+    if dash.port == 0:
+        raise CliError("%s: [dashboard] port = 0 (any free port): give --url (the service logs its dashboard URL "
+                       "and writes it in its --status file)" % args.config)
+    host = dash.bind if dash.local else "127.0.0.1"
+    if ":" in host:
+        host = "[%s]" % host
+    return "http://%s:%d/" % (host, dash.port), dash.token
+
+
+def cmd_status(args):
+    """One screen from the running service: its /api/status and /api/events (gateway/web/report.py)."""
+    import json
+    import urllib.error
+    import urllib.request
+    from gateway.web import report
+    url, token = _status_url(args)
+
+    def get(path):
+        req = urllib.request.Request(url + path)
+        if token:
+            req.add_header("Authorization", "Bearer " + token)
+        with urllib.request.urlopen(req, timeout=args.timeout) as r:
+            return json.loads(r.read().decode("utf-8"))
+
+    try:
+        status = get("api/status")
+    except urllib.error.HTTPError as e:
+        raise CliError("the gateway at %s refused: HTTP %d %s" % (url, e.code, _http_reason(e)))
+    except (urllib.error.URLError, OSError) as e:
+        reason = getattr(e, "reason", e)
+        raise CliError("the gateway service is not running (nothing answers at %s: %s)"
+                       % (url, getattr(reason, "strerror", None) or reason))
+    except ValueError:
+        raise CliError("%s does not answer like a soil gateway (not JSON)" % url)
+    events, events_error = None, None
+    try:
+        events = get("api/events")["events"]
+    except urllib.error.HTTPError as e:
+        events_error = _http_reason(e)
+    except (urllib.error.URLError, OSError, ValueError) as e:
+        events_error = str(e)
+    print(report.render(status, events, events_error))
+    return 0
+
+
+def _http_reason(err):
+    import json
+    try:
+        return json.loads(err.read().decode("utf-8"))["error"]
+    except Exception:
+        return err.reason
+
+
+COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor,
+            "status": cmd_status}
 
 
 def build_parser():
@@ -315,6 +379,13 @@ def build_parser():
     g.add_argument("--gateway-host", action="append", metavar="HOST",
                    help="the client host the account is for, repeatable (default: localhost and 127.0.0.1; "
                         "the gateway's address, or %%, when it runs on another machine)")
+
+    st = sub.add_parser("status", help="the running service's boards, database and alerts (one screen)")
+    st.add_argument("-c", "--config", default="gateway.toml", help="the service's TOML, for its [dashboard] "
+                                                                    "(default: %(default)s)")
+    st.add_argument("--url", help="ask the service here instead (e.g. http://127.0.0.1:8086/; a token from "
+                                  "$SOIL_DASHBOARD_TOKEN)")
+    st.add_argument("--timeout", type=float, default=5.0, metavar="S", help="give up after this long")
 
     mon = sub.add_parser("monitor", help="serial monitor that decodes frames")
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")

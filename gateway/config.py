@@ -17,6 +17,12 @@ Example (see gateway.example.toml):
 
     # tap_path = "/run/soil-gateway/tap.sock"   # for `monitor --listen` (default: beside the --status file)
 
+    [dashboard]                         # the read-only web page (gateway/web/, docs/DASHBOARD.md)
+    bind = "127.0.0.1"                  # anything else needs a token
+    port = 8086                         # 0: any free port (logged, and in the status snapshot)
+    # token_file = "/etc/soil/dashboard.token"   # or: token = "..."
+    # enabled = false
+
     [[board]]
     url = "/dev/ttyACM0"                # any pyserial URL: /dev/ttyACM0, socket://host:port, spy://..., hwgrep://...
     baudrate = 115200
@@ -67,11 +73,63 @@ def board_config(url, baudrate=115200, name=None, where="board"):
     return BoardConfig(url, baudrate, name)
 
 
+LOCAL_BINDS = ("127.0.0.1", "localhost", "::1")
+DASHBOARD_PORT = 8086
+
+
+class DashboardConfig:
+    """The dashboard's [dashboard] section. Bound to localhost by default, where no token is asked (anyone who can
+    reach 127.0.0.1 can already read the status file); bound elsewhere only with a token (ConfigError otherwise)."""
+
+    def __init__(self, enabled=True, bind="127.0.0.1", port=DASHBOARD_PORT, token=None, silent_after_s=30.0):
+        self.enabled = enabled
+        self.bind = bind
+        self.port = port
+        self.token = token
+        self.silent_after_s = silent_after_s
+
+    @property
+    def local(self):
+        return self.bind in LOCAL_BINDS
+
+    def __repr__(self):             # never the token
+        return "DashboardConfig(enabled=%r, bind=%r, port=%r, token=%s)" % (
+            self.enabled, self.bind, self.port, "set" if self.token else "none")
+
+
+def dashboard_config(table, path="<config>"):
+    """A DashboardConfig from a [dashboard] table; ConfigError naming the file and key when it cannot be used."""
+    _check(table, _DASH_KEYS, "dashboard", path)
+    t = dict(table)
+    if "token" in t and "token_file" in t:
+        raise ConfigError("%s: [dashboard] give either token or token_file, not both" % path)
+    if "token_file" in t:
+        try:
+            with open(t.pop("token_file"), encoding="utf-8") as f:
+                t["token"] = f.read().strip()
+        except OSError as e:
+            raise ConfigError("%s: [dashboard] token_file: cannot read %s: %s" % (path, e.filename, e.strerror))
+        if not t["token"]:
+            raise ConfigError("%s: [dashboard] token_file %s is empty" % (path, table["token_file"]))
+    port = t.get("port", DASHBOARD_PORT)
+    if not 0 <= port < 65536:
+        raise ConfigError("%s: [dashboard] port must be 0 (any free port) to 65535, got %d" % (path, port))
+    cfg = DashboardConfig(**t)
+    if cfg.token is not None and len(cfg.token) < 16:
+        raise ConfigError("%s: [dashboard] the token is too short (at least 16 characters; e.g. the output of "
+                          "`openssl rand -hex 16`)" % path)
+    if cfg.enabled and not cfg.local and not cfg.token:
+        raise ConfigError("%s: [dashboard] bind = %r is reachable from other machines: set token_file (or token), "
+                          "or bind = \"127.0.0.1\"" % (path, cfg.bind))
+    return cfg
+
+
 class GatewayConfig:
     """Everything the service needs; defaults suit a Raspberry Pi next to a handful of boards."""
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
-                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None, alerts=None):
+                 retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
+                 dashboard=None, alerts=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -82,6 +140,7 @@ class GatewayConfig:
         self.status_path = status_path
         self.linger_ms = linger_ms
         self.tap_path = tap_path       # the Unix socket of gateway/tap.py (None: no tap)
+        self.dashboard = dashboard     # a DashboardConfig (None: no dashboard; a TOML file gets the default)
         self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
 
 
@@ -90,6 +149,8 @@ _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password
             "connect_timeout": (int, float), "servers": list, "semisync": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
             "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str}
+_DASH_KEYS = {"enabled": bool, "bind": str, "port": int, "token": str, "token_file": str,
+              "silent_after_s": (int, float)}
 
 
 _ALERT_KEYS = {"enabled": bool, "dry_below": (int, float), "dry_clear_above": (int, float),
@@ -157,7 +218,7 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board", "alerts"):
+        if key not in ("database", "gateway", "board", "dashboard", "alerts"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -186,5 +247,6 @@ def from_dict(data, path="<config>", environ=None):
             raise ConfigError("%s: [[board]] number %d has no url" % (path, i + 1))
         _check(b, {"url": str, "baudrate": int, "name": str}, "board", path)
         boards.append(board_config(where="%s: [[board]] number %d" % (path, i + 1), **b))
+    dashboard = dashboard_config(data.get("dashboard", {}), path)
     alerts = _alert_settings(data.get("alerts", {}), path, environ)
-    return GatewayConfig(database, boards, alerts=alerts, **gw)
+    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, **gw)

@@ -193,6 +193,25 @@ class ReadingStore:
         """The server in use (with several servers: the primary last found), for messages."""
         return (self._target or self.cfg).where()
 
+    def server_in_use(self):
+        """(host, port) of the server the store last connected to (with several servers: the primary it found), or
+        None before the first connection; a unix socket gives ("localhost", socket path). For people watching."""
+        target = self._target
+        if target is None:
+            return None
+        if target.unix_socket:
+            return ("localhost", target.unix_socket)
+        return (target.host, int(target.port))
+
+    def semisync_state(self):
+        """The semi-sync policy and what the last commits showed: {"policy", "degraded" (seen OFF, not yet ON
+        again), "reduced_acks"}; degraded is None while nothing was checked yet (policy off, or no commit)."""
+        d = self._durability_policy
+        if d is None:
+            return {"policy": self.cfg.semisync, "degraded": None, "reduced_acks": 0}
+        return {"policy": d.policy, "degraded": d.degraded if d.policy != "off" else None,
+                "reduced_acks": d.reduced_acks}
+
     def run_statement(self, work):
         """work(cursor) on the store's connection in its own transaction (status look-ups)."""
         return self._run(lambda conn, cur: work(cur))

@@ -102,6 +102,10 @@ class BoardProtocol:
         self.stats = SessionStats()
         self.splitter = frames.LineSplitter()
         self.last_frame_at = 0.0
+        self.last_reading_at = 0.0    # when the last reading frame was accepted (a pair: who publishes)
+        self.last_reading_source = None   # "live" or "replay": a replay draining the card shows here
+        self.fw = None                # the firmware version of the last confirmed hello
+        self._last_status = None      # the last status frame's fields, with the time it arrived
         self.frame_seen = threading.Event()
 
     # --- called by the transport ------------------------------------------------------------------------------
@@ -217,6 +221,7 @@ class BoardProtocol:
         # numbering of its previous boot (a hello lost after a reset) and delete readings never committed.
         self._send(frames.ack(n_next - 1, boot))
         log.info("%s: hello from %s boot %d (%s, clock %s, fw %s)", self.cfg.name, board, boot, role, clock, fw)
+        self.fw = fw
         self._check_clock(rtc_time, clock)
         if self._status_sink:
             self._status_sink(self, "hello", {"role": role, "fw": fw, "boot": boot, "clock": clock,
@@ -260,6 +265,8 @@ class BoardProtocol:
             self._send_rate_limited("Q", frames.query())
             return
         self._check_clock(rtc_time, clock)
+        self._last_status = {"clock": clock, "pending": pending, "dropped": dropped, "card": card,
+                             "journal_bytes": journal_bytes, "board_time": rtc_time, "at": self._now()}
         if self._status_sink:
             self._status_sink(self, "status", {"clock": clock, "pending": pending, "dropped": dropped,
                                                "card": card, "journal_bytes": journal_bytes,
@@ -340,6 +347,8 @@ class BoardProtocol:
         if quality == "rtc" and self._far_from_clock(tm, board, boot, seq, time_str):
             quality = "suspect"
         reading = Reading(board, role, boot, seq, sample_time, raw, "live" if "L" in flags else "replay", quality)
+        self.last_reading_at = self._now()
+        self.last_reading_source = reading.source
         self._submit(self, epoch, n, reading)
 
     def seen_seqs(self):
@@ -372,6 +381,18 @@ class BoardProtocol:
         return True
 
     # --- asked by the gateway ---------------------------------------------------------------------------------
+    def board_state(self):
+        """What the gateway knows of its board right now, for people (the dashboard, `soil-gateway status`): the
+        identity, role and firmware of its last confirmed hello, when its last frame and last reading arrived
+        (gateway clock, epoch seconds; None before the first), and its last status frame (pending on its card,
+        dropped, card and clock state, or None before the first). A copy: the caller may keep it."""
+        last = self._last_status
+        return {"board": self.board_id, "uid": self.uid, "role": self.role, "boot": self.boot, "fw": self.fw,
+                "synced": self.synced, "connected": self.connected.is_set(), "refused": self.refused,
+                "last_frame_at": self.last_frame_at or None, "last_reading_at": self.last_reading_at or None,
+                "last_reading_source": self.last_reading_source,
+                "last_status": dict(last) if last is not None else None}
+
     def probe(self, timeout):
         """Is the board this port serves alive right now? Ask it for a hello and wait for a frame. Frames count
         only while the port is synced (a hello of its board confirmed since the port opened): a stranger's board

@@ -25,6 +25,7 @@ from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
 from gateway.tap import LineTap
 from gateway.transport import SerialTransport
+from gateway.web.server import DashboardServer
 
 log = logging.getLogger("gateway")
 
@@ -59,6 +60,14 @@ class Writer:
 
     def ok(self):
         return self._ok.is_set()
+
+    def database_state(self):
+        """The database as the writer last found it, for people watching: {"ok", "last_error" (the last failure's
+        message, kept after recovery), "server" ((host, port) in use, None before the first connection),
+        "semisync" (gateway.db.ReadingStore.semisync_state), "committed_rows", "batches", "queued"}."""
+        return {"ok": self.ok(), "last_error": self.last_error, "server": self.store.server_in_use(),
+                "semisync": self.store.semisync_state(), "committed_rows": self.committed_rows,
+                "batches": self.batches, "queued": self.queue.qsize()}
 
     def submit(self, session, epoch, n, reading):
         self.queue.put(("r", session, epoch, n, reading))
@@ -273,6 +282,9 @@ class Gateway:
         self.notifier = self.alerts = self.alert_watch = None
         if config.alerts is not None:
             self._make_alerts(config.alerts)
+        self.dashboard = None          # the read-only web page (gateway/web/), when [dashboard] enables it
+        if config.dashboard is not None and config.dashboard.enabled:
+            self.dashboard = DashboardServer(config.dashboard, self)
         for board in config.boards:
             self.add_board(board)
 
@@ -355,8 +367,17 @@ class Gateway:
         if self.alert_watch is not None:
             self.notifier.start()
             self.alert_watch.start()
+        if self.dashboard is not None:
+            try:
+                self.dashboard.start()
+            except OSError as e:          # like the tap: the page is for people watching; boards are served
+                log.error("dashboard: cannot listen on %s:%d (%s); the boards are served without it",
+                          self.config.dashboard.bind, self.config.dashboard.port, e.strerror or e)
+                self.dashboard = None
 
     def stop(self):
+        if self.dashboard is not None:
+            self.dashboard.stop()
         if self.alert_watch is not None:
             self.alert_watch.stop()
             self.notifier.stop()
@@ -391,6 +412,7 @@ class Gateway:
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,
             "alerts": list(self.identity.alerts),
+            "dashboard": self.dashboard.url if self.dashboard is not None else None,
             "boards": [{"port": s.cfg.name, "board": s.board_id, "uid": s.uid, "synced": s.synced,
                         "committed_n": s.committed, "refused": s.refused, **vars(s.stats), **t.status(),
                         "seq_seen": {str(b): q for b, q in sorted(s.seen_seqs().items())},

@@ -41,7 +41,7 @@ def assert_clean_error(proc, *words):
 def test_help_lists_the_subcommands():
     proc = run_cli("--help")
     assert proc.returncode == 0
-    for cmd in ("run", "check", "migrate", "monitor"):
+    for cmd in ("run", "check", "migrate", "monitor", "status"):
         assert cmd in proc.stdout
 
 

@@ -183,8 +183,9 @@ class BoardProc:
 class GatewayProc:
     """The gateway service as its own process (`python -m gateway run`)."""
 
-    def __init__(self, stack, boards, extra=None, name="gateway", sections=None):
+    def __init__(self, stack, boards, extra=None, name="gateway", dashboard=None, sections=None):
         self.stack = stack
+        self.dashboard = dashboard     # the [dashboard] keys; None: the dashboard is off (tests share machines)
         self.boards = boards
         self.dir = os.path.join(stack.run_dir, name)
         os.makedirs(self.dir, exist_ok=True)
@@ -205,6 +206,9 @@ class GatewayProc:
         lines = ["[database]"] + where + ['user = "%s"' % GATEWAY_USER,
                  'password_env = "SOIL_DB_PASSWORD"', 'database = "plant_moisture"', "", "[gateway]"]
         for key, value in sorted(self.extra.items()):
+            lines.append("%s = %s" % (key, json.dumps(value)))
+        lines += ["", "[dashboard]"]
+        for key, value in sorted((self.dashboard or {"enabled": False}).items()):
             lines.append("%s = %s" % (key, json.dumps(value)))
         for section, table in sorted(self.sections.items()):
             lines += ["", "[%s]" % section] + ["%s = %s" % (k, json.dumps(v)) for k, v in sorted(table.items())]
@@ -230,6 +234,10 @@ class GatewayProc:
                 return json.load(f)
         except (OSError, ValueError):
             return None
+
+    def dashboard_url(self, timeout=30):
+        """The dashboard's URL, from the status snapshot once the service has bound it (port 0: its free port)."""
+        return wait_for(lambda: (self.status() or {}).get("dashboard"), timeout, "the gateway's dashboard URL")
 
     def log_text(self):
         try:
@@ -288,7 +296,6 @@ class Stack:
     def query(self, sql, args=None):
         return admin_query(self.db.admin_kwargs(), sql, args)
 
-
     def slot_audit(self, prefix="pair-"):
         """(slots checked, missing, doubled) over the trusted rows of the boards whose id starts with `prefix`, one
         slot per second from the first row to the second-last (the last second may still be arriving)."""
@@ -306,6 +313,7 @@ class Stack:
             t += datetime.timedelta(seconds=1)
         doubled = sum(1 for t, n in have.items() if n > 1 and t <= last)
         return checked, missing, doubled
+
     def readings(self, board=None):
         sql = ("SELECT board, boot, seq, date_saved, moisture_raw, source, time_quality, received_at, collector "
                "FROM plants WHERE board IS NOT NULL")
@@ -321,8 +329,9 @@ class Stack:
         self.boards.append(b)
         return b.start()
 
-    def start_gateway(self, boards=None, sections=None, **extra):
-        self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra, sections=sections)
+    def start_gateway(self, boards=None, dashboard=None, sections=None, **extra):
+        self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra,
+                                   dashboard=dashboard, sections=sections)
         return self.gateway.start()
 
     def close(self):

@@ -1,0 +1,66 @@
+"""Why a board is caching, as the dashboard and `soil-gateway status` say it (gateway/web/state.py): derived from a
+real BoardProtocol fed real frames (the protocol tests' rig and clock) and a port's status, in the order in which
+the causes hide each other."""
+
+from gateway.web.state import PUBLISHING_WINDOW_S, board_view
+from tests.test_gateway_protocol import Rig, reading, status
+
+
+class Port:
+    """A transport's status() and nothing else (gateway.transport.SerialTransport.status's keys)."""
+
+    def __init__(self, open_=True, error=None):
+        self.open, self.error = open_, error
+
+    def status(self):
+        return {"port_open": self.open, "port_error": self.error, "opens": 1, "open_failures": 0,
+                "open_warnings_suppressed": 0}
+
+
+def view(rig, port=None, db_ok=True, db_error=None, silent_after_s=30.0):
+    return board_view(rig.p, port or Port(), db_ok, db_error, rig.clock(), silent_after_s)
+
+
+def test_online_with_the_last_status_frame_and_hello():
+    rig = Rig()
+    rig.hello()
+    rig.feed(status())
+    v = view(rig)
+    assert (v["state"], v["cause"], v["why"]) == ("online", None, None)
+    assert (v["board"], v["fw"], v["role"], v["boot"], v["pending"], v["card"], v["clock"]) == \
+        ("bed-1", "1.0", "single", 3, 4, "ok", "ok")
+    assert "collector" not in v
+
+
+def test_the_causes_in_the_order_they_hide_each_other():
+    rig = Rig()
+    rig.hello()
+    rig.feed(status())
+    assert view(rig, db_ok=False, db_error="cannot connect")["why"] == "database down: cannot connect"
+    rig.clock.t += 31
+    v = view(rig, db_ok=False)
+    assert (v["state"], v["cause"]) == ("caching", "silent") and v["why"].startswith("board silent: no frame for 31")
+    v = view(rig, port=Port(False, "[Errno 2] No such file"), db_ok=False)
+    assert (v["cause"], v["why"]) == ("port", "port gone: [Errno 2] No such file")
+    assert v["pending"] == 4          # the last thing the board said is still shown
+
+
+def test_a_board_that_never_spoke_is_silent():
+    rig = Rig()
+    v = view(rig)
+    assert v["cause"] == "silent" and v["why"] == "board silent: no frame since the port opened"
+    assert v["pending"] is None and v["board"] is None
+
+
+def test_a_replay_draining_the_card_and_who_publishes_in_a_pair():
+    rig = Rig()
+    rig.hello(role="master")
+    assert view(rig)["collector"] == "standing by"
+    rig.feed(reading(1, flags="C"))             # from the card: a replay
+    v = view(rig)
+    assert v["replaying"] and v["collector"] == "publishing"
+    rig.feed(reading(2, flags="L"))
+    assert not view(rig)["replaying"]
+    rig.clock.t += PUBLISHING_WINDOW_S + 1
+    rig.feed(status())
+    assert view(rig)["collector"] == "standing by"
