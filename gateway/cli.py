@@ -8,6 +8,7 @@
     soil-gateway monitor /dev/ttyACM0           a serial monitor that shows frames decoded (for the bench)
     soil-gateway monitor --listen /dev/ttyACM0  the same for a port the running gateway serves (its tap)
     soil-gateway status -c gateway.toml         the running service's boards, database and alerts, one screen
+    soil-gateway calibrate -c gateway.toml bed-1 --dry   (then --wet): moisture in percent; --list, --remove ID
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
 """
@@ -341,8 +342,80 @@ def _http_reason(err):
         return err.reason
 
 
+def cmd_calibrate(args):
+    """Take one point of a probe's calibration from its live readings, or store a known raw value; list; remove."""
+    from gateway import calibrate
+    from gateway.db import ReadingStore
+    from gateway.dbconn import DatabaseError
+    from gateway.moisture import Calibrations
+    cfg = _load_config(args)
+    store = ReadingStore(cfg.database)
+    cals = Calibrations(store)
+    try:
+        if args.list:
+            print(calibrate.format_list(cals.list(args.board_id)))
+            return 0
+        if args.remove is not None:
+            row = cals.get(args.remove)
+            if row is None:
+                raise CliError("no calibration %d (soil-gateway calibrate --list shows them)" % args.remove)
+            cals.remove(args.remove)
+            print("removed %s" % calibrate.describe_calibration(row))
+            return 0
+        if not args.board_id or not (args.dry or args.wet):
+            raise CliError("calibrate BOARD [PROBE] --dry|--wet (or --list, --remove ID): see `soil-gateway "
+                           "calibrate --help`")
+        if args.probe != 0:
+            raise CliError("probe %d: readings carry one probe (0) so far" % args.probe)
+        point = "dry" if args.dry else "wet"
+        effective_from = _sql_time(args.effective_from) if args.effective_from else None
+        if args.raw is not None:
+            raw, how = args.raw, "as given"
+        else:
+            other = calibrate.other_point(cals, args.board_id, args.probe, point)     # the database answers
+            print("%s: reading %s probe %d for %.0f s; keep the probe %s and still" % (
+                PROG, args.board_id, args.probe, args.seconds,
+                "in dry soil (or in air)" if point == "dry" else "in saturated soil (or in water)"), file=sys.stderr)
+            try:
+                m = calibrate.measure(cals, args.board_id, args.seconds)
+            except calibrate.CalibrationError as e:
+                raise CliError(str(e))
+            if m.drifting(None if other is None else other - m.mean):
+                print("%s: the readings still drift (%s): wait until the probe settles and measure again, or "
+                      "keep this point" % (PROG, m.describe()), file=sys.stderr)
+            raw, how = int(round(m.mean)), m.describe()
+        cal_id = cals.record(args.board_id, args.probe, point, raw, effective_from)
+        print("%s probe %d %s: raw %d (%s)" % (args.board_id, args.probe, point, raw, how))
+        print(calibrate.describe_calibration(cals.get(cal_id)))
+        latest = cals.latest_reading(args.board_id, args.probe)
+        if latest is not None and latest[2] is not None:
+            print("%s probe %d reads %.1f %% now (raw %d at %s UTC%s)" % (
+                args.board_id, args.probe, latest[2], latest[1], latest[0],
+                "" if latest[3] == "ok" else ", %s" % latest[3].replace("_", " ")))
+        elif latest is not None:
+            print("in percent once both points are taken (the other: calibrate %s --%s)" % (
+                args.board_id, "wet" if point == "dry" else "dry"))
+        return 0
+    except DatabaseError as e:
+        raise CliError(str(e))
+    finally:
+        store.close()
+
+
+def _sql_time(text):
+    """'2026-12-01', '2026-12-01T06:00', '2026-12-01 06:00:00Z' (UTC) -> 'YYYY-MM-DD HH:MM:SS'."""
+    import datetime
+    t = text.strip().rstrip("Zz").replace("T", " ")
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
+        try:
+            return datetime.datetime.strptime(t, fmt).strftime("%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            pass
+    raise CliError("--from %r: give a UTC time as 2026-12-01, 2026-12-01T06:00 or 2026-12-01T06:00:00Z" % text)
+
+
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor,
-            "status": cmd_status}
+            "status": cmd_status, "calibrate": cmd_calibrate}
 
 
 def build_parser():
@@ -386,6 +459,25 @@ def build_parser():
     st.add_argument("--url", help="ask the service here instead (e.g. http://127.0.0.1:8086/; a token from "
                                   "$SOIL_DASHBOARD_TOKEN)")
     st.add_argument("--timeout", type=float, default=5.0, metavar="S", help="give up after this long")
+
+    cal = sub.add_parser("calibrate", help="a probe's raw reading in dry and in saturated soil, for percent",
+                         description="Take a point of a probe's calibration from its live readings (the gateway "
+                                     "must be running), or store a known raw value; list or remove calibrations. "
+                                     "hardware/calibrate.md says how.")
+    cal.add_argument("-c", "--config", default="gateway.toml")
+    cal.add_argument("board_id", nargs="?", metavar="board", help="the board's id, e.g. bed-1")
+    cal.add_argument("probe", nargs="?", type=int, default=0, help="the probe (default: %(default)s)")
+    g = cal.add_mutually_exclusive_group()
+    g.add_argument("--dry", action="store_true", help="the probe is in dry soil (or air): 0 %%")
+    g.add_argument("--wet", action="store_true", help="the probe is in saturated soil (or water): 100 %%")
+    g.add_argument("--list", action="store_true", help="list the calibrations (of BOARD, if given)")
+    g.add_argument("--remove", type=int, metavar="ID", help="remove calibration ID (from --list)")
+    cal.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                     help="average the readings of this long (default: %(default)s)")
+    cal.add_argument("--raw", type=int, metavar="N", help="store this raw value instead of measuring")
+    cal.add_argument("--from", dest="effective_from", metavar="TIME",
+                     help="in effect from this UTC time (default: now; a probe's first calibration: its first "
+                          "reading), e.g. 2026-12-01T06:00")
 
     mon = sub.add_parser("monitor", help="serial monitor that decodes frames")
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")

@@ -240,7 +240,7 @@ def test_the_chart_gets_every_row_with_replays_and_gaps(serve, clean_db):
     status, _, body = request(gw.dashboard.url, "/api/readings?range=hour")
     assert status == 200
     r = json.loads(body)
-    assert r["value"] == data.VALUE_NAME == "raw" and r["bucket_s"] == 0
+    assert r["value"] == "raw" and r["bucket_s"] == 0            # no probe calibrated: raw
     by_name = {s["name"]: s for s in r["series"]}
     assert sorted(by_name) == ["bed-1", "bed-2"]
     bed1 = by_name["bed-1"]
@@ -251,6 +251,33 @@ def test_the_chart_gets_every_row_with_replays_and_gaps(serve, clean_db):
     assert by_name["bed-2"]["points"][0][1] == 300
     status, _, body = request(gw.dashboard.url, "/api/readings?range=day")
     assert {s["name"]: s["rows"] for s in json.loads(body)["series"]} == {"bed-1": 31, "bed-2": 1}
+
+
+def test_the_chart_is_in_percent_once_a_probe_is_calibrated(serve, clean_db):
+    insert_rows(clean_db, [("bed-1", 1, 1, utc_now_sql(clean_db, 300), 26000, "live"),
+                           ("bed-1", 1, 2, utc_now_sql(clean_db, 200), 19000, "live"),
+                           ("bed-1", 1, 3, utc_now_sql(clean_db, 100), 11300, "live"),
+                           ("bed-2", 1, 1, utc_now_sql(clean_db, 100), 500, "live")])
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **clean_db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) "
+                        "VALUES ('bed-1', 0, 26000, 12000, '1000-01-01', UTC_TIMESTAMP(3))")
+            cur.execute("SELECT pct FROM moisture WHERE board = 'bed-1' ORDER BY sample_time")
+            view = [float(p) for (p,) in cur.fetchall()]
+    finally:
+        conn.close()
+    gw = serve()
+    r = json.loads(request(gw.dashboard.url, "/api/readings?range=hour")[2])
+    assert r["value"] == "pct"
+    by_name = {s["name"]: s for s in r["series"]}
+    assert [p[1] for p in by_name["bed-1"]["points"]] == view == [0.0, 50.0, 105.0]     # what the view says
+    assert by_name["bed-1"]["calibrated"] and not by_name["bed-2"]["calibrated"]
+    assert [p[1] for p in by_name["bed-2"]["points"]] == [None]        # no percent without a calibration
+    raw = json.loads(request(gw.dashboard.url, "/api/readings?range=hour&value=raw")[2])
+    assert raw["value"] == "raw" and [p[1] for p in raw["series"][0]["points"]] == [26000, 19000, 11300]
+    status, _, body = request(gw.dashboard.url, "/api/readings?range=hour&value=volts")
+    assert status == 400 and "unknown value" in json.loads(body)["error"]
 
 
 def test_a_long_range_is_averaged_into_buckets(serve, clean_db, monkeypatch):

@@ -217,10 +217,15 @@ class GatewayProc:
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
-    def start(self):
-        self.write_config()
+    def command_env(self):
+        """The environment a `soil-gateway` command needs beside this gateway: its database password."""
         env = _env()
         env["SOIL_DB_PASSWORD"] = self.stack.gateway_password
+        return env
+
+    def start(self):
+        self.write_config()
+        env = self.command_env()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", self.config_path,
                                       "--status", self.status_path, "--status-every", "0.5"],
