@@ -173,11 +173,21 @@ class Calibrations:
 
 
 def latest_moisture(cur):
-    """[(board, probe, pct)] of each probe's newest calibrated reading (the alert rules' `dry`)."""
-    cur.execute("SELECT m.board, m.probe, m.pct FROM moisture m JOIN (SELECT board, MAX(date_saved) AS t FROM plants "
-                "WHERE board IS NOT NULL GROUP BY board) n ON n.board = m.board AND n.t = m.sample_time "
-                "WHERE m.pct IS NOT NULL")
-    seen = {}
-    for board, probe, pct in cur.fetchall():
-        seen[(board, probe)] = float(pct)
-    return [(b, p, v) for (b, p), v in sorted(seen.items())]
+    """[(board, probe, pct)] of each calibrated probe's newest reading (the alert rules' `dry`). The newest is read
+    by the readings' identity index (board, boot, seq), backwards from the newest boot's highest sequence number,
+    so a round costs one index probe per calibrated board however many years of readings the table holds."""
+    timeline = Timeline.load(cur)
+    cur.execute("SELECT board FROM boards ORDER BY board")
+    out = []
+    for (board,) in cur.fetchall():
+        if not timeline.calibrated(board):
+            continue
+        cur.execute("SELECT TIMESTAMPDIFF(SECOND, '1970-01-01', date_saved), moisture_raw FROM plants "
+                    "WHERE board = %s ORDER BY boot DESC, seq DESC LIMIT 1", (board,))
+        row = cur.fetchone()
+        if row is None or row[1] is None:
+            continue
+        pct = timeline.percent_at(board, 0, row[0], row[1])[0]
+        if pct is not None:
+            out.append((board, 0, pct))
+    return out
