@@ -10,7 +10,7 @@ import re
 
 import pytest
 
-from tests import browser as chromium
+from tools.browser import chromium
 from tools.demo.stack import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
