@@ -9,6 +9,10 @@
     soil-gateway monitor --listen /dev/ttyACM0  the same for a port the running gateway serves (its tap)
     soil-gateway status -c gateway.toml         the running service's boards, database and alerts, one screen
     soil-gateway calibrate -c gateway.toml bed-1 --dry   (then --wet): moisture in percent; --list, --remove ID
+    soil-gateway export -c gateway.toml [--board B] [--probe N] [--from T] [--to T] [--format csv|jsonl] [-o FILE]
+                                                readings with % and flag (the moisture view), streamed
+    soil-gateway plot -c gateway.toml --board B [--probe N] [--from T] [--to T] [--raw] -o FILE.png
+                                                a PNG of a range: replayed readings shaded, gaps as breaks
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
 """
@@ -334,6 +338,43 @@ def cmd_status(args):
     return 0
 
 
+def cmd_export(args):
+    """Readings through the moisture view as CSV or JSON lines (gateway/export.py): data on stdout or -o FILE."""
+    from gateway import export
+    from gateway.dbconn import DatabaseError
+    cfg = _load_config(args)
+    try:
+        sel = export.selection(args.board_id, args.probe, args.start, args.end)
+        count = export.export(cfg.database, sel, args.format, args.output, sys.stdout)
+        if count == 0 and sel.board is not None:
+            boards = export.known_boards(cfg.database)
+            print("%s: no readings of %s; boards with readings: %s" % (PROG, sel.describe(), ", ".join(boards)
+                                                                        or "none"), file=sys.stderr)
+    except (export.ExportError, DatabaseError) as e:
+        raise CliError(str(e))
+    print("%s: %d readings (%s) to %s" % (PROG, count, sel.describe(), args.output or "stdout"), file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args):
+    """A PNG of one board's range (gateway/plot.py) for a report or a handout."""
+    from gateway import export
+    from gateway.dbconn import DatabaseError
+    try:
+        from gateway import plot
+    except ImportError as e:
+        raise CliError("plot needs matplotlib (pip install -r requirements.txt, or pip install soil-ha[plot]): %s"
+                       % e)
+    cfg = _load_config(args)
+    try:
+        sel = export.selection(args.board_id, args.probe, args.start, args.end)
+        chart = plot.plot(cfg.database, sel, args.output, raw=args.raw)
+    except (export.ExportError, plot.PlotError, DatabaseError) as e:
+        raise CliError(str(e))
+    print("%s: %s: %s" % (PROG, args.output, chart.summary()), file=sys.stderr)
+    return 0
+
+
 def _http_reason(err):
     import json
     try:
@@ -403,19 +444,16 @@ def cmd_calibrate(args):
 
 
 def _sql_time(text):
-    """'2026-12-01', '2026-12-01T06:00', '2026-12-01 06:00:00Z' (UTC) -> 'YYYY-MM-DD HH:MM:SS'."""
-    import datetime
-    t = text.strip().rstrip("Zz").replace("T", " ")
-    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d"):
-        try:
-            return datetime.datetime.strptime(t, fmt).strftime("%Y-%m-%d %H:%M:%S")
-        except ValueError:
-            pass
-    raise CliError("--from %r: give a UTC time as 2026-12-01, 2026-12-01T06:00 or 2026-12-01T06:00:00Z" % text)
+    """A --from as the export takes it (gateway/export.py parse_time) -> 'YYYY-MM-DD HH:MM:SS' UTC."""
+    from gateway.export import ExportError, parse_time
+    try:
+        return parse_time(text, "--from").strftime("%Y-%m-%d %H:%M:%S")
+    except ExportError as e:
+        raise CliError(str(e))
 
 
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor,
-            "status": cmd_status, "calibrate": cmd_calibrate}
+            "status": cmd_status, "calibrate": cmd_calibrate, "export": cmd_export, "plot": cmd_plot}
 
 
 def build_parser():
@@ -478,6 +516,19 @@ def build_parser():
     cal.add_argument("--from", dest="effective_from", metavar="TIME",
                      help="in effect from this UTC time (default: now; a probe's first calibration: its first "
                           "reading), e.g. 2026-12-01T06:00")
+    exp = sub.add_parser("export", help="readings with %% and flag as CSV or JSON lines (streamed)")
+    exp.add_argument("-c", "--config", default="gateway.toml", help="TOML configuration (default: %(default)s)")
+    _add_selection(exp, board_required=False)
+    g = exp.add_argument_group("output")
+    g.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: %(default)s")
+    g.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+
+    plt = sub.add_parser("plot", help="a PNG of one board's readings over a range")
+    plt.add_argument("-c", "--config", default="gateway.toml", help="TOML configuration (default: %(default)s)")
+    _add_selection(plt, board_required=True)
+    g = plt.add_argument_group("output")
+    g.add_argument("--raw", action="store_true", help="raw counts instead of %% (automatic without a calibration)")
+    g.add_argument("-o", "--output", metavar="FILE.png", required=True)
 
     mon = sub.add_parser("monitor", help="serial monitor that decodes frames")
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")
@@ -491,6 +542,14 @@ def build_parser():
                    help="the gateway's tap (default: %(default)s, the systemd unit's)")
     mon.add_argument("--seconds", type=float, default=0, help="stop after this long (default: run until ^C)")
     return p
+
+
+def _add_selection(parser, board_required):
+    g = parser.add_argument_group("readings (times in UTC: 2026-12-01, 2026-12-01T06:00, 2026-12-01T06:00:00Z)")
+    g.add_argument("--board", dest="board_id", required=board_required, metavar="B", help="one board's id")
+    g.add_argument("--probe", type=int, metavar="N", help="one probe (0 today)")
+    g.add_argument("--from", dest="start", metavar="T", help="from this sample time on (inclusive)")
+    g.add_argument("--to", dest="end", metavar="T", help="up to this sample time (exclusive)")
 
 
 def main(argv=None):

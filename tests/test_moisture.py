@@ -132,7 +132,7 @@ def test_calibrate_measures_a_running_board_and_the_readings_show_in_percent(sta
 
     # Mistakes get one line and exit 1, never a traceback.
     for args, says in ((["bed-9", "--dry", "--seconds", "2"], "0 live reading(s) of bed-9 in 2 s"),
-                       (["bed-1", "--wet", "--raw", "1", "--from", "yesterday"], "--from 'yesterday': give a UTC"),
+                       (["bed-1", "--wet", "--raw", "1", "--from", "yesterday"], "--from 'yesterday': not a time; give UTC"),
                        (["--remove", "7"], "no calibration 7"),
                        (["bed-1", "3", "--dry"], "probe 3: readings carry one probe (0) so far"),
                        (["bed-1"], "calibrate BOARD [PROBE] --dry|--wet")):
