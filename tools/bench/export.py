@@ -23,7 +23,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path[:0] = [ROOT]
 
-from tools.demo.stack import GATEWAY_USER, Stack, _env  # noqa: E402
+from tools.demo.stack import GATEWAY_USER, Stack, process_env  # noqa: E402
 
 YEAR_ROWS = 365 * 86400
 BOARD = "bench-export"
@@ -62,7 +62,7 @@ def run_export(stack, base, fmt):
     with open(cfg, "w") as f:
         f.write('[database]\nhost = "127.0.0.1"\nport = %d\nuser = "%s"\ndatabase = "plant_moisture"\n'
                 % (stack.db.port, GATEWAY_USER))
-    env = _env()
+    env = process_env()
     env["SOIL_DB_PASSWORD"] = stack.gateway_password
     err_path = os.path.join(base, "export.err")
     with open(os.devnull, "wb") as null, open(err_path, "wb") as err:
