@@ -2,19 +2,23 @@
 and a real private database server. Read-only (GET and HEAD, nothing else), localhost by default, a token
 everywhere else (refused at start-up without one), and no secret in any answer."""
 
+import calendar
 import dataclasses
 import http.client
 import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 
 import pymysql
 import pytest
 
 from gateway.config import ConfigError, DashboardConfig, GatewayConfig, from_dict
+from gateway.db import ReadingStore
 from gateway.dbconn import DatabaseError
+from gateway.hourly import HourlyAggregates
 from gateway.service import Gateway
 from gateway.web import data
 from tools.dbserver import free_port
@@ -264,6 +268,34 @@ def test_a_long_range_is_averaged_into_buckets(serve, clean_db, monkeypatch):
     assert 8 <= len(pts) <= 11 and r["series"][0]["rows"] == 50
     assert sum(p[2] for p in pts) == 1
     assert r["series"][0]["gap_s"] >= 3 * 360
+
+
+def test_the_week_reads_the_hourly_aggregates(serve, clean_db):
+    """A week: one point per hour from `hourly` (gateway/hourly.py), its exact mean and replay flag, the series'
+    rows the hours' counts; before the aggregates hold anything, the week is bucketed from plants as before."""
+    rows = [("bed-1", 1, i + 1, utc_now_sql(clean_db, 3 * 86400 + 600 * i), 100 + i, "replay" if i == 7 else "live")
+            for i in range(12)]
+    insert_rows(clean_db, rows)
+    gw = serve()
+    before = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert before["bucket_s"] == 0 and len(before["series"][0]["points"]) == before["series"][0]["rows"] == 12
+    store = ReadingStore(clean_db.gateway_cfg)
+    try:
+        HourlyAggregates(store).refresh()
+    finally:
+        store.close()
+    r = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert r["bucket_s"] == data.HOURLY_BUCKET_S and r["value"] == "raw"
+    (bed1,) = r["series"]
+    assert bed1["rows"] == 12 and bed1["gap_s"] >= 3 * 3600
+    expect = {}
+    for _, _, _, t, raw, source in rows:
+        hour = calendar.timegm(time.strptime(t[:13], "%Y-%m-%d %H"))
+        expect.setdefault(hour, []).append((raw, source == "replay"))
+    assert [[p[0], p[1], p[2]] for p in bed1["points"]] == [
+        [float(h), round(sum(v for v, _ in vs) / float(len(vs)), 2), int(any(rep for _, rep in vs))]
+        for h, vs in sorted(expect.items())]
+    assert set(before) == set(r) and set(before["series"][0]) == set(bed1)
 
 
 def test_events_of_the_last_hour(serve, clean_db):
