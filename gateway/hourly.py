@@ -38,7 +38,8 @@ from gateway.moisture import percent
 log = logging.getLogger("gateway.hourly")
 
 PROBE = 0                  # readings carry one probe today
-HOURS_PER_STATEMENT = 48   # hours recomputed per transaction (one statement over plants each)
+HOURS_PER_STATEMENT = 6    # hours recomputed per transaction: a range the date_saved index serves (at 48 hours of
+                           # 1 Hz rows the optimizer scans the whole table instead: 2.5 s a statement at 1M rows)
 
 HOURLY_MOISTURE_VIEW = """CREATE OR REPLACE SQL SECURITY INVOKER VIEW {db}.`hourly_moisture` AS
 SELECT h.`board`, h.`probe`, h.`hour_start`, h.`n`, h.`raw_min`, h.`raw_max`, h.`raw_sum` / h.`n` AS `raw_mean`,
@@ -62,11 +63,13 @@ WHERE h.`n` > 0"""
 _HOUR = "CAST(DATE_FORMAT(date_saved, '%%Y-%%m-%%d %%H:00:00') AS DATETIME)"
 _TOUCHED = ("SELECT DISTINCT board, " + _HOUR + " FROM plants WHERE board IS NOT NULL AND received_at > %s "
             "UNION SELECT DISTINCT board, " + _HOUR + " FROM plants WHERE board IS NOT NULL AND id > %s")
+_ALL_HOURS = "SELECT DISTINCT board, " + _HOUR.replace("%%", "%") + " FROM plants WHERE board IS NOT NULL"
 _UPSERT = ("INSERT INTO hourly (board, probe, hour_start, n, raw_min, raw_max, raw_sum, replayed, updated_at) "
            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, UTC_TIMESTAMP(3)) ON DUPLICATE KEY UPDATE n = VALUES(n), "
            "raw_min = VALUES(raw_min), raw_max = VALUES(raw_max), raw_sum = VALUES(raw_sum), "
            "replayed = VALUES(replayed), updated_at = VALUES(updated_at)")
 _EMPTY = (0, None, None, 0, 0)
+_ONE_HOUR = datetime.timedelta(hours=1)
 
 
 def merge(a, b):
@@ -113,7 +116,10 @@ class HourlyAggregates:
             since, id_since = row
             cur.execute("SELECT MAX(received_at), COALESCE(MAX(id), 0) FROM plants")
             newest, top_id = cur.fetchone()
-            cur.execute(_TOUCHED, (since or "1000-01-01", id_since))
+            if since is None:            # the first pass: every hour there is, in one scan
+                cur.execute(_ALL_HOURS)
+            else:
+                cur.execute(_TOUCHED, (since, id_since))
             return since, newest, top_id, sorted(cur.fetchall())
         since, newest, top_id, touched = self._store.run_statement(look)
         by_board = {}
@@ -144,10 +150,16 @@ class HourlyAggregates:
                     "WHERE board = %s AND probe = %s AND hour_start IN (" + marks + ") FOR UPDATE",
                     [board, PROBE] + list(hours))
         pruned = {r[0]: tuple(r[1:]) for r in cur.fetchall()}
-        ranges = " OR ".join(["(date_saved >= %s AND date_saved < %s + INTERVAL 1 HOUR)"] * len(hours))
-        args = [board]
+        runs = []                        # consecutive hours as one range of date_saved
         for h in hours:
-            args += [h, h]
+            if runs and runs[-1][1] == h:
+                runs[-1][1] = h + _ONE_HOUR
+            else:
+                runs.append([h, h + _ONE_HOUR])
+        ranges = " OR ".join(["(date_saved >= %s AND date_saved < %s)"] * len(runs))
+        args = [board]
+        for lo, hi in runs:
+            args += [lo, hi]
         cur.execute("SELECT " + _HOUR + " AS h, COUNT(*), MIN(moisture_raw), MAX(moisture_raw), SUM(moisture_raw), "
                     "SUM(source = 'replay') FROM plants WHERE board = %s AND moisture_raw IS NOT NULL AND (" +
                     ranges + ") GROUP BY h", args)

@@ -10,7 +10,7 @@ import logging
 
 import pymysql
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway import schema
 from gateway.config import ConfigError, GatewayConfig, from_dict
@@ -114,6 +114,32 @@ def test_aggregates_equal_a_group_by_after_live_rows_a_late_replay_and_a_rerun(c
     agg.refresh()                              # nothing new: the same hours (within the margin) give the same answer
     assert admin_query(clean_db, AGGREGATES) == before
     assert admin_query(clean_db, "SELECT received_through, id_through FROM hourly_state") == state
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(0, 3599), st.integers(0, 4095), st.booleans(),
+                          st.sampled_from(["bed-1", "bed-2"])), min_size=1, max_size=60),
+       st.integers(1, 59))
+def test_any_hours_in_any_order_and_chunks_equal_the_group_by(clean_db, agg, rows, split):
+    """Hours with holes, several chunks of HOURS_PER_STATEMENT, two boards, the rows in two passes (the second a
+    replay into any of the hours): always the GROUP BY."""
+    conn = admin_conn(clean_db)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("TRUNCATE TABLE plants")
+            cur.execute("TRUNCATE TABLE hourly")
+            cur.execute("UPDATE hourly_state SET received_through = NULL, id_through = 0")
+        conn.commit()
+    finally:
+        conn.close()
+    now = utc_now(clean_db)
+    stored = [(board, 1, i, hours_ago(now, h, s // 60, s % 60), raw, "replay" if rep else "live", now)
+              for i, (h, s, raw, rep, board) in enumerate(rows)]
+    insert(clean_db, stored[:split])
+    agg.refresh()
+    insert(clean_db, stored[split:])
+    agg.refresh()
+    assert_exact(clean_db)
 
 
 def test_a_batch_committed_after_newer_ones_is_not_missed(clean_db, agg):
