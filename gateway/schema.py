@@ -335,7 +335,8 @@ def _m10_hourly(cur, db):
     deleted from plants, so an hour stays exact when its raw rows are gone. hourly_state: the watermark of the
     maintenance. plants gets an index on received_at (how the maintenance finds what arrived since its last pass):
     on a big table that is a real cost (an online index build: ALGORITHM=INPLACE, LOCK=NONE, writes go on; about
-    a second per million rows on a laptop, more on a Pi's SD card). hourly_moisture: % per hour (gateway/hourly.py)."""
+    a second for 1M rows on the development machine, tools/bench/hourly.py; more on a Pi's SD card), and the index
+    costs every insert a little. hourly_moisture: % per hour (gateway/hourly.py)."""
     d = _q(db)
     cur.execute(
         "CREATE TABLE IF NOT EXISTS %s.`hourly` (\n"

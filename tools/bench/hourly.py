@@ -10,7 +10,8 @@ account over TCP as the gateway connects: `--rows` one-second readings of one bo
 * the first full aggregation (HourlyAggregates.refresh() with no watermark);
 * a typical incremental pass: 60 new live rows, then refresh() (the median of 5);
 * the dashboard's week (ChartData.readings("week"), the whole call: count, query, JSON-ready points) from `hourly`
-  against bucketing `plants` (the path ranges took before), `--pairs` back-to-back pairs, medians.
+  against bucketing `plants` (the path ranges took before), `--pairs` back-to-back pairs, medians;
+* retention of `--raw-days` days: every older raw row deleted in batches of 5000, the aggregates unchanged.
 
 The server, this script and whatever else runs on the machine share its cores: judge the medians.
 """
@@ -73,6 +74,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="bench-hourly", description=__doc__.split("\n\n")[0])
     p.add_argument("--rows", type=int, default=1000000)
     p.add_argument("--pairs", type=int, default=5)
+    p.add_argument("--raw-days", type=int, default=5, help="the retention measured last")
     args = p.parse_args(argv)
     base = tempfile.mkdtemp(prefix="soil-bench-hourly-")
     srv = PrivateServer(os.path.join(base, "db"))
@@ -144,6 +146,25 @@ def main(argv=None):
         print("week view: median %.1f ms from hourly, %.1f ms bucketing plants (%.0fx); mean of the points %.2f "
               "vs %.2f" % (statistics.median(from_hourly) * 1000, statistics.median(from_plants) * 1000,
                            statistics.median(from_plants) / statistics.median(from_hourly), mean(r_h), mean(r_p)))
+
+        conn = pymysql.connect(**srv.admin_kwargs())
+        try:
+            schema.provision_gateway_account(conn, "soil_gateway", password, hosts=("127.0.0.1",), retention=True)
+        finally:
+            conn.close()
+        admin(srv, "UPDATE hourly_state SET received_through = UTC_TIMESTAMP(3)")   # all rows aggregated (above)
+        before = admin(srv, "SELECT SUM(n), SUM(raw_sum), MIN(raw_min), MAX(raw_max) FROM hourly")
+        store = ReadingStore(cfg)
+        try:
+            agg = HourlyAggregates(store)
+            prune_s, deleted = timed(lambda: agg.prune(raw_days=args.raw_days, max_batches=10 ** 6))
+        finally:
+            store.close()
+        assert admin(srv, "SELECT SUM(n), SUM(raw_sum), MIN(raw_min), MAX(raw_max) FROM hourly") == before
+        batches = int(admin(srv, "SELECT SUM(CEIL(pruned_n / 5000)) FROM hourly")[0][0] or 0)
+        print("retention, raw_days = %d: %d raw rows deleted in %.1f s, %d transactions of at most 5000 rows "
+              "(%.0f ms each on average); the aggregates unchanged" % (args.raw_days, deleted, prune_s, batches,
+                                                                      prune_s * 1000 / max(batches, 1)))
         return 0
     finally:
         srv.stop()
