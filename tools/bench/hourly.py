@@ -11,6 +11,8 @@ account over TCP as the gateway connects: `--rows` one-second readings of one bo
 * a typical incremental pass: 60 new live rows, then refresh() (the median of 5);
 * the dashboard's week (ChartData.readings("week"), the whole call: count, query, JSON-ready points) from `hourly`
   against bucketing `plants` (the path ranges took before), `--pairs` back-to-back pairs, medians;
+* what the received_at index costs the writer: ReadingStore.insert_batch of 5000 a batch, `--write-rows` rows
+  without and with the index, `--pairs` pairs;
 * retention of `--raw-days` days: every older raw row deleted in batches of 5000, the aggregates unchanged.
 
 The server, this script and whatever else runs on the machine share its cores: judge the medians.
@@ -32,7 +34,7 @@ sys.path[:0] = [ROOT]
 import pymysql  # noqa: E402
 
 from gateway import schema  # noqa: E402
-from gateway.db import ReadingStore  # noqa: E402
+from gateway.db import Reading, ReadingStore  # noqa: E402
 from gateway.dbconn import DbConfig  # noqa: E402
 from gateway.hourly import HourlyAggregates  # noqa: E402
 from gateway.web import data  # noqa: E402
@@ -64,6 +66,20 @@ def load(srv, n):
                "JOIN (SELECT UTC_TIMESTAMP() - INTERVAL %s SECOND AS t0) z", (BOARD, int(n) + 60))
 
 
+def write_rows_per_s(srv, cfg, n, boot):
+    """Readings per second through the writer's ReadingStore.insert_batch, 5000 a batch, into the loaded table."""
+    store = ReadingStore(cfg)
+    t0 = datetime.datetime(2030, 1, 1)
+    try:
+        batches = [[Reading(BOARD, "single", boot, seq, (t0 + datetime.timedelta(seconds=seq)).strftime(
+            "%Y-%m-%d %H:%M:%S"), 1000 + seq % 500, "live", "rtc") for seq in range(i, i + 5000)]
+            for i in range(1, n + 1, 5000)]
+        s, _ = timed(lambda: [store.insert_batch(b) for b in batches])
+        return n / s
+    finally:
+        store.close()
+
+
 def timed(fn):
     t = time.perf_counter()
     out = fn()
@@ -75,6 +91,7 @@ def main(argv=None):
     p.add_argument("--rows", type=int, default=1000000)
     p.add_argument("--pairs", type=int, default=5)
     p.add_argument("--raw-days", type=int, default=5, help="the retention measured last")
+    p.add_argument("--write-rows", type=int, default=100000, help="rows per writer window (index cost)")
     args = p.parse_args(argv)
     base = tempfile.mkdtemp(prefix="soil-bench-hourly-")
     srv = PrivateServer(os.path.join(base, "db"))
@@ -142,10 +159,30 @@ def main(argv=None):
         finally:
             data.AGGREGATE_ABOVE_S = 86400
             chart.close()
-        mean = lambda r: sum(p[1] for p in r["series"][0]["points"]) / len(r["series"][0]["points"])  # noqa: E731
-        print("week view: median %.1f ms from hourly, %.1f ms bucketing plants (%.0fx); mean of the points %.2f "
-              "vs %.2f" % (statistics.median(from_hourly) * 1000, statistics.median(from_plants) * 1000,
-                           statistics.median(from_plants) / statistics.median(from_hourly), mean(r_h), mean(r_p)))
+        print("week view: median %.1f ms from hourly, %.1f ms bucketing plants (%.0fx); rows %d (whole hours) vs %d"
+              % (statistics.median(from_hourly) * 1000, statistics.median(from_plants) * 1000,
+                 statistics.median(from_plants) / statistics.median(from_hourly), r_h["series"][0]["rows"],
+                 r_p["series"][0]["rows"]))
+
+        # What the received_at index costs the writer: pairs without and with it, on the loaded table.
+        without, with_index = [], []
+        have_index = True
+        for i in range(args.pairs):
+            for indexed in ((False, True) if i % 2 == 0 else (True, False)):    # alternate, so drift cancels
+                if indexed != have_index:
+                    admin(srv, "ALTER TABLE plants %s" % ("ADD KEY received_at (received_at)" if indexed
+                                                          else "DROP KEY received_at"))
+                    have_index = indexed
+                (with_index if indexed else without).append(write_rows_per_s(srv, cfg, args.write_rows, 100 + i))
+                admin(srv, "DELETE FROM plants WHERE date_saved >= '2030-01-01'")     # back to the loaded table
+            print("pair %d: the writer without the received_at index %.0f rows/s, with it %.0f rows/s"
+                  % (i + 1, without[-1], with_index[-1]), flush=True)
+        if not have_index:
+            admin(srv, "ALTER TABLE plants ADD KEY received_at (received_at)")
+        ratios = sorted(w / o for w, o in zip(with_index, without))
+        print("writer (insert_batch of 5000): median %.0f rows/s without the index, %.0f with it; with/without per "
+              "pair %.2f-%.2f, median %.2f" % (statistics.median(without), statistics.median(with_index), ratios[0],
+                                                ratios[-1], statistics.median(ratios)), flush=True)
 
         conn = pymysql.connect(**srv.admin_kwargs())
         try:
