@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from gateway import schema
 from gateway.config import ConfigError, GatewayConfig, from_dict
-from gateway.db import ReadingStore
+from gateway.db import Reading, ReadingStore
 from gateway.hourly import HourlyAggregates, HourlyJob, HourlySettings, hour_percent, merge, summarise
 from gateway.service import Gateway
 from tests.test_db_store import admin_query
@@ -220,17 +220,25 @@ def test_the_database_down_is_one_log_line_and_the_next_pass_catches_up(clean_db
 
 
 def test_the_gateway_runs_the_job_beside_the_writer(clean_db):
+    """The Gateway starts and stops the job; readings stored the writer's way (ReadingStore.insert_batch, received_at
+    by the gateway's clock), live now and replayed into an hour of yesterday, end up in their hours."""
     now = utc_now(clean_db)
-    insert(clean_db, live_rows(now))
     gw = Gateway(GatewayConfig(clean_db.gateway_cfg, [], hourly=HourlySettings(every_s=0.1)))
     gw.start()
+    writer = ReadingStore(clean_db.gateway_cfg)
     try:
         assert gw.hourly.round_done.wait(30)
-        gw.hourly.round_done.clear()
-        assert gw.hourly.round_done.wait(30)          # a full round after the first: the rows are in
+        for source, t0, first in (("live", hours_ago(now, 0), 1), ("replay", hours_ago(now, 20, 30), 100)):
+            writer.insert_batch([Reading("bed-1", "single", 1, first + i, sql_time(t0 + datetime.timedelta(
+                seconds=i))[:19], 500 + first + i, source, "rtc") for i in range(30)])
+        for _ in range(2):                             # a whole round after the rows were committed
+            gw.hourly.round_done.clear()
+            assert gw.hourly.round_done.wait(30)
         assert gw.hourly.last_error is None
         assert_exact(clean_db)
+        assert sorted(r[6] for r in as_numbers(admin_query(clean_db, AGGREGATES))) == [0, 30]
     finally:
+        writer.close()
         gw.stop()
     assert Gateway(GatewayConfig(clean_db.gateway_cfg, [])).hourly is None
 
