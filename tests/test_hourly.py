@@ -365,3 +365,27 @@ def test_the_configuration_keys():
         from_dict({"database": {"password": "x"}, "hourly": {"enabled": False}, "retention": {"raw_days": 30}})
     with pytest.raises(ConfigError, match="unknown key \\[retention\\] days"):
         from_dict({"database": {"password": "x"}, "retention": {"days": 30}})
+
+
+# --- end to end: a board, an outage, its replay ------------------------------------------------------------------
+def test_a_board_replaying_its_card_ends_in_exact_aggregates(stack):
+    """The gateway as its own process with a virtual board: live readings, the database stopped while the board
+    caches, its card replayed afterwards. The aggregates converge to the GROUP BY over what was stored, the
+    replayed readings counted as such, and the outage is one line of the hourly job in the gateway's log."""
+    from tests.test_backbone import FAST, drained
+    from tools.demo.stack import wait_for
+    b = stack.start_board("bed-1", **FAST)
+    gw = stack.start_gateway(sections={"hourly": {"every_s": 0.5}})
+    wait_for(lambda: stack.query("SELECT COUNT(*) FROM hourly")[0][0] >= 1, 30, "a first aggregate")
+    stack.db.stop()
+    wait_for(lambda: b.status()["pending"] >= 10, 30, "readings cached during the outage")
+    stack.db.start()
+    wait_for(lambda: drained(b), 60, "the cache to drain")
+
+    def converged():
+        raw = as_numbers(stack.query(GROUP_BY))
+        return raw == as_numbers(stack.query(AGGREGATES)) and sum(r[6] for r in raw) >= 10
+    wait_for(converged, 60, "the aggregates to equal the GROUP BY, replayed readings included")
+    log = gw.log_text()
+    assert log.count("hourly: pass failed") == 1, log[-3000:]
+    assert "hourly: aggregates up to date again" in log
