@@ -10,7 +10,7 @@ export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 .PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools browser clean help
 
 help:
-	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay"
+	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay, the dashboard"
 	@echo "make demo-ha - a replicated database, the primary killed while boards stream, nothing lost"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
 	@echo "make test-rp2 - the virtual-Pico tests: the real rp2 firmware built from source on an emulated RP2040"
@@ -58,7 +58,7 @@ browser: $(BROWSER_DIR)/node_modules/.installed
 deps: venv dbserver micropython systemd-analyze dosfstools
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
-demo: deps
+demo: deps browser
 	$(PY) -m tools.demo $(DEMO_ARGS)
 
 # The database half: a replicated topology, the primary killed while boards stream, the gateway following.

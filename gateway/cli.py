@@ -8,6 +8,11 @@
     soil-gateway monitor /dev/ttyACM0           a serial monitor that shows frames decoded (for the bench)
     soil-gateway monitor --listen /dev/ttyACM0  the same for a port the running gateway serves (its tap)
     soil-gateway status -c gateway.toml         the running service's boards, database and alerts, one screen
+    soil-gateway calibrate -c gateway.toml bed-1 --dry   (then --wet): moisture in percent; --list, --remove ID
+    soil-gateway export -c gateway.toml [--board B] [--probe N] [--from T] [--to T] [--format csv|jsonl] [-o FILE]
+                                                readings with % and flag (the moisture view), streamed
+    soil-gateway plot -c gateway.toml --board B [--probe N] [--from T] [--to T] [--raw] -o FILE.png
+                                                a PNG of a range: replayed readings shaded, gaps as breaks
 
 Errors print as `soil-gateway: message` on stderr with exit code 1; status goes to stderr, data to stdout.
 """
@@ -333,6 +338,43 @@ def cmd_status(args):
     return 0
 
 
+def cmd_export(args):
+    """Readings through the moisture view as CSV or JSON lines (gateway/export.py): data on stdout or -o FILE."""
+    from gateway import export
+    from gateway.dbconn import DatabaseError
+    cfg = _load_config(args)
+    try:
+        sel = export.selection(args.board_id, args.probe, args.start, args.end)
+        count = export.export(cfg.database, sel, args.format, args.output, sys.stdout)
+        if count == 0 and sel.board is not None:
+            boards = export.known_boards(cfg.database)
+            print("%s: no readings of %s; boards with readings: %s" % (PROG, sel.describe(), ", ".join(boards)
+                                                                        or "none"), file=sys.stderr)
+    except (export.ExportError, DatabaseError) as e:
+        raise CliError(str(e))
+    print("%s: %d readings (%s) to %s" % (PROG, count, sel.describe(), args.output or "stdout"), file=sys.stderr)
+    return 0
+
+
+def cmd_plot(args):
+    """A PNG of one board's range (gateway/plot.py) for a report or a handout."""
+    from gateway import export
+    from gateway.dbconn import DatabaseError
+    try:
+        from gateway import plot
+    except ImportError as e:
+        raise CliError("plot needs matplotlib (pip install -r requirements.txt, or pip install soil-ha[plot]): %s"
+                       % e)
+    cfg = _load_config(args)
+    try:
+        sel = export.selection(args.board_id, args.probe, args.start, args.end)
+        chart = plot.plot(cfg.database, sel, args.output, raw=args.raw)
+    except (export.ExportError, plot.PlotError, DatabaseError) as e:
+        raise CliError(str(e))
+    print("%s: %s: %s" % (PROG, args.output, chart.summary()), file=sys.stderr)
+    return 0
+
+
 def _http_reason(err):
     import json
     try:
@@ -341,8 +383,77 @@ def _http_reason(err):
         return err.reason
 
 
+def cmd_calibrate(args):
+    """Take one point of a probe's calibration from its live readings, or store a known raw value; list; remove."""
+    from gateway import calibrate
+    from gateway.db import ReadingStore
+    from gateway.dbconn import DatabaseError
+    from gateway.moisture import Calibrations
+    cfg = _load_config(args)
+    store = ReadingStore(cfg.database)
+    cals = Calibrations(store)
+    try:
+        if args.list:
+            print(calibrate.format_list(cals.list(args.board_id)))
+            return 0
+        if args.remove is not None:
+            row = cals.get(args.remove)
+            if row is None:
+                raise CliError("no calibration %d (soil-gateway calibrate --list shows them)" % args.remove)
+            cals.remove(args.remove)
+            print("removed %s" % calibrate.describe_calibration(row))
+            return 0
+        if not args.board_id or not (args.dry or args.wet):
+            raise CliError("calibrate BOARD [PROBE] --dry|--wet (or --list, --remove ID): see `soil-gateway "
+                           "calibrate --help`")
+        if args.probe != 0:
+            raise CliError("probe %d: readings carry one probe (0) so far" % args.probe)
+        point = "dry" if args.dry else "wet"
+        effective_from = _sql_time(args.effective_from) if args.effective_from else None
+        if args.raw is not None:
+            raw, how = args.raw, "as given"
+        else:
+            other = calibrate.other_point(cals, args.board_id, args.probe, point)     # the database answers
+            print("%s: reading %s probe %d for %.0f s; keep the probe %s and still" % (
+                PROG, args.board_id, args.probe, args.seconds,
+                "in dry soil (or in air)" if point == "dry" else "in saturated soil (or in water)"), file=sys.stderr)
+            try:
+                m = calibrate.measure(cals, args.board_id, args.seconds)
+            except calibrate.CalibrationError as e:
+                raise CliError(str(e))
+            if m.drifting(None if other is None else other - m.mean):
+                print("%s: the readings still drift (%s): wait until the probe settles and measure again, or "
+                      "keep this point" % (PROG, m.describe()), file=sys.stderr)
+            raw, how = int(round(m.mean)), m.describe()
+        cal_id = cals.record(args.board_id, args.probe, point, raw, effective_from)
+        print("%s probe %d %s: raw %d (%s)" % (args.board_id, args.probe, point, raw, how))
+        print(calibrate.describe_calibration(cals.get(cal_id)))
+        latest = cals.latest_reading(args.board_id, args.probe)
+        if latest is not None and latest[2] is not None:
+            print("%s probe %d reads %.1f %% now (raw %d at %s UTC%s)" % (
+                args.board_id, args.probe, latest[2], latest[1], latest[0],
+                "" if latest[3] == "ok" else ", %s" % latest[3].replace("_", " ")))
+        elif latest is not None:
+            print("in percent once both points are taken (the other: calibrate %s --%s)" % (
+                args.board_id, "wet" if point == "dry" else "dry"))
+        return 0
+    except DatabaseError as e:
+        raise CliError(str(e))
+    finally:
+        store.close()
+
+
+def _sql_time(text):
+    """A --from as the export takes it (gateway/export.py parse_time) -> 'YYYY-MM-DD HH:MM:SS' UTC."""
+    from gateway.export import ExportError, parse_time
+    try:
+        return parse_time(text, "--from").strftime("%Y-%m-%d %H:%M:%S")
+    except ExportError as e:
+        raise CliError(str(e))
+
+
 COMMANDS = {"run": cmd_run, "check": cmd_check, "migrate": cmd_migrate, "monitor": cmd_monitor,
-            "status": cmd_status}
+            "status": cmd_status, "calibrate": cmd_calibrate, "export": cmd_export, "plot": cmd_plot}
 
 
 def build_parser():
@@ -387,6 +498,38 @@ def build_parser():
                                   "$SOIL_DASHBOARD_TOKEN)")
     st.add_argument("--timeout", type=float, default=5.0, metavar="S", help="give up after this long")
 
+    cal = sub.add_parser("calibrate", help="a probe's raw reading in dry and in saturated soil, for percent",
+                         description="Take a point of a probe's calibration from its live readings (the gateway "
+                                     "must be running), or store a known raw value; list or remove calibrations. "
+                                     "hardware/calibrate.md says how.")
+    cal.add_argument("-c", "--config", default="gateway.toml")
+    cal.add_argument("board_id", nargs="?", metavar="board", help="the board's id, e.g. bed-1")
+    cal.add_argument("probe", nargs="?", type=int, default=0, help="the probe (default: %(default)s)")
+    g = cal.add_mutually_exclusive_group()
+    g.add_argument("--dry", action="store_true", help="the probe is in dry soil (or air): 0 %%")
+    g.add_argument("--wet", action="store_true", help="the probe is in saturated soil (or water): 100 %%")
+    g.add_argument("--list", action="store_true", help="list the calibrations (of BOARD, if given)")
+    g.add_argument("--remove", type=int, metavar="ID", help="remove calibration ID (from --list)")
+    cal.add_argument("--seconds", type=float, default=30.0, metavar="S",
+                     help="average the readings of this long (default: %(default)s)")
+    cal.add_argument("--raw", type=int, metavar="N", help="store this raw value instead of measuring")
+    cal.add_argument("--from", dest="effective_from", metavar="TIME",
+                     help="in effect from this UTC time (default: now; a probe's first calibration: its first "
+                          "reading), e.g. 2026-12-01T06:00")
+    exp = sub.add_parser("export", help="readings with %% and flag as CSV or JSON lines (streamed)")
+    exp.add_argument("-c", "--config", default="gateway.toml", help="TOML configuration (default: %(default)s)")
+    _add_selection(exp, board_required=False)
+    g = exp.add_argument_group("output")
+    g.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="default: %(default)s")
+    g.add_argument("-o", "--output", metavar="FILE", help="write here (default: stdout)")
+
+    plt = sub.add_parser("plot", help="a PNG of one board's readings over a range")
+    plt.add_argument("-c", "--config", default="gateway.toml", help="TOML configuration (default: %(default)s)")
+    _add_selection(plt, board_required=True)
+    g = plt.add_argument_group("output")
+    g.add_argument("--raw", action="store_true", help="raw counts instead of %% (automatic without a calibration)")
+    g.add_argument("-o", "--output", metavar="FILE.png", required=True)
+
     mon = sub.add_parser("monitor", help="serial monitor that decodes frames")
     mon.add_argument("url", help="pyserial URL, e.g. /dev/ttyACM0")
     mon.add_argument("--baudrate", type=int, default=115200)
@@ -399,6 +542,14 @@ def build_parser():
                    help="the gateway's tap (default: %(default)s, the systemd unit's)")
     mon.add_argument("--seconds", type=float, default=0, help="stop after this long (default: run until ^C)")
     return p
+
+
+def _add_selection(parser, board_required):
+    g = parser.add_argument_group("readings (times in UTC: 2026-12-01, 2026-12-01T06:00, 2026-12-01T06:00:00Z)")
+    g.add_argument("--board", dest="board_id", required=board_required, metavar="B", help="one board's id")
+    g.add_argument("--probe", type=int, metavar="N", help="one probe (0 today)")
+    g.add_argument("--from", dest="start", metavar="T", help="from this sample time on (inclusive)")
+    g.add_argument("--to", dest="end", metavar="T", help="up to this sample time (exclusive)")
 
 
 def main(argv=None):

@@ -52,6 +52,45 @@ def percent(raw, raw_dry, raw_wet):
     return pct, flag
 
 
+# The complete calibrations, for Timeline: effective_from as seconds since the epoch (negative for the "from the
+# first reading" date, which UNIX_TIMESTAMP would not give).
+TIMELINE_SQL = ("SELECT board, probe, raw_dry, raw_wet, TIMESTAMPDIFF(SECOND, '1970-01-01', effective_from), id "
+                "FROM calibrations WHERE raw_dry IS NOT NULL AND raw_wet IS NOT NULL AND raw_wet <> raw_dry")
+
+
+class Timeline:
+    """The calibrations of every probe in time order, to give percent() of readings fetched as raw (the dashboard
+    averages raw per bucket in SQL, which is fast, and converts here: the mapping is linear, so the percent of a
+    mean is the mean of the percents while one calibration is in effect). Which calibration is in effect at a
+    time is the `moisture` view's rule: the newest complete one whose effective_from is at or before it."""
+
+    def __init__(self, rows):
+        self._by_probe = {}
+        for board, probe, dry, wet, since, cal_id in rows:
+            self._by_probe.setdefault((board, int(probe)), []).append((int(since), int(cal_id), dry, wet))
+        for cals in self._by_probe.values():
+            cals.sort()
+
+    @classmethod
+    def load(cls, cur):
+        cur.execute(TIMELINE_SQL)
+        return cls(cur.fetchall())
+
+    def calibrated(self, board, probe=0):
+        return (board, probe) in self._by_probe
+
+    def percent_at(self, board, probe, t, raw):
+        """(pct, flag) of `raw` read at epoch second `t`, or (None, None) before any calibration of the probe."""
+        in_effect = None
+        for since, _id, dry, wet in self._by_probe.get((board, probe), ()):
+            if since > t:
+                break
+            in_effect = (dry, wet)
+        if in_effect is None:
+            return None, None
+        return percent(raw, *in_effect)
+
+
 class Calibrations:
     """The `calibrations` table through a ReadingStore (the gateway's account: SELECT, INSERT, UPDATE, DELETE)."""
 
@@ -59,23 +98,23 @@ class Calibrations:
         self._store = store
 
     def record(self, board, probe, point, raw, effective_from=None):
-        """Store one point ("dry" or "wet") of `board`'s `probe`. It completes the newest calibration of the probe
-        that lacks this point, else starts a new one, in effect from `effective_from` ('YYYY-MM-DD HH:MM:SS' UTC),
-        by default from now, or from the first reading for a probe's first calibration. Returns its id."""
+        """Store one point ("dry" or "wet") of `board`'s `probe`; returns the calibration's id. While the probe's
+        newest calibration lacks a point, a point taken goes into it (the first one taken again replaces it: a
+        re-measurement); else it starts a new calibration, in effect from `effective_from` ('YYYY-MM-DD HH:MM:SS'
+        UTC), by default from now, or from the first reading for the probe's first calibration, so the readings
+        taken before it was calibrated show in percent too. A given `effective_from` always starts a new one."""
         if point not in POINTS:
             raise ValueError("point must be dry or wet")
-        column, other = ("raw_dry", "raw_wet") if point == "dry" else ("raw_wet", "raw_dry")
+        column = "raw_dry" if point == "dry" else "raw_wet"
 
         def work(cur):
-            cur.execute("SELECT id FROM calibrations WHERE board = %s AND probe = %s AND `{0}` IS NULL "
-                        "AND `{1}` IS NOT NULL ORDER BY id DESC LIMIT 1".format(column, other), (board, probe))
-            row = cur.fetchone()
-            if row is not None and effective_from is None:
-                cur.execute("UPDATE calibrations SET `{0}` = %s WHERE id = %s".format(column), (raw, row[0]))
-                return row[0]
-            cur.execute("SELECT COUNT(*) FROM calibrations WHERE board = %s AND probe = %s", (board, probe))
-            first = cur.fetchone()[0] == 0
-            when = effective_from or ("1000-01-01 00:00:00" if first else None)
+            cur.execute("SELECT id, raw_dry IS NULL OR raw_wet IS NULL FROM calibrations WHERE board = %s AND "
+                        "probe = %s ORDER BY effective_from DESC, id DESC LIMIT 1", (board, probe))
+            newest = cur.fetchone()
+            if newest is not None and newest[1] and effective_from is None:
+                cur.execute("UPDATE calibrations SET `{0}` = %s WHERE id = %s".format(column), (raw, newest[0]))
+                return newest[0]
+            when = effective_from or ("1000-01-01 00:00:00" if newest is None else None)
             cur.execute("INSERT INTO calibrations (board, probe, `{0}`, effective_from, created_at) VALUES "
                         "(%s, %s, %s, COALESCE(%s, UTC_TIMESTAMP()), UTC_TIMESTAMP(3))".format(column),
                         (board, probe, raw, when))
@@ -93,6 +132,22 @@ class Calibrations:
             return cur.fetchall()
         return self._store.run_statement(work)
 
+    def get(self, cal_id):
+        """One calibration as list() gives it, or None."""
+        def work(cur):
+            cur.execute("SELECT id, board, probe, raw_dry, raw_wet, effective_from, created_at FROM calibrations "
+                        "WHERE id = %s", (cal_id,))
+            return cur.fetchone()
+        return self._store.run_statement(work)
+
+    def latest_reading(self, board, probe=0):
+        """(sample time, raw, pct, flag) of the probe's newest reading through the `moisture` view, or None."""
+        def work(cur):
+            cur.execute("SELECT sample_time, raw, pct, flag FROM moisture WHERE board = %s AND probe = %s "
+                        "ORDER BY sample_time DESC LIMIT 1", (board, probe))
+            return cur.fetchone()
+        return self._store.run_statement(work)
+
     def remove(self, cal_id):
         def work(cur):
             cur.execute("DELETE FROM calibrations WHERE id = %s", (cal_id,))
@@ -100,27 +155,39 @@ class Calibrations:
         if not self._store.run_statement(work):
             raise DatabaseError("no calibration %d (soil-gateway calibrate --list shows them)" % cal_id)
 
-    def newest_raw(self, board, since, probe=0):
-        """Live raw readings of `board` received since `since` ('YYYY-MM-DD HH:MM:SS.fff' UTC), oldest first."""
+    def reading_marker(self):
+        """The newest reading's id: newest_raw(board, marker) gives what was stored after it. Reading by id walks
+        the primary key from there, so a window costs the rows it holds, not a scan of years of readings."""
         def work(cur):
-            cur.execute("SELECT moisture_raw FROM plants WHERE board = %s AND source = 'live' AND received_at >= %s "
-                        "ORDER BY received_at", (board, since))
-            return [r[0] for r in cur.fetchall()]
+            cur.execute("SELECT COALESCE(MAX(id), 0) FROM plants")
+            return cur.fetchone()[0]
         return self._store.run_statement(work)
 
-    def now(self):
+    def newest_raw(self, board, after_id, probe=0):
+        """The raw values of `board`'s live readings stored after reading `after_id`, in the order they came."""
         def work(cur):
-            cur.execute("SELECT DATE_FORMAT(UTC_TIMESTAMP(3), '%Y-%m-%d %H:%i:%s.%f')")
-            return cur.fetchone()[0]
+            cur.execute("SELECT moisture_raw FROM plants WHERE id > %s AND board = %s AND source = 'live' "
+                        "ORDER BY id", (after_id, board))
+            return [r[0] for r in cur.fetchall()]
         return self._store.run_statement(work)
 
 
 def latest_moisture(cur):
-    """[(board, probe, pct)] of each probe's newest calibrated reading (the alert rules' `dry`)."""
-    cur.execute("SELECT m.board, m.probe, m.pct FROM moisture m JOIN (SELECT board, MAX(date_saved) AS t FROM plants "
-                "WHERE board IS NOT NULL GROUP BY board) n ON n.board = m.board AND n.t = m.sample_time "
-                "WHERE m.pct IS NOT NULL")
-    seen = {}
-    for board, probe, pct in cur.fetchall():
-        seen[(board, probe)] = float(pct)
-    return [(b, p, v) for (b, p), v in sorted(seen.items())]
+    """[(board, probe, pct)] of each calibrated probe's newest reading (the alert rules' `dry`). The newest is read
+    by the readings' identity index (board, boot, seq), backwards from the newest boot's highest sequence number,
+    so a round costs one index probe per calibrated board however many years of readings the table holds."""
+    timeline = Timeline.load(cur)
+    cur.execute("SELECT board FROM boards ORDER BY board")
+    out = []
+    for (board,) in cur.fetchall():
+        if not timeline.calibrated(board):
+            continue
+        cur.execute("SELECT TIMESTAMPDIFF(SECOND, '1970-01-01', date_saved), moisture_raw FROM plants "
+                    "WHERE board = %s ORDER BY boot DESC, seq DESC LIMIT 1", (board,))
+        row = cur.fetchone()
+        if row is None or row[1] is None:
+            continue
+        pct = timeline.percent_at(board, 0, row[0], row[1])[0]
+        if pct is not None:
+            out.append((board, 0, pct))
+    return out

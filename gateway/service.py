@@ -15,6 +15,7 @@ import time
 
 from gateway.alerts import AlertBook, AlertStore
 from gateway.alertwatch import AlertWatch
+from gateway.moisture import latest_moisture
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
@@ -303,7 +304,7 @@ class Gateway:
         self.notifier = Notifier(receivers)
         store = ReadingStore(self.config.database)
         self.alerts = AlertBook(AlertStore(store), deliver=self.notifier.deliver)
-        self.alert_watch = AlertWatch(settings, self.alerts, store, self.alert_state)
+        self.alert_watch = AlertWatch(settings, self.alerts, store, self.alert_state, moisture_query=latest_moisture)
 
     def add_board(self, board_cfg):
         """One board: its protocol with its own clock keeper, and the transport that reads its port into it."""

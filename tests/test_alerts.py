@@ -18,6 +18,7 @@ from hypothesis import given, settings, strategies as st
 from gateway.alerts import AlertBook, AlertStore, Hysteresis
 from gateway.alertwatch import AlertRules, AlertSettings
 from gateway.db import ReadingStore
+from gateway.moisture import latest_moisture
 from gateway.notify import Email, Notifier, SmtpSettings, Webhook
 from tests.test_db_store import admin_query
 from tools.demo.stack import wait_for
@@ -165,6 +166,25 @@ def test_dry_alerts_per_probe_from_the_moisture_rows(clean_db):
     kinds = admin_query(clean_db, "SELECT probe, cleared_at IS NOT NULL FROM alerts WHERE kind = 'dry' ORDER BY id")
     assert kinds == ((0, 1), (1, 1))
     store.close()
+
+
+def test_latest_moisture_is_each_calibrated_probes_newest_reading_in_percent(clean_db):
+    admin_query(clean_db, "INSERT INTO boards (board, boot) VALUES ('bed-1', 2), ('bed-2', 1), ('bed-3', 1)")
+    rows = [("bed-1", 1, 9, "2026-06-01 12:00:00", 12000),      # an older boot with a later seq: not the newest
+            ("bed-1", 2, 1, "2026-06-02 08:00:00", 24000), ("bed-1", 2, 2, "2026-06-02 08:00:01", 23000),
+            ("bed-2", 1, 1, "2026-06-02 08:00:00", 20000),      # bed-2: no calibration, no percent
+            ("bed-3", 1, 1, "2026-06-02 08:00:00", 20000)]
+    admin_query(clean_db, "INSERT INTO plants (board, boot, seq, date_saved, moisture_raw, source, received_at) "
+                          "VALUES " + ", ".join(["(%s, %s, %s, %s, %s, 'live', UTC_TIMESTAMP(3))"] * len(rows)),
+                [v for r in rows for v in r])
+    admin_query(clean_db, "INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) "
+                          "VALUES ('bed-1', 0, 26000, 16000, '1000-01-01', UTC_TIMESTAMP(3)), "
+                          "('bed-3', 0, 26000, NULL, '1000-01-01', UTC_TIMESTAMP(3))")   # bed-3: half of one
+    store = ReadingStore(clean_db.gateway_cfg)
+    try:
+        assert store.run_statement(latest_moisture) == [("bed-1", 0, 30.0)]
+    finally:
+        store.close()
 
 
 # --- delivery ---------------------------------------------------------------------------------------------------
@@ -315,6 +335,26 @@ def test_gateway_alerts_a_board_unplugged_and_clears_when_it_is_back(stack):
         assert "alert opened: al-1 silent:" in log and "alert cleared: al-1 silent:" in log, log[-3000:]
     finally:
         rx.close()
+
+
+@pytest.mark.integration
+def test_gateway_alerts_dry_soil_and_a_recalibration_clears_it(stack):
+    stack.start_board("al-3", interval_ms=500)          # the virtual probe reads about 26,000
+    stack.start_gateway(sections={"alerts": {"every_s": 0.5}})
+    wait_for(lambda: stack.readings("al-3"), 60, "readings stored")
+    stack.query("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) VALUES "
+                "('al-3', 0, 26500, 16500, '1000-01-01', UTC_TIMESTAMP(3))")        # about 5 %: dry
+    opened = wait_for(lambda: stack.query("SELECT detail FROM alerts WHERE board = 'al-3' AND kind = 'dry' "
+                                          "AND probe = 0 AND cleared_at IS NULL"), 60, "the dry alert")
+    assert "below 20" in opened[0][0], opened
+    # The probe was calibrated wrongly: a new calibration from now puts it at about 50 %, and the alert clears.
+    stack.query("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) VALUES "
+                "('al-3', 0, 36000, 16000, UTC_TIMESTAMP() - INTERVAL 1 SECOND, UTC_TIMESTAMP(3))")
+    wait_for(lambda: stack.query("SELECT 1 FROM alerts WHERE board = 'al-3' AND kind = 'dry' AND cleared_at IS NOT "
+                                 "NULL"), 60, "the dry alert cleared")
+    assert stack.query("SELECT COUNT(*) FROM alerts WHERE board = 'al-3' AND kind = 'dry'")[0][0] == 1
+    log = stack.gateway.log_text()
+    assert "alert opened: al-3 dry" in log and "alert cleared: al-3 dry" in log, log[-3000:]
 
 
 @pytest.mark.integration

@@ -2,14 +2,15 @@
 virtual boards and the gateway with its dashboard on a free port. The page lists the boards; an outage (the
 database server stopped) shows them caching with readings pending on their cards and why; after the replay the
 chart shows bands where readings arrived by replay, and each probe's line has exactly one vertex per stored reading
-of the range; a board whose power is cut shows its port gone. The last outage is saved as docs/img/dashboard.png (README.md shows it)."""
+of the range, in percent through the probes' calibrations (raw on request); a board whose power is cut shows its
+port gone and its alert. The last outage is saved as docs/img/dashboard.png (README.md shows it)."""
 
 import os
 import re
 
 import pytest
 
-from tests import browser as chromium
+from tools.browser import chromium
 from tools.demo.stack import ROOT, wait_for
 
 pytestmark = pytest.mark.integration
@@ -59,8 +60,15 @@ def test_dashboard_in_a_browser(stack, page):
     url = gw.dashboard_url()
     wait_for(lambda: all(rows_in_last_hour(stack).get(b, 0) >= 5 for b in BOARDS), 60, "live rows of both boards")
 
+    # Both probes calibrated (as `soil-gateway calibrate` stores it): the chart is in percent.
+    for b in BOARDS:
+        stack.query("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) VALUES "
+                    "(%s, 0, 32000, 17000, '1000-01-01', UTC_TIMESTAMP(3))", (b,))
+
     page.open(url)
     page.wait(cards_all("online"))
+    page.wait("document.body.dataset.value === 'pct'")
+    assert page.eval("document.querySelector('#value-name').textContent") == "(%)"
     assert sorted(page.eval("%s.map(c => c.dataset.board)" % CARDS)) == list(BOARDS)
     assert page.eval("document.querySelector('#database').textContent").count("taking writes") == 1
     page.wait("document.querySelector('#alerts tbody').textContent === 'none open'")
@@ -111,6 +119,18 @@ def test_dashboard_in_a_browser(stack, page):
         assert vertices == stored[name], (name, vertices, stored[name])
     assert page.eval("document.querySelector('#chart-note').textContent").startswith(
         "%d readings" % sum(stored.values()))
+    # The percent drawn is the view's: each probe's lowest and highest point against the moisture view.
+    view = dict((b, (float(lo), float(hi))) for b, lo, hi in stack.query(
+        "SELECT board, MIN(pct), MAX(pct) FROM moisture WHERE sample_time >= UTC_TIMESTAMP() - INTERVAL 1 HOUR "
+        "GROUP BY board"))
+    drawn_pct = page.eval("fetch('/api/readings?range=hour').then(r => r.json()).then(r => Object.fromEntries("
+                          "r.series.map(s => [s.name, [Math.min(...s.points.map(p => p[1])), "
+                          "Math.max(...s.points.map(p => p[1]))]])))")
+    assert {b: tuple(v) for b, v in drawn_pct.items()} == view, (drawn_pct, view)
+    # "raw" on request.
+    page.eval("document.querySelector('#raw-toggle').click()")
+    page.wait("document.body.dataset.value === 'raw'")
+    assert page.eval("document.querySelector('#value-name').textContent") == "(raw)"
 
     # A board whose power is cut: its port is gone, and the page says so (the other board stays online).
     stack.boards[1].kill()

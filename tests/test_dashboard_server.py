@@ -19,10 +19,11 @@ from gateway.config import ConfigError, DashboardConfig, GatewayConfig, from_dic
 from gateway.db import ReadingStore
 from gateway.dbconn import DatabaseError
 from gateway.hourly import HourlyAggregates
+from gateway.moisture import percent
 from gateway.service import Gateway
 from gateway.web import data
 from tools.dbserver import free_port
-from tools.demo.stack import ROOT, _env
+from tools.demo.stack import ROOT, process_env
 
 pytestmark = pytest.mark.integration
 
@@ -157,7 +158,7 @@ def test_bound_elsewhere_without_a_token_is_refused_in_one_line(tmp_path, clean_
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\nport = %d\n\n[dashboard]\nbind = "0.0.0.0"\n\n'
                     '[[board]]\nurl = "/dev/null-board"\n' % clean_db.port)
-    env = _env()
+    env = process_env()
     env["SOIL_DB_PASSWORD"] = clean_db.gateway_password
     proc = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
@@ -244,7 +245,7 @@ def test_the_chart_gets_every_row_with_replays_and_gaps(serve, clean_db):
     status, _, body = request(gw.dashboard.url, "/api/readings?range=hour")
     assert status == 200
     r = json.loads(body)
-    assert r["value"] == data.VALUE_NAME == "raw" and r["bucket_s"] == 0
+    assert r["value"] == "raw" and r["bucket_s"] == 0            # no probe calibrated: raw
     by_name = {s["name"]: s for s in r["series"]}
     assert sorted(by_name) == ["bed-1", "bed-2"]
     bed1 = by_name["bed-1"]
@@ -255,6 +256,33 @@ def test_the_chart_gets_every_row_with_replays_and_gaps(serve, clean_db):
     assert by_name["bed-2"]["points"][0][1] == 300
     status, _, body = request(gw.dashboard.url, "/api/readings?range=day")
     assert {s["name"]: s["rows"] for s in json.loads(body)["series"]} == {"bed-1": 31, "bed-2": 1}
+
+
+def test_the_chart_is_in_percent_once_a_probe_is_calibrated(serve, clean_db):
+    insert_rows(clean_db, [("bed-1", 1, 1, utc_now_sql(clean_db, 300), 26000, "live"),
+                           ("bed-1", 1, 2, utc_now_sql(clean_db, 200), 19000, "live"),
+                           ("bed-1", 1, 3, utc_now_sql(clean_db, 100), 11300, "live"),
+                           ("bed-2", 1, 1, utc_now_sql(clean_db, 100), 500, "live")])
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **clean_db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) "
+                        "VALUES ('bed-1', 0, 26000, 12000, '1000-01-01', UTC_TIMESTAMP(3))")
+            cur.execute("SELECT pct FROM moisture WHERE board = 'bed-1' ORDER BY sample_time")
+            view = [float(p) for (p,) in cur.fetchall()]
+    finally:
+        conn.close()
+    gw = serve()
+    r = json.loads(request(gw.dashboard.url, "/api/readings?range=hour")[2])
+    assert r["value"] == "pct"
+    by_name = {s["name"]: s for s in r["series"]}
+    assert [p[1] for p in by_name["bed-1"]["points"]] == view == [0.0, 50.0, 105.0]     # what the view says
+    assert by_name["bed-1"]["calibrated"] and not by_name["bed-2"]["calibrated"]
+    assert [p[1] for p in by_name["bed-2"]["points"]] == [None]        # no percent without a calibration
+    raw = json.loads(request(gw.dashboard.url, "/api/readings?range=hour&value=raw")[2])
+    assert raw["value"] == "raw" and [p[1] for p in raw["series"][0]["points"]] == [26000, 19000, 11300]
+    status, _, body = request(gw.dashboard.url, "/api/readings?range=hour&value=volts")
+    assert status == 400 and "unknown value" in json.loads(body)["error"]
 
 
 def test_a_long_range_is_averaged_into_buckets(serve, clean_db, monkeypatch):
@@ -296,6 +324,18 @@ def test_the_week_reads_the_hourly_aggregates(serve, clean_db):
         [float(h), round(sum(v for v, _ in vs) / float(len(vs)), 2), int(any(rep for _, rep in vs))]
         for h, vs in sorted(expect.items())]
     assert set(before) == set(r) and set(before["series"][0]) == set(bed1)
+    # Calibrated, the week is in percent: each hour's exact mean through the calibration (gateway.moisture.percent).
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **clean_db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) "
+                        "VALUES ('bed-1', 0, 200, 100, '1000-01-01', UTC_TIMESTAMP(3))")
+    finally:
+        conn.close()
+    pct = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert pct["value"] == "pct" and pct["bucket_s"] == data.HOURLY_BUCKET_S
+    assert [p[1] for p in pct["series"][0]["points"]] == [
+        percent(sum(v for v, _ in vs) / float(len(vs)), 200, 100)[0] for _, vs in sorted(expect.items())]
 
 
 def test_events_of_the_last_hour(serve, clean_db):
@@ -315,13 +355,13 @@ def test_events_of_the_last_hour(serve, clean_db):
 def test_status_without_a_running_service_is_one_line(tmp_path):
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nport = %d\n' % free_port())
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("soil-gateway: the gateway service is not running"), proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nenabled = false\n')
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "[dashboard] is disabled" in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -334,7 +374,7 @@ def test_status_prints_the_running_service(serve, clean_db, tmp_path):
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nbind = "0.0.0.0"\nport = %d\ntoken = "%s"\n'
                     % (port, TOKEN))
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "database: taking writes on 127.0.0.1:%d" % clean_db.port in proc.stdout
@@ -342,5 +382,5 @@ def test_status_prints_the_running_service(serve, clean_db, tmp_path):
     assert "alerts: off ([alerts] enabled = false)" in proc.stdout     # the fixture's Gateway has no [alerts]
     assert "board events of the last hour: 0" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "gateway", "status", "--url", "http://127.0.0.1:%d/" % port],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.startswith("soil-gateway: the gateway at") and "HTTP 401" in proc.stderr

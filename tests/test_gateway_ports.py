@@ -23,7 +23,7 @@ from gateway.config import ConfigError, from_dict
 from gateway.transport import PortBusy, SerialTransport, open_port, close_port, port_holders
 from tests.test_gateway_cli import assert_clean_error, run_cli, write_config
 from tests.test_gateway_transport import PtyBoard, Recorder, Cfg
-from tools.demo.stack import ROOT, GatewayProc, _env, wait_for
+from tools.demo.stack import ROOT, GatewayProc, process_env, wait_for
 
 WAIT_S = 20
 
@@ -163,7 +163,7 @@ def test_a_second_gateway_on_the_same_port_opens_nothing_and_acknowledges_nothin
 def _start_vboard(state):
     os.makedirs(state, exist_ok=True)
     proc = subprocess.Popen([sys.executable, "-m", "tools.sim.vboard", "--board", "link-1", "--state", state,
-                             "--interval-ms", "500"], cwd=ROOT, env=_env(), stdout=subprocess.PIPE,
+                             "--interval-ms", "500"], cwd=ROOT, env=process_env(), stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     r, _, _ = select.select([proc.stdout], [], [], WAIT_S)
     assert r, "the board did not start"
@@ -210,7 +210,7 @@ def test_mpboard_withdraws_its_tty_link_on_exit(tmp_path, sig):
     flash = str(tmp_path / "flash")
     link = str(tmp_path / "tty")
     os.symlink("/dev/null", link)
-    proc = subprocess.Popen([sys.executable, "-m", "tools.sim.mpboard", "--flash", flash], cwd=ROOT, env=_env(),
+    proc = subprocess.Popen([sys.executable, "-m", "tools.sim.mpboard", "--flash", flash], cwd=ROOT, env=process_env(),
                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     try:
         r, _, _ = select.select([proc.stdout], [], [], 60)
@@ -307,7 +307,7 @@ def _read_until(stream, predicate, what, timeout=WAIT_S):
 def test_monitor_says_when_the_board_resets_and_waits_for_it(stack):
     board = stack.start_board("reset-1", interval_ms=200, status_interval_ms=1000, rtc_set=True)
     proc = subprocess.Popen([sys.executable, "-m", "gateway", "monitor", board.tty, "--query"], cwd=ROOT,
-                            env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+                            env=process_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         _read_until(proc.stdout, lambda line: " R " in line, "a reading")
         board.kill()                                      # the board resets: its port goes away

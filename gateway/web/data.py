@@ -1,9 +1,11 @@
 """Every SQL statement of the dashboard: the chart's readings and the recent board events.
 
 All statements are parameterized and read only the gateway's own tables with its least-privilege account (SELECT
-on plants, hourly and board_events). The value drawn is chosen in one place, VALUE_SQL and VALUE_NAME: today raw
-ADC counts (`plants.moisture_raw`; HOURLY_VALUE_SQL is its hourly mean); the change that brings moisture in percent
-swaps these for the calibrated views' columns, and nothing else here or in the page needs to know.
+on plants, hourly, calibrations and board_events). Readings are fetched raw (`plants.moisture_raw`, averaged per
+bucket in SQL when there are many) and drawn in percent through the probes' calibrations (gateway/moisture.py Timeline, the
+`moisture` view's rule in Python): `value=auto`, the default, draws percent when a probe of the range is
+calibrated, else raw; `value=raw` and `value=pct` choose. A series with no calibration has no percent to draw and
+says so (`calibrated: false`) instead of being drawn in other units on the same axis.
 
 A range (hour, day, week) is answered with every stored reading when each series has at most MAX_POINTS in it,
 else with one averaged point per bucket of seconds (a week of one reading a second is 604,800 rows a board; a
@@ -12,7 +14,8 @@ screen is about 1,000 pixels wide). A bucket that holds a replayed reading is ma
 spacing: a board's sample interval, or the bucket).
 
 A range longer than a day (the week) reads the hourly aggregates instead (gateway/hourly.py, docs/AGGREGATES.md): one
-point per hour, the hour's exact mean raw_sum / n, replayed when any of its readings was; 168 rows for a week
+point per hour, the hour's exact mean raw_sum / n (in percent through the calibration at the hour's start, which
+for a linear calibration is the hour's mean percent), replayed when any of its readings was; 168 rows for a week
 instead of a GROUP BY over 604,800 a board. Until the aggregates hold anything for the range (a gateway with
 [hourly] enabled = false, or before its first pass) the week is bucketed from plants as before.
 """
@@ -24,11 +27,12 @@ import time
 import pymysql
 
 from gateway.dbconn import DatabaseError, DatabaseUnavailable, classify, connect
+from gateway.moisture import Timeline
 from gateway.primary import find_primary
 
-VALUE_SQL = "moisture_raw"        # the one place the drawn value is chosen (a later change: the % view's column)
-VALUE_NAME = "raw"
+VALUE_SQL = "moisture_raw"
 VALUE_TABLE = "plants"
+VALUES = ("auto", "pct", "raw")
 RANGES = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 MAX_POINTS = 1500                 # per series; more are averaged into buckets
 GAP_FACTOR = 3                    # a spacing this many times the usual one is a gap
@@ -113,11 +117,14 @@ class ChartData:
         with self._lock:
             self.close_locked()
 
-    def readings(self, range_name, now=None):
-        """{"range", "from", "to", "value", "bucket_s", "series": [{"name", "points": [[t, value, replay]],
-        "gap_s", "rows"}]} for the last `range_name` (hour, day or week); t in epoch seconds, replay 0 or 1."""
+    def readings(self, range_name, now=None, value="auto"):
+        """{"range", "from", "to", "value" ("pct" or "raw"), "bucket_s", "series": [{"name", "points": [[t, value,
+        replay]], "gap_s", "rows", "calibrated"}]} for the last `range_name` (hour, day or week); t in epoch
+        seconds, replay 0 or 1."""
         if range_name not in RANGES:
             raise UnknownRange("unknown range %r (hour, day or week)" % range_name)
+        if value not in VALUES:
+            raise UnknownRange("unknown value %r (auto, pct or raw)" % value)
         now = time.time() if now is None else now
         span = RANGES[range_name]
         lo, hi = _sql_time(now - span), _sql_time(now + 60)
@@ -129,7 +136,8 @@ class ChartData:
                 counts = {b: int(n) for b, n in cur.fetchall()}
                 if counts:
                     cur.execute(_HOURLY, hours)
-                    return counts, HOURLY_BUCKET_S, [(b, float(t), float(v), int(r)) for b, t, v, r in cur.fetchall()]
+                    rows = [(b, float(t), float(v), int(r)) for b, t, v, r in cur.fetchall()]
+                    return counts, HOURLY_BUCKET_S, rows, Timeline.load(cur)
             cur.execute(_COUNT, (lo, hi))
             counts = dict(cur.fetchall())
             bucket = 0
@@ -140,18 +148,23 @@ class ChartData:
             else:
                 cur.execute(_ROWS, (lo, hi))
                 rows = [(b, float(t), v, int(r)) for b, t, v, r in cur.fetchall()]
-            return counts, bucket, rows
+            return counts, bucket, rows, Timeline.load(cur)
 
-        counts, bucket, rows = self._run(work)
+        counts, bucket, rows, timeline = self._run(work)
+        boards = sorted({r[0] for r in rows})
+        if value == "auto":
+            value = "pct" if any(timeline.calibrated(b) for b in boards) else "raw"
         series = {}
         for board, t, v, replay in rows:
+            if v is not None and value == "pct":
+                v = timeline.percent_at(board, 0, t, float(v))[0]
             series.setdefault(board, []).append([t, None if v is None else round(float(v), 2), replay])
         out = []
         for name in sorted(series):
             pts = series[name]
             out.append({"name": name, "points": pts, "rows": counts.get(name, 0),
-                        "gap_s": gap_threshold([p[0] for p in pts], bucket)})
-        return {"range": range_name, "from": now - span, "to": now, "value": VALUE_NAME, "bucket_s": bucket,
+                        "gap_s": gap_threshold([p[0] for p in pts], bucket), "calibrated": timeline.calibrated(name)})
+        return {"range": range_name, "from": now - span, "to": now, "value": value, "bucket_s": bucket,
                 "series": out}
 
     def events(self, now=None):

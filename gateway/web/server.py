@@ -6,7 +6,7 @@ and no route changes anything. Routes:
     /                     the page (static/index.html); /?token=... sets the token cookie and redirects to /
     /static/app.js, /static/style.css, /static/favicon.svg   its assets, from the package: no CDN, works offline
     /api/status           boards and database (gateway/web/state.py), what `soil-gateway status` prints
-    /api/readings?range=hour|day|week   the chart's series (gateway/web/data.py)
+    /api/readings?range=hour|day|week[&value=raw|pct]   the chart's series (gateway/web/data.py)
     /api/events           the board events of the last hour (below the open alerts, which /api/status has)
 
 Why the standard library and not a web framework: five read-only routes, a few requests a second at most, and a
@@ -86,7 +86,8 @@ class DashboardServer:
             return 200, self.status_json()
         try:
             if path == "/api/readings":
-                return 200, self.redactor.json(self.chart.readings(query.get("range", ["hour"])[0]))
+                return 200, self.redactor.json(self.chart.readings(query.get("range", ["hour"])[0],
+                                                                   value=query.get("value", ["auto"])[0]))
             if path == "/api/events":
                 return 200, self.redactor.json({"events": self.chart.events()})
         except data.UnknownRange as e:

@@ -20,7 +20,7 @@ import time
 import shutil
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT]
 
 from tools.bench.targets import proc_cpu_seconds  # noqa: E402
 from tools.demo.stack import Stack, wait_for  # noqa: E402
@@ -38,7 +38,7 @@ def main(argv=None):
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--pairs", type=int, default=3)
     args = p.parse_args(argv)
-    import browser as chromium            # tests/browser.py: the same driver as the browser test
+    from tools.browser import chromium    # the same driver as the browser test
     why = chromium.missing()
     if why:
         print("bench dashboard: %s" % why, file=sys.stderr)

@@ -50,7 +50,8 @@ def wait_for(predicate, timeout, what, interval=0.05):
         time.sleep(interval)
 
 
-def _env():
+def process_env():
+    """The environment of a process the stack starts: the checkout and the portable core on its Python path."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([ROOT, os.path.join(ROOT, "firmware", "lib")] +
                                         ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
@@ -80,7 +81,7 @@ class BoardProc:
             elif value is not None and value is not False:       # 0 is a value (unpaced link), not "off"
                 argv += [flag, str(value)]
         log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(argv, cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=log)
+        self.proc = subprocess.Popen(argv, cwd=ROOT, env=process_env(), stdout=subprocess.PIPE, stderr=log)
         log.close()
         deadline = time.monotonic() + timeout
         line = b""
@@ -217,10 +218,15 @@ class GatewayProc:
         with open(self.config_path, "w") as f:
             f.write("\n".join(lines) + "\n")
 
+    def command_env(self):
+        """The environment a `soil-gateway` command needs beside this gateway: its database password."""
+        env = process_env()
+        env["SOIL_DB_PASSWORD"] = self.stack.gateway_password
+        return env
+
     def start(self):
         self.write_config()
-        env = _env()
-        env["SOIL_DB_PASSWORD"] = self.stack.gateway_password
+        env = self.command_env()
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", self.config_path,
                                       "--status", self.status_path, "--status-every", "0.5"],

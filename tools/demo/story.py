@@ -7,7 +7,9 @@
 3. The database server is stopped: the board caches on its SD card.
 4. The server comes back: the cache is replayed with the sample times preserved.
 5. A summary read back from the database shows every reading present once, and which rows were replayed.
-6. A redundant pair (master and standby joined by an I2C heartbeat wire): the master's power is cut, the standby
+6. The grower's view: the probe is calibrated (`soil-gateway calibrate`), the readings show in percent, and the
+   dashboard the gateway serves is photographed by a headless Chromium (run/demo/dashboard.png).
+7. A redundant pair (master and standby joined by an I2C heartbeat wire): the master's power is cut, the standby
    takes over without a gap, the master comes back and takes over again; no slot is missing or stored twice.
 
 It exits 0 when every check passed (1 otherwise) within about two minutes; `--keep-running` leaves it all running.
@@ -16,9 +18,11 @@ It exits 0 when every check passed (1 otherwise) within about two minutes; `--ke
 import argparse
 import datetime
 import os
+import subprocess
 import sys
 import time
 
+from tools.browser import chromium
 from tools.demo.stack import ROOT, Stack, wait_for
 
 BOOK_TABLE = """CREATE TABLE `plant_moisture`.`plants` (
@@ -92,7 +96,7 @@ def main(argv=None):
         step("2. a virtual board and the gateway; live readings")
         board = stack.start_board("bed-1", interval_ms=args.interval_ms, status_interval_ms=2000, seed=7)
         say("  " + board.banner)
-        stack.start_gateway()
+        stack.start_gateway(dashboard={"port": 0})
         say("  gateway pid %d, config %s" % (stack.gateway.proc.pid,
                                               os.path.relpath(stack.gateway.config_path, ROOT)))
         printer = RowPrinter(stack)
@@ -149,11 +153,14 @@ def main(argv=None):
         if st["pending"] or st["dropped"]:
             failures.append("the board still holds %d readings or dropped %d" % (st["pending"], st["dropped"]))
 
+        shot = grower_story(stack, args.run_dir, failures)
+
         if not args.no_pair:
             pair_story(stack, failures)
 
         if args.keep_running:
-            step("running; Ctrl-C to stop (gateway log: %s)" % os.path.relpath(stack.gateway.log_path, ROOT))
+            step("running; Ctrl-C to stop (dashboard %s, gateway log %s)" % (
+                stack.gateway.dashboard_url(), os.path.relpath(stack.gateway.log_path, ROOT)))
             try:
                 printer.watch(10 ** 9)
             except KeyboardInterrupt:
@@ -166,10 +173,62 @@ def main(argv=None):
         for f in failures:
             say("demo: FAILED: %s" % f)
         return 1
-    say("\ndemo: every reading stored once, outage readings replayed with their sample times%s (%.0f s)"
+    say("\ndemo: every reading stored once, outage readings replayed with their sample times%s; the dashboard "
+        "photographed in %s (%.0f s)"
         % ("" if args.no_pair else "; the standby covered the master's death with no gap and no double",
-           time.monotonic() - started))
+           shown(shot), time.monotonic() - started))
     return 0
+
+
+# The virtual probe's model (tools/sim/chips/moisture.py) reads about 52,000 in dry soil and 26,000 just watered;
+# a grower measures the two points with `calibrate --dry` / `--wet` (hardware/calibrate.md), the demo states them.
+DEMO_CALIBRATION = (("dry", 52000), ("wet", 25000))
+
+
+def shown(path):
+    """A path as the user best reads it: relative to the checkout when inside it."""
+    rel = os.path.relpath(path, ROOT)
+    return path if rel.startswith("..") else rel
+
+
+def gateway_command(stack, *args):
+    """Run `soil-gateway ARGS -c <the demo gateway's config>` as a user would; its output lines."""
+    argv = [sys.executable, "-m", "gateway", args[0], "-c", stack.gateway.config_path] + list(args[1:])
+    say("  $ soil-gateway %s" % " ".join(args))
+    done = subprocess.run(argv, cwd=ROOT, env=stack.gateway.command_env(), capture_output=True, text=True,
+                          timeout=120)
+    lines = (done.stderr + done.stdout).rstrip().splitlines()
+    for line in lines:
+        say("    " + line)
+    if done.returncode != 0:
+        raise RuntimeError("soil-gateway %s failed: %s" % (args[0], lines[-1] if lines else done.returncode))
+    return lines
+
+
+def grower_story(stack, run_dir, failures):
+    """Calibrate the probe, then photograph the dashboard in percent. Returns the screenshot's path."""
+    step("6. the grower's view: moisture in percent, and the dashboard")
+    for point, raw in DEMO_CALIBRATION:
+        gateway_command(stack, "calibrate", "bed-1", "--" + point, "--raw", str(raw))
+    for t, raw, pct, flag in stack.query("SELECT sample_time, raw, pct, flag FROM moisture WHERE board = 'bed-1' "
+                                         "ORDER BY sample_time DESC LIMIT 3"):
+        say("  %s  raw %-5d  %5.1f %%  %s" % (t, raw, pct, flag))
+    url = stack.gateway.dashboard_url()
+    say("  dashboard: %s (read-only, on localhost; up while the demo runs: DEMO_ARGS=--keep-running keeps it)" % url)
+    shot = os.path.join(run_dir, "dashboard.png")
+    why = chromium.missing()
+    if why:
+        failures.append("no screenshot of the dashboard: %s" % why)
+        return shot
+    page = chromium.Browser()
+    try:
+        page.open(url)
+        page.wait("document.body.dataset.value === 'pct' && Number(document.body.dataset.polls || 0) > 0", 30)
+        page.screenshot(shot)
+    finally:
+        page.close()
+    say("  screenshot: %s" % shown(shot))
+    return shot
 
 
 PAIR = {"interval_ms": 1000, "status_interval_ms": 2000, "hb_interval_ms": 1000, "hb_timeout_ms": 4000,
@@ -177,14 +236,14 @@ PAIR = {"interval_ms": 1000, "status_interval_ms": 2000, "hb_interval_ms": 1000,
 
 
 def pair_story(stack, failures):
-    step("6. a redundant pair: the master dies and comes back (beat every 1 s, timeout 4 s)")
+    step("7. a redundant pair: the master dies and comes back (beat every 1 s, timeout 4 s)")
     wire = os.path.join(stack.run_dir, "hb.sock")
     master = stack.start_board("pair-a", role="master", hb_wire=wire, seed=21, **PAIR)
     standby = stack.start_board("pair-b", role="standby", hb_wire=wire, seed=22, **PAIR)
     say("  " + master.banner)
     say("  " + standby.banner)
     stack.gateway.stop()
-    stack.start_gateway(boards=stack.boards)           # the gateway now serves all three boards
+    stack.start_gateway(boards=stack.boards, dashboard={"port": 0})   # the gateway now serves all three boards
     wait_for(lambda: standby.status()["role_state"] == "watching" and standby.status()["ring"] >= 2, 40,
              "the standby hearing the master")
     time.sleep(3)

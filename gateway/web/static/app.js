@@ -8,6 +8,7 @@ const CHART_EVERY_MS = 10000;
 const COLORS = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22"];
 const SVG = "http://www.w3.org/2000/svg";
 let range = "hour";
+let rawWanted = false;      // the "raw" box: raw readings instead of percent
 const colorOf = {};
 
 function el(tag, attrs, text) {
@@ -121,12 +122,13 @@ function drawChart(box, series, from, to, title, W = 1000, H = 260) {
   if (!pts.length) { lo = 0; hi = 1; }
   if (hi - lo < 1) { hi += 0.5; lo -= 0.5; }
   const pad = (hi - lo) * 0.08; lo -= pad; hi += pad;
+  const digits = hi - lo < 5 ? 1 : 0;      // a probe steady within a few percent still gets distinct labels
   const x = t => PAD.l + (t - from) / (to - from) * (W - PAD.l - PAD.r);
   const y = v => H - PAD.b - (v - lo) / (hi - lo) * (H - PAD.t - PAD.b);
   for (let i = 0; i <= 4; i++) {
     const v = lo + (hi - lo) * i / 4;
     svg.append(el("svg:line", {class: "grid", x1: PAD.l, x2: W - PAD.r, y1: y(v), y2: y(v)}));
-    svg.append(el("svg:text", {x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end"}, v.toFixed(0)));
+    svg.append(el("svg:text", {x: PAD.l - 6, y: y(v) + 4, "text-anchor": "end"}, v.toFixed(digits)));
   }
   for (let i = 0; i <= 6; i++) {
     const t = from + (to - from) * i / 6;
@@ -181,8 +183,9 @@ let chartAll = null;
 async function pollChart() {
   const note = document.getElementById("chart-note");
   try {
-    const r = await getJSON("/api/readings?range=" + range);
-    document.getElementById("value-name").textContent = "(" + r.value + ")";
+    const r = await getJSON("/api/readings?range=" + range + (rawWanted ? "&value=raw" : ""));
+    document.getElementById("value-name").textContent = r.value === "pct" ? "(%)" : "(raw)";
+    document.body.dataset.value = r.value;
     chartAll = drawChart(chartAll || document.getElementById("chart-all"), r.series, r.from, r.to, null);
     chartAll.id = "chart-all";
     const charts = document.getElementById("charts");
@@ -193,8 +196,11 @@ async function pollChart() {
       drawChart(slot, [s], r.from, r.to, s.name, 600, 200).dataset.probe = s.name;
     }
     const rows = r.series.reduce((a, s) => a + s.rows, 0);
-    note.textContent = r.series.length ? rows + " readings" + (r.bucket_s ? ", averaged per " + r.bucket_s + " s" : "") +
-      "; " + r.series.length + " probe(s)" : "no readings in this range";
+    const uncalibrated = r.value === "pct" ? r.series.filter(s => !s.calibrated).map(s => s.name) : [];
+    note.textContent = (r.series.length ? rows + " readings" + (r.bucket_s ? ", averaged per " + r.bucket_s + " s" : "") +
+      "; " + r.series.length + " probe(s)" : "no readings in this range") +
+      (uncalibrated.length ? "; not calibrated, so not drawn in %: " + uncalibrated.join(", ") +
+       " (soil-gateway calibrate BOARD --dry, then --wet; or tick raw)" : "");
     document.body.dataset.charts = String(Number(document.body.dataset.charts || 0) + 1);
   } catch (e) {
     note.textContent = "chart not updated: " + e.message;
@@ -220,6 +226,8 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const r of document.querySelectorAll("input[name=range]")) {
     r.addEventListener("change", () => { range = r.value; pollChart(); });
   }
+  const rawBox = document.getElementById("raw-toggle");
+  rawBox.addEventListener("change", () => { rawWanted = rawBox.checked; pollChart(); });
   pollStatus(); pollChart(); pollEvents();
   setInterval(pollStatus, STATUS_EVERY_MS);
   setInterval(pollChart, CHART_EVERY_MS);

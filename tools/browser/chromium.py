@@ -1,4 +1,4 @@
-"""A headless Chromium for the tests: Debian's /usr/bin/chromium driven by tools/browser/dashboard.mjs (playwright-
+"""A headless Chromium for the browser test and the demo's screenshot: Debian's /usr/bin/chromium driven by tools/browser/dashboard.mjs (playwright-
 core over the DevTools protocol), one JSON command a line. Every answer is awaited with a bound; the profile is a
 new empty folder, removed on close; the node process is ended by its own pid."""
 
