@@ -175,7 +175,10 @@ class HourlyAggregates:
 
     def prune(self, raw_days, batch_rows=5000, max_batches=1000):
         """Delete raw rows of whole hours older than `raw_days` days, moving them into their hour's pruned part,
-        `batch_rows` per transaction; return how many rows were deleted. Only rows received before the watermark."""
+        `batch_rows` per transaction; return how many rows were deleted. Only rows received before the watermark.
+        raw_days 0 means "keep forever" in the configuration, so it is refused here rather than read as "all"."""
+        if int(raw_days) < 1:
+            raise ValueError("raw_days must be at least 1 (0 keeps raw readings forever: do not call prune)")
         def candidates(cur):
             cur.execute("SELECT h.board, h.hour_start, s.received_through FROM hourly h JOIN hourly_state s "
                         "ON s.id = 1 WHERE h.probe = %s AND h.n > h.pruned_n AND s.received_through IS NOT NULL "

@@ -267,6 +267,8 @@ def test_retention_deletes_only_old_aggregated_rows_and_keeps_their_hours(clean_
     # A row replayed into the old hours after the pass: not yet in an aggregate, so it must survive the prune.
     late = ("bed-1", 1, 99, hours_ago(now, 24 * 10, 1, 59), 5, "replay", now - datetime.timedelta(seconds=60))
     insert(clean_db, [late])
+    with pytest.raises(ValueError, match="keeps raw readings forever"):
+        agg.prune(raw_days=0)
     assert agg.prune(raw_days=3, batch_rows=7) == 30
     assert admin_query(clean_db, "SELECT seq FROM plants WHERE date_saved < UTC_TIMESTAMP() - INTERVAL 3 DAY") \
         == ((99,),)
