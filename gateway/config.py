@@ -23,6 +23,13 @@ Example (see gateway.example.toml):
     # token_file = "/etc/soil/dashboard.token"   # or: token = "..."
     # enabled = false
 
+    [hourly]                            # hourly aggregates for long ranges (gateway/hourly.py, docs/AGGREGATES.md)
+    every_s = 60                        # one pass a minute
+    # enabled = false
+
+    [retention]
+    raw_days = 0                        # 0: keep raw readings forever; N: delete them after N days (needs a grant)
+
     [[board]]
     url = "/dev/ttyACM0"                # any pyserial URL: /dev/ttyACM0, socket://host:port, spy://..., hwgrep://...
     baudrate = 115200
@@ -42,6 +49,7 @@ except ImportError:  # Python < 3.11
 
 from gateway.alertwatch import AlertSettings
 from gateway.dbconn import DbConfig
+from gateway.hourly import HourlySettings
 from gateway.notify import SmtpSettings
 from gateway.primary import parse_server
 from gateway.transport import check_baudrate, check_url
@@ -129,7 +137,7 @@ class GatewayConfig:
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
-                 dashboard=None, alerts=None):
+                 dashboard=None, alerts=None, hourly=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -142,6 +150,7 @@ class GatewayConfig:
         self.tap_path = tap_path       # the Unix socket of gateway/tap.py (None: no tap)
         self.dashboard = dashboard     # a DashboardConfig (None: no dashboard; a TOML file gets the default)
         self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
+        self.hourly = hourly           # gateway.hourly.HourlySettings, None: no aggregates (a TOML file: enabled)
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
@@ -185,6 +194,24 @@ def _alert_settings(table, path, environ):
         raise ConfigError("%s: [alerts] %s" % (path, e))
 
 
+_HOURLY_KEYS = {"enabled": bool, "every_s": (int, float), "margin_s": (int, float)}
+_RETENTION_KEYS = {"raw_days": int, "batch_rows": int}
+
+
+def _hourly_settings(hourly, retention, path):
+    """[hourly] and [retention] -> HourlySettings (enabled by default); retention needs the aggregates."""
+    _check(hourly, _HOURLY_KEYS, "hourly", path)
+    _check(retention, _RETENTION_KEYS, "retention", path)
+    try:
+        settings = HourlySettings(**dict(hourly, **retention))
+    except ValueError as e:
+        raise ConfigError("%s: [hourly]/[retention] %s" % (path, e))
+    if settings.raw_days and not settings.enabled:
+        raise ConfigError("%s: [retention] raw_days = %d needs [hourly] enabled: raw readings are deleted only "
+                          "once they are in an hour's aggregate" % (path, settings.raw_days))
+    return settings
+
+
 def _check(table, allowed, where, path):
     for key, value in table.items():
         if key not in allowed:
@@ -218,7 +245,7 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board", "dashboard", "alerts"):
+        if key not in ("database", "gateway", "board", "dashboard", "alerts", "hourly", "retention"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -249,4 +276,5 @@ def from_dict(data, path="<config>", environ=None):
         boards.append(board_config(where="%s: [[board]] number %d" % (path, i + 1), **b))
     dashboard = dashboard_config(data.get("dashboard", {}), path)
     alerts = _alert_settings(data.get("alerts", {}), path, environ)
-    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, **gw)
+    hourly = _hourly_settings(data.get("hourly", {}), data.get("retention", {}), path)
+    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, hourly=hourly, **gw)

@@ -22,6 +22,7 @@ Why it looks like this:
 
 import re
 
+from gateway.hourly import HOURLY_MOISTURE_VIEW
 from gateway.moisture import MOISTURE_VIEW
 
 DATABASE = "plant_moisture"
@@ -55,6 +56,15 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT, UPDATE", "alerts"),
     ("SELECT, INSERT, UPDATE, DELETE", "calibrations"),
     ("SELECT", "moisture"),
+    ("SELECT, INSERT, UPDATE", "hourly"),        # gateway/hourly.py keeps the aggregates; never DELETE
+    ("SELECT, UPDATE", "hourly_state"),          # its watermark (one row, created by migration 10)
+    ("SELECT", "hourly_moisture"),
+)
+
+# Only for a gateway configured with [retention] raw_days > 0 (docs/AGGREGATES.md): deleting raw readings is the one
+# thing the gateway's account is otherwise never allowed to do, so it is granted on its own, on request.
+RETENTION_GRANTS = (
+    ("DELETE", "plants"),
 )
 
 # The client hosts the gateway's account is created for by default: the same machine, by socket or TCP.
@@ -319,6 +329,48 @@ def _m9_calibrations(cur, db):
     cur.execute(MOISTURE_VIEW.format(db=_q(db)))
 
 
+def _m10_hourly(cur, db):
+    """hourly: per board, probe and UTC hour the count, min, max and sum of the raw readings (and how many were
+    replayed), kept by the gateway (gateway/hourly.py) for long ranges; the `pruned_*` part is what retention
+    deleted from plants, so an hour stays exact when its raw rows are gone. hourly_state: the watermark of the
+    maintenance. plants gets an index on received_at (how the maintenance finds what arrived since its last pass):
+    on a big table that is a real cost (an online index build: ALGORITHM=INPLACE, LOCK=NONE, writes go on; about
+    a second for 1M rows on the development machine, tools/bench/hourly.py; more on a Pi's SD card), and the index
+    costs every insert a little. hourly_moisture: % per hour (gateway/hourly.py)."""
+    d = _q(db)
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`hourly` (\n"
+        "  `board` VARCHAR(32) CHARACTER SET ascii COLLATE ascii_bin NOT NULL,\n"
+        "  `probe` TINYINT UNSIGNED NOT NULL DEFAULT 0,\n"
+        "  `hour_start` DATETIME NOT NULL,\n"
+        "  `n` INT UNSIGNED NOT NULL,\n"
+        "  `raw_min` INT NULL,\n"
+        "  `raw_max` INT NULL,\n"
+        "  `raw_sum` BIGINT NOT NULL,\n"
+        "  `replayed` INT UNSIGNED NOT NULL DEFAULT 0,\n"
+        "  `pruned_n` INT UNSIGNED NOT NULL DEFAULT 0,\n"
+        "  `pruned_min` INT NULL,\n"
+        "  `pruned_max` INT NULL,\n"
+        "  `pruned_sum` BIGINT NOT NULL DEFAULT 0,\n"
+        "  `pruned_replayed` INT UNSIGNED NOT NULL DEFAULT 0,\n"
+        "  `updated_at` DATETIME(3) NOT NULL,\n"
+        "  PRIMARY KEY (`board`, `probe`, `hour_start`),\n"
+        "  KEY `hour_start` (`hour_start`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % d)
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`hourly_state` (\n"
+        "  `id` TINYINT UNSIGNED NOT NULL,\n"
+        "  `received_through` DATETIME(3) NULL,\n"
+        "  `id_through` BIGINT NOT NULL DEFAULT 0,\n"
+        "  `updated_at` DATETIME(3) NULL,\n"
+        "  PRIMARY KEY (`id`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % d)
+    cur.execute("INSERT IGNORE INTO %s.`hourly_state` (`id`) VALUES (1)" % d)
+    if "received_at" not in _indexes(cur, db, "plants"):
+        cur.execute("ALTER TABLE %s.`plants` ADD KEY `received_at` (`received_at`), ALGORITHM=INPLACE, LOCK=NONE" % d)
+    cur.execute(HOURLY_MOISTURE_VIEW.format(db=d))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -330,6 +382,8 @@ MIGRATIONS = (
     (7, "boards: the ledger of lost readings (gaps_checked_boot, dropped_at_gap_check)", _m7_loss_ledger),
     (8, "alerts: opened and cleared once, stored (gateway/alerts.py)", _m8_alerts),
     (9, "calibrations, and the moisture view: % at query time (gateway/moisture.py)", _m9_calibrations),
+    (10, "hourly aggregates, their watermark, plants.received_at index, hourly_moisture (gateway/hourly.py)",
+     _m10_hourly),
 )
 
 
@@ -392,7 +446,7 @@ def current_version(conn, database=DATABASE):
 
 
 def provision_gateway_account(admin_conn, user, password, hosts=GATEWAY_HOSTS, *,
-                              database=DATABASE, require_tls=False):
+                              database=DATABASE, require_tls=False, retention=False):
     """Create (or reset) the gateway's account with the least privilege it needs (F13).
 
     SELECT, INSERT on plants (no UPDATE, no DELETE: a stored reading is never changed by the gateway);
@@ -400,6 +454,7 @@ def provision_gateway_account(admin_conn, user, password, hosts=GATEWAY_HOSTS, *
     Existing privileges of the account are revoked first, so re-provisioning converges to exactly this set.
     `hosts`: 'localhost' matches Unix-socket logins (the servers run with --skip-name-resolve), '127.0.0.1'
     TCP on loopback; pass ('%',) for a gateway on another machine. Credentials are parameters only.
+    `retention=True` adds RETENTION_GRANTS (DELETE on plants) for a gateway with [retention] raw_days > 0.
     """
     if isinstance(hosts, str):
         hosts = (hosts,)
@@ -411,7 +466,7 @@ def provision_gateway_account(admin_conn, user, password, hosts=GATEWAY_HOSTS, *
             cur.execute("ALTER USER %s@%s IDENTIFIED BY %s", (user, host, password))
             cur.execute("ALTER USER %%s@%%s REQUIRE %s" % ("SSL" if require_tls else "NONE"), (user, host))
             cur.execute("REVOKE ALL PRIVILEGES, GRANT OPTION FROM %s@%s", (user, host))
-            for privileges, table in GATEWAY_GRANTS:
+            for privileges, table in GATEWAY_GRANTS + (RETENTION_GRANTS if retention else ()):
                 cur.execute("GRANT %s ON %s.%s TO %%s@%%s" % (privileges, d, _q(table)), (user, host))
         admin_conn.commit()
     finally:

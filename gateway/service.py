@@ -19,6 +19,7 @@ from gateway.moisture import latest_moisture
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.hourly import HourlyJob
 from gateway.identity import IdentityRegistry
 from gateway.notify import Email, Notifier, Webhook
 from gateway.primary import ROUND_PAUSE_S
@@ -283,6 +284,9 @@ class Gateway:
         self.notifier = self.alerts = self.alert_watch = None
         if config.alerts is not None:
             self._make_alerts(config.alerts)
+        self.hourly = None             # the hourly aggregates and retention (gateway/hourly.py), its own connection
+        if config.hourly is not None and config.hourly.enabled:
+            self.hourly = HourlyJob(config.hourly, ReadingStore(config.database))
         self.dashboard = None          # the read-only web page (gateway/web/), when [dashboard] enables it
         if config.dashboard is not None and config.dashboard.enabled:
             self.dashboard = DashboardServer(config.dashboard, self)
@@ -368,6 +372,8 @@ class Gateway:
         if self.alert_watch is not None:
             self.notifier.start()
             self.alert_watch.start()
+        if self.hourly is not None:
+            self.hourly.start()
         if self.dashboard is not None:
             try:
                 self.dashboard.start()
@@ -382,6 +388,8 @@ class Gateway:
         if self.alert_watch is not None:
             self.alert_watch.stop()
             self.notifier.stop()
+        if self.hourly is not None:
+            self.hourly.stop()
         for t in self.transports:
             t.stop()
         self.writer.stop()

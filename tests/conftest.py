@@ -20,7 +20,7 @@ from gateway.dbconn import DbConfig
 from tools.dbserver import PrivateServer, ServerError, find_server
 
 GATEWAY_USER = "soil_gateway"
-PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations")
+PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "hourly")
 
 
 def require_server():
@@ -88,6 +88,10 @@ def clean_db(dbserver):
         with conn.cursor() as cur:
             for table in PLANT_TABLES:
                 cur.execute("TRUNCATE TABLE plant_moisture.`%s`" % table)
+            # The aggregates' watermark is one row (migration 10): back to "nothing aggregated yet".
+            cur.execute("UPDATE plant_moisture.hourly_state SET received_through = NULL, id_through = 0, "
+                        "updated_at = NULL")
+        conn.commit()
     finally:
         conn.close()
     return dbserver

@@ -2,19 +2,24 @@
 and a real private database server. Read-only (GET and HEAD, nothing else), localhost by default, a token
 everywhere else (refused at start-up without one), and no secret in any answer."""
 
+import calendar
 import dataclasses
 import http.client
 import json
 import socket
 import subprocess
 import sys
+import time
 import urllib.parse
 
 import pymysql
 import pytest
 
 from gateway.config import ConfigError, DashboardConfig, GatewayConfig, from_dict
+from gateway.db import ReadingStore
 from gateway.dbconn import DatabaseError
+from gateway.hourly import HourlyAggregates
+from gateway.moisture import percent
 from gateway.service import Gateway
 from gateway.web import data
 from tools.dbserver import free_port
@@ -291,6 +296,46 @@ def test_a_long_range_is_averaged_into_buckets(serve, clean_db, monkeypatch):
     assert 8 <= len(pts) <= 11 and r["series"][0]["rows"] == 50
     assert sum(p[2] for p in pts) == 1
     assert r["series"][0]["gap_s"] >= 3 * 360
+
+
+def test_the_week_reads_the_hourly_aggregates(serve, clean_db):
+    """A week: one point per hour from `hourly` (gateway/hourly.py), its exact mean and replay flag, the series'
+    rows the hours' counts; before the aggregates hold anything, the week is bucketed from plants as before."""
+    rows = [("bed-1", 1, i + 1, utc_now_sql(clean_db, 3 * 86400 + 600 * i), 100 + i, "replay" if i == 7 else "live")
+            for i in range(12)]
+    insert_rows(clean_db, rows)
+    gw = serve()
+    before = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert before["bucket_s"] == 0 and len(before["series"][0]["points"]) == before["series"][0]["rows"] == 12
+    store = ReadingStore(clean_db.gateway_cfg)
+    try:
+        HourlyAggregates(store).refresh()
+    finally:
+        store.close()
+    r = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert r["bucket_s"] == data.HOURLY_BUCKET_S and r["value"] == "raw"
+    (bed1,) = r["series"]
+    assert bed1["rows"] == 12 and bed1["gap_s"] >= 3 * 3600
+    expect = {}
+    for _, _, _, t, raw, source in rows:
+        hour = calendar.timegm(time.strptime(t[:13], "%Y-%m-%d %H"))
+        expect.setdefault(hour, []).append((raw, source == "replay"))
+    assert [[p[0], p[1], p[2]] for p in bed1["points"]] == [
+        [float(h), round(sum(v for v, _ in vs) / float(len(vs)), 2), int(any(rep for _, rep in vs))]
+        for h, vs in sorted(expect.items())]
+    assert set(before) == set(r) and set(before["series"][0]) == set(bed1)
+    # Calibrated, the week is in percent: each hour's exact mean through the calibration (gateway.moisture.percent).
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **clean_db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO calibrations (board, probe, raw_dry, raw_wet, effective_from, created_at) "
+                        "VALUES ('bed-1', 0, 200, 100, '1000-01-01', UTC_TIMESTAMP(3))")
+    finally:
+        conn.close()
+    pct = json.loads(request(gw.dashboard.url, "/api/readings?range=week")[2])
+    assert pct["value"] == "pct" and pct["bucket_s"] == data.HOURLY_BUCKET_S
+    assert [p[1] for p in pct["series"][0]["points"]] == [
+        percent(sum(v for v, _ in vs) / float(len(vs)), 200, 100)[0] for _, vs in sorted(expect.items())]
 
 
 def test_events_of_the_last_hour(serve, clean_db):

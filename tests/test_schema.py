@@ -86,7 +86,7 @@ def assert_final_shape(conn):
     tables = {r[0] for r in q(conn, "SELECT TABLE_NAME FROM information_schema.TABLES "
                                     "WHERE TABLE_SCHEMA='plant_moisture'")}
     assert tables == {"plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "moisture",
-                      "schema_migrations"}
+                      "hourly", "hourly_state", "hourly_moisture", "schema_migrations"}
 
 
 def test_fresh_database_is_created_in_the_final_shape(admin):
@@ -233,6 +233,9 @@ def test_gateway_account_gets_exactly_the_listed_grants(admin):
         "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`alerts` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON `plant_moisture`.`calibrations` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT ON `plant_moisture`.`moisture` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`hourly` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT, UPDATE ON `plant_moisture`.`hourly_state` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT ON `plant_moisture`.`hourly_moisture` TO `gw_test`@`127.0.0.1`",
     }
     # Re-provisioning converges: an extra privilege granted by hand is taken away again.
     q(admin, "GRANT DELETE ON plant_moisture.plants TO 'gw_test'@'127.0.0.1'")
@@ -253,3 +256,33 @@ def test_an_upgraded_board_starts_its_loss_ledger_at_its_last_boot(admin, monkey
                     "ORDER BY board") == (("old-1", 4, 3), ("old-2", 0, 0))
     q(admin, "INSERT INTO plant_moisture.boards (board, boot, dropped) VALUES ('new-1', 2, 0)")
     assert q(admin, "SELECT gaps_checked_boot FROM plant_moisture.boards WHERE board = 'new-1'") == ((None,),)
+
+
+def test_the_retention_grant_is_given_only_on_request(admin):
+    """DELETE on plants (retention, docs/AGGREGATES.md) is not in the gateway's set; provisioning with
+    retention=True adds exactly it, and provisioning without takes it away again."""
+    schema.migrate(admin)
+    delete = "GRANT SELECT, INSERT, DELETE ON `plant_moisture`.`plants` TO `gw_test`@`127.0.0.1`"
+    for retention, present in ((True, True), (False, False)):
+        schema.provision_gateway_account(admin, "gw_test", "pw-" + "z" * 8, hosts=("127.0.0.1",),
+                                         retention=retention)
+        grants = {r[0] for r in q(admin, "SHOW GRANTS FOR 'gw_test'@'127.0.0.1'")}
+        assert (delete in grants) is present, grants
+
+
+def test_migration_10_run_again_keeps_the_aggregates_and_adds_nothing(admin):
+    """A migrator that died after migration 10's DDL but before recording it runs it again: no error, the same
+    tables and index, the aggregates and the watermark kept."""
+    schema.migrate(admin)
+    q(admin, "INSERT INTO plant_moisture.hourly (board, hour_start, n, raw_min, raw_max, raw_sum, updated_at) "
+             "VALUES ('bed-1', '2026-01-01 10:00:00', 2, 5, 7, 12, UTC_TIMESTAMP(3))")
+    q(admin, "UPDATE plant_moisture.hourly_state SET received_through = '2026-01-01 10:30:00', id_through = 7")
+    shape = [q(admin, "SHOW CREATE TABLE plant_moisture.%s" % t) for t in ("plants", "hourly", "hourly_state")]
+    q(admin, "DELETE FROM plant_moisture.schema_migrations WHERE version = 10")
+    assert schema.migrate(admin) == [10]
+    assert [q(admin, "SHOW CREATE TABLE plant_moisture.%s" % t) for t in ("plants", "hourly", "hourly_state")] \
+        == shape
+    assert q(admin, "SELECT board, n, raw_sum FROM plant_moisture.hourly") == (("bed-1", 2, 12),)
+    assert q(admin, "SELECT id, id_through FROM plant_moisture.hourly_state") == ((1, 7),)
+    assert "received_at" in {r[0] for r in q(admin, "SELECT INDEX_NAME FROM information_schema.STATISTICS WHERE "
+                                                    "TABLE_SCHEMA='plant_moisture' AND TABLE_NAME='plants'")}

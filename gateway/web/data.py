@@ -1,8 +1,8 @@
 """Every SQL statement of the dashboard: the chart's readings and the recent board events.
 
 All statements are parameterized and read only the gateway's own tables with its least-privilege account (SELECT
-on plants, calibrations and board_events). Readings are fetched raw (`plants.moisture_raw`, averaged per bucket in
-SQL when there are many) and drawn in percent through the probes' calibrations (gateway/moisture.py Timeline, the
+on plants, hourly, calibrations and board_events). Readings are fetched raw (`plants.moisture_raw`, averaged per
+bucket in SQL when there are many) and drawn in percent through the probes' calibrations (gateway/moisture.py Timeline, the
 `moisture` view's rule in Python): `value=auto`, the default, draws percent when a probe of the range is
 calibrated, else raw; `value=raw` and `value=pct` choose. A series with no calibration has no percent to draw and
 says so (`calibrated: false`) instead of being drawn in other units on the same axis.
@@ -12,6 +12,12 @@ else with one averaged point per bucket of seconds (a week of one reading a seco
 screen is about 1,000 pixels wide). A bucket that holds a replayed reading is marked replayed. Each series carries
 `gap_s`: consecutive points further apart than that are drawn with a break, not a line (three times the median
 spacing: a board's sample interval, or the bucket).
+
+A range longer than a day (the week) reads the hourly aggregates instead (gateway/hourly.py, docs/AGGREGATES.md): one
+point per hour, the hour's exact mean raw_sum / n (in percent through the calibration at the hour's start, which
+for a linear calibration is the hour's mean percent), replayed when any of its readings was; 168 rows for a week
+instead of a GROUP BY over 604,800 a board. Until the aggregates hold anything for the range (a gateway with
+[hourly] enabled = false, or before its first pass) the week is bucketed from plants as before.
 """
 
 import math
@@ -40,6 +46,13 @@ _ROWS = ("SELECT board, UNIX_TIMESTAMP(date_saved), " + VALUE_SQL + ", source = 
 _BUCKETS = ("SELECT board, FLOOR(UNIX_TIMESTAMP(date_saved) / %s) * %s AS t, AVG(" + VALUE_SQL + "), "
             "MAX(source = 'replay'), COUNT(*) FROM " + VALUE_TABLE +
             " WHERE board IS NOT NULL AND date_saved >= %s AND date_saved <= %s GROUP BY board, t ORDER BY board, t")
+AGGREGATE_ABOVE_S = 86400         # ranges longer than this read the hourly aggregates
+HOURLY_BUCKET_S = 3600
+HOURLY_VALUE_SQL = "raw_sum / n"  # the hour's mean of VALUE_SQL (moisture_raw)
+_HOURLY_COUNT = ("SELECT board, SUM(n) FROM hourly WHERE probe = 0 AND hour_start > %s AND hour_start <= %s "
+                 "GROUP BY board")
+_HOURLY = ("SELECT board, UNIX_TIMESTAMP(hour_start), " + HOURLY_VALUE_SQL + ", replayed > 0 FROM hourly "
+           "WHERE probe = 0 AND n > 0 AND hour_start > %s AND hour_start <= %s ORDER BY board, hour_start")
 _EVENTS = ("SELECT board, event, detail, board_time, received_at FROM board_events "
            "WHERE received_at >= %s ORDER BY id DESC LIMIT %s")
 
@@ -117,6 +130,14 @@ class ChartData:
         lo, hi = _sql_time(now - span), _sql_time(now + 60)
 
         def work(cur):
+            if span > AGGREGATE_ABOVE_S:
+                hours = (_sql_time(now - span - HOURLY_BUCKET_S), hi)     # every hour that overlaps the range
+                cur.execute(_HOURLY_COUNT, hours)
+                counts = {b: int(n) for b, n in cur.fetchall()}
+                if counts:
+                    cur.execute(_HOURLY, hours)
+                    rows = [(b, float(t), float(v), int(r)) for b, t, v, r in cur.fetchall()]
+                    return counts, HOURLY_BUCKET_S, rows, Timeline.load(cur)
             cur.execute(_COUNT, (lo, hi))
             counts = dict(cur.fetchall())
             bucket = 0
