@@ -13,9 +13,12 @@ The percent is computed in one place per language: `percent()` here (tests, the 
 MOISTURE_VIEW for SQL; tests/test_moisture.py holds them to the same answer.
 """
 
+from decimal import ROUND_HALF_UP, Decimal
+
 from gateway.dbconn import DatabaseError
 
 POINTS = ("dry", "wet")
+_Q4, _Q1 = Decimal("0.0001"), Decimal("0.1")
 
 # One row per reading of plants with a board, the calibration in effect at its sample time (the newest complete
 # one of its board and probe with effective_from <= sample time). Readings have one probe today: probe 0.
@@ -41,7 +44,10 @@ def percent(raw, raw_dry, raw_wet):
     usable calibration (a point missing, or dry == wet)."""
     if raw_dry is None or raw_wet is None or raw_dry == raw_wet:
         return None, None
-    pct = round(100.0 * (raw - raw_dry) / (raw_wet - raw_dry), 1)
+    # As the server computes it: the quotient as a DECIMAL of 4 places (div_precision_increment), then ROUND to
+    # one place, an exact half away from zero (Python's round() would take it to the even neighbour).
+    quotient = (Decimal(100 * (raw - raw_dry)) / Decimal(raw_wet - raw_dry)).quantize(_Q4, ROUND_HALF_UP)
+    pct = float(quotient.quantize(_Q1, ROUND_HALF_UP))
     direction = 1 if raw_wet > raw_dry else -1
     if (raw - raw_dry) * direction < 0:
         flag = "drier_than_dry"

@@ -9,7 +9,7 @@ import sys
 
 import pymysql
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, example, given, settings, strategies as st
 
 from gateway.db import ReadingStore
 from gateway.moisture import Calibrations, percent
@@ -44,12 +44,17 @@ def test_percent_of_a_capacitive_and_a_resistive_probe():
     assert percent(27400, 26000, 12000) == (-10.0, "drier_than_dry")     # not clipped: flagged
     assert percent(11300, 26000, 12000) == (105.0, "wetter_than_wet")
     assert percent(300, 100, 900) == (25.0, "ok")                 # resistive: wet reads high
-    assert percent(50, 100, 900) == (-6.2, "drier_than_dry")
+    assert percent(50, 100, 900) == (-6.3, "drier_than_dry")      # -6.25: a half, away from zero
     assert percent(500, None, 900) == (None, None)                # half a calibration: no percent
     assert percent(500, 700, 700) == (None, None)                 # dry == wet: no span
+    # An exact half rounds away from zero, as SQL's ROUND does (Python's round() would give 35.2 and -35.2).
+    assert percent(141, 0, 400) == (35.3, "ok")
+    assert percent(-141, 0, 400) == (-35.3, "drier_than_dry")
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@example(dry=0, wet=400, raws=[141, 259, 1])          # exact halves: 35.25, 64.75; and 0.25
+@example(dry=40000, wet=0, raws=[39999, 30003])       # dividing by the span leaves a tail past 4 digits
 @given(dry=st.integers(0, 65535), wet=st.integers(0, 65535),
        raws=st.lists(st.integers(0, 65535), min_size=1, max_size=20))
 def test_the_view_computes_what_percent_computes(dbserver, dry, wet, raws):
