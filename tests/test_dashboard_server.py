@@ -18,7 +18,7 @@ from gateway.dbconn import DatabaseError
 from gateway.service import Gateway
 from gateway.web import data
 from tools.dbserver import free_port
-from tools.demo.stack import ROOT, _env
+from tools.demo.stack import ROOT, process_env
 
 pytestmark = pytest.mark.integration
 
@@ -153,7 +153,7 @@ def test_bound_elsewhere_without_a_token_is_refused_in_one_line(tmp_path, clean_
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\nport = %d\n\n[dashboard]\nbind = "0.0.0.0"\n\n'
                     '[[board]]\nurl = "/dev/null-board"\n' % clean_db.port)
-    env = _env()
+    env = process_env()
     env["SOIL_DB_PASSWORD"] = clean_db.gateway_password
     proc = subprocess.run([sys.executable, "-m", "gateway", "run", "-c", str(path)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60)
@@ -310,13 +310,13 @@ def test_events_of_the_last_hour(serve, clean_db):
 def test_status_without_a_running_service_is_one_line(tmp_path):
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nport = %d\n' % free_port())
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
     assert proc.stderr.startswith("soil-gateway: the gateway service is not running"), proc.stderr
     assert proc.stderr.count("\n") == 1 and proc.stdout == ""
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nenabled = false\n')
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "[dashboard] is disabled" in proc.stderr and proc.stderr.count("\n") == 1
 
@@ -329,7 +329,7 @@ def test_status_prints_the_running_service(serve, clean_db, tmp_path):
     path = tmp_path / "gateway.toml"
     path.write_text('[database]\nhost = "127.0.0.1"\n\n[dashboard]\nbind = "0.0.0.0"\nport = %d\ntoken = "%s"\n'
                     % (port, TOKEN))
-    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=_env(),
+    proc = subprocess.run([sys.executable, "-m", "gateway", "status", "-c", str(path)], cwd=ROOT, env=process_env(),
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert "database: taking writes on 127.0.0.1:%d" % clean_db.port in proc.stdout
@@ -337,5 +337,5 @@ def test_status_prints_the_running_service(serve, clean_db, tmp_path):
     assert "alerts: off ([alerts] enabled = false)" in proc.stdout     # the fixture's Gateway has no [alerts]
     assert "board events of the last hour: 0" in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "gateway", "status", "--url", "http://127.0.0.1:%d/" % port],
-                          cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=60)
+                          cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.startswith("soil-gateway: the gateway at") and "HTTP 401" in proc.stderr

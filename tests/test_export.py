@@ -19,7 +19,7 @@ from gateway.db import ReadingStore
 from gateway.moisture import Calibrations
 from tests.test_gateway_cli import assert_clean_error, run_cli, write_config
 from tools.dbserver import free_port
-from tools.demo.stack import ROOT, _env
+from tools.demo.stack import ROOT, process_env
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -171,7 +171,7 @@ def test_database_down_and_wrong_password_are_one_line_and_leave_no_file(tmp_pat
 def test_a_pipe_that_closes_ends_quietly(clean_db, tmp_path):
     insert_readings(clean_db, one_second_readings("bed-1", 30000))
     cfg = write_config(tmp_path, clean_db.port)
-    env = _env()
+    env = process_env()
     env["SOIL_DB_PASSWORD"] = clean_db.gateway_password
     proc = subprocess.run("%s -m gateway export -c %s | head -3" % (sys.executable, cfg), shell=True, cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=120)

@@ -10,13 +10,13 @@ import pytest
 from gateway import frames
 from gateway.config import ConfigError, from_dict, load
 from tools.dbserver import free_port
-from tools.demo.stack import ROOT, Stack, _env
+from tools.demo.stack import ROOT, Stack, process_env
 
 pytestmark = pytest.mark.integration
 
 
 def run_cli(*args, env_extra=None, timeout=60):
-    env = _env()
+    env = process_env()
     env.pop("SOIL_DB_PASSWORD", None)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, "-m", "gateway"] + list(args), cwd=ROOT, env=env, capture_output=True,
@@ -132,7 +132,7 @@ def test_monitor_into_a_pipe_that_closes_is_no_traceback(tmp_path):
     with Stack(str(tmp_path / "run")) as stack:
         board = stack.start_board("bench-1", interval_ms=100, status_interval_ms=500)
         proc = subprocess.run("%s -m gateway monitor %s --query --seconds 20 | head -2"
-                              % (sys.executable, board.tty), shell=True, cwd=ROOT, env=_env(), capture_output=True,
+                              % (sys.executable, board.tty), shell=True, cwd=ROOT, env=process_env(), capture_output=True,
                               text=True, timeout=60)
     assert len(proc.stdout.splitlines()) == 2, proc.stdout
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
