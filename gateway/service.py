@@ -155,8 +155,7 @@ class Writer:
             for session, epoch in {(it[1], it[2]) for it in items}:
                 session.rollback(epoch)
             return
-        if self.on_batch is not None:
-            self.on_batch(len(rows), time.monotonic() - started)
+        elapsed = time.monotonic() - started
         self.committed_rows += len(rows)
         self.batches += 1
         for r in rows:
@@ -170,6 +169,8 @@ class Writer:
             session.committed_through(epoch, n)
         if self.on_commit is not None:
             self.on_commit(rows)
+        if self.on_batch is not None:      # after the acks: an observer never delays one
+            self.on_batch(len(rows), elapsed)
 
     def _without_invalid(self, items):
         good = []

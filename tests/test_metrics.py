@@ -158,6 +158,7 @@ def serve(clean_db):
         assert gw.metrics is not None and gw.metrics.url.endswith("/metrics")
         return gw
 
+    start.db_cfg = clean_db.gateway_cfg
     yield start
     for gw in started:
         gw.stop()
@@ -196,6 +197,30 @@ def test_bound_elsewhere_every_scrape_needs_the_bearer_token(serve):
     assert request(url, headers={"Authorization": "Bearer " + TOKEN[:-1] + "6"})[0] == 401
     status, _, body = request(url, headers={"Authorization": "Bearer " + TOKEN})
     assert status == 200 and "soil_gateway_database_up 1.0" in body
+
+
+@pytest.mark.integration
+def test_a_port_in_use_is_one_line_and_the_gateway_serves_on(serve, caplog):
+    import socket
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    port = taken.getsockname()[1]
+    try:
+        with caplog.at_level("ERROR", logger="gateway"):
+            gw = Gateway(GatewayConfig(serve.db_cfg, [], dashboard=None,
+                                       metrics=MetricsConfig(port=port)))
+            gw.start()
+            try:
+                assert gw.metrics is None and gw.snapshot()["metrics"] is None
+                assert gw.writer.ok()
+            finally:
+                gw.stop()
+    finally:
+        taken.close()
+    lines = [r.getMessage() for r in caplog.records if r.name == "gateway"]
+    assert len(lines) == 1 and lines[0].startswith("metrics: cannot listen on 127.0.0.1:%d (" % port), lines
+    assert "the boards are served without it" in lines[0]
 
 
 # --- the example alert rules --------------------------------------------------------------------------------
