@@ -2,6 +2,7 @@
 the example alert rules under promtool, and the whole installation scraped over HTTP against what was stored."""
 
 import http.client
+import json
 import shutil
 import subprocess
 import sys
@@ -252,6 +253,72 @@ def test_a_rule_unit_test_that_disagrees_fails(tmp_path):
     tested = subprocess.run([tool, "test", "rules", str(tmp_path / "t.yml")], capture_output=True, text=True,
                             timeout=60)
     assert tested.returncode != 0 and "SoilReadingsPendingLong" in tested.stdout + tested.stderr
+
+
+@pytest.mark.integration
+def test_a_real_prometheus_scrapes_it_with_the_token_and_loads_the_rules(serve, tmp_path):
+    """Debian's Prometheus (the package that brings promtool), private: its own data folder and a free port, the
+    scrape configuration of docs/METRICS.md, ended by its pid."""
+    if shutil.which("prometheus") is None:
+        pytest.skip("prometheus not installed (Debian's prometheus package; `make deps` installs it)")
+    gw = serve(bind="0.0.0.0", token=TOKEN)
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    target = "127.0.0.1:%d" % urllib.parse.urlsplit(gw.metrics.url).port
+    (tmp_path / "prometheus.yml").write_text(PROMETHEUS_YML % {"rules": RULES, "token": tmp_path / "token",
+                                                               "target": target})
+    checked = subprocess.run([promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    web = "127.0.0.1:%d" % free_port()
+    log = open(tmp_path / "prometheus.log", "wb")
+    proc = subprocess.Popen(["prometheus", "--config.file=%s" % (tmp_path / "prometheus.yml"),
+                             "--storage.tsdb.path=%s" % (tmp_path / "data"), "--web.listen-address=" + web],
+                            stdout=log, stderr=log, cwd=str(tmp_path))
+    log.close()
+
+    def api(path):
+        try:
+            status, _, body = request("http://" + web, path)
+        except OSError:
+            return None
+        return json.loads(body)["data"] if status == 200 else None
+
+    try:
+        def up():
+            data = api("/api/v1/query?query=soil_gateway_database_up")
+            return data and data["result"] and data["result"][0]["value"][1] == "1" and data
+        data = wait_for(up, 60, "Prometheus to scrape soil_gateway_database_up 1")
+        assert data["result"][0]["metric"]["job"] == "soil-gateway"
+        targets = api("/api/v1/targets")["activeTargets"]
+        assert [t["health"] for t in targets] == ["up"] and targets[0]["lastError"] == ""
+        assert gw.metrics.scrapes >= 1
+        groups = wait_for(lambda: (api("/api/v1/rules") or {}).get("groups"), 60, "the rules to load")
+        rules = {r["name"]: r["state"] for g in groups for r in g["rules"]}
+        assert rules == dict.fromkeys(("SoilGatewayDown", "SoilBoardSilent", "SoilDatabaseDown",
+                                       "SoilReadingsPendingLong", "SoilCommitLatencyHigh"), "inactive")
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+# The scrape configuration docs/METRICS.md shows, with this test's paths.
+PROMETHEUS_YML = """\
+global:
+  scrape_interval: 1s
+  evaluation_interval: 1s
+rule_files:
+  - %(rules)s
+scrape_configs:
+  - job_name: soil-gateway
+    authorization:
+      credentials_file: %(token)s
+    static_configs:
+      - targets: ["%(target)s"]
+"""
 
 
 # --- the whole installation -----------------------------------------------------------------------------------
