@@ -9,6 +9,7 @@ import sys
 import types
 import urllib.parse
 
+import pymysql
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -150,7 +151,7 @@ def serve(clean_db):
     def start(**keys):
         keys.setdefault("port", 0)
         from gateway.alertwatch import AlertSettings
-        cfg = GatewayConfig(clean_db.gateway_cfg, [], dashboard=None, alerts=AlertSettings(),
+        cfg = GatewayConfig(clean_db.gateway_cfg, [], dashboard=None, alerts=AlertSettings(grace_s=0, every_s=0.2),
                             metrics=MetricsConfig(**keys))
         gw = Gateway(cfg)
         gw.check_database()
@@ -177,8 +178,15 @@ def test_the_endpoint_on_localhost_read_only(serve, clean_db):
     assert {k: value(m, "soil_gateway_open_alerts", kind=k) for k in ("dry", "silent", "card", "clock",
                                                                         "identity")} == dict.fromkeys(
         ("dry", "silent", "card", "clock", "identity"), 0)
-    gw.alerts.set("silent", "bed-9", None, True, "no frame for 40 s")      # stored in the real alerts table
-    assert value(samples(request(gw.metrics.url)[2]), "soil_gateway_open_alerts", kind="silent") == 1
+    # A board whose row says its card is full: the gateway's own alert thread opens a card alert (grace_s = 0).
+    conn = pymysql.connect(autocommit=True, database="plant_moisture", **clean_db.admin_kwargs())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("INSERT INTO boards (board, card, clock, dropped) VALUES ('bed-9', 'full', 'ok', 0)")
+    finally:
+        conn.close()
+    wait_for(lambda: value(samples(request(gw.metrics.url)[2]), "soil_gateway_open_alerts", kind="card") == 1, 30,
+             "the card alert in the metrics")
     for method in ("POST", "PUT", "DELETE"):
         status, headers, _ = request(gw.metrics.url, method=method)
         assert status == 405 and headers["allow"] == "GET, HEAD", method
