@@ -313,7 +313,18 @@ def test_a_real_prometheus_scrapes_it_with_the_token_and_loads_the_rules(serve, 
             proc.wait(5)
 
 
-# The scrape configuration docs/METRICS.md shows, with this test's paths.
+def test_the_scrape_configuration_in_the_docs_is_valid(tmp_path):
+    with open(ROOT + "/docs/METRICS.md") as f:
+        doc = f.read()
+    block = doc.split("## Prometheus: `prometheus.yml`", 1)[1].split("```yaml\n", 1)[1].split("```", 1)[0]
+    assert "job_name: soil-gateway" in block and "127.0.0.1:9108" in block
+    (tmp_path / "prometheus.yml").write_text(block.replace("/etc/prometheus/soil-alerts.yml", RULES))
+    checked = subprocess.run([promtool(), "check", "config", str(tmp_path / "prometheus.yml")], capture_output=True,
+                             text=True, timeout=60)
+    assert checked.returncode == 0 and "SUCCESS: 5 rules found" in checked.stdout, checked.stdout + checked.stderr
+
+
+# The scrape configuration docs/METRICS.md shows, with this test's paths and intervals.
 PROMETHEUS_YML = """\
 global:
   scrape_interval: 1s
