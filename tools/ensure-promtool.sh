@@ -23,6 +23,11 @@ if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
     if [ -n "$restore" ]; then
         rm -f /usr/sbin/policy-rc.d
     fi
+    # Debian enables the packaged server at boot; on a machine run by systemd, turn that off: only promtool (and the
+    # tests' private Prometheus, started and ended by the tests) is wanted. A Prometheus you run yourself is yours.
+    if [ "$status" = "0" ] && [ -d /run/systemd/system ] && command -v systemctl >/dev/null 2>&1; then
+        systemctl disable --now prometheus.service >/dev/null 2>&1 || true
+    fi
     exit $status
 fi
 echo "promtool not found (the alert rule tests need it). Install it with:" >&2
