@@ -77,13 +77,12 @@ def board_config(url, baudrate=115200, name=None, where="board"):
 
 
 LOCAL_BINDS = ("127.0.0.1", "localhost", "::1")
+DASHBOARD_PORT = 8086
 
 
 def is_local_bind(bind):
     """Is `bind` an address only this machine reaches (where the dashboard and the metrics need no token)?"""
     return bind in LOCAL_BINDS
-
-DASHBOARD_PORT = 8086
 
 
 class DashboardConfig:
@@ -137,6 +136,7 @@ def check_exposure(cfg, section, path):
 
 
 def check_port(table, section, default, path):
+    """ConfigError unless the table's port (or `default`) is 0 (any free port) to 65535."""
     port = table.get("port", default)
     if not 0 <= port < 65536:
         raise ConfigError("%s: [%s] port must be 0 (any free port) to 65535, got %d" % (path, section, port))
