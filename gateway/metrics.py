@@ -199,8 +199,14 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(404, b"the metrics are at /metrics\n")
             return
         self.app.scrapes += 1
+        try:
+            body = self.app.metrics.exposition()
+        except Exception as e:        # a bug in a figure: one line and a 500, never a traceback; boards are served
+            log.error("metrics: the scrape failed: %s: %s", type(e).__name__, e)
+            self._send(500, b"the scrape failed; the gateway's log says why\n")
+            return
         # The text format 0.0.4, which every Prometheus 2.x and 3.x reads (the names here need no UTF-8 escaping).
-        self._send(200, self.app.metrics.exposition(), CONTENT_TYPE_PLAIN_0_0_4)
+        self._send(200, body, CONTENT_TYPE_PLAIN_0_0_4)
 
     do_HEAD = do_GET
 

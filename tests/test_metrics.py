@@ -113,6 +113,26 @@ def test_the_primary_among_the_configured_servers_and_the_histograms():
     assert value(m, "soil_gateway_commit_duration_seconds_sum") == pytest.approx(0.306)
 
 
+def test_a_figure_that_fails_is_a_500_and_one_line(caplog):
+    from gateway.metrics import MetricsServer
+
+    class Broken:
+        def database_state(self):
+            raise RuntimeError("boom")
+
+    _, gw = rig_gateway()
+    gw.writer = Broken()
+    server = MetricsServer(MetricsConfig(port=0), gw)
+    server.start()
+    try:
+        with caplog.at_level("ERROR", logger="gateway.metrics"):
+            status, _, body = request(server.url)
+        assert status == 500 and "Traceback" not in body
+    finally:
+        server.stop()
+    assert [r.getMessage() for r in caplog.records] == ["metrics: the scrape failed: RuntimeError: boom"]
+
+
 # --- the configuration --------------------------------------------------------------------------------------
 def test_off_without_the_section_localhost_9108_with_it():
     assert from_dict({}).metrics is None
@@ -347,41 +367,45 @@ def test_scraped_figures_match_what_was_stored(tmp_path):
     require_server()
     with Stack(str(tmp_path / "run")) as stack:
         stack.start_db()
-        board = stack.start_board("met-1", interval_ms=200, status_interval_ms=500)
+        boards = [stack.start_board(b, interval_ms=200, status_interval_ms=500) for b in ("met-1", "met-2")]
         gateway = stack.start_gateway(sections={"metrics": {"port": 0}})
         url = wait_for(lambda: (gateway.status() or {}).get("metrics"), 60, "the gateway's metrics URL")
         assert ("metrics: " + url) in gateway.log_text()
-        key = {"board": "met-1", "port": board.tty}
+        keys = {b.board_id: {"board": b.board_id, "port": b.tty} for b in boards}
 
         def scrape():
             status, _, body = request(url)
             assert status == 200
             return samples(body)
 
-        wait_for(lambda: (value(scrape(), "soil_gateway_readings_total", **key) or 0) >= 10, 60,
-                 "ten readings counted")
-        board.stop_sampling()
+        wait_for(lambda: all((value(scrape(), "soil_gateway_readings_total", **k) or 0) >= 10 for k in keys.values()),
+                 60, "ten readings counted from each board")
+        for b in boards:
+            b.stop_sampling()
 
         def settled():
             m = scrape()
-            stored = stack.query("SELECT COUNT(*) FROM plants WHERE board = %s", ("met-1",))[0][0]
-            pending = value(m, "soil_gateway_pending_readings", **key)
-            if pending == 0 and value(m, "soil_gateway_readings_total", **key) == stored == \
-                    value(m, "soil_gateway_rows_committed_total"):
+            stored = dict(stack.query("SELECT board, COUNT(*) FROM plants GROUP BY board"))
+            if all(value(m, "soil_gateway_pending_readings", **k) == 0 and
+                   value(m, "soil_gateway_readings_total", **k) == stored.get(b) for b, k in keys.items()) and \
+                    value(m, "soil_gateway_rows_committed_total") == sum(stored.values()):
                 return m, stored
             return None
 
         m, stored = wait_for(settled, 60, "the counts to settle on what plants holds")
-        assert stored >= 10
+        assert set(stored) == set(keys) and min(stored.values()) >= 10
+        total = sum(stored.values())
         assert value(m, "soil_gateway_database_up") == 1
         assert value(m, "soil_gateway_database_primary", server="127.0.0.1:%d" % stack.db.port) == 1
-        assert value(m, "soil_gateway_frames_total", **key) > stored          # hellos and status frames too
-        assert value(m, "soil_gateway_bad_frames_total", **key) == 0
-        assert value(m, "soil_gateway_commit_batch_rows_sum") == stored
+        for b, k in keys.items():
+            assert value(m, "soil_gateway_frames_total", **k) > stored[b]       # hellos and status frames too
+            assert value(m, "soil_gateway_bad_frames_total", **k) == 0
+            assert value(m, "soil_gateway_port_open", **k) == 1
+            assert -2.0 <= value(m, "soil_gateway_clock_offset_seconds", **k) <= 2.0
+            assert value(m, "soil_gateway_seconds_since_last_frame", **k) >= 0
+        assert value(m, "soil_gateway_commit_batch_rows_sum") == total
         assert value(m, "soil_gateway_commit_duration_seconds_count") == \
             value(m, "soil_gateway_batches_committed_total") >= 1
-        assert -2.0 <= value(m, "soil_gateway_clock_offset_seconds", **key) <= 2.0
-        assert value(m, "soil_gateway_seconds_since_last_frame", **key) >= 0
 
         stack.db.stop()          # the next status frame finds the database gone
         wait_for(lambda: value(scrape(), "soil_gateway_database_up") == 0, 60, "database_up to go 0")
