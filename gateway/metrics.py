@@ -18,7 +18,6 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.alerts import KINDS
@@ -32,6 +31,9 @@ PREFIX = "soil_gateway_"
 BATCH_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000)
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 REQUEST_TIMEOUT_S = 10
+# The text format 0.0.4, which every Prometheus 2.x and 3.x reads; the names here need none of 1.0.0's UTF-8
+# escaping. (prometheus-client 0.26's CONTENT_TYPE_LATEST says 1.0.0; older clients have no constant for 0.0.4.)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
 class GatewayCollector:
@@ -205,8 +207,7 @@ class _Handler(BaseHTTPRequestHandler):
             log.error("metrics: the scrape failed: %s: %s", type(e).__name__, e)
             self._send(500, b"the scrape failed; the gateway's log says why\n")
             return
-        # The text format 0.0.4, which every Prometheus 2.x and 3.x reads (the names here need no UTF-8 escaping).
-        self._send(200, body, CONTENT_TYPE_PLAIN_0_0_4)
+        self._send(200, body, CONTENT_TYPE)
 
     do_HEAD = do_GET
 
