@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools browser clean help
+.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool browser clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay, the dashboard"
@@ -55,7 +55,11 @@ $(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package.json
 browser: $(BROWSER_DIR)/node_modules/.installed
 	@bash tools/ensure-chromium.sh
 
-deps: venv dbserver micropython systemd-analyze dosfstools
+# promtool (Debian's prometheus package) checks and unit-tests the example alert rules (gateway/prometheus/).
+promtool:
+	@bash tools/ensure-promtool.sh
+
+deps: venv dbserver micropython systemd-analyze dosfstools promtool
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps browser

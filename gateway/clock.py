@@ -28,6 +28,8 @@ class ClockKeeper:
         self._now = now
         self._timer = timer
         self._pending = None          # the timer of the T frame not yet sent
+        self.offset_s = None          # the board's clock minus ours at the last check (whole seconds: the DS1307's
+                                      # resolution); None before the first or when the board's time was unreadable
 
     def needs_setting(self, rtc_time, clock):
         """Does a board that reports `rtc_time` ('YYYY-MM-DDTHH:MM:SSZ') and clock state `clock` need setting?"""
@@ -36,6 +38,7 @@ class ClockKeeper:
             off = utc.to_epoch(utc.parse_iso(rtc_time)) - self._now()
         except ValueError:
             pass
+        self.offset_s = off
         return clock != "ok" or off is None or abs(off) > self.tolerance_s
 
     @property

@@ -30,6 +30,9 @@ Example (see gateway.example.toml):
     [retention]
     raw_days = 0                        # 0: keep raw readings forever; N: delete them after N days (needs a grant)
 
+    [metrics]                           # a Prometheus endpoint (gateway/metrics.py, docs/METRICS.md); off without it
+    port = 9108                         # bind = "127.0.0.1" by default; anything else needs a token, as above
+
     [[board]]
     url = "/dev/ttyACM0"                # any pyserial URL: /dev/ttyACM0, socket://host:port, spy://..., hwgrep://...
     baudrate = 115200
@@ -85,6 +88,11 @@ LOCAL_BINDS = ("127.0.0.1", "localhost", "::1")
 DASHBOARD_PORT = 8086
 
 
+def is_local_bind(bind):
+    """Is `bind` an address only this machine reaches (where the dashboard and the metrics need no token)?"""
+    return bind in LOCAL_BINDS
+
+
 class DashboardConfig:
     """The dashboard's [dashboard] section. Bound to localhost by default, where no token is asked (anyone who can
     reach 127.0.0.1 can already read the status file); bound elsewhere only with a token (ConfigError otherwise)."""
@@ -98,37 +106,91 @@ class DashboardConfig:
 
     @property
     def local(self):
-        return self.bind in LOCAL_BINDS
+        return is_local_bind(self.bind)
 
     def __repr__(self):             # never the token
         return "DashboardConfig(enabled=%r, bind=%r, port=%r, token=%s)" % (
             self.enabled, self.bind, self.port, "set" if self.token else "none")
 
 
+def read_token(table, section, path):
+    """The token of a [dashboard] or [metrics] table: `token`, or the first line of `token_file`; None when neither
+    is given. ConfigError naming the file and section when both are given, the file cannot be read, is empty, or
+    the token is shorter than 16 characters. Removes both keys from `table` (a dict the caller owns)."""
+    if "token" in table and "token_file" in table:
+        raise ConfigError("%s: [%s] give either token or token_file, not both" % (path, section))
+    if "token_file" in table:
+        name = table.pop("token_file")
+        try:
+            with open(name, encoding="utf-8") as f:
+                table["token"] = f.read().strip()
+        except OSError as e:
+            raise ConfigError("%s: [%s] token_file: cannot read %s: %s" % (path, section, e.filename, e.strerror))
+        if not table["token"]:
+            raise ConfigError("%s: [%s] token_file %s is empty" % (path, section, name))
+    token = table.pop("token", None)
+    if token is not None and len(token) < 16:
+        raise ConfigError("%s: [%s] the token is too short (at least 16 characters; e.g. the output of "
+                          "`openssl rand -hex 16`)" % (path, section))
+    return token
+
+
+def check_exposure(cfg, section, path):
+    """A server bound elsewhere than localhost needs a token: ConfigError in one line otherwise. `cfg` has enabled,
+    bind, token and local (DashboardConfig, MetricsConfig)."""
+    if cfg.enabled and not cfg.local and not cfg.token:
+        raise ConfigError("%s: [%s] bind = %r is reachable from other machines: set token_file (or token), "
+                          "or bind = \"127.0.0.1\"" % (path, section, cfg.bind))
+
+
+def check_port(table, section, default, path):
+    """ConfigError unless the table's port (or `default`) is 0 (any free port) to 65535."""
+    port = table.get("port", default)
+    if not 0 <= port < 65536:
+        raise ConfigError("%s: [%s] port must be 0 (any free port) to 65535, got %d" % (path, section, port))
+
+
 def dashboard_config(table, path="<config>"):
     """A DashboardConfig from a [dashboard] table; ConfigError naming the file and key when it cannot be used."""
     _check(table, _DASH_KEYS, "dashboard", path)
     t = dict(table)
-    if "token" in t and "token_file" in t:
-        raise ConfigError("%s: [dashboard] give either token or token_file, not both" % path)
-    if "token_file" in t:
-        try:
-            with open(t.pop("token_file"), encoding="utf-8") as f:
-                t["token"] = f.read().strip()
-        except OSError as e:
-            raise ConfigError("%s: [dashboard] token_file: cannot read %s: %s" % (path, e.filename, e.strerror))
-        if not t["token"]:
-            raise ConfigError("%s: [dashboard] token_file %s is empty" % (path, table["token_file"]))
-    port = t.get("port", DASHBOARD_PORT)
-    if not 0 <= port < 65536:
-        raise ConfigError("%s: [dashboard] port must be 0 (any free port) to 65535, got %d" % (path, port))
+    t["token"] = read_token(t, "dashboard", path)
+    check_port(t, "dashboard", DASHBOARD_PORT, path)
     cfg = DashboardConfig(**t)
-    if cfg.token is not None and len(cfg.token) < 16:
-        raise ConfigError("%s: [dashboard] the token is too short (at least 16 characters; e.g. the output of "
-                          "`openssl rand -hex 16`)" % path)
-    if cfg.enabled and not cfg.local and not cfg.token:
-        raise ConfigError("%s: [dashboard] bind = %r is reachable from other machines: set token_file (or token), "
-                          "or bind = \"127.0.0.1\"" % (path, cfg.bind))
+    check_exposure(cfg, "dashboard", path)
+    return cfg
+
+
+METRICS_PORT = 9108
+
+
+class MetricsConfig:
+    """The [metrics] section: the Prometheus endpoint (gateway/metrics.py, docs/METRICS.md). Off without the
+    section; like the dashboard, on localhost by default and bound elsewhere only with a token (Bearer)."""
+
+    def __init__(self, enabled=True, bind="127.0.0.1", port=METRICS_PORT, token=None):
+        self.enabled = enabled
+        self.bind = bind
+        self.port = port
+        self.token = token
+
+    @property
+    def local(self):
+        return is_local_bind(self.bind)
+
+    def __repr__(self):             # never the token
+        return "MetricsConfig(enabled=%r, bind=%r, port=%r, token=%s)" % (
+            self.enabled, self.bind, self.port, "set" if self.token else "none")
+
+
+def metrics_config(table, path="<config>"):
+    """A MetricsConfig from a [metrics] table; ConfigError naming the file and key when it cannot be used."""
+    _check(table, _METRICS_KEYS, "metrics", path)
+    t = dict(table)
+    t["token"] = read_token(t, "metrics", path)
+    check_port(t, "metrics", METRICS_PORT, path)
+    cfg = MetricsConfig(**t)
+    check_exposure(cfg, "metrics", path)
     return cfg
 
 
@@ -137,7 +199,7 @@ class GatewayConfig:
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
-                 dashboard=None, alerts=None, hourly=None):
+                 dashboard=None, alerts=None, hourly=None, metrics=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -151,6 +213,7 @@ class GatewayConfig:
         self.dashboard = dashboard     # a DashboardConfig (None: no dashboard; a TOML file gets the default)
         self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
         self.hourly = hourly           # gateway.hourly.HourlySettings, None: no aggregates (a TOML file: enabled)
+        self.metrics = metrics         # a MetricsConfig (None: no Prometheus endpoint, the default without [metrics])
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
@@ -160,6 +223,7 @@ _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int,
             "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str}
 _DASH_KEYS = {"enabled": bool, "bind": str, "port": int, "token": str, "token_file": str,
               "silent_after_s": (int, float)}
+_METRICS_KEYS = {"enabled": bool, "bind": str, "port": int, "token": str, "token_file": str}
 
 
 _ALERT_KEYS = {"enabled": bool, "dry_below": (int, float), "dry_clear_above": (int, float),
@@ -245,7 +309,7 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board", "dashboard", "alerts", "hourly", "retention"):
+        if key not in ("database", "gateway", "board", "dashboard", "alerts", "hourly", "retention", "metrics"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -277,4 +341,5 @@ def from_dict(data, path="<config>", environ=None):
     dashboard = dashboard_config(data.get("dashboard", {}), path)
     alerts = _alert_settings(data.get("alerts", {}), path, environ)
     hourly = _hourly_settings(data.get("hourly", {}), data.get("retention", {}), path)
-    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, hourly=hourly, **gw)
+    metrics = metrics_config(data["metrics"], path) if "metrics" in data else None
+    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, hourly=hourly, metrics=metrics, **gw)

@@ -28,6 +28,7 @@ from gateway.ratelimit import RepeatLimiter
 from gateway.tap import LineTap
 from gateway.transport import SerialTransport
 from gateway.web.server import DashboardServer
+from gateway.metrics import MetricsServer
 
 log = logging.getLogger("gateway")
 
@@ -58,6 +59,7 @@ class Writer:
         self.last_error = None
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
+        self.on_batch = None           # optional callback(rows, seconds) after each COMMIT (gateway/metrics.py)
         self.last_sample = {}          # board -> newest committed sample time (for the witness)
 
     def ok(self):
@@ -139,6 +141,7 @@ class Writer:
 
     def _write_readings(self, items):
         rows = [it[4] for it in items]
+        started = time.monotonic()
         try:
             try:
                 self.store.insert_batch(rows)
@@ -153,6 +156,7 @@ class Writer:
             for session, epoch in {(it[1], it[2]) for it in items}:
                 session.rollback(epoch)
             return
+        elapsed = time.monotonic() - started
         self.committed_rows += len(rows)
         self.batches += 1
         for r in rows:
@@ -166,6 +170,8 @@ class Writer:
             session.committed_through(epoch, n)
         if self.on_commit is not None:
             self.on_commit(rows)
+        if self.on_batch is not None:      # after the acks: an observer never delays one
+            self.on_batch(len(rows), elapsed)
 
     def _without_invalid(self, items):
         good = []
@@ -290,6 +296,10 @@ class Gateway:
         self.dashboard = None          # the read-only web page (gateway/web/), when [dashboard] enables it
         if config.dashboard is not None and config.dashboard.enabled:
             self.dashboard = DashboardServer(config.dashboard, self)
+        self.metrics = None            # the Prometheus endpoint (gateway/metrics.py), when [metrics] enables it
+        if config.metrics is not None and config.metrics.enabled:
+            self.metrics = MetricsServer(config.metrics, self)
+            self.writer.on_batch = self.metrics.observe_batch
         for board in config.boards:
             self.add_board(board)
 
@@ -381,8 +391,17 @@ class Gateway:
                 log.error("dashboard: cannot listen on %s:%d (%s); the boards are served without it",
                           self.config.dashboard.bind, self.config.dashboard.port, e.strerror or e)
                 self.dashboard = None
+        if self.metrics is not None:
+            try:
+                self.metrics.start()
+            except OSError as e:          # like the dashboard: boards are served without it
+                log.error("metrics: cannot listen on %s:%d (%s); the boards are served without it",
+                          self.config.metrics.bind, self.config.metrics.port, e.strerror or e)
+                self.metrics = None
 
     def stop(self):
+        if self.metrics is not None:
+            self.metrics.stop()
         if self.dashboard is not None:
             self.dashboard.stop()
         if self.alert_watch is not None:
@@ -422,6 +441,7 @@ class Gateway:
             "batches": self.writer.batches,
             "alerts": list(self.identity.alerts),
             "dashboard": self.dashboard.url if self.dashboard is not None else None,
+            "metrics": self.metrics.url if self.metrics is not None else None,
             "boards": [{"port": s.cfg.name, "board": s.board_id, "uid": s.uid, "synced": s.synced,
                         "committed_n": s.committed, "refused": s.refused, **vars(s.stats), **t.status(),
                         "seq_seen": {str(b): q for b, q in sorted(s.seen_seqs().items())},
