@@ -82,7 +82,10 @@ class Supervisor:
             return "database writer stuck for %.0f s in one call" % busy
         if writer.ok():
             return "database ok"
-        return "database down (%s)" % (writer.last_error or "unreachable")[:80]
+        # "database soil_gateway@db:3306 unavailable: cannot connect (is the server...) (error 2003: ...)": the
+        # reason, short (the log line has the whole message)
+        reason = (writer.last_error or "unreachable").split(" unavailable: ", 1)[-1].split(" (", 1)[0]
+        return "database down (%s)" % reason[:80]
 
     def status_text(self):
         boards = self.gateway.alert_state()["boards"]
