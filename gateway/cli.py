@@ -555,7 +555,11 @@ def _add_selection(parser, board_required):
 def main(argv=None):
     args = build_parser().parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose + 1, 2)
-    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s", stream=sys.stderr)
+    from gateway.logformat import formatter
+    from gateway.sdnotify import journal_stream_is_stderr
+    handler = logging.StreamHandler(sys.stderr)       # under journald: priorities, no times (gateway/logformat.py)
+    handler.setFormatter(formatter(journal_stream_is_stderr()))
+    logging.basicConfig(level=level, handlers=[handler])
     try:
         return COMMANDS[args.command](args)
     except CliError as e:

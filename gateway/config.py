@@ -199,7 +199,7 @@ class GatewayConfig:
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
-                 dashboard=None, alerts=None, hourly=None, metrics=None):
+                 dashboard=None, alerts=None, hourly=None, metrics=None, summary_every_s=600.0):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -214,13 +214,15 @@ class GatewayConfig:
         self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
         self.hourly = hourly           # gateway.hourly.HourlySettings, None: no aggregates (a TOML file: enabled)
         self.metrics = metrics         # a MetricsConfig (None: no Prometheus endpoint, the default without [metrics])
+        self.summary_every_s = summary_every_s   # the log's summary line (gateway/supervisor.py); 0: none
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
             "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
             "connect_timeout": (int, float), "servers": list, "semisync": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
-            "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str}
+            "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str,
+            "summary_every_s": (int, float)}
 _DASH_KEYS = {"enabled": bool, "bind": str, "port": int, "token": str, "token_file": str,
               "silent_after_s": (int, float)}
 _METRICS_KEYS = {"enabled": bool, "bind": str, "port": int, "token": str, "token_file": str}

@@ -25,6 +25,7 @@ from gateway.notify import Email, Notifier, Webhook
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
+from gateway.supervisor import Supervisor
 from gateway.tap import LineTap
 from gateway.transport import SerialTransport
 from gateway.web.server import DashboardServer
@@ -61,9 +62,23 @@ class Writer:
         self.on_recovered = None       # called when the database answers again after an outage
         self.on_batch = None           # optional callback(rows, seconds) after each COMMIT (gateway/metrics.py)
         self.last_sample = {}          # board -> newest committed sample time (for the witness)
+        self.stored_by_board = {}      # board -> readings committed since start (gateway/supervisor.py's summary)
+        self._busy_since = None        # monotonic time the writer began its current round of database work
 
     def ok(self):
         return self._ok.is_set()
+
+    def alive(self):
+        """The writer's thread runs (False before start() and after it ended, normally or not)."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def busy_for(self):
+        """Seconds the writer has spent in its current round of database work (a probe, or a batch and its
+        acknowledgements); 0.0 while it waits, for readings or out a retry backoff: both are bounded waits. A
+        number that keeps growing past the database's own timeouts is a writer that is stuck (gateway/supervisor.py
+        then stops the systemd watchdog's pings)."""
+        since = self._busy_since
+        return 0.0 if since is None else max(0.0, time.monotonic() - since)
 
     def database_state(self):
         """The database as the writer last found it, for people watching: {"ok", "last_error" (the last failure's
@@ -117,6 +132,7 @@ class Writer:
             if not self._ok.is_set():
                 # Probe until the database answers again; the sessions meanwhile tell boards to wait.
                 try:
+                    self._busy_since = time.monotonic()
                     self.store.check()
                     self._ok.set()
                     log.info("database is back")
@@ -124,14 +140,17 @@ class Writer:
                     if self.on_recovered is not None:
                         self.on_recovered()
                 except DatabaseError as e:
+                    self._busy_since = None
                     self._report(e)
                     self._stop.wait(backoff)
                     backoff = min(backoff * 2, self.retry_max_s)
                     self._drop_queued()
                     continue
+            self._busy_since = None
             items = self._take_batch()
             if None in items:
                 return
+            self._busy_since = time.monotonic()
             readings = [it for it in items if it[0] == "r"]
             statuses = [it for it in items if it[0] == "s"]
             if readings:
@@ -160,6 +179,7 @@ class Writer:
         self.committed_rows += len(rows)
         self.batches += 1
         for r in rows:
+            self.stored_by_board[r.board] = self.stored_by_board.get(r.board, 0) + 1
             if r.sample_time > self.last_sample.get(r.board, ""):
                 self.last_sample[r.board] = r.sample_time
         highest = {}
@@ -302,6 +322,8 @@ class Gateway:
             self.writer.on_batch = self.metrics.observe_batch
         for board in config.boards:
             self.add_board(board)
+        # systemd's READY/STATUS/WATCHDOG/STOPPING and the periodic summary line (gateway/supervisor.py)
+        self.supervisor = Supervisor(self, config.summary_every_s)
 
     def _make_alerts(self, settings):
         """The alert book (its rows in `alerts`), the notifier that delivers what it opens and clears, and the
@@ -398,8 +420,10 @@ class Gateway:
                 log.error("metrics: cannot listen on %s:%d (%s); the boards are served without it",
                           self.config.metrics.bind, self.config.metrics.port, e.strerror or e)
                 self.metrics = None
+        self.supervisor.start()
 
     def stop(self):
+        self.supervisor.stop()
         if self.metrics is not None:
             self.metrics.stop()
         if self.dashboard is not None:

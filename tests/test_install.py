@@ -332,6 +332,34 @@ def _require_systemd_analyze():
         pytest.skip(msg)
 
 
+def unit_values(key):
+    return [line.split("=", 1)[1] for line in open(UNIT).read().splitlines() if line.startswith(key + "=")]
+
+
+def test_unit_is_a_hardened_notify_service_that_systemd_accepts(tmp_path):
+    """Issue 15: Type=notify with a watchdog above the database's read timeout (a slow server is not a stuck
+    writer, gateway/supervisor.py), the serial devices and the address families the gateway uses and nothing else,
+    and `systemd-analyze verify` without a word about the unit (the ExecStart program is this venv's)."""
+    from gateway.dbconn import DbConfig
+    _require_systemd_analyze()
+    assert unit_value("Type") == "notify" and unit_value("NotifyAccess") == "main"
+    assert int(unit_value("WatchdogSec")) > DbConfig(host="x", user="u", password="").read_timeout
+    assert unit_value("Restart") == "always"
+    for key, value in (("NoNewPrivileges", "yes"), ("ProtectSystem", "strict"), ("ProtectHome", "yes"),
+                       ("PrivateTmp", "yes"), ("DevicePolicy", "closed"), ("RuntimeDirectory", "soil-gateway"),
+                       ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6")):
+        assert unit_value(key) == value, key
+    assert sorted(unit_values("DeviceAllow")) == ["char-ttyACM rw", "char-ttyUSB rw"]
+    assert "PrivateDevices" not in open(UNIT).read()       # it would hide /dev/ttyACM*
+    program = os.path.join(os.path.dirname(sys.executable), "soil-gateway")
+    assert os.access(program, os.X_OK), program
+    local_unit = tmp_path / "soil-gateway.service"
+    local_unit.write_text(open(UNIT).read().replace(OPT + "/bin/soil-gateway", program))
+    proc = subprocess.run(["systemd-analyze", "verify", str(local_unit)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "soil-gateway.service" not in proc.stdout + proc.stderr, proc.stdout + proc.stderr
+
+
 def test_pi_install_as_documented(stock, tmp_path):
     """The README's steps into a fresh venv (for /opt/soil-gateway), the unit's ExecStart, systemd-analyze verify,
     and the provisioning and check lines as printed, against a server whose root logs in only by socket."""

@@ -184,7 +184,7 @@ class BoardProc:
 class GatewayProc:
     """The gateway service as its own process (`python -m gateway run`)."""
 
-    def __init__(self, stack, boards, extra=None, name="gateway", dashboard=None, sections=None):
+    def __init__(self, stack, boards, extra=None, name="gateway", dashboard=None, sections=None, env=None):
         self.stack = stack
         self.dashboard = dashboard     # the [dashboard] keys; None: the dashboard is off (tests share machines)
         self.boards = boards
@@ -195,6 +195,7 @@ class GatewayProc:
         self.log_path = os.path.join(self.dir, "gateway.log")
         self.extra = extra or {}
         self.sections = sections or {}    # further [section]s of the configuration: {"alerts": {"every_s": 1}}
+        self.env = dict(env or {})       # more environment for the process: {"NOTIFY_SOCKET": ...} (systemd's)
         self.proc = None
 
     def write_config(self):
@@ -227,6 +228,7 @@ class GatewayProc:
     def start(self):
         self.write_config()
         env = self.command_env()
+        env.update(self.env)
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "-v", "run", "-c", self.config_path,
                                       "--status", self.status_path, "--status-every", "0.5"],
@@ -335,9 +337,9 @@ class Stack:
         self.boards.append(b)
         return b.start()
 
-    def start_gateway(self, boards=None, dashboard=None, sections=None, **extra):
+    def start_gateway(self, boards=None, dashboard=None, sections=None, env=None, **extra):
         self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra,
-                                   dashboard=dashboard, sections=sections)
+                                   dashboard=dashboard, sections=sections, env=env)
         return self.gateway.start()
 
     def close(self):
