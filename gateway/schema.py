@@ -55,6 +55,7 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT, UPDATE", "alerts"),
     ("SELECT, INSERT, UPDATE, DELETE", "calibrations"),
     ("SELECT", "moisture"),
+    ("SELECT, INSERT, UPDATE", "mqtt_watermark"),
 )
 
 # The client hosts the gateway's account is created for by default: the same machine, by socket or TCP.
@@ -319,6 +320,18 @@ def _m9_calibrations(cur, db):
     cur.execute(MOISTURE_VIEW.format(db=_q(db)))
 
 
+def _m10_mqtt_watermark(cur, db):
+    """mqtt_watermark: one row, the id of the newest reading of `plants` the MQTT broker acknowledged
+    (gateway/mqttpub.py), so a restarted gateway goes on from there instead of publishing every reading again."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`mqtt_watermark` (\n"
+        "  `id` TINYINT UNSIGNED NOT NULL,\n"
+        "  `last_id` BIGINT NOT NULL,\n"
+        "  `updated_at` DATETIME(3) NOT NULL,\n"
+        "  PRIMARY KEY (`id`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % _q(db))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -330,6 +343,7 @@ MIGRATIONS = (
     (7, "boards: the ledger of lost readings (gaps_checked_boot, dropped_at_gap_check)", _m7_loss_ledger),
     (8, "alerts: opened and cleared once, stored (gateway/alerts.py)", _m8_alerts),
     (9, "calibrations, and the moisture view: % at query time (gateway/moisture.py)", _m9_calibrations),
+    (10, "mqtt_watermark: the newest reading the MQTT broker acknowledged (gateway/mqttpub.py)", _m10_mqtt_watermark),
 )
 
 

@@ -20,7 +20,7 @@ from gateway.dbconn import DbConfig
 from tools.dbserver import PrivateServer, ServerError, find_server
 
 GATEWAY_USER = "soil_gateway"
-PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations")
+PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "mqtt_watermark")
 
 
 def require_server():
