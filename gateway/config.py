@@ -42,6 +42,7 @@ except ImportError:  # Python < 3.11
 
 from gateway.alertwatch import AlertSettings
 from gateway.dbconn import DbConfig
+from gateway.mqttpub import MqttConfig
 from gateway.notify import SmtpSettings
 from gateway.primary import parse_server
 from gateway.transport import check_baudrate, check_url
@@ -129,7 +130,7 @@ class GatewayConfig:
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
-                 dashboard=None, alerts=None):
+                 dashboard=None, alerts=None, mqtt=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -142,6 +143,7 @@ class GatewayConfig:
         self.tap_path = tap_path       # the Unix socket of gateway/tap.py (None: no tap)
         self.dashboard = dashboard     # a DashboardConfig (None: no dashboard; a TOML file gets the default)
         self.alerts = alerts           # gateway.alertwatch.AlertSettings, None: no alerts ([alerts] enabled = false)
+        self.mqtt = mqtt               # gateway.mqttpub.MqttConfig, None: no [mqtt] section (or enabled = false)
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
@@ -185,6 +187,32 @@ def _alert_settings(table, path, environ):
         raise ConfigError("%s: [alerts] %s" % (path, e))
 
 
+_MQTT_KEYS = {"enabled": bool, "host": str, "port": int, "username": str, "password_env": str, "tls": bool,
+              "ca_file": str, "topic_prefix": str, "discovery_prefix": str, "max_catch_up": int,
+              "client_id": str, "silent_after_s": (int, float), "poll_s": (int, float)}
+
+
+def _mqtt_config(table, path, environ):
+    """[mqtt] -> MqttConfig (docs/MQTT.md), or None without the section or with `enabled = false`. The password
+    comes from the environment variable named by password_env, never from the file."""
+    if not table:
+        return None
+    m = dict(table)
+    _check(m, _MQTT_KEYS, "mqtt", path)
+    if not m.pop("enabled", True):
+        return None
+    if "host" not in m:
+        raise ConfigError("%s: [mqtt] needs host (the broker's name or address)" % path)
+    password_env = m.pop("password_env", None)
+    if password_env and password_env not in environ:
+        raise ConfigError("%s: [mqtt] password_env names %s, which is not set in the environment"
+                          % (path, password_env))
+    try:
+        return MqttConfig(password=environ.get(password_env) if password_env else None, **m)
+    except ValueError as e:
+        raise ConfigError("%s: [mqtt] %s" % (path, e))
+
+
 def _check(table, allowed, where, path):
     for key, value in table.items():
         if key not in allowed:
@@ -218,7 +246,7 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board", "dashboard", "alerts"):
+        if key not in ("database", "gateway", "board", "dashboard", "alerts", "mqtt"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -249,4 +277,5 @@ def from_dict(data, path="<config>", environ=None):
         boards.append(board_config(where="%s: [[board]] number %d" % (path, i + 1), **b))
     dashboard = dashboard_config(data.get("dashboard", {}), path)
     alerts = _alert_settings(data.get("alerts", {}), path, environ)
-    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, **gw)
+    mqtt = _mqtt_config(data.get("mqtt", {}), path, environ)
+    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, mqtt=mqtt, **gw)

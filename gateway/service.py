@@ -16,6 +16,7 @@ import time
 from gateway.alerts import AlertBook, AlertStore
 from gateway.alertwatch import AlertWatch
 from gateway.moisture import latest_moisture
+from gateway.mqttpub import MqttPublisher
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
@@ -27,6 +28,7 @@ from gateway.ratelimit import RepeatLimiter
 from gateway.tap import LineTap
 from gateway.transport import SerialTransport
 from gateway.web.server import DashboardServer
+from gateway.web.state import board_view
 
 log = logging.getLogger("gateway")
 
@@ -281,6 +283,9 @@ class Gateway:
         self.warnings = RepeatLimiter()    # per-port warnings, rate limited (gateway/ratelimit.py)
         self._started_at = None
         self.notifier = self.alerts = self.alert_watch = None
+        self.mqtt = None               # the MQTT view of the database (gateway/mqttpub.py), when [mqtt] is set
+        if config.mqtt is not None:
+            self.mqtt = MqttPublisher(config.mqtt, config.database, board_views=self._board_views)
         if config.alerts is not None:
             self._make_alerts(config.alerts)
         self.dashboard = None          # the read-only web page (gateway/web/), when [dashboard] enables it
@@ -297,6 +302,8 @@ class Gateway:
             receivers.append(Webhook(settings.webhook_url, settings.webhook_token))
         if settings.smtp is not None:
             receivers.append(Email(settings.smtp))
+        if self.mqtt is not None:
+            receivers.append(self.mqtt.alert_receiver())
         self.notifier = Notifier(receivers)
         store = ReadingStore(self.config.database)
         self.alerts = AlertBook(AlertStore(store), deliver=self.notifier.deliver)
@@ -368,6 +375,8 @@ class Gateway:
         if self.alert_watch is not None:
             self.notifier.start()
             self.alert_watch.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         if self.dashboard is not None:
             try:
                 self.dashboard.start()
@@ -384,6 +393,8 @@ class Gateway:
             self.notifier.stop()
         for t in self.transports:
             t.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
         self.writer.stop()
         if self.tap is not None:
             self.tap.stop()
@@ -406,8 +417,15 @@ class Gateway:
         return {"database_ok": self.writer.ok(), "boards": boards,
                 "listening_s": now - self._started_at if self._started_at else 0.0}
 
+    def _board_views(self):
+        """Each board as the dashboard sees it (online or caching, and why; pending, card, clock): for MQTT."""
+        now, db = time.time(), self.writer.database_state()
+        return [board_view(s, t, db["ok"], db["last_error"], now, self.config.mqtt.silent_after_s)
+                for s, t in zip(self.sessions, self.transports)]
+
     def snapshot(self):
         return {
+            "mqtt": self.mqtt.state() if self.mqtt is not None else None,
             "database_ok": self.writer.ok(),
             "open_alerts": [a.as_dict() for a in self.alerts.open_alerts()] if self.alerts is not None else [],
             "committed_rows": self.writer.committed_rows,

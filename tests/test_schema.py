@@ -86,7 +86,7 @@ def assert_final_shape(conn):
     tables = {r[0] for r in q(conn, "SELECT TABLE_NAME FROM information_schema.TABLES "
                                     "WHERE TABLE_SCHEMA='plant_moisture'")}
     assert tables == {"plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "moisture",
-                      "schema_migrations"}
+                      "mqtt_watermark", "schema_migrations"}
 
 
 def test_fresh_database_is_created_in_the_final_shape(admin):
@@ -233,6 +233,7 @@ def test_gateway_account_gets_exactly_the_listed_grants(admin):
         "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`alerts` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT, INSERT, UPDATE, DELETE ON `plant_moisture`.`calibrations` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT ON `plant_moisture`.`moisture` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`mqtt_watermark` TO `gw_test`@`127.0.0.1`",
     }
     # Re-provisioning converges: an extra privilege granted by hand is taken away again.
     q(admin, "GRANT DELETE ON plant_moisture.plants TO 'gw_test'@'127.0.0.1'")
