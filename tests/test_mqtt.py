@@ -291,3 +291,28 @@ def test_a_wrong_password_is_one_clear_line_and_readings_keep_being_stored(broke
     assert len(lines) == 1, lines
     assert "check [mqtt] username and the password" in lines[0] and "Traceback" not in log
     assert "not-the-password" not in log
+
+
+def test_after_a_database_outage_the_replay_is_published_in_sample_order_and_ha_never_goes_back(broker, stack,
+                                                                                                 monkeypatch):
+    monkeypatch.setenv("SOIL_MQTT_PASSWORD", broker.password)
+    sub = Subscriber(broker, topics=("soil/+/probe0/#",))
+    board = stack.start_board("mq-4", interval_ms=250)
+    stack.start_gateway(sections={"mqtt": mqtt_section(broker)})
+    try:
+        wait_for(lambda: sub.payloads("mq-4/probe0/state"), 60, "a first state")
+        stack.db.stop()                       # the board caches on its card
+        wait_for(lambda: board.status()["pending"] >= 12, 60, "readings cached on the card")
+        stack.db.start()
+        wait_for(lambda: board.status().get("pending") == 0, 120, "the replay")
+        replayed = {r[0] for r in stack.query("SELECT id FROM plants WHERE board = 'mq-4' AND source = 'replay'")}
+        assert len(replayed) >= 12
+        wait_for(lambda: replayed <= {s["id"] for s in sub.payloads("/probe0/state") + sub.payloads("/probe0/replay")},
+                 60, "every replayed reading published")
+        states = [s["sample_time"] for s in sub.payloads("mq-4/probe0/state")]
+        assert states == sorted(states)           # Home Assistant's state never goes back in time
+        late = [s["sample_time"] for s in sub.payloads("mq-4/probe0/replay")]
+        assert late == sorted(late)               # the late ones in sample-time order, each with its own time
+        assert all(s["source"] == "replay" for s in sub.payloads("mq-4/probe0/replay"))
+    finally:
+        sub.close()
