@@ -220,11 +220,12 @@ class MqttPublisher:
 
     def publish_alert(self, message):
         alert = message["alert"]
-        if not self.connected.is_set():
+        client = self._client             # the publisher's thread may replace it meanwhile: use one
+        if client is None or not self.connected.is_set():
             raise OSError("mqtt: broker %s:%d not connected" % (self.cfg.host, self.cfg.port))
         topic = "%s/%s/alert/%s" % (self.cfg.topic_prefix, topic_id(alert["board"]), alert["kind"])
         body = dict(message, state="on" if message["event"] == "open" else "off")
-        info = self._client.publish(topic, json.dumps(body), qos=1, retain=True)
+        info = client.publish(topic, json.dumps(body), qos=1, retain=True)
         try:
             info.wait_for_publish(ACK_TIMEOUT_S)
         except (RuntimeError, ValueError) as e:

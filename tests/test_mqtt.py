@@ -10,6 +10,7 @@ import logging
 import os
 import secrets
 import threading
+import urllib.request
 
 import paho.mqtt.client as mqtt
 import pytest
@@ -233,8 +234,8 @@ def test_gateway_over_tls_with_a_password_publishes_live_states(broker, stack, m
     sub = Subscriber(broker)
     try:
         stack.start_board("mq-1", interval_ms=500)
-        stack.start_gateway(sections={"mqtt": mqtt_section(broker, port=broker.tls_port, tls=True,
-                                                           ca_file=broker.ca_file)})
+        stack.start_gateway(dashboard={"port": 0}, sections={"mqtt": mqtt_section(broker, port=broker.tls_port,
+                                                                                    tls=True, ca_file=broker.ca_file)})
         states = wait_for(lambda: [s for s in sub.payloads("mq-1/probe0/state") if s["source"] == "live"], 60,
                           "a live state over TLS")
         assert states[0]["board"] == "mq-1" and states[0]["sample_time"].endswith("Z")
@@ -245,6 +246,9 @@ def test_gateway_over_tls_with_a_password_publishes_live_states(broker, stack, m
         status = wait_for(lambda: ((stack.gateway.status() or {}).get("mqtt") or {}).get("connected") and
                           stack.gateway.status()["mqtt"], 30, "connected in the status")
         assert status["broker"] == "127.0.0.1:%d" % broker.tls_port and status["last_error"] is None
+        with urllib.request.urlopen(stack.gateway.dashboard_url().rstrip("/") + "/api/status", timeout=10) as r:
+            api = json.loads(r.read())
+        assert api["mqtt"]["connected"] and api["mqtt"]["rows_behind"] is not None
         # The board unplugged: its port is gone, so it is offline in Home Assistant.
         stack.boards[0].kill()
         wait_for(lambda: sub.last("soil/mq-1/availability") == "offline", 30, "the board offline")
