@@ -222,16 +222,16 @@ class MqttPublisher:
         alert = message["alert"]
         client = self._client             # the publisher's thread may replace it meanwhile: use one
         if client is None or not self.connected.is_set():
-            raise OSError("mqtt: broker %s:%d not connected" % (self.cfg.host, self.cfg.port))
+            raise OSError("broker %s:%d not connected" % (self.cfg.host, self.cfg.port))
         topic = "%s/%s/alert/%s" % (self.cfg.topic_prefix, topic_id(alert["board"]), alert["kind"])
         body = dict(message, state="on" if message["event"] == "open" else "off")
         info = client.publish(topic, json.dumps(body), qos=1, retain=True)
         try:
             info.wait_for_publish(ACK_TIMEOUT_S)
         except (RuntimeError, ValueError) as e:
-            raise OSError("mqtt: %s" % e)
+            raise OSError(str(e))
         if not info.is_published():
-            raise OSError("mqtt: no acknowledgement for the alert in %.0f s" % ACK_TIMEOUT_S)
+            raise OSError("no acknowledgement for the alert in %.0f s" % ACK_TIMEOUT_S)
 
     def start(self):
         self._thread = threading.Thread(target=self._run, name="mqtt", daemon=True)
@@ -269,7 +269,7 @@ class MqttPublisher:
             try:
                 more = self._round()
             except DatabaseError as e:
-                self._say("database", "mqtt: cannot read readings to publish (%s); trying again" % e)
+                self._say("database", "cannot read readings to publish (%s); trying again" % e)
                 self._stop.wait(min(backoff, RETRY_MAX_S))
                 continue
             if not more:

