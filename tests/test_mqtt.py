@@ -116,7 +116,8 @@ def test_discovery_and_states_raw_then_percent_after_a_calibration(clean_db, bro
                          "sample_time": "2026-12-01T10:00:01Z", "source": "live"}
         assert sub.last("soil/gateway/availability") == "online"
         gw = json.loads(sub.last("homeassistant/binary_sensor/soil_gateway_test-gw/status/config"))
-        assert gw["device_class"] == "connectivity" and raw_cfg["device"]["via_device"] == gw["device"]["identifiers"][0]
+        assert gw["device_class"] == "connectivity"
+        assert raw_cfg["device"]["via_device"] == gw["device"]["identifiers"][0]
         # Calibrated: the moisture sensor replaces the raw one, and states carry the percent.
         cal = Calibrations(ReadingStore(clean_db.gateway_cfg))
         cal.record("bed-1", 0, "dry", 3000)

@@ -69,7 +69,8 @@ class PrivateBroker:
     def _configure(self):
         conf = os.path.join(self.dir, "mosquitto.conf")
         # Run as root, mosquitto would switch to the `mosquitto` user, who cannot read this folder: stay who we are.
-        lines = ["user %s" % pwd.getpwuid(os.getuid()).pw_name, "persistence true", "persistence_location %s/" % self.dir, "autosave_interval 1",
+        lines = ["user %s" % pwd.getpwuid(os.getuid()).pw_name, "persistence true",
+                 "persistence_location %s/" % self.dir, "autosave_interval 1",
                  "max_queued_messages 100000", "log_dest stderr", "log_type error", "log_type warning",
                  "log_type notice", "log_type information", "listener %d 127.0.0.1" % self.port]
         if self.users:
