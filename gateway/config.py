@@ -207,6 +207,8 @@ def _mqtt_config(table, path, environ):
     if password_env and password_env not in environ:
         raise ConfigError("%s: [mqtt] password_env names %s, which is not set in the environment"
                           % (path, password_env))
+    if "ca_file" in m and not os.path.isfile(m["ca_file"]):
+        raise ConfigError("%s: [mqtt] ca_file %s: no such file" % (path, m["ca_file"]))
     try:
         return MqttConfig(password=environ.get(password_env) if password_env else None, **m)
     except ValueError as e:

@@ -193,6 +193,7 @@ class MqttPublisher:
         self.skipped = 0
         self.connected = threading.Event()
         self.last_error = None
+        self._error_kind = None
         self.rows_behind = None
         self.seconds_behind = None
         self.caught_up = threading.Event()  # set whenever a round found nothing more to publish (tests wait on it)
@@ -272,12 +273,16 @@ class MqttPublisher:
                 self._say("database", "cannot read readings to publish (%s); trying again" % e)
                 self._stop.wait(min(backoff, RETRY_MAX_S))
                 continue
+            if self._error_kind == "database":      # reading again: that problem is over
+                log.info("mqtt: reading the database again")
+                self.last_error = self._error_kind = None
             if not more:
                 self.caught_up.set()
                 self._stop.wait(self.cfg.poll_s)
 
     def _say(self, kind, text, level=logging.WARNING):
         """One line per new problem (the same one again is not repeated); the limiter bounds flapping."""
+        self._error_kind = kind
         if text != self.last_error:
             self.last_error = text
             # "%s: <text>" with the port-like "mqtt" first: gateway/ratelimit.py keys on the message, so one text
@@ -349,7 +354,7 @@ class MqttPublisher:
         self.connected.set()
         if self.last_error is not None:
             log.info("mqtt: connected to %s", where)
-        self.last_error = None
+        self.last_error = self._error_kind = None
         self._announced.clear()
         self._sent_board.clear()
         self._publish(*self.discovery.gateway_config())

@@ -216,7 +216,8 @@ def test_mqtt_settings_are_checked_when_the_file_is_read():
     for table, message in (({"host": "h", "password": "x"}, "unknown key \\[mqtt\\] password"),
                            ({"host": "h", "password_env": "NOPE"}, "NOPE, which is not set"),
                            ({"port": 1883}, "needs host"),
-                           ({"host": "h", "ca_file": "/ca.pem"}, "tls = false"),
+                           ({"host": "h", "ca_file": __file__}, "tls = false"),
+                           ({"host": "h", "tls": True, "ca_file": "/nonexistent/ca.pem"}, "ca.pem: no such file"),
                            ({"host": "h", "topic_prefix": "soil/#"}, "topic_prefix"),
                            ({"host": "h", "port": "1883"}, "wrong type")):
         with pytest.raises(ConfigError, match=message):
