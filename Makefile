@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool browser clean help
+.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool mosquitto browser clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay, the dashboard"
@@ -46,6 +46,10 @@ systemd-analyze:
 dosfstools:
 	@bash tools/ensure-dosfstools.sh
 
+# Debian's Mosquitto broker (and its clients): the MQTT tests start a private broker of their own, never port 1883.
+mosquitto:
+	@bash tools/ensure-mosquitto.sh
+
 # Debian's Chromium and playwright-core (npm) for the dashboard's browser test: the system browser, never a download.
 BROWSER_DIR := tools/browser
 $(BROWSER_DIR)/node_modules/.installed: $(BROWSER_DIR)/package.json
@@ -59,7 +63,7 @@ browser: $(BROWSER_DIR)/node_modules/.installed
 promtool:
 	@bash tools/ensure-promtool.sh
 
-deps: venv dbserver micropython systemd-analyze dosfstools promtool
+deps: venv dbserver micropython systemd-analyze dosfstools promtool mosquitto
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps browser

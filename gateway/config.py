@@ -53,6 +53,7 @@ except ImportError:  # Python < 3.11
 from gateway.alertwatch import AlertSettings
 from gateway.dbconn import DbConfig
 from gateway.hourly import HourlySettings
+from gateway.mqttpub import MqttConfig
 from gateway.notify import SmtpSettings
 from gateway.primary import parse_server
 from gateway.transport import check_baudrate, check_url
@@ -199,7 +200,7 @@ class GatewayConfig:
 
     def __init__(self, database, boards=(), clock_tolerance_s=2.0, wait_ms=2000, batch_max=5000,
                  retry_initial_s=0.25, retry_max_s=2.0, status_path=None, linger_ms=10, tap_path=None,
-                 dashboard=None, alerts=None, hourly=None, metrics=None, summary_every_s=600.0):
+                 dashboard=None, alerts=None, hourly=None, metrics=None, summary_every_s=600.0, mqtt=None):
         self.database = database
         self.boards = list(boards)
         self.clock_tolerance_s = clock_tolerance_s
@@ -215,6 +216,7 @@ class GatewayConfig:
         self.hourly = hourly           # gateway.hourly.HourlySettings, None: no aggregates (a TOML file: enabled)
         self.metrics = metrics         # a MetricsConfig (None: no Prometheus endpoint, the default without [metrics])
         self.summary_every_s = summary_every_s   # the log's summary line (gateway/supervisor.py); 0: none
+        self.mqtt = mqtt               # gateway.mqttpub.MqttConfig, None: no [mqtt] section (or enabled = false)
 
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
@@ -276,6 +278,32 @@ def _hourly_settings(hourly, retention, path):
         raise ConfigError("%s: [retention] raw_days = %d needs [hourly] enabled: raw readings are deleted only "
                           "once they are in an hour's aggregate" % (path, settings.raw_days))
     return settings
+_MQTT_KEYS = {"enabled": bool, "host": str, "port": int, "username": str, "password_env": str, "tls": bool,
+              "ca_file": str, "topic_prefix": str, "discovery_prefix": str, "max_catch_up": int,
+              "client_id": str, "silent_after_s": (int, float), "poll_s": (int, float)}
+
+
+def _mqtt_config(table, path, environ):
+    """[mqtt] -> MqttConfig (docs/MQTT.md), or None without the section or with `enabled = false`. The password
+    comes from the environment variable named by password_env, never from the file."""
+    if not table:
+        return None
+    m = dict(table)
+    _check(m, _MQTT_KEYS, "mqtt", path)
+    if not m.pop("enabled", True):
+        return None
+    if "host" not in m:
+        raise ConfigError("%s: [mqtt] needs host (the broker's name or address)" % path)
+    password_env = m.pop("password_env", None)
+    if password_env and password_env not in environ:
+        raise ConfigError("%s: [mqtt] password_env names %s, which is not set in the environment"
+                          % (path, password_env))
+    if "ca_file" in m and not os.path.isfile(m["ca_file"]):
+        raise ConfigError("%s: [mqtt] ca_file %s: no such file" % (path, m["ca_file"]))
+    try:
+        return MqttConfig(password=environ.get(password_env) if password_env else None, **m)
+    except ValueError as e:
+        raise ConfigError("%s: [mqtt] %s" % (path, e))
 
 
 def _check(table, allowed, where, path):
@@ -311,7 +339,8 @@ def load(path, environ=None):
 def from_dict(data, path="<config>", environ=None):
     environ = os.environ if environ is None else environ
     for key in data:
-        if key not in ("database", "gateway", "board", "dashboard", "alerts", "hourly", "retention", "metrics"):
+        if key not in ("database", "gateway", "board", "dashboard", "alerts", "hourly", "retention", "metrics",
+                       "mqtt"):
             raise ConfigError("%s: unknown section [%s]" % (path, key))
     db = dict(data.get("database", {}))
     _check(db, _DB_KEYS, "database", path)
@@ -344,4 +373,6 @@ def from_dict(data, path="<config>", environ=None):
     alerts = _alert_settings(data.get("alerts", {}), path, environ)
     hourly = _hourly_settings(data.get("hourly", {}), data.get("retention", {}), path)
     metrics = metrics_config(data["metrics"], path) if "metrics" in data else None
-    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, hourly=hourly, metrics=metrics, **gw)
+    mqtt = _mqtt_config(data.get("mqtt", {}), path, environ)
+    return GatewayConfig(database, boards, dashboard=dashboard, alerts=alerts, hourly=hourly, metrics=metrics,
+                         mqtt=mqtt, **gw)

@@ -59,6 +59,7 @@ GATEWAY_GRANTS = (
     ("SELECT, INSERT, UPDATE", "hourly"),        # gateway/hourly.py keeps the aggregates; never DELETE
     ("SELECT, UPDATE", "hourly_state"),          # its watermark (one row, created by migration 10)
     ("SELECT", "hourly_moisture"),
+    ("SELECT, INSERT, UPDATE", "mqtt_watermark"),   # gateway/mqttpub.py's watermark (migration 11)
 )
 
 # Only for a gateway configured with [retention] raw_days > 0 (docs/AGGREGATES.md): deleting raw readings is the one
@@ -371,6 +372,18 @@ def _m10_hourly(cur, db):
     cur.execute(HOURLY_MOISTURE_VIEW.format(db=d))
 
 
+def _m11_mqtt_watermark(cur, db):
+    """mqtt_watermark: one row, the id of the newest reading of `plants` the MQTT broker acknowledged
+    (gateway/mqttpub.py), so a restarted gateway goes on from there instead of publishing every reading again."""
+    cur.execute(
+        "CREATE TABLE IF NOT EXISTS %s.`mqtt_watermark` (\n"
+        "  `id` TINYINT UNSIGNED NOT NULL,\n"
+        "  `last_id` BIGINT NOT NULL,\n"
+        "  `updated_at` DATETIME(3) NOT NULL,\n"
+        "  PRIMARY KEY (`id`)\n"
+        ") ENGINE=InnoDB DEFAULT CHARSET=utf8mb4" % _q(db))
+
+
 # (version, name, function). Append only: a released version is never edited, a fix is a new version.
 MIGRATIONS = (
     (1, "plants: adopt the book's table or create it (BIGINT id, DATETIME UTC sample time, identity)", _m1_plants),
@@ -384,6 +397,7 @@ MIGRATIONS = (
     (9, "calibrations, and the moisture view: % at query time (gateway/moisture.py)", _m9_calibrations),
     (10, "hourly aggregates, their watermark, plants.received_at index, hourly_moisture (gateway/hourly.py)",
      _m10_hourly),
+    (11, "mqtt_watermark: the newest reading the MQTT broker acknowledged (gateway/mqttpub.py)", _m11_mqtt_watermark),
 )
 
 

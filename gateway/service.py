@@ -16,6 +16,7 @@ import time
 from gateway.alerts import AlertBook, AlertStore
 from gateway.alertwatch import AlertWatch
 from gateway.moisture import latest_moisture
+from gateway.mqttpub import MqttPublisher
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
@@ -30,6 +31,7 @@ from gateway.tap import LineTap
 from gateway.transport import SerialTransport
 from gateway.web.server import DashboardServer
 from gateway.metrics import MetricsServer
+from gateway.web.state import board_view
 
 log = logging.getLogger("gateway")
 
@@ -308,6 +310,9 @@ class Gateway:
         self.warnings = RepeatLimiter()    # per-port warnings, rate limited (gateway/ratelimit.py)
         self._started_at = None
         self.notifier = self.alerts = self.alert_watch = None
+        self.mqtt = None               # the MQTT view of the database (gateway/mqttpub.py), when [mqtt] is set
+        if config.mqtt is not None:
+            self.mqtt = MqttPublisher(config.mqtt, config.database, board_views=self._board_views)
         if config.alerts is not None:
             self._make_alerts(config.alerts)
         self.hourly = None             # the hourly aggregates and retention (gateway/hourly.py), its own connection
@@ -333,6 +338,8 @@ class Gateway:
             receivers.append(Webhook(settings.webhook_url, settings.webhook_token))
         if settings.smtp is not None:
             receivers.append(Email(settings.smtp))
+        if self.mqtt is not None:
+            receivers.append(self.mqtt.alert_receiver())
         self.notifier = Notifier(receivers)
         store = ReadingStore(self.config.database)
         self.alerts = AlertBook(AlertStore(store), deliver=self.notifier.deliver)
@@ -406,6 +413,8 @@ class Gateway:
             self.alert_watch.start()
         if self.hourly is not None:
             self.hourly.start()
+        if self.mqtt is not None:
+            self.mqtt.start()
         if self.dashboard is not None:
             try:
                 self.dashboard.start()
@@ -435,6 +444,8 @@ class Gateway:
             self.hourly.stop()
         for t in self.transports:
             t.stop()
+        if self.mqtt is not None:
+            self.mqtt.stop()
         self.writer.stop()
         if self.tap is not None:
             self.tap.stop()
@@ -457,8 +468,15 @@ class Gateway:
         return {"database_ok": self.writer.ok(), "boards": boards,
                 "listening_s": now - self._started_at if self._started_at else 0.0}
 
+    def _board_views(self):
+        """Each board as the dashboard sees it (online or caching, and why; pending, card, clock): for MQTT."""
+        now, db = time.time(), self.writer.database_state()
+        return [board_view(s, t, db["ok"], db["last_error"], now, self.config.mqtt.silent_after_s)
+                for s, t in zip(self.sessions, self.transports)]
+
     def snapshot(self):
         return {
+            "mqtt": self.mqtt.state() if self.mqtt is not None else None,
             "database_ok": self.writer.ok(),
             "open_alerts": [a.as_dict() for a in self.alerts.open_alerts()] if self.alerts is not None else [],
             "committed_rows": self.writer.committed_rows,

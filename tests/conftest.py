@@ -20,7 +20,8 @@ from gateway.dbconn import DbConfig
 from tools.dbserver import PrivateServer, ServerError, find_server
 
 GATEWAY_USER = "soil_gateway"
-PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "hourly")
+PLANT_TABLES = ("plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "hourly",
+                "mqtt_watermark")
 
 
 def require_server():

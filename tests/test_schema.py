@@ -86,7 +86,8 @@ def assert_final_shape(conn):
     tables = {r[0] for r in q(conn, "SELECT TABLE_NAME FROM information_schema.TABLES "
                                     "WHERE TABLE_SCHEMA='plant_moisture'")}
     assert tables == {"plants", "boards", "board_events", "collector_events", "alerts", "calibrations", "moisture",
-                      "hourly", "hourly_state", "hourly_moisture", "schema_migrations"}
+                      "hourly", "hourly_state", "hourly_moisture", "mqtt_watermark",
+                      "schema_migrations"}
 
 
 def test_fresh_database_is_created_in_the_final_shape(admin):
@@ -236,6 +237,7 @@ def test_gateway_account_gets_exactly_the_listed_grants(admin):
         "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`hourly` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT, UPDATE ON `plant_moisture`.`hourly_state` TO `gw_test`@`127.0.0.1`",
         "GRANT SELECT ON `plant_moisture`.`hourly_moisture` TO `gw_test`@`127.0.0.1`",
+        "GRANT SELECT, INSERT, UPDATE ON `plant_moisture`.`mqtt_watermark` TO `gw_test`@`127.0.0.1`",
     }
     # Re-provisioning converges: an extra privilege granted by hand is taken away again.
     q(admin, "GRANT DELETE ON plant_moisture.plants TO 'gw_test'@'127.0.0.1'")

@@ -87,7 +87,8 @@ def gateway_view(gateway, now=None, silent_after_s=30.0, dashboard_url=None):
     return {"now": _iso(now), "dashboard": dashboard_url, "database": db, "boards": boards,
             "identity_alerts": list(gateway.identity.alerts),
             "open_alerts": [a.as_dict() for a in gateway.alerts.open_alerts()] if gateway.alerts is not None else [],
-            "alerts_enabled": gateway.alerts is not None}
+            "alerts_enabled": gateway.alerts is not None,
+            "mqtt": gateway.mqtt.state() if getattr(gateway, "mqtt", None) is not None else None}
 
 
 class Redactor:
