@@ -7,7 +7,7 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool mosquitto browser clean help
+.PHONY: all demo demo-ha galera test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool mosquitto browser clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay, the dashboard"
@@ -63,7 +63,11 @@ browser: $(BROWSER_DIR)/node_modules/.installed
 promtool:
 	@bash tools/ensure-promtool.sh
 
-deps: venv dbserver micropython systemd-analyze dosfstools promtool mosquitto
+# Debian's galera-4 (the provider) and rsync (state transfer): tests/test_galera.py starts a private cluster.
+galera:
+	@bash tools/ensure-galera.sh
+
+deps: venv dbserver micropython systemd-analyze dosfstools promtool mosquitto galera
 
 # --- the two user-facing commands -----------------------------------------------------------------------------
 demo: deps browser
