@@ -1,0 +1,5 @@
+import sys
+
+from tools.galera.cli import main
+
+sys.exit(main())
