@@ -11,6 +11,7 @@ Example (see gateway.example.toml):
     # ssl_ca = "/etc/soil/ca.pem"       # TLS to the database
     # servers = ["db1:3306", "db2:3306", "db3:3306"]   # a replicated topology: write to whichever is primary
     # semisync = "require"              # "off" | "prefer" | "require" (docs/REPLICATION-GATEWAY.md)
+    # cluster = "galera"                 # the servers are Galera nodes, own site's first (docs/GALERA.md)
 
     [gateway]
     clock_tolerance_s = 2
@@ -221,7 +222,7 @@ class GatewayConfig:
 
 _DB_KEYS = {"host": str, "port": int, "unix_socket": str, "user": str, "password": str, "password_env": str,
             "database": str, "ssl_ca": str, "ssl_cert": str, "ssl_key": str, "ssl_verify": bool,
-            "connect_timeout": (int, float), "servers": list, "semisync": str}
+            "connect_timeout": (int, float), "servers": list, "semisync": str, "cluster": str}
 _GW_KEYS = {"clock_tolerance_s": (int, float), "wait_ms": int, "batch_max": int, "retry_initial_s": (int, float),
             "retry_max_s": (int, float), "status_path": str, "linger_ms": (int, float), "tap_path": str,
             "summary_every_s": (int, float)}
@@ -360,6 +361,8 @@ def from_dict(data, path="<config>", environ=None):
         db["servers"] = tuple(db["servers"])
     if db.get("semisync", "off") not in ("off", "prefer", "require"):
         raise ConfigError("%s: [database] semisync must be \"off\", \"prefer\" or \"require\"" % path)
+    if db.get("cluster", "auto") not in ("auto", "galera"):
+        raise ConfigError("%s: [database] cluster must be \"auto\" or \"galera\"" % path)
     database = DbConfig(**db)
     gw = dict(data.get("gateway", {}))
     _check(gw, _GW_KEYS, "gateway", path)

@@ -30,6 +30,7 @@ import pymysql
 from pymysql.constants import ER
 
 from gateway.dbconn import DatabaseError, DatabaseUnavailable, classify, connect
+from gateway.galera import ClusterView
 from gateway.primary import Durability, find_primary
 
 log = logging.getLogger("gateway.db")
@@ -175,13 +176,14 @@ class ReadingStore:
         self._target = None  # the server of the open connection (with several servers: the primary found)
         self._durability_policy = None  # made on first use: a bad semisync policy fails there, not here
         self.conflicts = []  # (identity, stored (raw, time), offered (raw, time)) seen by the last insert_batch
+        self._cluster = ClusterView()  # the last look-up round over several servers (a Galera cluster's nodes)
 
     # -- connection management -------------------------------------------------------------------------------
     def _connection(self):
         if self._conn is None:
             target = self.cfg
             if self.cfg.servers:
-                target = find_primary(self.cfg)
+                target = find_primary(self.cfg, view=self._cluster)
                 if self._target is not None and (target.host, target.port) != (self._target.host, self._target.port):
                     log.warning("the primary is now %s:%s (was %s:%s)", target.host, target.port,
                                 self._target.host, self._target.port)
@@ -202,6 +204,11 @@ class ReadingStore:
         if target.unix_socket:
             return ("localhost", target.unix_socket)
         return (target.host, int(target.port))
+
+    def cluster_state(self):
+        """A Galera cluster's nodes as the last look-up found them (gateway/galera.py ClusterView.state), or None
+        when the servers are not a Galera cluster."""
+        return self._cluster.state(self.server_in_use())
 
     def semisync_state(self):
         """The semi-sync policy and what the last commits showed: {"policy", "degraded" (seen OFF, not yet ON

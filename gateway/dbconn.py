@@ -41,6 +41,7 @@ class DbConfig:
     read_timeout: float = 30.0    # a hung server (not a dead one) must not hold the writer forever
     write_timeout: float = 30.0
     servers: tuple = ()           # several "host:port": write to whichever is the primary (gateway/primary.py)
+    cluster: str = "auto"         # "galera": the servers are Galera nodes (gateway/galera.py); "auto": detect
     semisync: str = "off"         # "off", "prefer" or "require": acknowledge only commits on a replica too
 
     @property
@@ -116,6 +117,8 @@ _CONFIG_HINTS = {
 }
 _UNAVAILABLE = {
     1040: "too many connections",
+    1047: "the Galera node is not in the primary component (WSREP not ready)",
+    1180: "the COMMIT failed (a Galera node leaving the cluster?)",
     1053: "the server is shutting down",
     1077: "the server is shutting down",
     1152: "the connection was aborted",

@@ -35,6 +35,7 @@ import logging
 
 import pymysql
 
+from gateway import galera
 from gateway.dbconn import DatabaseConfigError, DatabaseUnavailable, classify
 
 log = logging.getLogger("gateway.primary")
@@ -44,7 +45,8 @@ FIND_READ_TIMEOUT = 2.0
 ROUND_PAUSE_S = 0.25         # between look-up rounds (the writer's retry interval with several servers)
 SEMISYNC_POLICIES = ("off", "prefer", "require")
 
-ServerRole = collections.namedtuple("ServerRole", "cfg reachable read_only replicating error")
+ServerRole = collections.namedtuple("ServerRole", "cfg reachable read_only replicating error wsrep",
+                                    defaults=(None,))
 ServerRole.__doc__ = "What one probe found: a DbConfig for the server, and why it is or is not the primary."
 
 
@@ -93,15 +95,20 @@ def probe(cfg, connect_timeout=FIND_CONNECT_TIMEOUT):
         err = classify(exc, cfg)
         if isinstance(err, DatabaseConfigError):
             raise err from exc
+        if err.errno == galera.NOT_READY:      # a Galera node outside the primary component
+            return ServerRole(cfg, True, None, None, str(err), galera.not_ready_state())
         return ServerRole(cfg, False, None, None, str(err))
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('read_only', 'super_read_only')")
             read_only = any(str(v).upper() in ("ON", "1") for _, v in cur.fetchall())
             replicating = replica_threads_running(cur)
-        return ServerRole(cfg, True, read_only, replicating, None)
+            wsrep = galera.read_state(cur)
+        return ServerRole(cfg, True, read_only, replicating, None, wsrep)
     except pymysql.MySQLError as exc:
         err = classify(exc, cfg)
+        if err.errno == galera.NOT_READY:
+            return ServerRole(cfg, True, None, None, str(err), galera.not_ready_state())
         return ServerRole(cfg, False, None, None, str(err))
     finally:
         try:
@@ -122,10 +129,16 @@ def replica_threads_running(cur):
     return False
 
 
-def find_primary(cfg, connect_timeout=FIND_CONNECT_TIMEOUT):
+def find_primary(cfg, connect_timeout=FIND_CONNECT_TIMEOUT, view=None):
     """One round over cfg.servers: the DbConfig of the single writable primary, or DatabaseUnavailable naming what
-    each server is (down / read-only / replicating), or naming the split brain when two are writable."""
+    each server is (down / read-only / replicating), or naming the split brain when two are writable. On a Galera
+    cluster (gateway/galera.py): the first synced node of the primary component, in the configured order. `view`
+    (a galera.ClusterView) records the round for the status."""
     roles = [probe(one, connect_timeout) for one in server_configs(cfg)]
+    if view is not None:
+        view.record(roles)
+    if galera.is_galera_round(cfg, roles):
+        return galera.choose(roles)
     writable = [r for r in roles if r.reachable and not r.read_only and not r.replicating]
     if len(writable) == 1:
         return writable[0].cfg

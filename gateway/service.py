@@ -88,7 +88,8 @@ class Writer:
         "semisync" (gateway.db.ReadingStore.semisync_state), "committed_rows", "batches", "queued"}."""
         return {"ok": self.ok(), "last_error": self.last_error, "server": self.store.server_in_use(),
                 "semisync": self.store.semisync_state(), "committed_rows": self.committed_rows,
-                "batches": self.batches, "queued": self.queue.qsize()}
+                "batches": self.batches, "queued": self.queue.qsize(),
+                "cluster": self.store.cluster_state() if hasattr(self.store, "cluster_state") else None}
 
     def submit(self, session, epoch, n, reading):
         self.queue.put(("r", session, epoch, n, reading))
@@ -478,6 +479,7 @@ class Gateway:
         return {
             "mqtt": self.mqtt.state() if self.mqtt is not None else None,
             "database_ok": self.writer.ok(),
+            "database_cluster": self.writer.database_state()["cluster"],
             "open_alerts": [a.as_dict() for a in self.alerts.open_alerts()] if self.alerts is not None else [],
             "committed_rows": self.writer.committed_rows,
             "batches": self.writer.batches,

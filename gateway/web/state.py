@@ -68,8 +68,12 @@ def database_view(writer, db_cfg):
     for entry in db_cfg.servers:
         servers.append({"server": entry, "role": "primary, in use" if entry == in_use else
                         "configured (a replica, or down: the gateway writes only to the primary)"})
+    cluster = d.get("cluster")
+    if cluster is not None:       # a Galera cluster: every synced node is writable (gateway/galera.py)
+        servers = [{"server": n["server"], "role": ("synced, in use" if n["in_use"] else "synced") if n["usable"]
+                    else "%s, %s" % (n["state"] or "down", n["status"] or n["error"])} for n in cluster["nodes"]]
     ss = d["semisync"]
-    return {"ok": d["ok"], "error": None if d["ok"] else d["last_error"], "last_error": d["last_error"],
+    return {"cluster": cluster, "ok": d["ok"], "error": None if d["ok"] else d["last_error"], "last_error": d["last_error"],
             "in_use": in_use, "servers": servers, "semisync": ss, "committed_rows": d["committed_rows"],
             "batches": d["batches"], "queued": d["queued"],
             "unknown": ["replica lag and replica threads: the gateway's least-privilege account reads no replica's "
