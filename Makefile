@@ -7,11 +7,12 @@ RUN_DIR    := run
 NODE_DIR   := tools/sim/micropython
 export PYTHONPATH := $(CURDIR):$(CURDIR)/firmware/lib
 
-.PHONY: all demo demo-ha galera test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool mosquitto browser clean help
+.PHONY: all demo demo-ha demo-galera galera test test-fast test-rp2 bench venv deps dbserver micropython systemd-analyze dosfstools promtool mosquitto browser clean help
 
 help:
 	@echo "make demo    - private database server + virtual board + gateway, an outage and its replay, the dashboard"
 	@echo "make demo-ha - a replicated database, the primary killed while boards stream, nothing lost"
+	@echo "make demo-galera - three sites on a Galera cluster: a node killed, a site cut off, every reading once"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
 	@echo "make test-rp2 - the virtual-Pico tests: the real rp2 firmware built from source on an emulated RP2040"
 	@echo "make bench   - measure the targets in BRIEF.md; write docs/BENCHMARKS.md and docs/BENCHMARKS-HA.md"
@@ -76,6 +77,10 @@ demo: deps browser
 # The database half: a replicated topology, the primary killed while boards stream, the gateway following.
 demo-ha: deps
 	$(PY) -m tools.demo.ha
+
+# Several sites on one Galera cluster: a node killed and a site cut off while boards stream, every reading once.
+demo-galera: deps
+	$(PY) -m tools.demo.galera
 
 test: deps browser
 	SOIL_REQUIRE_SERVER=1 $(PY) -m pytest -m "not rp2" $(PYTEST_ARGS)

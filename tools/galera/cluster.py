@@ -19,6 +19,7 @@ import os
 import pwd
 import re
 import shutil
+import subprocess
 import tempfile
 import time
 
@@ -185,6 +186,23 @@ class GaleraNode(PrivateServer):
         safe = re.search(r"^safe_to_bootstrap:\s*(\d)", text, re.M)
         return (int(seq.group(1)) if seq else None), bool(safe and safe.group(1) == "1")
 
+    def recovered_seqno(self, timeout=120):
+        """The last transaction this node's InnoDB committed, by `mariadbd --wsrep-recover` (what the service's
+        start script does): a node that was killed wrote seqno -1 in grastate.dat, so after a whole cluster died at
+        once only this tells which node saw the last commit. None when the recovery prints no position."""
+        log = os.path.join(self.base_dir, "wsrep-recover.log")
+        open(log, "w").close()
+        _chown_tree(self.base_dir, _mysql_ids())
+        cmd = [c for c in self._command() if not c.startswith("--log-error=")]
+        try:
+            subprocess.run(cmd + ["--wsrep-recover", "--log-error=" + log], stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return None
+        with open(log, errors="replace") as f:
+            found = re.findall(r"Recovered position:\s*[0-9a-f-]+:(-?\d+)", f.read())
+        return int(found[-1]) if found else None
+
     def mark_safe_to_bootstrap(self):
         path = os.path.join(self.datadir, "grastate.dat")
         with open(path) as f:
@@ -274,7 +292,7 @@ class Cluster:
         running = [n for n in self.nodes if n.running]
         order = list(self.nodes)
         if not running:
-            first = self.nodes[0] if fresh else self._bootstrap_candidate()
+            first, why = (self.nodes[0], "a new cluster") if fresh else self._bootstrap_candidate()
             order.remove(first)
             if not fresh and not first.grastate()[1]:
                 first.mark_safe_to_bootstrap()
@@ -284,7 +302,7 @@ class Cluster:
             finally:
                 first.bootstrap = False
             first.wait_synced()
-            say("%s bootstrapped the cluster, Synced after %.1f s" % (first.name, time.monotonic() - t0))
+            say("%s bootstrapped the cluster (%s), Synced after %.1f s" % (first.name, why, time.monotonic() - t0))
         for n in order:
             if n.running:
                 continue
@@ -294,11 +312,22 @@ class Cluster:
         return time.monotonic() - t0
 
     def _bootstrap_candidate(self):
+        """(node, why): the node to start a stopped cluster from: the one marked safe (the last to stop cleanly),
+        else the one with the highest seqno, read from grastate.dat or, after a crash left -1 there, recovered from
+        InnoDB. Bootstrapping from a node that is behind would throw away commits the boards were told are stored."""
         states = [(n, *n.grastate()) for n in self.nodes]
         for n, _, safe in states:
             if safe:
-                return n
-        return max(states, key=lambda s: -2 if s[1] is None else s[1])[0]
+                return n, "safe_to_bootstrap: the last to stop"
+        seqnos = []
+        for n, seqno, _ in states:
+            how = "grastate.dat"
+            if seqno is None or seqno < 0:
+                seqno, how = n.recovered_seqno(), "recovered from InnoDB"
+            seqnos.append((-2 if seqno is None else seqno, n, how))
+        seqno, node, how = max(seqnos, key=lambda s: s[0])
+        return node, "the last commit, seqno %d %s; %s" % (seqno, how, ", ".join(
+            "%s %s" % (n.name, q) for q, n, _ in seqnos if n is not node))
 
     def rejoin(self, index):
         """Start one stopped (or killed) node again; it rejoins by IST (or SST) and is Synced on return."""
