@@ -59,11 +59,6 @@ def more_rows(sites, boards, n, timeout=90, what="rows"):
     wait_for(lambda: all(stored(sites, b) >= before[b] + n for b in boards), timeout, what)
 
 
-def pending(board):
-    st = board.status() or {}
-    return (st.get("pending") or 0) + (st.get("inflight") or 0)
-
-
 def test_each_site_writes_to_its_own_node(sites):
     more_rows(sites, sites.board_ids(), 4, what="4 readings from every board")
     for s in sites.sites:
@@ -88,7 +83,7 @@ def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):
         wait_for(lambda: (two.node.wsrep() or {}).get("wsrep_cluster_status") == "non-Primary", 60,
                  "node 2 to leave the primary component")
         # Nothing can be stored for site 2 now; its boards keep sampling onto their cards.
-        wait_for(lambda: all(pending(b) >= 6 for b in two.boards), 90, "site 2's boards caching")
+        wait_for(lambda: all(b.pending() >= 6 for b in two.boards), 90, "site 2's boards caching")
         log = two.gateway.log_text()
         assert "no synced Galera node" in log, log[-2000:]
         # The other sites go on.
@@ -98,7 +93,7 @@ def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):
     finally:
         two.mend()
     two.node.wait_synced()
-    wait_for(lambda: all(pending(b) == 0 for b in two.boards), 120, "site 2's boards to replay their caches")
+    wait_for(lambda: all(b.pending() == 0 for b in two.boards), 120, "site 2's boards to replay their caches")
     assert all(stored(sites, b) > during[b] for b in ids)
 
 
@@ -107,22 +102,22 @@ def test_a_board_moved_between_sites_during_an_outage_is_stored_once(sites):
     moved_id = three.boards[0].board_id
     three.cut()
     try:
-        wait_for(lambda: pending(three.boards[0]) >= 6, 90, "%s caching while site 3 is cut off" % moved_id)
+        wait_for(lambda: three.boards[0].pending() >= 6, 90, "%s caching while site 3 is cut off" % moved_id)
         # Unplugged at site 3 (its gateway still holds the readings it could not commit) and plugged in at site 1.
         moved = sites.move_board(moved_id, to=1)
-        wait_for(lambda: pending(moved) == 0, 120, "%s to replay through site 1" % moved_id)
+        wait_for(lambda: moved.pending() == 0, 120, "%s to replay through site 1" % moved_id)
     finally:
         three.mend()
     three.node.wait_synced()
     # Site 3's gateway, back on the cluster, writes what it still held: the same readings, stored once.
-    wait_for(lambda: pending(three.boards[0]) == 0, 120, "site 3's remaining board to replay")
+    wait_for(lambda: three.boards[0].pending() == 0, 120, "site 3's remaining board to replay")
     assert "site-1" in sites.find_board(moved_id)[0].name
 
 
 def test_the_whole_cluster_down_and_up_again(sites):
     for n in sites.cluster.nodes:
         n.kill()
-    wait_for(lambda: all(pending(b) >= 6 for s in sites.sites for b in s.boards), 90, "every board caching")
+    wait_for(lambda: all(b.pending() >= 6 for s in sites.sites for b in s.boards), 90, "every board caching")
     said = []
     took = sites.cluster.start(progress=said.append)
     print("whole cluster started again in %.1f s: %s" % (took, "; ".join(said)))

@@ -33,11 +33,6 @@ def step(text):
     say("\n== %s" % text)
 
 
-def pending(board):
-    st = board.status() or {}
-    return (st.get("pending") or 0) + (st.get("inflight") or 0)
-
-
 def stored(sites, boards):
     rows = sites.rows()
     return sum(len(rows.get(b.board_id, [])) for b in boards)
@@ -50,6 +45,16 @@ def first_commit_after(sites, boards, t):
     first = sites.query("SELECT MIN(received_at) FROM plants WHERE board IN (%s) AND received_at > FROM_UNIXTIME(%%s)"
                         % marks, [b.board_id for b in boards] + [t])[0][0]
     return None if first is None else first.replace(tzinfo=datetime.timezone.utc).timestamp() - t
+
+
+def longest_pause(sites, boards, t0, t1):
+    """The longest time between two consecutive commits of `boards` from host time t0 to t1 (received_at)."""
+    marks = ", ".join(["%s"] * len(boards))
+    times = [r[0].replace(tzinfo=datetime.timezone.utc).timestamp() for r in sites.query(
+        "SELECT received_at FROM plants WHERE board IN (%s) AND received_at BETWEEN FROM_UNIXTIME(%%s) AND "
+        "FROM_UNIXTIME(%%s) ORDER BY received_at" % marks, [b.board_id for b in boards] + [t0, t1])]
+    times = [t0] + times
+    return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
 
 
 def main(argv=None):
@@ -94,20 +99,23 @@ def main(argv=None):
         two = sites.site(2)
         others = [b for s in (sites.site(1), sites.site(3)) for b in s.boards]
         two.cut()
-        cut_at = time.monotonic()
+        cut_at, cut_wall = time.monotonic(), time.time()
         wait_for(lambda: (two.node.wsrep() or {}).get("wsrep_cluster_status") == "non-Primary", 60,
                  "node 2 out of the primary component")
         say("  node2: %s" % (two.node.wsrep() or {}).get("wsrep_cluster_status"))
         before = stored(sites, others)
         # The others go on once the cluster has dropped node 2 (after evs.suspect_timeout); site 2 caches.
         wait_for(lambda: stored(sites, others) >= before + 20, 90, "sites 1 and 3 committing without node 2")
-        wait_for(lambda: all(pending(b) >= 20 for b in two.boards), 90, "site 2's boards caching")
+        wait_for(lambda: all(b.pending() >= 20 for b in two.boards), 90, "site 2's boards caching")
         say("  site 2's boards hold %s readings on their cards; sites 1 and 3 stored %d more meanwhile"
-            % (" and ".join(str(pending(b)) for b in two.boards), stored(sites, others) - before))
+            % (" and ".join(str(b.pending()) for b in two.boards), stored(sites, others) - before))
+        pause = longest_pause(sites, others, cut_wall, time.time())
+        say("  sites 1 and 3 paused %.1f s at most: the cluster holds commits until it drops the silent node "
+            "(evs.suspect_timeout)" % pause)
         two.mend()
         mended_at = time.monotonic()
         two.node.wait_synced()
-        wait_for(lambda: all(pending(b) == 0 for b in two.boards), 120, "site 2's boards to replay")
+        wait_for(lambda: all(b.pending() == 0 for b in two.boards), 120, "site 2's boards to replay")
         say("  the link mended after %.0f s cut off; node2 Synced and site 2's cards drained %.1f s later"
             % (mended_at - cut_at, time.monotonic() - mended_at))
 

@@ -116,6 +116,10 @@ class BoardProc:
     def status(self):
         return self.control("status")
 
+    def pending(self):
+        """Readings the board holds that the gateway has not acknowledged (on its card, in flight or not)."""
+        return (self.status() or {}).get("pending") or 0
+
     def stop_sampling(self):
         """No more samples from now on; the board still sends what it holds (a summary can then be final)."""
         reply = self.control("sampling off")
