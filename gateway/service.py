@@ -23,6 +23,7 @@ from gateway.dbconn import DatabaseConfigError, DatabaseError
 from gateway.hourly import HourlyJob
 from gateway.identity import IdentityRegistry
 from gateway.notify import Email, Notifier, Webhook
+from gateway.outagelog import OutageLog
 from gateway.primary import ROUND_PAUSE_S
 from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
@@ -60,6 +61,7 @@ class Writer:
         self.committed_rows = 0
         self.batches = 0
         self.last_error = None
+        self._outage = OutageLog(log, "database")   # the log's account of an outage, thinned (gateway/outagelog.py)
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
         self.on_batch = None           # optional callback(rows, seconds) after each COMMIT (gateway/metrics.py)
@@ -138,7 +140,7 @@ class Writer:
                     self._busy_since = time.monotonic()
                     self.store.check()
                     self._ok.set()
-                    log.info("database is back")
+                    self._outage.recovered()
                     backoff = self.retry_initial_s
                     if self.on_recovered is not None:
                         self.on_recovered()
@@ -264,11 +266,8 @@ class Writer:
                 item[1].rollback(item[2])
 
     def _report(self, err):
-        text = str(err)
-        if text != self.last_error:
-            level = logging.ERROR if isinstance(err, DatabaseConfigError) else logging.WARNING
-            log.log(level, "database: %s", text)
-            self.last_error = text
+        self.last_error = str(err)
+        self._outage.failed(err, logging.ERROR if isinstance(err, DatabaseConfigError) else logging.WARNING)
 
 
 def _sql_time(iso):

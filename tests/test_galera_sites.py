@@ -78,6 +78,7 @@ def test_kill_a_sites_node_its_gateway_moves_to_a_far_node(sites):
 def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):
     two = sites.site(2)
     ids = [b.board_id for b in two.boards]
+    log_before = len(two.gateway.log_text())
     two.cut()
     try:
         wait_for(lambda: (two.node.wsrep() or {}).get("wsrep_cluster_status") == "non-Primary", 60,
@@ -95,6 +96,11 @@ def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):
     two.node.wait_synced()
     wait_for(lambda: all(b.pending() == 0 for b in two.boards), 120, "site 2's boards to replay their caches")
     assert all(stored(sites, b) > during[b] for b in ids)
+    # The gateway retried every 250 ms and each failure named every node; the log said the outage in a few lines
+    # (gateway/outagelog.py: it once took 4 warnings a second) and its end once.
+    wait_for(lambda: "database is back after" in two.gateway.log_text()[log_before:], 30, "the end of the outage")
+    said = [line for line in two.gateway.log_text()[log_before:].splitlines() if " database: " in line]
+    assert 1 <= len(said) <= 4, said
 
 
 def test_a_board_moved_between_sites_during_an_outage_is_stored_once(sites):
