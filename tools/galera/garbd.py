@@ -5,9 +5,9 @@ cannot lose either one: the survivor holds 1 vote of 2 and goes non-Primary (eve
 other comes back. A third member that only votes makes the survivor's side 2 of 3; garbd is that member, cheap
 enough for the gateway's Pi at a third place (or, here, on loopback beside the nodes).
 
-Here it runs in the foreground (no --daemon) as a child process in a new session, its log at <dir>/garbd.log, its
-PID kept in the cluster's galera.json, and is ended by that PID, after checking that the PID is still this garbd
-(its command line names this log file), never by name.
+Here it runs in the foreground (no --daemon) as a child process in a new session, in <dir> (where it keeps its
+gvwstate.dat), its log at <dir>/garbd.log, its PID kept in the cluster's galera.json, and is ended by that PID,
+after checking that the PID is still this garbd (its command line names this log file), never by name.
 """
 
 import os
@@ -70,8 +70,9 @@ class Garbd:
         os.makedirs(self.dir, exist_ok=True)
         start_at = os.path.getsize(self.log) if os.path.exists(self.log) else 0
         with open(self.log, "ab") as out:      # what it says before it opens its --log (a bad option) lands here
+            # cwd: garbd keeps its view of the group (gvwstate.dat) in its working directory
             self._proc = subprocess.Popen(self._command(), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
-                                          start_new_session=True, close_fds=True)
+                                          cwd=self.dir, start_new_session=True, close_fds=True)
         self._pid = self._proc.pid
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
