@@ -16,18 +16,40 @@ def database_lines(db):
     else:
         head = "database: DOWN (%s); boards cache on their cards" % _v(db["error"], "not answering")
     ss = db["semisync"]
-    if ss["policy"] == "off":
+    cluster = db.get("cluster")
+    if ss["policy"] == "off" and cluster is not None:
+        sem = "Galera: a commit is certified by the cluster"
+    elif ss["policy"] == "off":
         sem = "semi-sync not checked (off)"
     elif ss["degraded"] is None:
         sem = "semi-sync %s: no commit checked yet" % ss["policy"]
     else:
         sem = "semi-sync %s: %s" % (ss["policy"], "FELL BACK to asynchronous" if ss["degraded"] else "on")
     lines = ["%s; %s; %d readings committed in %d transactions" % (head, sem, db["committed_rows"], db["batches"])]
-    for s in db["servers"]:
-        lines.append("  server %s: %s" % (s["server"], s["role"]))
+    if cluster is not None:
+        lines.append("  Galera cluster: %d of %d nodes usable (as of %s)" % (
+            cluster["nodes_usable"], len(cluster["nodes"]), _v(cluster.get("checked"), "no look-up yet")))
+        width = max(len(n["server"]) for n in cluster["nodes"]) if cluster["nodes"] else 0
+        lines += [node_line(n, width) for n in cluster["nodes"]]
+    else:
+        for s in db["servers"]:
+            lines.append("  server %s: %s" % (s["server"], s["role"]))
     for u in db["unknown"]:
         lines.append("  not known: %s" % u)
     return lines
+
+
+def node_line(n, width):
+    """One Galera node: in use / usable / NOT usable, its state comment, cluster status and size (or why it is
+    down)."""
+    use = "in use" if n["in_use"] else ("usable" if n["usable"] else "NOT usable")
+    if n.get("error"):
+        what = "down (%s)" % n["error"]
+    else:
+        what = ", ".join(x for x in (n["state"] or "not ready", n["status"],
+                                     None if n["size"] is None else "size %s" % n["size"],
+                                     None if n["ready"] in ("ON", None) else "wsrep_ready=%s" % n["ready"]) if x)
+    return "  node %-*s %-10s %s" % (width, n["server"], use, what)
 
 
 def board_line(b, width):

@@ -8,7 +8,8 @@ gone hides whether the board is silent; a silent board hides whether the databas
 
 The database part says what the gateway knows (the server it writes to, the configured servers, the semi-sync
 policy and what the last commits showed) and names what it does not know (replica lag: the gateway's
-least-privilege account reads no replica's status).
+least-privilege account reads no replica's status). On a Galera cluster it carries each node as the last look-up
+round found it (gateway/galera.py), and what it does not know is how the nodes changed since that round.
 """
 
 import json
@@ -72,14 +73,20 @@ def database_view(writer, db_cfg):
     if cluster is not None:       # a Galera cluster: every synced node is writable (gateway/galera.py)
         servers = [{"server": n["server"], "role": ("synced, in use" if n["in_use"] else "synced") if n["usable"]
                     else "%s, %s" % (n["state"] or "down", n["status"] or n["error"])} for n in cluster["nodes"]]
+        cluster = dict(cluster, checked=_iso(cluster["checked_at"]),
+                       nodes_usable=sum(1 for n in cluster["nodes"] if n["usable"]))
+        unknown = ["how the nodes changed since %s: the gateway looks at them when it connects and after trouble "
+                   "(python -m tools.galera show, or SHOW STATUS LIKE 'wsrep_%%' on a node, says now)"
+                   % (cluster["checked"] or "its last look-up")]
+    else:
+        unknown = ["replica lag and replica threads: the gateway's least-privilege account reads no replica's "
+                   "status (tools/rpl shows them with an admin account)"]
     ss = d["semisync"]
+    if ss["policy"] != "off" and ss["degraded"] is None:
+        unknown.append("semi-sync state: no commit checked yet")
     return {"cluster": cluster, "ok": d["ok"], "error": None if d["ok"] else d["last_error"], "last_error": d["last_error"],
             "in_use": in_use, "servers": servers, "semisync": ss, "committed_rows": d["committed_rows"],
-            "batches": d["batches"], "queued": d["queued"],
-            "unknown": ["replica lag and replica threads: the gateway's least-privilege account reads no replica's "
-                        "status (tools/rpl shows them with an admin account)"] +
-                       (["semi-sync state: no commit checked yet"] if ss["policy"] != "off" and ss["degraded"] is None
-                        else [])}
+            "batches": d["batches"], "queued": d["queued"], "unknown": unknown}
 
 
 def gateway_view(gateway, now=None, silent_after_s=30.0, dashboard_url=None):

@@ -9,7 +9,9 @@ Each node is a tools.dbserver.PrivateServer with the wsrep settings on top. Gale
 * the first node of a new cluster bootstraps it (`--wsrep-new-cluster`, what `galera_new_cluster` does); every
   other node joins through `wsrep_cluster_address` and receives the data by SST (first time) or IST;
 * `evs.suspect_timeout` (how long a silent node stays in the component before the others drop it) decides how
-  long a survivor holds commits after a node's sudden death; the default here is Galera's own, 5 s.
+  long a survivor holds commits after a node's sudden death; the default here is Galera's own, 5 s;
+* optionally one arbitrator (garbd, tools/galera/garbd.py): a vote without data, started after the nodes, its
+  gmcast port and PID kept in galera.json; with two nodes it is what keeps the survivor of one loss Primary.
 
 Everything this module starts is ended by the PID it started (PrivateServer), never by name.
 """
@@ -26,11 +28,14 @@ import time
 import pymysql
 
 from tools.dbserver import PrivateServer, ServerError, free_port
+from tools.galera.garbd import GARBD, Garbd, GarbdError
 
 PROVIDER = "/usr/lib/galera/libgalera_smm.so"
 STATE_FILE = "galera.json"
 SYNC_TIMEOUT = 180.0        # a joiner's SST on a loaded 2-core machine
 START_TIMEOUT = 180.0       # mariadbd opens its socket only after the state transfer
+LEAVE_TIMEOUT = 60.0        # an isolated node leaves the primary component after about evs.suspect_timeout
+GARBD_TIMEOUT = 60.0        # garbd joins in a second or two: it receives no state
 
 
 class GaleraError(Exception):
@@ -232,13 +237,22 @@ class Cluster:
                                  ports=(n["gmcast"], n["ist"], n["sst"]),
                                  suspect_timeout=state["suspect_timeout"])
                       for n in state["nodes"]]
+        g = state.get("garbd")
+        self.garbd = None if g is None else Garbd(
+            os.path.join(self.dir, "garbd"), cluster_name=state["name"],
+            gcomm_ports=[m["gmcast"] for m in state["nodes"]], gmcast_port=g["gmcast"],
+            suspect_timeout=state["suspect_timeout"], pid=g.get("pid"))
 
     @classmethod
-    def create(cls, directory, nodes=3, suspect_timeout=5.0, name="soil-galera", progress=None):
-        """Make and start a new cluster: node 1 bootstraps, the others join one by one (SST by rsync)."""
+    def create(cls, directory, nodes=3, suspect_timeout=5.0, name="soil-galera", progress=None, garbd=False):
+        """Make and start a new cluster: node 1 bootstraps, the others join one by one (SST by rsync); with
+        garbd, one arbitrator joins last."""
         if not os.path.exists(PROVIDER):
             raise GaleraError("the Galera provider %s is missing: install galera-4 (tools/ensure-galera.sh)"
                               % PROVIDER)
+        if garbd and not os.access(GARBD, os.X_OK):
+            raise GaleraError("the Galera arbitrator %s is missing: install galera-arbitrator-4 "
+                              "(tools/ensure-galera.sh)" % GARBD)
         if shutil.which("rsync") is None:
             raise GaleraError("rsync is missing (the nodes' state transfer): install rsync")
         directory = os.path.abspath(directory)
@@ -259,9 +273,15 @@ class Cluster:
             raise GaleraError("no free port")
         state = {"name": name, "suspect_timeout": float(suspect_timeout),
                  "nodes": [{"index": i + 1, "gmcast": port(), "ist": port(), "sst": port()} for i in range(nodes)]}
+        if garbd:
+            state["garbd"] = {"gmcast": port(), "pid": None}
         cluster = cls(directory, state)
         cluster.save()
-        cluster.start(progress=progress, fresh=True)
+        try:
+            cluster.start(progress=progress, fresh=True)
+        except BaseException:
+            cluster.close()         # nothing half-started is left behind (the folder stays, for its logs)
+            raise
         return cluster
 
     @classmethod
@@ -273,6 +293,8 @@ class Cluster:
             raise GaleraError("no cluster in %s (%s); create one first" % (directory, exc)) from None
 
     def save(self):
+        if self.garbd is not None:
+            self.state["garbd"]["pid"] = self.garbd.pid
         path = os.path.join(self.dir, STATE_FILE)
         with open(path + ".tmp", "w") as f:
             json.dump(self.state, f, indent=2)
@@ -309,7 +331,29 @@ class Cluster:
             n.start()
             n.wait_synced()
             say("%s joined, Synced after %.1f s" % (n.name, time.monotonic() - t0))
+        if self.garbd is not None and not self.garbd.running:
+            self.start_garbd()
+            say("garbd joined, cluster size %s after %.1f s" % (self._size(), time.monotonic() - t0))
         return time.monotonic() - t0
+
+    def _size(self):
+        for n in self.nodes:
+            st = n.wsrep()
+            if st and st.get("wsrep_cluster_status") == "Primary":
+                return int(st.get("wsrep_cluster_size") or 0)
+        return None
+
+    def start_garbd(self, timeout=GARBD_TIMEOUT):
+        """Start the arbitrator; on return a Primary node counts it (size = running nodes + 1)."""
+        running = [n for n in self.nodes if n.running]
+        if not running:
+            raise GaleraError("no node runs: garbd needs a cluster to join (use start)")
+        try:
+            self.garbd.start(lambda: self._size() == len(running) + 1, timeout=timeout)
+        except GarbdError as exc:
+            raise GaleraError(str(exc)) from None
+        finally:
+            self.save()
 
     def _bootstrap_candidate(self):
         """(node, why): the node to start a stopped cluster from: the one marked safe (the last to stop cleanly),
@@ -342,12 +386,53 @@ class Cluster:
         return time.monotonic() - t0
 
     def stop(self):
-        """Stop the nodes one by one (the last one stopped is safe to bootstrap from)."""
+        """Stop garbd (it leaves the group cleanly), then the nodes one by one (the last one stopped is safe to
+        bootstrap from)."""
+        if self.garbd is not None:
+            self.garbd.stop()
+            self.save()
         for n in self.nodes:
             n.stop()
 
     def kill(self, index):
         self.node(index).kill()
+
+    def isolate(self, index, timeout=LEAVE_TIMEOUT):
+        """Cut a node off the group (gmcast.isolate=1) and wait until it has left the primary component; the
+        seconds that took."""
+        n = self._running_node(index)
+        t0 = time.monotonic()
+        self._set_isolate(n, True)
+        deadline = t0 + timeout
+        while time.monotonic() < deadline:
+            st = n.wsrep()
+            if st and st.get("wsrep_cluster_status") != "Primary":
+                return time.monotonic() - t0
+            if not n.running:
+                raise GaleraError("%s exited while leaving the group; error log %s" % (n.name, n.error_log))
+            time.sleep(0.2)
+        raise GaleraError("%s still in the primary component %.0f s after gmcast.isolate=1" % (n.name, timeout))
+
+    def heal(self, index, timeout=SYNC_TIMEOUT):
+        """Undo isolate (gmcast.isolate=0) and wait until the node is Synced in the primary component again."""
+        n = self._running_node(index)
+        t0 = time.monotonic()
+        self._set_isolate(n, False)
+        n.wait_synced(timeout)
+        return time.monotonic() - t0
+
+    def _running_node(self, index):
+        n = self.node(index)
+        if not n.running:
+            raise GaleraError("%s is not running (rejoin --node %d starts it)" % (n.name, n.index))
+        return n
+
+    @staticmethod
+    def _set_isolate(n, on):
+        try:
+            n.isolate(on)
+        except pymysql.MySQLError as exc:
+            raise GaleraError("%s did not take gmcast.isolate=%d: %s" % (n.name, 1 if on else 0, exc)) from None
 
     def show(self):
         """One dict per node: index, ports, pid, and its wsrep state (None fields when it does not answer)."""
@@ -361,8 +446,18 @@ class Cluster:
                         "seqno": st.get("wsrep_last_committed")})
         return out
 
+    def garbd_state(self):
+        """{"pid", "gmcast", "running", "log"} of the arbitrator, or None for a cluster without one."""
+        if self.garbd is None:
+            return None
+        return {"pid": self.garbd.pid, "gmcast": self.garbd.gmcast_port, "running": self.garbd.running,
+                "log": self.garbd.log}
+
     def close(self):
-        """End every node by its PID (kill: the tests' clean-up, quick even for a node stuck without quorum)."""
+        """End garbd and every node by its PID (kill: the tests' clean-up, quick even for a node stuck without
+        quorum)."""
+        if self.garbd is not None:
+            self.garbd.kill()
         for n in self.nodes:
             try:
                 n.kill()

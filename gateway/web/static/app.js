@@ -69,15 +69,39 @@ function drawDatabase(db) {
   const add = (k, v, cls) => { dl.append(el("dt", {}, k)); dl.append(el("dd", cls ? {class: cls} : {}, v)); };
   add("state", db.ok ? "taking writes" : "down: " + (db.error || "not answering"), db.ok ? "good" : "bad");
   add("server in use", db.in_use || "not connected yet");
-  if (db.servers.length) add("servers", db.servers.map(s => s.server + ": " + s.role).join("; "));
+  if (db.servers.length && !db.cluster) add("servers", db.servers.map(s => s.server + ": " + s.role).join("; "));
   const ss = db.semisync;
-  add("semi-sync", ss.policy === "off" ? "not checked (semisync = off)" :
+  if (db.cluster && ss.policy === "off") add("commits", "Galera: a commit is certified by the cluster");
+  else add("semi-sync", ss.policy === "off" ? "not checked (semisync = off)" :
       ss.policy + ": " + (ss.degraded === null ? "no commit checked yet" : ss.degraded ?
       "FELL BACK to asynchronous" : "on") + (ss.reduced_acks ? ", " + ss.reduced_acks + " acks on the primary only" : ""),
       ss.degraded ? "bad" : "");
   add("committed", db.committed_rows + " readings in " + db.batches + " transactions");
   for (const u of db.unknown) add("not known", u);
   box.replaceChildren(dl);
+  drawCluster(db.cluster);
+}
+
+// A Galera cluster (gateway/galera.py): each node as the gateway's last look-up round found it. Hidden otherwise.
+function drawCluster(cluster) {
+  const section = document.getElementById("cluster-section");
+  section.hidden = !cluster;
+  if (!cluster) return;
+  document.getElementById("cluster-note").textContent = "(Galera: " + cluster.nodes_usable + " of " +
+    cluster.nodes.length + " nodes usable, as of " + (cluster.checked ?
+    new Date(cluster.checked).toLocaleTimeString() : "no look-up yet") + ")";
+  const body = document.querySelector("#cluster tbody");
+  body.replaceChildren(...cluster.nodes.map(n => {
+    const tr = el("tr", {class: "node " + (n.usable ? "usable" : "unusable"), "data-server": n.server,
+                         "data-in-use": String(n.in_use), "data-usable": String(n.usable)});
+    const cells = [[n.server], [n.in_use ? "in use" : "", n.in_use ? "good" : ""],
+                   [n.error ? "down: " + n.error : (n.state || "not ready"), n.error ? "bad" : ""],
+                   [n.status || "-", n.status === "Primary" ? "" : "bad"], [n.size === null ? "-" : n.size],
+                   [n.usable ? "yes" : "no", n.usable ? "good" : "bad"]];
+    for (const [text, cls] of cells) tr.append(el("td", cls ? {class: cls} : {}, text));
+    return tr;
+  }));
+  if (!cluster.nodes.length) body.append(emptyRow(6, "no node configured"));
 }
 
 async function pollStatus() {
