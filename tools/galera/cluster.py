@@ -94,6 +94,7 @@ class GaleraNode(PrivateServer):
         self.gmcast_port, self.ist_port, self.sst_port = ports
         self.suspect_timeout = float(suspect_timeout)
         self.bootstrap = False                   # True: start a new cluster from this node's data
+        self.start_position = None               # "uuid:seqno" InnoDB recovered after a crash (see start_after_crash)
 
     # PrivateServer runs the server as root; rsync SST wants the mysql user (and so does a real install).
     def _as_root(self):
@@ -142,6 +143,8 @@ class GaleraNode(PrivateServer):
         ]
         if self.bootstrap:
             cmd.append("--wsrep-new-cluster")
+        if self.start_position:
+            cmd.append("--wsrep-start-position=" + self.start_position)
         return cmd
 
     # -- what the node says --------------------------------------------------------------------------------
@@ -191,22 +194,35 @@ class GaleraNode(PrivateServer):
         safe = re.search(r"^safe_to_bootstrap:\s*(\d)", text, re.M)
         return (int(seq.group(1)) if seq else None), bool(safe and safe.group(1) == "1")
 
-    def recovered_seqno(self, timeout=120):
-        """The last transaction this node's InnoDB committed, by `mariadbd --wsrep-recover` (what the service's
-        start script does): a node that was killed wrote seqno -1 in grastate.dat, so after a whole cluster died at
-        once only this tells which node saw the last commit. None when the recovery prints no position."""
+    def recovered_position(self, timeout=120):
+        """("uuid", seqno) of the last transaction this node's InnoDB committed, by `mariadbd --wsrep-recover`
+        (what Debian's service does through galera_recovery): a node that was killed wrote seqno -1 in
+        grastate.dat, so after a crash only this tells how far it got. None when the recovery prints no position."""
         log = os.path.join(self.base_dir, "wsrep-recover.log")
         open(log, "w").close()
         _chown_tree(self.base_dir, _mysql_ids())
-        cmd = [c for c in self._command() if not c.startswith("--log-error=")]
+        cmd = [c for c in self._command() if not c.startswith(("--log-error=", "--wsrep-start-position="))]
         try:
             subprocess.run(cmd + ["--wsrep-recover", "--log-error=" + log], stdin=subprocess.DEVNULL,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=timeout)
         except subprocess.TimeoutExpired:
             return None
         with open(log, errors="replace") as f:
-            found = re.findall(r"Recovered position:\s*[0-9a-f-]+:(-?\d+)", f.read())
-        return int(found[-1]) if found else None
+            found = re.findall(r"Recovered position:\s*([0-9a-f-]+):(-?\d+)", f.read())
+        return (found[-1][0], int(found[-1][1])) if found else None
+
+    def start_after_crash(self):
+        """Start a node whose grastate.dat says seqno -1 (it was killed) from the position InnoDB recovered, as the
+        service's start script does: the bootstrap node then continues the cluster's history instead of starting a
+        new one (which makes every joiner throw its data away for a full state transfer), and a joiner can catch up
+        by IST. Returns the recovered seqno (None: started without a position)."""
+        pos = self.recovered_position()
+        self.start_position = "%s:%d" % pos if pos and pos[1] >= 0 else None
+        try:
+            self.start()
+        finally:
+            self.start_position = None
+        return pos[1] if pos else None
 
     def mark_safe_to_bootstrap(self):
         path = os.path.join(self.datadir, "grastate.dat")
@@ -320,7 +336,7 @@ class Cluster:
                 first.mark_safe_to_bootstrap()
             first.bootstrap = True
             try:
-                first.start()
+                first.start_after_crash() if first.grastate()[0] == -1 else first.start()
             finally:
                 first.bootstrap = False
             first.wait_synced()
@@ -328,7 +344,7 @@ class Cluster:
         for n in order:
             if n.running:
                 continue
-            n.start()
+            n.start_after_crash() if n.grastate()[0] == -1 else n.start()
             n.wait_synced()
             say("%s joined, Synced after %.1f s" % (n.name, time.monotonic() - t0))
         if self.garbd is not None and not self.garbd.running:
@@ -367,7 +383,8 @@ class Cluster:
         for n, seqno, _ in states:
             how = "grastate.dat"
             if seqno is None or seqno < 0:
-                seqno, how = n.recovered_seqno(), "recovered from InnoDB"
+                pos = n.recovered_position()
+                seqno, how = (pos[1] if pos else None), "recovered from InnoDB"
             seqnos.append((-2 if seqno is None else seqno, n, how))
         seqno, node, how = max(seqnos, key=lambda s: s[0])
         return node, "the last commit, seqno %d %s; %s" % (seqno, how, ", ".join(
@@ -381,7 +398,7 @@ class Cluster:
         if not any(m.running for m in self.nodes if m is not n):
             raise GaleraError("no other node runs: use start (it bootstraps the cluster)")
         t0 = time.monotonic()
-        n.start()
+        n.start_after_crash() if n.grastate()[0] == -1 else n.start()   # killed: from its recovered position
         n.wait_synced()
         return time.monotonic() - t0
 
