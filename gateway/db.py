@@ -185,7 +185,8 @@ class ReadingStore:
             if self.cfg.servers:
                 target = find_primary(self.cfg, view=self._cluster)
                 if self._target is not None and (target.host, target.port) != (self._target.host, self._target.port):
-                    log.warning("the primary is now %s:%s (was %s:%s)", target.host, target.port,
+                    log.warning("now writing to Galera node %s:%s (was %s:%s)" if self._cluster.is_galera() else
+                                "the primary is now %s:%s (was %s:%s)", target.host, target.port,
                                 self._target.host, self._target.port)
             self._conn = connect(target)
             self._target = target

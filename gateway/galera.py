@@ -92,10 +92,14 @@ class ClusterView:
         self.roles = list(roles)
         self.checked_at = time.time()
 
+    def is_galera(self):
+        """Whether the last look-up round found Galera nodes (then there is no primary: every synced node writes)."""
+        return any(r.wsrep is not None for r in self.roles)
+
     def state(self, in_use):
         """None unless the last round was a Galera one; else {"kind", "checked_at", "nodes": [{"server",
         "in_use", "usable", "state", "status", "ready", "size", "error"}]}. in_use is (host, port) or None."""
-        if not self.roles or not any(r.wsrep is not None for r in self.roles):
+        if not self.is_galera():
             return None
         nodes = []
         for r in self.roles:

@@ -227,7 +227,7 @@ def test_kill_the_gateways_node_nothing_lost_nothing_doubled(cluster, tmp_path):
             return me.get("in_use") and me.get("usable") and nodes["127.0.0.1:%d" % n1.port]["usable"] is False
         wait_for(cluster_in_status, 60, "the status snapshot to show node 2 in use and node 1 down")
         log = s.gateway.log_text()
-        assert "the primary is now 127.0.0.1:%d" % n2.port in log
+        assert "now writing to Galera node 127.0.0.1:%d" % n2.port in log
     finally:
         s.db = None            # the cluster fixture ends the nodes (by their PIDs)
         s.close()

@@ -70,7 +70,7 @@ def test_kill_a_sites_node_its_gateway_moves_to_a_far_node(sites):
     one.node.kill()
     wait_for(lambda: (one.in_use() or "").endswith("(via the link)"), 90, "site 1's gateway on a far node")
     more_rows(sites, [b.board_id for b in one.boards], 5, what="site 1's boards committing through a far node")
-    assert "the primary is now" in one.gateway.log_text()
+    assert "now writing to Galera node" in one.gateway.log_text()
     sites.cluster.rejoin(1)
     wait_for(one.node.synced, 60, "node 1 Synced again")
 
