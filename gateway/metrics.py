@@ -13,14 +13,14 @@ same rules: GET and HEAD only, localhost by default (Host header checked), a Bea
 """
 
 import logging
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from gateway.alerts import KINDS
+from gateway.httpserve import EndpointServer
 from gateway.web.auth import Guard
 
 log = logging.getLogger("gateway.metrics")
@@ -140,7 +140,6 @@ class MetricsServer:
         self.metrics = Metrics(gateway)
         self.guard = Guard(cfg.token, cfg.local)
         self.httpd = None
-        self._thread = None
         self.url = None
         self.scrapes = 0
 
@@ -149,23 +148,16 @@ class MetricsServer:
 
     def start(self):
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer((self.cfg.bind, self.cfg.port), handler)
-        self.httpd.daemon_threads = True
-        host, port = self.httpd.server_address[:2]
-        self.url = "http://%s:%d/metrics" % ("[%s]" % host if ":" in host else host, port)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="metrics", daemon=True)
-        self._thread.start()
+        self.httpd = EndpointServer((self.cfg.bind, self.cfg.port), handler, "metrics", log)
+        self.url = self.httpd.url("/metrics")
+        self.httpd.start()
         log.info("metrics: %s%s", self.url, "" if self.cfg.local else " (Bearer token required)")
         return self.url
 
     def stop(self):
         if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            self.httpd.stop()
             self.httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
 
 
 class _Handler(BaseHTTPRequestHandler):

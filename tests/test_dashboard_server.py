@@ -7,6 +7,7 @@ import dataclasses
 import http.client
 import json
 import socket
+import struct
 import subprocess
 import sys
 import time
@@ -384,3 +385,19 @@ def test_status_prints_the_running_service(serve, clean_db, tmp_path):
     proc = subprocess.run([sys.executable, "-m", "gateway", "status", "--url", "http://127.0.0.1:%d/" % port],
                           cwd=ROOT, env=process_env(), capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and proc.stderr.startswith("soil-gateway: the gateway at") and "HTTP 401" in proc.stderr
+
+
+def test_a_client_that_goes_away_leaves_no_traceback(serve, capfd):
+    """A browser closed (or a page reloaded) in the middle of an answer: the server's write meets a reset
+    connection. That is the client's doing: one debug line at most, never a traceback in the gateway's log (seen in
+    make demo-galera: BrokenPipeError from the dashboard's handler), and the next client is served."""
+    gw = serve()
+    parts = urllib.parse.urlsplit(gw.dashboard.url)
+    for _ in range(20):
+        s = socket.create_connection((parts.hostname, parts.port), timeout=5)
+        s.sendall(b"GET /static/app.js HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))   # close with RST
+        s.close()
+    assert request(gw.dashboard.url, "/api/status")[0] == 200
+    err = capfd.readouterr().err
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "ConnectionResetError" not in err, err[-2000:]

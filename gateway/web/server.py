@@ -16,11 +16,11 @@ Content-Security-Policy that allows only the gateway's own scripts and styles.
 
 import logging
 import os
-import threading
 import urllib.parse
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from gateway.dbconn import DatabaseError
+from gateway.httpserve import EndpointServer
 from gateway.web import data, state
 from gateway.web.auth import Guard
 
@@ -50,30 +50,21 @@ class DashboardServer:
         self.redactor = state.Redactor(gateway.config.database, cfg.token)
         self.chart = data.ChartData(gateway.config.database)
         self.httpd = None
-        self._thread = None
         self.url = None
         self.requests = 0
 
     def start(self):
         handler = type("Handler", (_Handler,), {"app": self})
-        self.httpd = ThreadingHTTPServer((self.cfg.bind, self.cfg.port), handler)
-        self.httpd.daemon_threads = True
-        host, port = self.httpd.server_address[:2]
-        shown = "[%s]" % host if ":" in host else host
-        self.url = "http://%s:%d/" % (shown, port)
-        self._thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.5},
-                                        name="dashboard", daemon=True)
-        self._thread.start()
+        self.httpd = EndpointServer((self.cfg.bind, self.cfg.port), handler, "dashboard", log)
+        self.url = self.httpd.url("/")
+        self.httpd.start()
         log.info("dashboard: %s%s", self.url, "" if self.cfg.local else " (token required)")
         return self.url
 
     def stop(self):
         if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            self.httpd.stop()
             self.httpd = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
         self.chart.close()
 
     # --- the answers, as (status, content type, body bytes) --------------------------------------------------
