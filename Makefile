@@ -79,7 +79,7 @@ demo-ha: deps
 	$(PY) -m tools.demo.ha
 
 # Several sites on one Galera cluster: a node killed and a site cut off while boards stream, every reading once.
-demo-galera: deps
+demo-galera: deps browser
 	$(PY) -m tools.demo.galera
 
 test: deps browser

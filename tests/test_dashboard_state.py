@@ -64,3 +64,37 @@ def test_a_replay_draining_the_card_and_who_publishes_in_a_pair():
     rig.clock.t += PUBLISHING_WINDOW_S + 1
     rig.feed(status())
     assert view(rig)["collector"] == "standing by"
+
+
+GALERA_DOWN = ("no synced Galera node in the primary component: 127.0.0.1:60211 Initialized, non-Primary, "
+               "wsrep_ready=OFF; 127.0.0.1:40351 down (database soil_gateway@127.0.0.1:40351 unavailable: lost "
+               "connection to the server (error 2013: Lost connection to MySQL server during query ([Errno 104] "
+               "Connection reset by peer))); 127.0.0.1:38001 down (database soil_gateway@127.0.0.1:38001 "
+               "unavailable: cannot connect (is the server running and the port right?) (error 2003: Can't "
+               "connect to MySQL server on '127.0.0.1' ([Errno 104] Connection reset by peer)))")
+
+
+def test_a_board_waiting_for_the_database_says_so_briefly():
+    """Every board's card repeated the database's whole message (600 characters on a Galera cluster, seen in
+    make demo-galera's screenshot); the Database panel has it once. A board says the gist, in one short line."""
+    rig = Rig()
+    rig.hello()
+    rig.feed(status())
+    why = view(rig, db_ok=False, db_error=GALERA_DOWN)["why"]
+    assert why.startswith("database down: no synced Galera node in the primary component")
+    assert len(why) <= 140 and "Errno" not in why, why
+    why = view(rig, db_ok=False, db_error="database soil_gateway@127.0.0.1:40097 unavailable: cannot connect (is "
+                                          "the server running and the port right?) (error 2003: ...)")["why"]
+    assert why == "database down: database soil_gateway@127.0.0.1:40097 unavailable: cannot connect", why
+
+
+def test_a_port_no_board_has_spoken_on_is_not_caching():
+    """A configured port that has never had a board on it (a spare, or a board not plugged in yet) holds no
+    readings the gateway knows of: it is `unseen`, not `caching`."""
+    rig = Rig()
+    v = view(rig, port=Port(False, "[Errno 2] No such file"))
+    assert (v["state"], v["cause"]) == ("unseen", "port")
+    assert view(rig)["state"] == "unseen"
+    rig.hello()
+    v = view(rig, port=Port(False, "[Errno 2] No such file"))
+    assert (v["state"], v["cause"]) == ("caching", "port")      # it spoke: now its readings wait on its card

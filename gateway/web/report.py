@@ -42,7 +42,10 @@ def database_lines(db):
 def node_line(n, width):
     """One Galera node: in use / usable / NOT usable, its state comment, cluster status and size (or why it is
     down)."""
-    use = "in use" if n["in_use"] else ("usable" if n["usable"] else "NOT usable")
+    if n["in_use"]:
+        use = "in use" if n["usable"] else "last used"      # the node it wrote to until trouble, now unusable
+    else:
+        use = "usable" if n["usable"] else "NOT usable"
     if n.get("error"):
         what = "down (%s)" % n["error"]
     else:
@@ -69,8 +72,11 @@ def render(status, events=None, events_error=None):
     lines += database_lines(status["database"])
     boards = status["boards"]
     width = max([10] + [len(_v(b["board"], "(no hello)")) for b in boards])
-    lines.append("boards (%d): %d online, %d caching" % (len(boards), sum(b["state"] == "online" for b in boards),
-                                                         sum(b["state"] == "caching" for b in boards)))
+    unseen = sum(b["state"] == "unseen" for b in boards)
+    lines.append("boards (%d): %d online, %d caching%s" % (len(boards), sum(b["state"] == "online" for b in boards),
+                                                           sum(b["state"] == "caching" for b in boards),
+                                                           ", %d port(s) with no board seen yet" % unseen
+                                                           if unseen else ""))
     lines += [board_line(b, width) for b in boards]
     alerts = status.get("open_alerts") or []
     if not status.get("alerts_enabled", True):

@@ -84,7 +84,7 @@ class DashboardServer:
         except data.UnknownRange as e:
             return 400, self.redactor.json({"error": str(e)})
         except DatabaseError as e:
-            return 503, self.redactor.json({"error": "database unavailable: %s" % e})
+            return 503, self.redactor.json({"error": "database unavailable: %s" % state.brief(str(e))})
         return None
 
 

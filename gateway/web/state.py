@@ -24,8 +24,18 @@ def _iso(epoch):
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
 
 
+BRIEF_MAX = 120              # characters of the database's message a board's card repeats
+
+
+def brief(message):
+    """The gist of a database message for a board's card: up to its first parenthesised detail, at most BRIEF_MAX
+    characters. The whole message is shown once, in the database's part of the page."""
+    text = message.split(" (", 1)[0]
+    return text if len(text) <= BRIEF_MAX else text[:BRIEF_MAX - 3].rstrip() + "..."
+
+
 def board_view(session, transport, db_ok, db_error, now, silent_after_s):
-    """One board's card on the page: identity, online/caching and why, pending, card, clock, fw, role."""
+    """One board's card on the page: identity, online / caching / unseen and why, pending, card, clock, fw, role."""
     b = session.board_state()
     port = transport.status()
     last = b["last_status"] or {}
@@ -41,13 +51,15 @@ def board_view(session, transport, db_ok, db_error, now, silent_after_s):
         why = ("board silent: no frame for %.0f s" % frame_age) if frame_age is not None else \
             "board silent: no frame since the port opened"
     elif not db_ok:
-        cause, why = "database", "database down: %s" % (db_error or "not answering")
+        cause, why = "database", "database down: %s" % (brief(db_error) if db_error else "not answering")
     pending = last.get("pending")
     replaying = (cause is None and b["last_reading_source"] == "replay" and reading_age is not None
                  and reading_age < PUBLISHING_WINDOW_S)
     view = {
         "port": session.cfg.name, "board": b["board"], "role": b["role"], "boot": b["boot"], "fw": b["fw"],
-        "state": "online" if cause is None else "caching", "cause": cause, "why": why,
+        # A port no board has said hello on since the gateway started holds nothing it knows of: `unseen`.
+        "state": "online" if cause is None else ("caching" if b["board"] is not None else "unseen"),
+        "cause": cause, "why": why,
         "replaying": replaying, "pending": pending, "dropped": last.get("dropped"), "card": last.get("card"),
         "clock": last.get("clock"), "journal_bytes": last.get("journal_bytes"),
         "board_time": last.get("board_time"), "last_frame_s": None if frame_age is None else round(frame_age, 1),
@@ -74,7 +86,8 @@ def database_view(writer, db_cfg):
         servers = [{"server": n["server"], "role": ("synced, in use" if n["in_use"] else "synced") if n["usable"]
                     else "%s, %s" % (n["state"] or "down", n["status"] or n["error"])} for n in cluster["nodes"]]
         cluster = dict(cluster, checked=_iso(cluster["checked_at"]),
-                       nodes_usable=sum(1 for n in cluster["nodes"] if n["usable"]))
+                       nodes_usable=sum(1 for n in cluster["nodes"] if n["usable"]),
+                       nodes=[dict(n, error=brief(n["error"]) if n["error"] else None) for n in cluster["nodes"]])
         unknown = ["how the nodes changed since %s: the gateway looks at them when it connects and after trouble "
                    "(python -m tools.galera show, or SHOW STATUS LIKE 'wsrep_%%' on a node, says now)"
                    % (cluster["checked"] or "its last look-up")]

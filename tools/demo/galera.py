@@ -19,6 +19,7 @@ import shutil
 import sys
 import time
 
+from tools.browser import chromium
 from tools.demo.stack import ROOT, wait_for
 from tools.dbserver import ServerError
 from tools.galera.cluster import GaleraError
@@ -57,6 +58,33 @@ def longest_pause(sites, boards, t0, t1):
     return max(b - a for a, b in zip(times, times[1:])) if len(times) > 1 else None
 
 
+def open_dashboard(site, failures):
+    """A headless browser on the site's dashboard (its gateway serves it on localhost), or None without one."""
+    why = chromium.missing()
+    if why:
+        failures.append("no screenshot of the dashboard: %s" % why)
+        return None
+    page = chromium.Browser()
+    try:
+        page.open(site.gateway.dashboard_url())
+    except BaseException:
+        page.close()
+        raise
+    return page
+
+
+def photograph(page, js, path):
+    """Once the page shows what `js` tests, a screenshot of it at `path`."""
+    if page is None:
+        return None
+    try:
+        page.wait(js, 30)
+        page.screenshot(path)
+    finally:
+        page.close()
+    return path
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="demo-galera", description=__doc__.split("\n\n")[0])
     p.add_argument("--run-dir", default=os.path.join(ROOT, "run", "demo-galera"))
@@ -74,7 +102,7 @@ def main(argv=None):
                              progress=lambda t: say("  " + t))
 
         step("2. three sites: a gateway (its own node first) and two boards each")
-        sites.start(interval_ms=500, status_interval_ms=1000)
+        sites.start(interval_ms=500, status_interval_ms=1000, dashboards=True)
         wait_for(lambda: all(s.in_use() == s.node.name for s in sites.sites), 60, "each site on its own node")
         wait_for(lambda: all(len(sites.rows().get(b, [])) >= 5 for b in sites.board_ids()), 60, "readings")
         for s in sites.sites:
@@ -98,6 +126,7 @@ def main(argv=None):
         step("4. site 2 cut off: its node leaves the quorum, its links to the far nodes go down")
         two = sites.site(2)
         others = [b for s in (sites.site(1), sites.site(3)) for b in s.boards]
+        page = open_dashboard(two, failures)
         two.cut()
         cut_at, cut_wall = time.monotonic(), time.time()
         wait_for(lambda: (two.node.wsrep() or {}).get("wsrep_cluster_status") == "non-Primary", 60,
@@ -109,6 +138,11 @@ def main(argv=None):
         wait_for(lambda: all(b.pending() >= 20 for b in two.boards), 90, "site 2's boards caching")
         say("  site 2's boards hold %s readings on their cards; sites 1 and 3 stored %d more meanwhile"
             % (" and ".join(str(b.pending()) for b in two.boards), stored(sites, others) - before))
+        shot = photograph(page, "document.getElementById('cluster').textContent.includes('non-Primary') && "
+                                "document.getElementById('boards').textContent.includes('caching')",
+                          os.path.join(args.run_dir, "site-2-cut-off.png"))
+        if shot:
+            say("  site 2's dashboard while it is cut off: %s" % os.path.relpath(shot, ROOT))
         pause = longest_pause(sites, others, cut_wall, time.time())
         say("  sites 1 and 3 paused %.1f s at most: the cluster holds commits until it drops the silent node "
             "(evs.suspect_timeout)" % pause)

@@ -129,14 +129,16 @@ class Sites:
     def board_ids(self):
         return [b.board_id for s in self.sites for b in s.boards]
 
-    def start(self, wait_ms=300, **board_options):
-        """Every site's boards, then its gateway (listing its boards and its spare port)."""
+    def start(self, wait_ms=300, dashboards=False, **board_options):
+        """Every site's boards, then its gateway (listing its boards and its spare port); with `dashboards`, each
+        gateway serves its dashboard on a free localhost port (Site.gateway.dashboard_url())."""
         letters = "abcdefgh"
         for s in self.sites:
             for k in range(self.boards_per_site):
                 s.stack.start_board("%s-%s" % (s.name, letters[k]), **dict(board_options, seed=s.index * 10 + k))
         for s in self.sites:
-            s.stack.start_gateway(boards=list(s.boards) + [s.visitor], wait_ms=wait_ms)
+            s.stack.start_gateway(boards=list(s.boards) + [s.visitor], wait_ms=wait_ms,
+                                  dashboard={"port": 0} if dashboards else None)
         return self
 
     def find_board(self, board_id):

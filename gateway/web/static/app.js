@@ -47,7 +47,8 @@ function boardCard(b) {
   const card = el("div", {class: "card " + b.state, "data-board": b.board || b.port, "data-state": b.state,
                           "data-cause": b.cause || "", "data-pending": b.pending === null ? "" : b.pending});
   card.append(el("div", {class: "name"}, b.board || "(no hello yet)"));
-  const st = b.state === "caching" ? "caching" : (b.replaying ? "online, replaying its card" : "online");
+  const st = b.state === "caching" ? "caching" : b.state === "unseen" ? "no board seen on this port yet" :
+    (b.replaying ? "online, replaying its card" : "online");
   card.append(el("div", {class: "state"}, st));
   if (b.why) card.append(el("div", {class: "why"}, b.why));
   const dl = el("dl");
@@ -94,7 +95,7 @@ function drawCluster(cluster) {
   body.replaceChildren(...cluster.nodes.map(n => {
     const tr = el("tr", {class: "node " + (n.usable ? "usable" : "unusable"), "data-server": n.server,
                          "data-in-use": String(n.in_use), "data-usable": String(n.usable)});
-    const cells = [[n.server], [n.in_use ? "in use" : "", n.in_use ? "good" : ""],
+    const cells = [[n.server], [n.in_use ? (n.usable ? "in use" : "last used") : "", n.in_use && n.usable ? "good" : ""],
                    [n.error ? "down: " + n.error : (n.state || "not ready"), n.error ? "bad" : ""],
                    [n.status || "-", n.status === "Primary" ? "" : "bad"], [n.size === null ? "-" : n.size],
                    [n.usable ? "yes" : "no", n.usable ? "good" : "bad"]];
