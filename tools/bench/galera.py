@@ -125,7 +125,8 @@ def load_window(stack, boards, seconds):
     return {"tx_s": delta("batches_committed_total") / (t1 - t0), "rows_s": delta("rows_committed_total") / (t1 - t0),
             "p50": bucket_quantile(m0, m1, 0.50)[0], "p99": bucket_quantile(m0, m1, 0.99)[0],
             "p99_est": bucket_quantile(m0, m1, 0.99)[1], "commits": n,
-            "mean": delta("commit_duration_seconds_sum") / n, "cpu": (c1 - c0) / (t1 - t0)}
+            "mean": delta("commit_duration_seconds_sum") / n, "cpu": (c1 - c0) / (t1 - t0),
+            "per_commit": delta("rows_committed_total") / delta("batches_committed_total")}
 
 
 def bench_load(stack, cluster, z):
@@ -279,11 +280,12 @@ def render(facts, z, mode, pairs, iso, kills, elapsed):
                          % (i + 1, "one server" if label == "single" else "Galera, 3 nodes", r["tx_s"], r["rows_s"],
                             r["p50"] * 1000, r["p99"] * 1000, r["p99_est"] * 1000, r["mean"] * 1000,
                             100 * r["cpu"]))
-    keys = ("tx_s", "rows_s", "p99", "p99_est", "mean", "cpu")
+    keys = ("tx_s", "rows_s", "per_commit", "p99", "p99_est", "mean", "cpu")
     med = {label: {k: statistics.median(p[label][k] for p in pairs) for k in keys} for label in ("single", "cluster")}
     lines += ["", "Medians over the %d pairs, and the median of the per-pair ratios cluster / single:" % len(pairs), "",
               "| | one server | Galera, 3 nodes | cluster / single |", "|---|---|---|---|"]
     for key, what, fmt, scale in (("tx_s", "commits/s", "%.1f", 1), ("rows_s", "rows/s", "%.1f", 1),
+                                  ("per_commit", "rows per commit", "%.1f", 1),
                                   ("p99", "commit p99 (ms, bucket bound)", "<= %g", 1000),
                                   ("p99_est", "commit p99 estimate (ms)", "%.1f", 1000),
                                   ("mean", "commit mean (ms)", "%.2f", 1000),
@@ -328,7 +330,9 @@ def render(facts, z, mode, pairs, iso, kills, elapsed):
               "`soil_gateway_rows_committed_total`. With %d boards at 1/s, rows/s near %d means no replay was in the "
               "window; commits/s below rows/s is the writer's group commit (it takes what arrives within `linger_ms` "
               "= 10 ms). The rows/s are set by the boards, so a ratio of 1.00 says the cluster keeps up with this "
-              "load; it is not the cluster's capacity." % (z["boards"], z["boards"]),
+              "load; it is not the cluster's capacity. A slower COMMIT leaves more readings waiting for the next "
+              "one, so the same rows/s take fewer, larger commits (*rows per commit* = the window's rows / its "
+              "commits)." % (z["boards"], z["boards"]),
               "- **Commit latency** = `soil_gateway_commit_duration_seconds` (the writer's monotonic time around "
               "`insert_batch`: INSERT and COMMIT of one batch, over TCP to the node in use). p50/p99 are "
               "bucket-resolution: the upper bound of the bucket (1, 2.5, 5, 10, 25, 50, 100, 250 ms ...) holding "
@@ -352,9 +356,9 @@ def render(facts, z, mode, pairs, iso, kills, elapsed):
               "before the next trial (the gateway stays where it went; the next trial kills that node).",
               "- **A site cut off (c).** A gateway configured with node 3 only (`servers` = [node 3]; a site whose "
               "link is down reaches no other node either), two boards at one reading per second with status every "
-              "second, `wait_ms` 300. Node 3 is cut off with `gmcast.isolate=1` (it leaves the primary component "
-              "and answers 1047) for %g s while the boards cache; then `gmcast.isolate=0`. *Drained* = host time from "
-              "the heal until both boards' control sockets report `pending == 0` and `inflight == 0` (polled every "
+              "second, `wait_ms` 300 (with `servers` the writer looks for a usable node every 0.25 s). Node 3 is "
+              "cut off with `gmcast.isolate=1` (it leaves the primary component and answers 1047) for %g s while "
+              "the boards cache; then `gmcast.isolate=0`. *Drained* = host time from the heal until both boards' control sockets report `pending == 0` and `inflight == 0` (polled every "
               "50 ms); *Synced* = until node 3 is Synced in the primary component again. Then the boards stop "
               "sampling, the last readings are acknowledged, and every (board, boot, seq) from 1 to each board's "
               "last seq is counted on node 3 and on node 1: *lost* = absent, *doubled* = more than one row."
