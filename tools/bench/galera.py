@@ -356,12 +356,13 @@ def render(facts, z, mode, pairs, iso, kills, elapsed):
               "before the next trial (the gateway stays where it went; the next trial kills that node).",
               "- **A site cut off (c).** A gateway configured with node 3 only (`servers` = [node 3]; a site whose "
               "link is down reaches no other node either), two boards at one reading per second with status every "
-              "second, `wait_ms` 300 (with `servers` the writer looks for a usable node every 0.25 s). Node 3 is "
-              "cut off with `gmcast.isolate=1` (it leaves the primary component and answers 1047) for %g s while "
-              "the boards cache; then `gmcast.isolate=0`. *Drained* = host time from the heal until both boards' control sockets report `pending == 0` and `inflight == 0` (polled every "
-              "50 ms); *Synced* = until node 3 is Synced in the primary component again. Then the boards stop "
-              "sampling, the last readings are acknowledged, and every (board, boot, seq) from 1 to each board's "
-              "last seq is counted on node 3 and on node 1: *lost* = absent, *doubled* = more than one row."
+              "second, `wait_ms` 300 (with `servers` the writer looks for a usable node every 0.25 s). Node 3 is cut "
+              "off with `gmcast.isolate=1` (it leaves the primary component and answers 1047) for %g s while the "
+              "boards cache; then `gmcast.isolate=0`. *Drained* = host time from the heal until both boards' control "
+              "sockets report `pending == 0` and `inflight == 0` (polled every 50 ms); *Synced* = until node 3 is "
+              "Synced in the primary component again. Then the boards stop sampling, the last readings are "
+              "acknowledged, and every (board, boot, seq) from 1 to each board's last seq is counted on node 3 and on "
+              "node 1: *lost* = absent, *doubled* = more than one row."
               % z["isolate_s"]]
     return "\n".join(lines) + "\n"
 
