@@ -15,7 +15,7 @@ help:
 	@echo "make demo-galera - three sites on a Galera cluster: a node killed, a site cut off, every reading once"
 	@echo "make test    - the whole test suite (unit, property-based, MicroPython, integration)"
 	@echo "make test-rp2 - the virtual-Pico tests: the real rp2 firmware built from source on an emulated RP2040"
-	@echo "make bench   - measure the targets in BRIEF.md; write docs/BENCHMARKS.md and docs/BENCHMARKS-HA.md"
+	@echo "make bench   - measure the targets in BRIEF.md; write docs/BENCHMARKS*.md (targets, HA, Galera)"
 	@echo "make clean   - remove the virtual environment and run folders"
 
 # --- set-up -------------------------------------------------------------------------------------------------
@@ -117,6 +117,7 @@ test-rp2: deps vpico
 bench: deps
 	$(PY) -m tools.bench $(BENCH_ARGS)
 	$(PY) -m tools.bench.ha
+	$(PY) -m tools.bench.galera
 
 clean:
 	rm -rf $(VENV) $(RUN_DIR) $(NODE_DIR)/node_modules $(VPICO_DIR)/node_modules $(BROWSER_DIR)/node_modules \

@@ -361,23 +361,9 @@ def bench_latency(stack, n, interval_ms, settle_s):
 # --- 4. gateway CPU ----------------------------------------------------------------------------------------------------
 def bench_cpu(stack, k, seconds):
     boards = []
-    errors = []
-
-    def start(i):
-        try:
-            boards.append(stack.start_board("cpu-%02d" % i, baudrate=115200, interval_ms=1000, rtc_set=True,
-                                            seed=i))
-        except Exception as e:       # reported below
-            errors.append(e)
-
-    threads = [threading.Thread(target=start, args=(i,)) for i in range(k)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
     try:
-        if errors:
-            raise errors[0]
+        boards = stack.start_boards(("cpu-%02d" % i, {"baudrate": 115200, "interval_ms": 1000, "rtc_set": True,
+                                                      "seed": i}) for i in range(k))
         stack.start_gateway(boards=boards)
         pid = stack.gateway.proc.pid
         wait_for(lambda: stack.query("SELECT COUNT(DISTINCT board) FROM plants WHERE board LIKE 'cpu-%%'")[0][0]

@@ -14,6 +14,7 @@ import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pymysql
@@ -340,6 +341,28 @@ class Stack:
         b = BoardProc(self, board_id, os.path.join(self.run_dir, "boards", board_id), options)
         self.boards.append(b)
         return b.start()
+
+    def start_boards(self, specs):
+        """Start many boards at once, each in its own thread (a board takes a second or two to boot; 100 in a row
+        would take minutes). `specs`: (board_id, options) pairs; returns the BoardProcs in that order, or raises
+        the first failure once every start has returned."""
+        specs = list(specs)
+        started, errors = [None] * len(specs), []
+
+        def start(i, board_id, options):
+            try:
+                started[i] = self.start_board(board_id, **options)
+            except Exception as e:       # raised below, after the other threads are done
+                errors.append(e)
+
+        threads = [threading.Thread(target=start, args=(i,) + spec) for i, spec in enumerate(specs)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise errors[0]
+        return started
 
     def start_gateway(self, boards=None, dashboard=None, sections=None, env=None, **extra):
         self.gateway = GatewayProc(self, boards if boards is not None else self.boards, extra,
