@@ -170,8 +170,12 @@ class ReadingStore:
 
     MAX_DUPLICATE_ROUNDS = 3  # another writer may insert the same identities between our lookup and our insert
 
-    def __init__(self, cfg):
+    def __init__(self, cfg, announce_moves=True):
         self.cfg = cfg
+        # Whether a move to another server is a warning in the log: the writer's store says it; the service's
+        # other stores (identities, alerts, the witness, hourly aggregates, MQTT) follow the same move and only
+        # note it at debug level, so the log says it once.
+        self.announce_moves = announce_moves
         self._conn = None
         self._target = None  # the server of the open connection (with several servers: the primary found)
         self._durability_policy = None  # made on first use: a bad semisync policy fails there, not here
@@ -185,9 +189,10 @@ class ReadingStore:
             if self.cfg.servers:
                 target = find_primary(self.cfg, view=self._cluster)
                 if self._target is not None and (target.host, target.port) != (self._target.host, self._target.port):
-                    log.warning("now writing to Galera node %s:%s (was %s:%s)" if self._cluster.is_galera() else
-                                "the primary is now %s:%s (was %s:%s)", target.host, target.port,
-                                self._target.host, self._target.port)
+                    text = ("now writing to Galera node %s:%s (was %s:%s)" if self._cluster.is_galera() else
+                            "the primary is now %s:%s (was %s:%s)")
+                    log.log(logging.WARNING if self.announce_moves else logging.DEBUG, text, target.host,
+                            target.port, self._target.host, self._target.port)
             self._conn = connect(target)
             self._target = target
         return self._conn

@@ -184,7 +184,7 @@ class MqttPublisher:
 
     def __init__(self, cfg, db_cfg, board_views=lambda: [], store=None, gateway_id=None):
         self.cfg = cfg
-        self.store = store or ReadingStore(db_cfg)
+        self.store = store or ReadingStore(db_cfg, announce_moves=False)
         self.board_views = board_views     # () -> [gateway.web.state.board_view(...)]
         self.gateway_id = gateway_id or socket.gethostname()
         self.discovery = Discovery(cfg, self.gateway_id)

@@ -303,7 +303,7 @@ class Gateway:
         self.writer.on_recovered = self._resume_boards
         self._witness_store = None
         # Which board owns each board id (gateway/identity.py), with its own connection like the witness's.
-        self.identity = IdentityRegistry(ReadingStore(config.database))
+        self.identity = IdentityRegistry(ReadingStore(config.database, announce_moves=False))
         self.sessions = []             # one BoardProtocol per board, in the order of config.boards
         self.transports = []           # the SerialTransport that reads each session's port
         self.tap = LineTap(config.tap_path) if config.tap_path else None
@@ -317,7 +317,7 @@ class Gateway:
             self._make_alerts(config.alerts)
         self.hourly = None             # the hourly aggregates and retention (gateway/hourly.py), its own connection
         if config.hourly is not None and config.hourly.enabled:
-            self.hourly = HourlyJob(config.hourly, ReadingStore(config.database))
+            self.hourly = HourlyJob(config.hourly, ReadingStore(config.database, announce_moves=False))
         self.dashboard = None          # the read-only web page (gateway/web/), when [dashboard] enables it
         if config.dashboard is not None and config.dashboard.enabled:
             self.dashboard = DashboardServer(config.dashboard, self)
@@ -341,7 +341,7 @@ class Gateway:
         if self.mqtt is not None:
             receivers.append(self.mqtt.alert_receiver())
         self.notifier = Notifier(receivers)
-        store = ReadingStore(self.config.database)
+        store = ReadingStore(self.config.database, announce_moves=False)
         self.alerts = AlertBook(AlertStore(store), deliver=self.notifier.deliver)
         self.alert_watch = AlertWatch(settings, self.alerts, store, self.alert_state, moisture_query=latest_moisture)
 
@@ -382,7 +382,7 @@ class Gateway:
     def _lookup_store(self):
         # The writer's connection belongs to the writer thread; witness look-ups get their own.
         if self._witness_store is None:
-            self._witness_store = ReadingStore(self.config.database)
+            self._witness_store = ReadingStore(self.config.database, announce_moves=False)
         return self._witness_store
 
     def _resume_boards(self):
