@@ -17,10 +17,13 @@ gateway/db.py counts the identical ones as committed (a same identity with anoth
 recorded as an identity_conflict event). A COMMIT that returned on a node of the primary component has been
 certified by the cluster: that is when the boards are acknowledged.
 
-The node states shown in the status are those of the last look-up round (the writer's first connection, and each
-reconnection after trouble); `checked_at` says when.
+The node states shown in the status are those of the newest look-up round: the writer's (its first connection,
+and each reconnection after trouble) or the ClusterWatch's, which looks at every node every WATCH_EVERY_S seconds
+from a thread of its own, so a far node's death shows while the gateway's own node is fine; `checked_at` says when.
 """
 
+import logging
+import threading
 import time
 
 from gateway.dbconn import DatabaseUnavailable
@@ -28,6 +31,9 @@ from gateway.dbconn import DatabaseUnavailable
 WSREP_STATUS = ("wsrep_ready", "wsrep_local_state_comment", "wsrep_cluster_status", "wsrep_cluster_size")
 NOT_READY = 1047        # ER_UNKNOWN_COM_ERROR, what a Galera node outside the primary component answers
 CLUSTER_KINDS = ("auto", "galera")
+WATCH_EVERY_S = 10.0    # the ClusterWatch's rounds: a few short connections, one per node
+
+log = logging.getLogger("gateway.galera")
 
 
 def read_state(cur):
@@ -109,3 +115,41 @@ class ClusterView:
                           "state": w.get("state"), "status": w.get("status"), "ready": w.get("ready"),
                           "size": w.get("size"), "error": None if r.reachable else r.error})
         return {"kind": "galera", "checked_at": self.checked_at, "nodes": nodes}
+
+
+class ClusterWatch:
+    """Looks at every configured node now and then, for the status only: `look(view)` runs one round recording
+    into `view` (gateway.primary.look_at_servers: short connections of its own; the writer's connection belongs to
+    the writer thread). What it finds never changes where the writer writes (the writer learns that from its own
+    commits), and it logs nothing: a node's trouble is shown, not said again every round."""
+
+    def __init__(self, look, every_s=WATCH_EVERY_S):
+        self.view = ClusterView()
+        self.every_s = every_s
+        self.rounds = 0
+        self._look = look
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self):
+        self._thread = threading.Thread(target=self._run, name="cluster-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self):
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+
+    def _run(self):
+        while not self._stop.wait(self.every_s):
+            try:
+                self._look(self.view)
+            except Exception:             # a bug must not end the watch, nor the gateway
+                log.exception("cluster watch: a look-up round failed")
+            self.rounds += 1
+
+
+def newest(*states):
+    """The most recent of several ClusterView.state() results (None ones skipped), or None."""
+    states = [st for st in states if st is not None]
+    return max(states, key=lambda st: st["checked_at"] or 0) if states else None

@@ -129,14 +129,21 @@ def replica_threads_running(cur):
     return False
 
 
+def look_at_servers(cfg, connect_timeout=FIND_CONNECT_TIMEOUT, view=None):
+    """One look at every configured server (what each one is), recorded in `view` (a galera.ClusterView) when
+    given. Decides nothing and logs nothing: find_primary decides; gateway.galera.ClusterWatch only shows."""
+    roles = [probe(one, connect_timeout) for one in server_configs(cfg)]
+    if view is not None:
+        view.record(roles)
+    return roles
+
+
 def find_primary(cfg, connect_timeout=FIND_CONNECT_TIMEOUT, view=None):
     """One round over cfg.servers: the DbConfig of the single writable primary, or DatabaseUnavailable naming what
     each server is (down / read-only / replicating), or naming the split brain when two are writable. On a Galera
     cluster (gateway/galera.py): the first synced node of the primary component, in the configured order. `view`
     (a galera.ClusterView) records the round for the status."""
-    roles = [probe(one, connect_timeout) for one in server_configs(cfg)]
-    if view is not None:
-        view.record(roles)
+    roles = look_at_servers(cfg, connect_timeout, view)
     if galera.is_galera_round(cfg, roles):
         return galera.choose(roles)
     writable = [r for r in roles if r.reachable and not r.read_only and not r.replicating]

@@ -20,11 +20,12 @@ from gateway.mqttpub import MqttPublisher
 from gateway.clock import ClockKeeper
 from gateway.db import InvalidReading, ReadingStore, check_reading
 from gateway.dbconn import DatabaseConfigError, DatabaseError
+from gateway.galera import ClusterWatch, newest
 from gateway.hourly import HourlyJob
 from gateway.identity import IdentityRegistry
 from gateway.notify import Email, Notifier, Webhook
 from gateway.outagelog import OutageLog
-from gateway.primary import ROUND_PAUSE_S
+from gateway.primary import ROUND_PAUSE_S, look_at_servers
 from gateway.protocol import BoardProtocol
 from gateway.ratelimit import RepeatLimiter
 from gateway.supervisor import Supervisor
@@ -61,6 +62,7 @@ class Writer:
         self.committed_rows = 0
         self.batches = 0
         self.last_error = None
+        self.cluster_watch = None      # a gateway.galera.ClusterWatch: a newer look at the nodes than the store's
         self._outage = OutageLog(log, "database")   # the log's account of an outage, thinned (gateway/outagelog.py)
         self.on_commit = None          # optional callback(readings) for observers (benchmarks, the demo)
         self.on_recovered = None       # called when the database answers again after an outage
@@ -91,7 +93,15 @@ class Writer:
         return {"ok": self.ok(), "last_error": self.last_error, "server": self.store.server_in_use(),
                 "semisync": self.store.semisync_state(), "committed_rows": self.committed_rows,
                 "batches": self.batches, "queued": self.queue.qsize(),
-                "cluster": self.store.cluster_state() if hasattr(self.store, "cluster_state") else None}
+                "cluster": self.cluster_state()}
+
+    def cluster_state(self):
+        """A Galera cluster's nodes as the newest look-up round found them: the store's own (at its connections) or
+        the cluster watch's; "in use" is always the store's server. None when the servers are not Galera nodes."""
+        mine = self.store.cluster_state() if hasattr(self.store, "cluster_state") else None
+        if self.cluster_watch is None:
+            return mine
+        return newest(mine, self.cluster_watch.view.state(self.store.server_in_use()))
 
     def submit(self, session, epoch, n, reading):
         self.queue.put(("r", session, epoch, n, reading))
@@ -301,6 +311,12 @@ class Gateway:
         self.writer = Writer(self.store, config.batch_max, min(config.retry_initial_s, retry_max_s), retry_max_s,
                              config.linger_ms / 1000.0)
         self.writer.on_recovered = self._resume_boards
+        # Several servers: a look at every one now and then for the status (gateway/galera.py ClusterWatch; the
+        # writer looks only when it connects or reconnects). Its state is None unless they are Galera nodes.
+        self.cluster_watch = None
+        if config.database.servers:
+            self.cluster_watch = ClusterWatch(lambda view: look_at_servers(config.database, view=view))
+            self.writer.cluster_watch = self.cluster_watch
         self._witness_store = None
         # Which board owns each board id (gateway/identity.py), with its own connection like the witness's.
         self.identity = IdentityRegistry(ReadingStore(config.database, announce_moves=False))
@@ -405,6 +421,8 @@ class Gateway:
             except OSError as e:          # the tap is for people watching; the boards are served without it
                 log.warning("tap: cannot serve %s (%s); monitor --listen is unavailable", self.tap.path, e)
         self.writer.start()
+        if self.cluster_watch is not None:
+            self.cluster_watch.start()
         self._started_at = time.time()
         for t in self.transports:
             t.start()
@@ -446,6 +464,8 @@ class Gateway:
             t.stop()
         if self.mqtt is not None:
             self.mqtt.stop()
+        if self.cluster_watch is not None:
+            self.cluster_watch.stop()
         self.writer.stop()
         if self.tap is not None:
             self.tap.stop()

@@ -65,14 +65,24 @@ def test_each_site_writes_to_its_own_node(sites):
         wait_for(lambda: s.in_use() == s.node.name, 30, "%s's gateway on %s" % (s.name, s.node.name))
 
 
+def node_states(site):
+    """{"node1" or "node2 (via the link)": usable} as the site's gateway status shows the cluster."""
+    cluster = (site.gateway.status() or {}).get("database_cluster") or {}
+    return {site.server_name(n["server"]): n["usable"] for n in cluster.get("nodes", [])}
+
+
 def test_kill_a_sites_node_its_gateway_moves_to_a_far_node(sites):
-    one = sites.site(1)
+    one, three = sites.site(1), sites.site(3)
     one.node.kill()
     wait_for(lambda: (one.in_use() or "").endswith("(via the link)"), 90, "site 1's gateway on a far node")
     more_rows(sites, [b.board_id for b in one.boards], 5, what="site 1's boards committing through a far node")
     assert "now writing to Galera node" in one.gateway.log_text()
+    # Site 3's gateway had no trouble of its own (its node lives): its status still shows node 1 down, from the
+    # cluster watch's look at every node (it once showed each node as its last reconnection had found it).
+    wait_for(lambda: node_states(three).get("node1 (via the link)") is False, 60, "site 3's status: node 1 down")
     sites.cluster.rejoin(1)
     wait_for(one.node.synced, 60, "node 1 Synced again")
+    wait_for(lambda: node_states(three).get("node1 (via the link)") is True, 60, "site 3's status: node 1 back")
 
 
 def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):

@@ -8,12 +8,15 @@ gone hides whether the board is silent; a silent board hides whether the databas
 
 The database part says what the gateway knows (the server it writes to, the configured servers, the semi-sync
 policy and what the last commits showed) and names what it does not know (replica lag: the gateway's
-least-privilege account reads no replica's status). On a Galera cluster it carries each node as the last look-up
-round found it (gateway/galera.py), and what it does not know is how the nodes changed since that round.
+least-privilege account reads no replica's status). On a Galera cluster it carries each node as the newest look-up
+round found it (gateway/galera.py: the writer's, or the cluster watch's every 10 s), and what it does not know is
+how the nodes changed since that round.
 """
 
 import json
 import time
+
+from gateway.galera import WATCH_EVERY_S
 
 PUBLISHING_WINDOW_S = 10.0   # a collector that stored a reading this recently is the one publishing
 
@@ -88,9 +91,9 @@ def database_view(writer, db_cfg):
         cluster = dict(cluster, checked=_iso(cluster["checked_at"]),
                        nodes_usable=sum(1 for n in cluster["nodes"] if n["usable"]),
                        nodes=[dict(n, error=brief(n["error"]) if n["error"] else None) for n in cluster["nodes"]])
-        unknown = ["how the nodes changed since %s: the gateway looks at them when it connects and after trouble "
-                   "(python -m tools.galera show, or SHOW STATUS LIKE 'wsrep_%%' on a node, says now)"
-                   % (cluster["checked"] or "its last look-up")]
+        unknown = ["how the nodes changed since %s: the gateway looks at them every %g s, when it connects and "
+                   "after trouble (python -m tools.galera show, or SHOW STATUS LIKE 'wsrep_%%' on a node, says now)"
+                   % (cluster["checked"] or "its last look-up", WATCH_EVERY_S)]
     else:
         unknown = ["replica lag and replica threads: the gateway's least-privilege account reads no replica's "
                    "status (tools/rpl shows them with an admin account)"]
