@@ -378,12 +378,6 @@ def assert_stored_once_with_sample_times(rows, up_at):
 
 
 @pytest.mark.timeout(1200)
-@pytest.mark.xfail(strict=False, reason=(
-    "seen 2026-12-03 (2 of 3 runs, each after the file's other tests; it passed alone and in that morning's CI): "
-    "after the power cut the board says hello for its new boot and the gateway sets its clock, then no reading of "
-    "the new boot reaches the gateway within 240 s while the database is down. Firmware, emulator and the "
-    "gateway's protocol are unchanged since it last passed: a timing-dependent fault not yet found (an issue of "
-    "its own)"))
 def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil):
     board, gw, db = soil
     wait_for(lambda: sum(1 for r in readings(db, "rp2card") if r[4] == "rtc") >= 5, 240,
@@ -392,8 +386,8 @@ def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil)
     boot = stored[-1][0]
     db.kill()                                 # the database crashes: readings wait on the card
     written = card_state(board)["blocksWritten"]
-    wait_for(lambda: seq_seen(gw).get(boot, 0) >= stored[-1][1] + 8, 240, "8 readings sampled during the outage")
-    card_shows(board, lambda st: st["blocksWritten"] > written, "the journal writing them to the card")
+    # Readings sampled during the outage go to the card (the line need not show them: see below).
+    card_shows(board, lambda st: st["blocksWritten"] >= written + 16, "the journal writing them to the card", 240)
     # A power cut while the card programs a block: after 700 more bytes of block data the block in progress keeps
     # only part of them (the rest garbage) and the emulator dies (SIGKILL), mid-instruction.
     set_faults(board, power_cut_after={"nbytes": 700, "tail": "garbage"})
@@ -404,7 +398,13 @@ def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil)
     assert cut and cut["kept"] < 512, cut
     seen_before = seq_seen(gw)
     board.start()                             # the same flash.bin and card.img: a board powered up again
-    wait_for(lambda: seq_seen(gw).get(boot + 1, 0) >= 3, 240, "readings of the new boot")
+    # The new boot's readings are journaled behind the old boot's; while the database is down the gateway answers
+    # with W (hold) and the board resends only what it has in flight, so they need not appear on the line before
+    # the database returns (this wait was once for the line, and failed whenever the window's resend had stopped
+    # growing before it reached them). Its hello says the new boot runs; its card's writes, that it journals.
+    wait_for(lambda: "hello from rp2card boot %d" % (boot + 1) in gw.log_text(), 240, "the new boot's hello")
+    at_hello = card_state(board)["blocksWritten"]
+    card_shows(board, lambda st: st["blocksWritten"] >= at_hello + 12, "the new boot journaling readings", 240)
     up_at = utcnow()
     db.start()
     # The one reading whose record the cut tore may be gone (it was never on the card); nothing else may be.
@@ -414,6 +414,8 @@ def test_outage_cached_on_the_card_then_a_power_cut_mid_write_nothing_lost(soil)
     rows = readings(db, "rp2card")
     assert not missing(rows, seq_seen(gw), allow=[torn])
     assert_stored_once_with_sample_times(rows, up_at)
+    new_boot = [r for r in rows if r[0] == boot + 1 and r[3] == "replay"]
+    assert new_boot, "the new boot's readings cached while the database was down came back from the card"
     lost = [m for m in missing(rows, seq_seen(gw)) if m == torn]
     print("power cut in block %d (%d bytes kept); the torn reading %s %s" % (
         cut["lba"], cut["kept"], torn, "was lost" if lost else "survived"))
