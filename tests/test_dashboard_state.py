@@ -98,3 +98,13 @@ def test_a_port_no_board_has_spoken_on_is_not_caching():
     rig.hello()
     v = view(rig, port=Port(False, "[Errno 2] No such file"))
     assert (v["state"], v["cause"]) == ("caching", "port")      # it spoke: now its readings wait on its card
+
+
+def test_the_node_a_gateway_wrote_to_is_last_used_once_it_is_unusable():
+    """`soil-gateway status` said "in use" for the node the gateway last wrote to after it had left the quorum (seen
+    in make demo-galera's cut-off site): in use only while usable, "last used" after."""
+    from gateway.web import report
+    node = {"server": "127.0.0.1:3306", "in_use": True, "usable": False, "error": None, "state": "Initialized",
+            "status": "non-Primary", "size": 1, "ready": "OFF"}
+    assert "last used" in report.node_line(node, 15) and "in use" not in report.node_line(node, 15)
+    assert " in use " in report.node_line(dict(node, usable=True, state="Synced", status="Primary", ready="ON"), 15)
