@@ -19,12 +19,11 @@ import time
 import pymysql
 import pytest
 
-from gateway import schema
 from gateway.db import Reading, ReadingStore
 from gateway.dbconn import DatabaseUnavailable, DbConfig, classify
 from gateway.primary import find_primary
 from tests.conftest import private_dir
-from tools.demo.stack import GATEWAY_USER, Stack, wait_for
+from tools.demo.stack import GATEWAY_USER, Stack, install_schema, wait_for
 from tools.galera.cluster import PROVIDER, Cluster
 
 pytestmark = pytest.mark.integration
@@ -45,10 +44,7 @@ def cluster():
         c = None
         try:
             c = Cluster.create(path, nodes=3, suspect_timeout=SUSPECT_TIMEOUT, progress=print)
-            conn = pymysql.connect(autocommit=True, **c.nodes[0].admin_kwargs())
-            schema.migrate(conn)
-            schema.provision_gateway_account(conn, GATEWAY_USER, PASSWORD)
-            conn.close()
+            install_schema(c.nodes[0].admin_kwargs(), PASSWORD)
             yield c
         finally:
             if c is not None:

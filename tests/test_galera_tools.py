@@ -20,14 +20,13 @@ import pymysql
 import pytest
 
 from gateway import galera as gw_galera
-from gateway import schema
 from gateway.dbconn import DbConfig
 from gateway.primary import ServerRole
 from gateway.web import report
 from gateway.web.state import database_view
 from tests.conftest import private_dir
 from tools.browser import chromium
-from tools.demo.stack import GATEWAY_USER, ROOT, Stack, process_env, wait_for
+from tools.demo.stack import ROOT, Stack, install_schema, process_env, wait_for
 from tools.dbserver import _pid_alive
 from tools.galera.cluster import PROVIDER, Cluster
 from tools.galera.garbd import GARBD
@@ -219,12 +218,7 @@ def test_the_dashboard_shows_the_cluster(cluster):
     if why:
         pytest.skip(why)
     n1, n2 = cluster.node(1), cluster.node(2)
-    conn = pymysql.connect(autocommit=True, **n1.admin_kwargs())
-    try:
-        schema.migrate(conn)
-        schema.provision_gateway_account(conn, GATEWAY_USER, PASSWORD)
-    finally:
-        conn.close()
+    install_schema(n1.admin_kwargs(), PASSWORD)
     with private_dir("galera-dash") as path:
         s = Stack(os.path.join(path, "run"))
         page = None

@@ -35,10 +35,9 @@ import urllib.request
 import pymysql
 from prometheus_client.parser import text_string_to_metric_families
 
-from gateway import schema
 from gateway.metrics import PREFIX
 from tools.bench.targets import machine_facts, proc_cpu_seconds, stop_boards
-from tools.demo.stack import GATEWAY_USER, ROOT, Stack, admin_query, wait_for
+from tools.demo.stack import ROOT, Stack, admin_query, install_schema, wait_for
 from tools.galera.cluster import Cluster
 
 SIZES = {
@@ -58,12 +57,7 @@ def new_cluster(base, suspect_timeout, password):
     """A fresh 3-node cluster with the schema and the gateway's account (DDL and grants replicate)."""
     c = Cluster.create(os.path.join(base, "galera-%g" % suspect_timeout), nodes=3, suspect_timeout=suspect_timeout,
                        progress=say)
-    conn = pymysql.connect(autocommit=True, **c.nodes[0].admin_kwargs())
-    try:
-        schema.migrate(conn)
-        schema.provision_gateway_account(conn, GATEWAY_USER, password)
-    finally:
-        conn.close()
+    install_schema(c.nodes[0].admin_kwargs(), password)
     return c
 
 

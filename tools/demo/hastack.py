@@ -7,11 +7,8 @@ shows: the product's own failover monitor and the gateway following the primary 
 
 import threading
 
-import pymysql
-
-from gateway import schema
 from tools.rpl import Monitor, Topology, semisync_enable
-from tools.demo.stack import GATEWAY_USER, Stack
+from tools.demo.stack import Stack, install_schema
 
 
 class ReplicatedStack:
@@ -24,12 +21,7 @@ class ReplicatedStack:
         self._stop = threading.Event()
         try:
             semisync_enable(self.topo, timeout_ms=semisync_timeout_ms)
-            conn = pymysql.connect(**self.topo.primary().admin_kwargs())
-            try:
-                schema.migrate(conn)
-                schema.provision_gateway_account(conn, GATEWAY_USER, self.stack.gateway_password)
-            finally:
-                conn.close()
+            install_schema(self.topo.primary().admin_kwargs(), self.stack.gateway_password)
             self.stack.db = self.topo.primary().process
             self.stack.db_servers = ["127.0.0.1:%d" % s.port for s in self.topo.servers]
             self.stack.db_options = {"semisync": semisync_policy}

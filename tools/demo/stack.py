@@ -39,6 +39,18 @@ def admin_query(admin_kwargs, sql, args=None, database="plant_moisture"):
         conn.close()
 
 
+def install_schema(admin_kwargs, password):
+    """Every migration and the gateway's least-privilege account (GATEWAY_USER with `password`) on one server, as
+    its admin: what a new installation needs. On a replicated topology or a Galera cluster, one server is enough
+    (DDL and grants replicate)."""
+    conn = pymysql.connect(**dict(admin_kwargs, autocommit=True))
+    try:
+        schema.migrate(conn)
+        schema.provision_gateway_account(conn, GATEWAY_USER, password)
+    finally:
+        conn.close()
+
+
 def wait_for(predicate, timeout, what, interval=0.05):
     """Poll `predicate` until it returns something true; TimeoutError naming `what` after `timeout` seconds."""
     deadline = time.monotonic() + timeout

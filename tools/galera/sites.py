@@ -21,10 +21,7 @@ spare port, `<site>/boards/visitor/tty`, where a board brought from another site
 import os
 import secrets
 
-import pymysql
-
-from gateway import schema
-from tools.demo.stack import GATEWAY_USER, BoardProc, Stack, admin_query, wait_for
+from tools.demo.stack import BoardProc, Stack, admin_query, install_schema, wait_for
 from tools.galera.cluster import Cluster
 from tools.galera.wan import WanLink
 
@@ -112,12 +109,7 @@ class Sites:
                                  progress=progress)
         password = secrets.token_hex(12)
         try:
-            conn = pymysql.connect(autocommit=True, **cluster.nodes[0].admin_kwargs())
-            try:
-                schema.migrate(conn)
-                schema.provision_gateway_account(conn, GATEWAY_USER, password)
-            finally:
-                conn.close()
+            install_schema(cluster.nodes[0].admin_kwargs(), password)
             return cls(directory, cluster, password, boards_per_site)
         except BaseException:
             cluster.close()
