@@ -15,7 +15,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 import shutil
 
@@ -48,20 +47,8 @@ def main(argv=None):
     try:
         with Stack(os.path.join(base, "run")) as stack:
             stack.start_db()
-            errors = []
-
-            def start(i):
-                try:
-                    stack.start_board("dash-%03d" % i, baudrate=115200, interval_ms=1000, rtc_set=True, seed=i)
-                except Exception as e:
-                    errors.append(e)
-            threads = [threading.Thread(target=start, args=(i,)) for i in range(args.boards)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            if errors:
-                raise errors[0]
+            stack.start_boards(("dash-%03d" % i, {"baudrate": 115200, "interval_ms": 1000, "rtc_set": True,
+                                                  "seed": i}) for i in range(args.boards))
             gw = stack.start_gateway(dashboard={"port": 0})
             url = gw.dashboard_url()
             wait_for(lambda: stack.query("SELECT COUNT(DISTINCT board) FROM plants WHERE board LIKE 'dash-%%'")[0][0]
