@@ -414,7 +414,11 @@ def test_flash_to_a_port_that_does_not_exist_says_so(tmp_path):
                        (str(tmp_path / "tty"), "which is gone")):
         if port.endswith("tty"):
             os.symlink("/dev/pts/%d" % 9999, port)             # a link left by a virtual board that stopped
-        done = subprocess.run([PY, "tools/flash.py", "--board", "pico", "--port", port], capture_output=True,
-                              text=True, timeout=120, cwd=REPO)
+        try:
+            done = subprocess.run([PY, "tools/flash.py", "--board", "pico", "--port", port], capture_output=True,
+                                  text=True, timeout=120, cwd=REPO)
+        finally:
+            if port.endswith("tty"):
+                os.remove(port)            # pty numbers are recycled: a link left behind would name a stranger's
         assert done.returncode == 1 and done.stderr.startswith("flash: ") and says in done.stderr, done.stderr
         assert "may be in use" not in done.stderr and "Traceback" not in done.stderr
