@@ -29,10 +29,6 @@ class OutageLog:
         self._kind = None
         self._quiet = 0               # failures not logged since the last line
 
-    @property
-    def ongoing(self):
-        return self._began is not None
-
     def failed(self, err, level=logging.WARNING):
         """One failed attempt: logged when it is news (see the module's docstring)."""
         text = str(err)
