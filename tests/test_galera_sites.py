@@ -49,14 +49,10 @@ def sites():
                 s.close()
 
 
-def stored(sites, board):
-    return len(sites.rows().get(board, []))
-
-
 def more_rows(sites, boards, n, timeout=90, what="rows"):
     """Wait until each board in `boards` has `n` more rows stored than now."""
-    before = {b: stored(sites, b) for b in boards}
-    wait_for(lambda: all(stored(sites, b) >= before[b] + n for b in boards), timeout, what)
+    before = {b: sites.stored(b) for b in boards}
+    wait_for(lambda: all(sites.stored(b) >= before[b] + n for b in boards), timeout, what)
 
 
 def test_each_site_writes_to_its_own_node(sites):
@@ -100,12 +96,12 @@ def test_a_site_cut_off_caches_on_its_cards_and_replays_once(sites):
         # The other sites go on.
         more_rows(sites, [b.board_id for s in (sites.site(1), sites.site(3)) for b in s.boards], 3,
                   what="sites 1 and 3 still committing")
-        during = {b: stored(sites, b) for b in ids}
+        during = {b: sites.stored(b) for b in ids}
     finally:
         two.mend()
     two.node.wait_synced()
     wait_for(lambda: all(b.pending() == 0 for b in two.boards), 120, "site 2's boards to replay their caches")
-    assert all(stored(sites, b) > during[b] for b in ids)
+    assert all(sites.stored(b) > during[b] for b in ids)
     # The gateway retried every 250 ms and each failure named every node; the log said the outage in a few lines
     # (gateway/outagelog.py: it once took 4 warnings a second) and its end once.
     wait_for(lambda: "database is back after" in two.gateway.log_text()[log_before:], 30, "the end of the outage")

@@ -34,11 +34,6 @@ def step(text):
     say("\n== %s" % text)
 
 
-def stored(sites, boards):
-    rows = sites.rows()
-    return sum(len(rows.get(b.board_id, [])) for b in boards)
-
-
 def stamped_after(sites, boards, t):
     """How many readings of `boards` a synced node shows that the gateway stamped after host time `t`."""
     marks = ", ".join(["%s"] * len(boards))
@@ -126,18 +121,19 @@ def main(argv=None):
         step("4. site 2 cut off: its node leaves the quorum, its links to the far nodes go down")
         two = sites.site(2)
         others = [b for s in (sites.site(1), sites.site(3)) for b in s.boards]
+        other_ids = [b.board_id for b in others]
         page = open_dashboard(two, failures)
         two.cut()
         cut_at, cut_wall = time.monotonic(), time.time()
         wait_for(lambda: (two.node.wsrep() or {}).get("wsrep_cluster_status") == "non-Primary", 60,
                  "node 2 out of the primary component")
         say("  node2: %s" % (two.node.wsrep() or {}).get("wsrep_cluster_status"))
-        before = stored(sites, others)
+        before = sites.stored(*other_ids)
         # The others go on once the cluster has dropped node 2 (after evs.suspect_timeout); site 2 caches.
-        wait_for(lambda: stored(sites, others) >= before + 20, 90, "sites 1 and 3 committing without node 2")
+        wait_for(lambda: sites.stored(*other_ids) >= before + 20, 90, "sites 1 and 3 committing without node 2")
         wait_for(lambda: all(b.pending() >= 20 for b in two.boards), 90, "site 2's boards caching")
         say("  site 2's boards hold %s readings on their cards; sites 1 and 3 stored %d more meanwhile"
-            % (" and ".join(str(b.pending()) for b in two.boards), stored(sites, others) - before))
+            % (" and ".join(str(b.pending()) for b in two.boards), sites.stored(*other_ids) - before))
         shot = photograph(page, "document.getElementById('cluster').textContent.includes('non-Primary') && "
                                 "document.getElementById('boards').textContent.includes('caching')",
                           os.path.join(args.run_dir, "site-2-cut-off.png"))

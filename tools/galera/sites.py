@@ -166,6 +166,11 @@ class Sites:
             out.setdefault(board, []).append((boot, seq))
         return out
 
+    def stored(self, *board_ids):
+        """How many readings of these boards are stored (on one synced node)."""
+        rows = self.rows()
+        return sum(len(rows.get(b, [])) for b in board_ids)
+
     def stop_sampling(self):
         """No more samples anywhere (the boards still send what they hold), so an audit can be final."""
         for s in self.sites:
